@@ -1,0 +1,530 @@
+//! `lockbench contend`: W writers and R readers against one database file for a while.
+//!
+//! Each write is a read-then-write unit of work as an ORM issues it (SELECT the batch's
+//! counter, INSERT a processing_log row, UPDATE the counter), so the deferred read-to-write
+//! upgrade is exercised. Every write the caller was told had succeeded is remembered and
+//! looked for afterwards: `lost_writes` is what an audit found missing, not an estimate.
+//!
+//! Both drivers are driven from OS threads through the store's blocking API (for sqlx, each
+//! statement is awaited on the store's runtime while sqlx runs the connection on its own
+//! worker thread), so the two drivers differ only in how statements reach SQLite.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::storage::config::parse_duration;
+use crate::storage::{
+    self, ConnectionSettings, DbError, LockCode, OpStats, RetryConfig, StorageConfig, Store, Value,
+};
+
+/// Version of the JSON document `contend --json` prints.
+pub const PROBE_SCHEMA_VERSION: u32 = 1;
+
+const WRITE_OP: &str = "probe_write";
+const READ_OP: &str = "probe_read";
+
+/// The probe's workload and settings; the flags of `lockbench contend`.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeConfig {
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    #[command(flatten)]
+    pub retry: RetryConfig,
+    /// Concurrent writer threads.
+    #[arg(long, default_value_t = 4)]
+    pub writers: u32,
+    /// Concurrent reader threads.
+    #[arg(long, default_value_t = 4)]
+    pub readers: u32,
+    /// How long to run, e.g. 5s or 500ms.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub duration: Duration,
+    /// Pause of each writer between two writes.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    pub write_interval: Duration,
+    /// Pause of each reader between two reads.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    pub read_interval: Duration,
+    /// Database file (default: a fresh file in a temporary folder, removed afterwards).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            storage: StorageConfig::default(),
+            retry: RetryConfig::default(),
+            writers: 4,
+            readers: 4,
+            duration: Duration::from_secs(5),
+            write_interval: Duration::ZERO,
+            read_interval: Duration::ZERO,
+            db: None,
+        }
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Latency {
+    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p95: h.value_at_quantile(0.95),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestedSettings {
+    pub storage: StorageConfig,
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Workload {
+    pub writers: u32,
+    pub readers: u32,
+    pub duration_ms: u64,
+    pub write_interval_ms: u64,
+    pub read_interval_ms: u64,
+    pub db: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LockErrors {
+    /// Every lock error seen, on first tries and retries alike.
+    pub total: u64,
+    pub by_code: BTreeMap<LockCode, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeLatency {
+    /// Write units that succeeded (retries included in their time).
+    pub write: Latency,
+    /// Write units that failed: how long the caller waited for the error.
+    pub write_failed: Latency,
+    pub read: Latency,
+}
+
+/// What `lockbench contend --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub schema_version: u32,
+    pub sqlite_version: String,
+    pub settings_requested: RequestedSettings,
+    pub settings_effective: Vec<ConnectionSettings>,
+    pub workload: Workload,
+    pub elapsed_s: f64,
+    pub writes_ok: u64,
+    pub writes_failed: u64,
+    pub reads_ok: u64,
+    pub reads_failed: u64,
+    /// Failures that were not lock errors, by message (first 5 kinds).
+    pub other_errors: BTreeMap<String, u64>,
+    pub lock_errors: LockErrors,
+    pub retries: u64,
+    /// Writes that a commit-only retry reported as saved after rolling them back.
+    pub commit_only_dropped: u64,
+    /// Writes acknowledged to the caller that the audit did not find in the database.
+    pub lost_writes: u64,
+    /// Writes found more than once.
+    pub duplicate_writes: u64,
+    /// Rows found that no caller was told about (a failure reported for a write that landed).
+    pub unacknowledged_writes: u64,
+    /// The batch counter the writers incremented, against the rows they inserted.
+    pub counter: i64,
+    pub counter_rows: i64,
+    /// fsync calls made through the sync-delay VFS during the run (absent when no delay).
+    pub syncs: Option<u64>,
+    pub latency_us: ProbeLatency,
+    pub ops: BTreeMap<String, OpStats>,
+}
+
+struct WriterOutcome {
+    acked: Vec<String>,
+    ok: Histogram<u64>,
+    failed: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 1 h, 3 significant figures.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+fn record(h: &mut Histogram<u64>, since: Instant) {
+    let us = (since.elapsed().as_micros() as u64).max(1);
+    h.saturating_record(us);
+}
+
+fn note_error(errors: &mut BTreeMap<String, u64>, e: &DbError) {
+    if e.is_lock() {
+        return;
+    }
+    let key = e.to_string();
+    if errors.len() < 5 || errors.contains_key(&key) {
+        *errors.entry(key).or_default() += 1;
+    }
+}
+
+/// Runs the probe and audits the database afterwards.
+pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
+    let tempdir;
+    let path = match &config.db {
+        Some(p) => p.clone(),
+        None => {
+            tempdir = tempfile::tempdir().context("creating a temporary folder")?;
+            tempdir.path().join("contend.db")
+        }
+    };
+    let store = Store::open(&path, &config.storage, &config.retry)
+        .with_context(|| format!("opening the database {}", path.display()))?;
+    let batch_id = store
+        .write("probe_setup", |tx| {
+            tx.insert(
+                "INSERT INTO batches (source_dir, status, started_at) VALUES ('contend probe', 'running', strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+                &[],
+            )
+        })
+        .context("creating the probe's batch row")?;
+    let syncs_before = (config.storage.sync_delay_ms > 0)
+        .then(|| storage::vfs::sync_calls(config.storage.sync_delay()));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let writers: Vec<_> = (0..config.writers)
+        .map(|w| {
+            let store = store.clone();
+            let stop = stop.clone();
+            let interval = config.write_interval;
+            std::thread::Builder::new()
+                .name(format!("probe-writer-{w}"))
+                .spawn(move || writer(&store, batch_id, w, interval, &stop))
+        })
+        .collect::<Result<_, _>>()
+        .context("starting writer threads")?;
+    let readers: Vec<_> = (0..config.readers)
+        .map(|r| {
+            let store = store.clone();
+            let stop = stop.clone();
+            let interval = config.read_interval;
+            std::thread::Builder::new()
+                .name(format!("probe-reader-{r}"))
+                .spawn(move || reader(&store, batch_id, interval, &stop))
+        })
+        .collect::<Result<_, _>>()
+        .context("starting reader threads")?;
+
+    std::thread::sleep(config.duration);
+    stop.store(true, Ordering::Relaxed);
+
+    let mut acked = Vec::new();
+    let mut write_ok = histogram();
+    let mut write_failed = histogram();
+    let mut other_errors = BTreeMap::new();
+    for handle in writers {
+        let outcome = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a writer thread panicked"))?;
+        acked.extend(outcome.acked);
+        write_ok.add(&outcome.ok).ok();
+        write_failed.add(&outcome.failed).ok();
+        for (k, v) in outcome.errors {
+            *other_errors.entry(k).or_default() += v;
+        }
+    }
+    let mut read_hist = histogram();
+    let mut reads_failed = 0;
+    for handle in readers {
+        let (h, failed, errors) = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a reader thread panicked"))?;
+        read_hist.add(&h).ok();
+        reads_failed += failed;
+        for (k, v) in errors {
+            *other_errors.entry(k).or_default() += v;
+        }
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let syncs = syncs_before.map(|b| storage::vfs::sync_calls(config.storage.sync_delay()) - b);
+
+    let audit = audit(&store, batch_id, &acked).context("auditing the database")?;
+    let ops = store.stats().snapshot();
+    let by_code = store.stats().lock_errors_by_code();
+    let commit_only_dropped = ops.values().map(|s| s.commit_only_dropped).sum();
+
+    Ok(ProbeReport {
+        schema_version: PROBE_SCHEMA_VERSION,
+        sqlite_version: storage::sqlite_version().to_owned(),
+        settings_requested: RequestedSettings {
+            storage: config.storage.clone(),
+            retry: config.retry.clone(),
+        },
+        settings_effective: store.effective_settings(),
+        workload: Workload {
+            writers: config.writers,
+            readers: config.readers,
+            duration_ms: config.duration.as_millis() as u64,
+            write_interval_ms: config.write_interval.as_millis() as u64,
+            read_interval_ms: config.read_interval.as_millis() as u64,
+            db: if config.db.is_some() {
+                path.display().to_string()
+            } else {
+                "temporary file".into()
+            },
+        },
+        elapsed_s,
+        writes_ok: write_ok.len(),
+        writes_failed: write_failed.len(),
+        reads_ok: read_hist.len(),
+        reads_failed,
+        other_errors,
+        lock_errors: LockErrors {
+            total: by_code.values().sum(),
+            by_code,
+        },
+        retries: store.stats().retries(),
+        commit_only_dropped,
+        lost_writes: audit.lost,
+        duplicate_writes: audit.duplicates,
+        unacknowledged_writes: audit.unacknowledged,
+        counter: audit.counter,
+        counter_rows: audit.rows,
+        syncs,
+        latency_us: ProbeLatency {
+            write: Latency::from_histogram(&write_ok),
+            write_failed: Latency::from_histogram(&write_failed),
+            read: Latency::from_histogram(&read_hist),
+        },
+        ops,
+    })
+}
+
+fn writer(
+    store: &Store,
+    batch_id: i64,
+    w: u32,
+    interval: Duration,
+    stop: &AtomicBool,
+) -> WriterOutcome {
+    let mut out = WriterOutcome {
+        acked: Vec::new(),
+        ok: histogram(),
+        failed: histogram(),
+        errors: BTreeMap::new(),
+    };
+    let mut seq: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        let key = format!("w{w}:{seq}");
+        let started = Instant::now();
+        let result = store.write(WRITE_OP, |tx| {
+            let processed = tx.query_i64(
+                "SELECT processed FROM batches WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )?;
+            tx.insert(
+                "INSERT INTO processing_log (batch_id, action, detail) VALUES (?1, 'probe', ?2)",
+                &[Value::Int(batch_id), Value::Text(key.clone())],
+            )?;
+            tx.execute(
+                "UPDATE batches SET processed = processed + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )?;
+            Ok(processed)
+        });
+        match result {
+            Ok(_) => {
+                record(&mut out.ok, started);
+                out.acked.push(key);
+            }
+            Err(e) => {
+                record(&mut out.failed, started);
+                note_error(&mut out.errors, &e);
+            }
+        }
+        if !interval.is_zero() {
+            std::thread::sleep(interval);
+        }
+    }
+    out
+}
+
+fn reader(
+    store: &Store,
+    batch_id: i64,
+    interval: Duration,
+    stop: &AtomicBool,
+) -> (Histogram<u64>, u64, BTreeMap<String, u64>) {
+    let mut hist = histogram();
+    let mut failed = 0;
+    let mut errors = BTreeMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let result = store.read(READ_OP, |tx| {
+            let rows = tx.query(
+                "SELECT count(*), max(id) FROM processing_log WHERE batch_id = ?1",
+                &[Value::Int(batch_id)],
+            )?;
+            let status = tx.query(
+                "SELECT status, processed, updated_at FROM batches WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )?;
+            Ok(rows.len() + status.len())
+        });
+        match result {
+            Ok(_) => record(&mut hist, started),
+            Err(e) => {
+                failed += 1;
+                note_error(&mut errors, &e);
+            }
+        }
+        if !interval.is_zero() {
+            std::thread::sleep(interval);
+        }
+    }
+    (hist, failed, errors)
+}
+
+struct Audit {
+    lost: u64,
+    duplicates: u64,
+    unacknowledged: u64,
+    counter: i64,
+    rows: i64,
+}
+
+/// Compares what callers were told with what the database holds.
+fn audit(store: &Store, batch_id: i64, acked: &[String]) -> Result<Audit, DbError> {
+    let (found, counter) = store.read("audit", |tx| {
+        let rows = tx.query(
+            "SELECT detail FROM processing_log WHERE batch_id = ?1 AND action = 'probe'",
+            &[Value::Int(batch_id)],
+        )?;
+        let counter = tx
+            .query_i64("SELECT processed FROM batches WHERE id = ?1", &[Value::Int(batch_id)])?
+            .unwrap_or(0);
+        Ok((rows, counter))
+    })?;
+    let mut seen: HashMap<String, u64> = HashMap::with_capacity(found.len());
+    for row in &found {
+        if let Some(key) = row.first().and_then(Value::as_str) {
+            *seen.entry(key.to_owned()).or_default() += 1;
+        }
+    }
+    let lost = acked.iter().filter(|k| !seen.contains_key(*k)).count() as u64;
+    let duplicates = seen.values().map(|n| n.saturating_sub(1)).sum();
+    let acked_set: std::collections::HashSet<&String> = acked.iter().collect();
+    let unacknowledged = seen.keys().filter(|k| !acked_set.contains(k)).count() as u64;
+    Ok(Audit {
+        lost,
+        duplicates,
+        unacknowledged,
+        counter,
+        rows: found.len() as i64,
+    })
+}
+
+impl ProbeReport {
+    /// The human summary `lockbench contend` prints.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let verdict = if self.lost_writes > 0 {
+            format!("LOST WRITES: {} acknowledged writes are not in the database", self.lost_writes)
+        } else if self.lock_errors.total > 0 {
+            format!("database is locked: {} lock errors", self.lock_errors.total)
+        } else {
+            "no lock errors, no lost writes".to_owned()
+        };
+        let _ = writeln!(s, "verdict: {verdict}");
+        let _ = writeln!(
+            s,
+            "writes: {} ok, {} failed   reads: {} ok, {} failed   in {:.1} s",
+            self.writes_ok, self.writes_failed, self.reads_ok, self.reads_failed, self.elapsed_s
+        );
+        let codes: Vec<String> = self
+            .lock_errors
+            .by_code
+            .iter()
+            .map(|(c, n)| format!("{c}={n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "lock errors: {} [{}]   retries: {}   commit-only dropped: {}",
+            self.lock_errors.total,
+            codes.join(" "),
+            self.retries,
+            self.commit_only_dropped
+        );
+        let _ = writeln!(
+            s,
+            "audit: lost {}  duplicate {}  unacknowledged {}  counter {} vs rows {}",
+            self.lost_writes,
+            self.duplicate_writes,
+            self.unacknowledged_writes,
+            self.counter,
+            self.counter_rows
+        );
+        for (name, l) in [
+            ("write", &self.latency_us.write),
+            ("write failed", &self.latency_us.write_failed),
+            ("read", &self.latency_us.read),
+        ] {
+            let _ = writeln!(
+                s,
+                "latency {name:<12} n={:<7} p50={}µs p95={}µs p99={}µs max={}µs",
+                l.count, l.p50, l.p95, l.p99, l.max
+            );
+        }
+        if let Some(syncs) = self.syncs {
+            let _ = writeln!(s, "syncs through the delay VFS: {syncs}");
+        }
+        for (msg, n) in &self.other_errors {
+            let _ = writeln!(s, "other error x{n}: {msg}");
+        }
+        let _ = writeln!(
+            s,
+            "requested: {}",
+            self.settings_requested.storage
+        );
+        for c in &self.settings_effective {
+            let _ = writeln!(
+                s,
+                "  conn {:>2} {:<7} journal_mode={} busy_timeout={} synchronous={} read_only={}",
+                c.id,
+                format!("{:?}", c.role).to_lowercase(),
+                c.journal_mode,
+                c.busy_timeout_ms,
+                c.synchronous,
+                c.read_only
+            );
+        }
+        let _ = writeln!(s, "sqlite {}", self.sqlite_version);
+        s
+    }
+}

@@ -1,0 +1,268 @@
+//! Storage settings as types.
+//!
+//! Every setting derives both `serde::Deserialize` (TOML scenarios) and `clap::Args`
+//! (command-line flags), from the same struct, so a scenario and a flag can never disagree.
+//! Flag names are the field names in kebab case (`--journal-mode`, `--busy-timeout-ms`).
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use super::error::ConfigError;
+
+/// Which Rust SQLite driver issues the statements. Both link the same bundled SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Driver {
+    #[default]
+    Rusqlite,
+    Sqlx,
+}
+
+/// `PRAGMA journal_mode`. `delete` is the rollback journal of the incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum JournalMode {
+    #[default]
+    Delete,
+    Truncate,
+    Persist,
+    Wal,
+}
+
+impl JournalMode {
+    /// The word SQLite uses for this mode (and answers with when read back).
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            JournalMode::Delete => "delete",
+            JournalMode::Truncate => "truncate",
+            JournalMode::Persist => "persist",
+            JournalMode::Wal => "wal",
+        }
+    }
+
+    pub fn is_wal(self) -> bool {
+        self == JournalMode::Wal
+    }
+}
+
+/// `PRAGMA synchronous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Synchronous {
+    Off,
+    Normal,
+    #[default]
+    Full,
+    Extra,
+}
+
+impl Synchronous {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Synchronous::Off => "off",
+            Synchronous::Normal => "normal",
+            Synchronous::Full => "full",
+            Synchronous::Extra => "extra",
+        }
+    }
+
+    /// Reads back the integer `PRAGMA synchronous` answers with.
+    pub fn from_pragma(value: i64) -> Option<Self> {
+        match value {
+            0 => Some(Synchronous::Off),
+            1 => Some(Synchronous::Normal),
+            2 => Some(Synchronous::Full),
+            3 => Some(Synchronous::Extra),
+            _ => None,
+        }
+    }
+}
+
+/// Which connections get the configured busy timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BusyTimeoutScope {
+    /// Every connection the pool opens (an engine/connect option).
+    #[default]
+    EveryConnection,
+    /// Only the first connection, as a `PRAGMA busy_timeout` run once through the pool does;
+    /// the others keep the driver's default (5 s for rusqlite and sqlx).
+    FirstConnection,
+}
+
+/// How a write unit of work starts its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxMode {
+    /// `BEGIN DEFERRED` first: reads take a read lock that must be upgraded to write.
+    #[default]
+    Deferred,
+    /// `BEGIN IMMEDIATE` first: the write lock is taken (and waited for) up front.
+    Immediate,
+    /// Reads run outside any transaction and `BEGIN` comes just before the first write,
+    /// as Python's sqlite3 module did by default (the incident's Flask/SQLAlchemy app).
+    Lazy,
+}
+
+/// How connections are pooled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolLayout {
+    /// One pool of `pool_size` connections for reads and writes.
+    #[default]
+    Shared,
+    /// One writer connection and `pool_size - 1` read-only reader connections.
+    Split,
+}
+
+/// Every SQLite setting the incident touches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Driver that issues the statements.
+    #[arg(long, value_enum, default_value_t = Driver::default())]
+    pub driver: Driver,
+    /// PRAGMA journal_mode (delete is the rollback journal).
+    #[arg(long, value_enum, default_value_t = JournalMode::default())]
+    pub journal_mode: JournalMode,
+    /// PRAGMA synchronous.
+    #[arg(long, value_enum, default_value_t = Synchronous::default())]
+    pub synchronous: Synchronous,
+    /// PRAGMA busy_timeout in milliseconds (the drivers' default is 5000).
+    #[arg(long, default_value_t = DEFAULT_BUSY_TIMEOUT_MS)]
+    pub busy_timeout_ms: u64,
+    /// Which connections get busy_timeout_ms.
+    #[arg(long, value_enum, default_value_t = BusyTimeoutScope::default())]
+    pub busy_timeout_scope: BusyTimeoutScope,
+    /// How write transactions begin.
+    #[arg(long, value_enum, default_value_t = TxMode::default())]
+    pub tx_mode: TxMode,
+    /// Connections per process (split layout: 1 writer + pool_size-1 readers).
+    #[arg(long, default_value_t = 10)]
+    pub pool_size: u32,
+    /// Shared pool or one writer plus read-only readers.
+    #[arg(long, value_enum, default_value_t = PoolLayout::default())]
+    pub pool_layout: PoolLayout,
+    /// PRAGMA wal_autocheckpoint in pages (SQLite's default 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub wal_autocheckpoint: u32,
+    /// PRAGMA journal_size_limit in bytes (-1: no limit, SQLite's default).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub journal_size_limit: i64,
+    /// Extra latency before every fsync, in milliseconds (a slow disk).
+    #[arg(long, default_value_t = 0)]
+    pub sync_delay_ms: u64,
+}
+
+/// The busy timeout rusqlite and sqlx set on every connection they open.
+pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5000;
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            driver: Driver::default(),
+            journal_mode: JournalMode::default(),
+            synchronous: Synchronous::default(),
+            busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
+            busy_timeout_scope: BusyTimeoutScope::default(),
+            tx_mode: TxMode::default(),
+            pool_size: 10,
+            pool_layout: PoolLayout::default(),
+            wal_autocheckpoint: 1000,
+            journal_size_limit: -1,
+            sync_delay_ms: 0,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// Rejects combinations that cannot work, naming the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.pool_size == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "pool_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.pool_layout == PoolLayout::Split && self.pool_size < 2 {
+            return Err(ConfigError::Invalid {
+                setting: "pool_layout",
+                reason: format!(
+                    "split needs pool_size >= 2 (one writer and at least one reader), got pool_size = {}",
+                    self.pool_size
+                ),
+            });
+        }
+        if self.busy_timeout_ms > i32::MAX as u64 {
+            return Err(ConfigError::Invalid {
+                setting: "busy_timeout_ms",
+                reason: format!("{} exceeds SQLite's limit of {}", self.busy_timeout_ms, i32::MAX),
+            });
+        }
+        if self.sync_delay_ms > 60_000 {
+            return Err(ConfigError::Invalid {
+                setting: "sync_delay_ms",
+                reason: format!("{} ms is more than a minute per sync", self.sync_delay_ms),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn busy_timeout(&self) -> Duration {
+        Duration::from_millis(self.busy_timeout_ms)
+    }
+
+    pub fn sync_delay(&self) -> Duration {
+        Duration::from_millis(self.sync_delay_ms)
+    }
+
+    /// Number of read-only reader connections (0 in the shared layout).
+    pub fn reader_count(&self) -> u32 {
+        match self.pool_layout {
+            PoolLayout::Shared => 0,
+            PoolLayout::Split => self.pool_size.saturating_sub(1),
+        }
+    }
+}
+
+impl fmt::Display for StorageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "driver={:?} journal_mode={} synchronous={} busy_timeout_ms={} ({:?}) tx_mode={:?} pool={}x{:?} sync_delay_ms={}",
+            self.driver,
+            self.journal_mode.as_sql(),
+            self.synchronous.as_sql(),
+            self.busy_timeout_ms,
+            self.busy_timeout_scope,
+            self.tx_mode,
+            self.pool_size,
+            self.pool_layout,
+            self.sync_delay_ms
+        )
+    }
+}
+
+/// Parses "5s", "500ms", "2m" (humantime) for flags and TOML alike.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// Serde helpers so durations read as "5s" in TOML too.
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}

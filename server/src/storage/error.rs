@@ -1,0 +1,220 @@
+//! Lock errors as data: one typed error for both drivers.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The SQLite result codes that mean "someone else holds a lock", told apart by
+/// their extended result code (sqlite.org/rescode.html).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LockCode {
+    /// SQLITE_BUSY (5): the busy handler gave up, or SQLite refused to wait
+    /// because waiting could deadlock (the deferred read-to-write upgrade).
+    #[serde(rename = "SQLITE_BUSY")]
+    Busy,
+    /// SQLITE_BUSY_SNAPSHOT (517): a WAL read snapshot is stale and cannot be upgraded to write.
+    #[serde(rename = "SQLITE_BUSY_SNAPSHOT")]
+    BusySnapshot,
+    /// SQLITE_BUSY_RECOVERY (261): another connection is recovering the WAL.
+    #[serde(rename = "SQLITE_BUSY_RECOVERY")]
+    BusyRecovery,
+    /// SQLITE_BUSY_TIMEOUT (773): a blocking lock wait timed out.
+    #[serde(rename = "SQLITE_BUSY_TIMEOUT")]
+    BusyTimeout,
+    /// SQLITE_LOCKED (6) and its extended codes: a conflict inside one connection or shared cache.
+    #[serde(rename = "SQLITE_LOCKED")]
+    Locked,
+}
+
+impl LockCode {
+    pub const ALL: [LockCode; 5] = [
+        LockCode::Busy,
+        LockCode::BusySnapshot,
+        LockCode::BusyRecovery,
+        LockCode::BusyTimeout,
+        LockCode::Locked,
+    ];
+
+    /// Classifies an extended result code; `None` for anything that is not a lock error.
+    pub fn from_extended(code: i32) -> Option<LockCode> {
+        match code {
+            517 => Some(LockCode::BusySnapshot),
+            261 => Some(LockCode::BusyRecovery),
+            773 => Some(LockCode::BusyTimeout),
+            c if c & 0xff == 5 => Some(LockCode::Busy),
+            c if c & 0xff == 6 => Some(LockCode::Locked),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockCode::Busy => "SQLITE_BUSY",
+            LockCode::BusySnapshot => "SQLITE_BUSY_SNAPSHOT",
+            LockCode::BusyRecovery => "SQLITE_BUSY_RECOVERY",
+            LockCode::BusyTimeout => "SQLITE_BUSY_TIMEOUT",
+            LockCode::Locked => "SQLITE_LOCKED",
+        }
+    }
+}
+
+impl fmt::Display for LockCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from a database operation, the same for both drivers.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Another connection holds a lock ("database is locked").
+    #[error("database is locked ({code}) in {op}: {message}")]
+    Lock {
+        code: LockCode,
+        /// The extended result code SQLite returned.
+        extended: i32,
+        op: String,
+        message: String,
+    },
+    /// Any other SQLite error, with its extended result code.
+    #[error("sqlite error {extended} in {op}: {message}")]
+    Sqlite {
+        extended: i32,
+        op: String,
+        message: String,
+    },
+    /// No pooled connection became free in time (not a SQLite lock).
+    #[error("no database connection free after {waited_ms} ms in {op}")]
+    PoolTimeout { op: String, waited_ms: u64 },
+    /// A driver error that has no SQLite result code (I/O, protocol, decoding).
+    #[error("driver error in {op}: {message}")]
+    Driver { op: String, message: String },
+}
+
+impl DbError {
+    /// The lock code, if this is a lock error.
+    pub fn lock_code(&self) -> Option<LockCode> {
+        match self {
+            DbError::Lock { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub fn is_lock(&self) -> bool {
+        self.lock_code().is_some()
+    }
+
+    pub fn op(&self) -> &str {
+        match self {
+            DbError::Lock { op, .. }
+            | DbError::Sqlite { op, .. }
+            | DbError::PoolTimeout { op, .. }
+            | DbError::Driver { op, .. } => op,
+        }
+    }
+
+    /// Builds the error for an extended result code, classifying lock errors.
+    pub fn from_code(extended: i32, op: &str, message: String) -> DbError {
+        match LockCode::from_extended(extended) {
+            Some(code) => DbError::Lock {
+                code,
+                extended,
+                op: op.to_owned(),
+                message,
+            },
+            None => DbError::Sqlite {
+                extended,
+                op: op.to_owned(),
+                message,
+            },
+        }
+    }
+
+    pub fn from_rusqlite(err: rusqlite::Error, op: &str) -> DbError {
+        match &err {
+            rusqlite::Error::SqliteFailure(e, msg) => DbError::from_code(
+                e.extended_code,
+                op,
+                msg.clone().unwrap_or_else(|| e.to_string()),
+            ),
+            _ => DbError::Driver {
+                op: op.to_owned(),
+                message: err.to_string(),
+            },
+        }
+    }
+
+    pub fn from_sqlx(err: sqlx::Error, op: &str) -> DbError {
+        match &err {
+            sqlx::Error::Database(db) => {
+                match db.code().and_then(|c| c.parse::<i32>().ok()) {
+                    Some(extended) => DbError::from_code(extended, op, db.message().to_owned()),
+                    None => DbError::Driver {
+                        op: op.to_owned(),
+                        message: err.to_string(),
+                    },
+                }
+            }
+            sqlx::Error::PoolTimedOut => DbError::PoolTimeout {
+                op: op.to_owned(),
+                waited_ms: 0,
+            },
+            _ => DbError::Driver {
+                op: op.to_owned(),
+                message: err.to_string(),
+            },
+        }
+    }
+}
+
+/// A setting or combination of settings that cannot work, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid setting {setting}: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+    #[error("setting {setting}: requested {requested}, but the connection reports {effective}")]
+    NotApplied {
+        setting: &'static str,
+        requested: String,
+        effective: String,
+    },
+}
+
+/// What opening a store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: DbError,
+    },
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        #[source]
+        source: DbError,
+    },
+    #[error(transparent)]
+    Vfs(#[from] super::vfs::VfsError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extended_codes_are_told_apart() {
+        assert_eq!(LockCode::from_extended(5), Some(LockCode::Busy));
+        assert_eq!(LockCode::from_extended(517), Some(LockCode::BusySnapshot));
+        assert_eq!(LockCode::from_extended(261), Some(LockCode::BusyRecovery));
+        assert_eq!(LockCode::from_extended(773), Some(LockCode::BusyTimeout));
+        assert_eq!(LockCode::from_extended(6), Some(LockCode::Locked));
+        assert_eq!(LockCode::from_extended(262), Some(LockCode::Locked));
+        assert_eq!(LockCode::from_extended(19), None); // SQLITE_CONSTRAINT
+        assert_eq!(LockCode::from_extended(1), None);
+    }
+}
