@@ -327,12 +327,20 @@ fn configure(
         conn.batch("configure", &format!("PRAGMA busy_timeout = {ms}"))?;
     }
     if !read_only {
-        // journal_mode answers with the mode in effect; it is checked below.
+        // journal_mode answers with the mode in effect; it is checked below. Leaving WAL
+        // needs exclusive access, which busy_timeout does not wait for.
         conn.rows(
             "configure",
             &format!("PRAGMA journal_mode = {}", config.journal_mode.as_sql()),
             &[],
-        )?;
+        )
+        .map_err(|e| {
+            Configure::Config(ConfigError::NotApplied {
+                setting: "journal_mode",
+                requested: config.journal_mode.as_sql().into(),
+                effective: format!("an error ({e}); another connection may hold the database open"),
+            })
+        })?;
         conn.rows(
             "configure",
             &format!("PRAGMA journal_size_limit = {}", config.journal_size_limit),

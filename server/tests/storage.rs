@@ -1,0 +1,375 @@
+//! The storage core's behaviour, on real file databases in temporary folders.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use lockbench_server::probe::{self, ProbeConfig, ProbeReport};
+use lockbench_server::storage::{
+    BusyTimeoutScope, DbError, Driver, JournalMode, LockCode, PoolLayout, RetryConfig, RetryKind,
+    RetryScope, Role, StorageConfig, Store, Synchronous, TxMode, Value,
+};
+
+/// A temporary folder and the database path inside it.
+fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("test.db");
+    (dir, path)
+}
+
+fn storage(journal_mode: JournalMode, tx_mode: TxMode) -> StorageConfig {
+    StorageConfig {
+        journal_mode,
+        tx_mode,
+        ..StorageConfig::default()
+    }
+}
+
+/// Runs the contention probe on a fresh temp database.
+fn contend(storage: StorageConfig, retry: RetryConfig, writers: u32, readers: u32, ms: u64) -> ProbeReport {
+    let (_dir, path) = temp_db();
+    let config = ProbeConfig {
+        storage,
+        retry,
+        writers,
+        readers,
+        duration: Duration::from_millis(ms),
+        db: Some(path),
+        ..ProbeConfig::default()
+    };
+    probe::run(&config).expect("probe runs")
+}
+
+#[test]
+fn rollback_deferred_writers_fail_fast_despite_a_long_busy_timeout_and_immediate_cures_it() {
+    let mut cfg = storage(JournalMode::Delete, TxMode::Deferred);
+    cfg.busy_timeout_ms = 30_000;
+    let deferred = contend(cfg.clone(), RetryConfig::default(), 4, 2, 1500);
+    assert!(
+        deferred.lock_errors.by_code.get(&LockCode::Busy).copied().unwrap_or(0) > 0,
+        "deferred read-then-write should hit SQLITE_BUSY: {}",
+        deferred.summary()
+    );
+    // The busy handler was never called: failures come long before the 30 s timeout.
+    assert!(deferred.latency_us.write_failed.count > 0);
+    assert!(
+        deferred.latency_us.write_failed.p50 < 5_000_000,
+        "failed writes should fail at once, not after the timeout: {}",
+        deferred.summary()
+    );
+    assert_eq!(deferred.lost_writes, 0);
+
+    cfg.tx_mode = TxMode::Immediate;
+    let immediate = contend(cfg, RetryConfig::default(), 4, 2, 1500);
+    assert_eq!(immediate.lock_errors.total, 0, "{}", immediate.summary());
+    assert!(immediate.writes_ok > 0);
+    assert_eq!(immediate.writes_failed, 0);
+    assert_eq!(immediate.counter, immediate.counter_rows);
+}
+
+/// Connection A reads (taking a WAL snapshot), B commits a write, then A tries to write.
+/// Returns A's outcome and B's.
+fn stale_snapshot_upgrade(driver: Driver, tx_mode: TxMode) -> (Result<(), DbError>, Result<(), DbError>) {
+    let (_dir, path) = temp_db();
+    let mut cfg = storage(JournalMode::Wal, tx_mode);
+    cfg.driver = driver;
+    cfg.busy_timeout_ms = 10_000;
+    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    store
+        .write("seed", |tx| tx.insert("INSERT INTO batches (source_dir) VALUES ('x')", &[]))
+        .expect("seed");
+
+    let (read_done_tx, read_done) = mpsc::channel::<()>();
+    let (b_done_tx, b_done) = mpsc::channel::<()>();
+    let b_store = store.clone();
+    let b = std::thread::spawn(move || {
+        read_done.recv().expect("A read");
+        let r = b_store.write("b", |tx| {
+            tx.execute("UPDATE batches SET processed = processed + 1 WHERE id = 1", &[])
+                .map(|_| ())
+        });
+        let _ = b_done_tx.send(());
+        r
+    });
+    let a = store.write("a", |tx| {
+        tx.query_i64("SELECT processed FROM batches WHERE id = 1", &[])?;
+        let _ = read_done_tx.send(());
+        // Deferred: B commits now. Immediate: B waits for our lock, so we go on after a while.
+        let _ = b_done.recv_timeout(Duration::from_millis(300));
+        tx.insert(
+            "INSERT INTO processing_log (batch_id, action) VALUES (1, 'a')",
+            &[],
+        )
+        .map(|_| ())
+    });
+    (a, b.join().expect("thread B"))
+}
+
+#[test]
+fn wal_stale_read_snapshot_cannot_upgrade_and_immediate_avoids_it_on_both_drivers() {
+    for driver in [Driver::Rusqlite, Driver::Sqlx] {
+        let started = std::time::Instant::now();
+        let (a, b) = stale_snapshot_upgrade(driver, TxMode::Deferred);
+        let err = a.expect_err("A's write on a stale snapshot must fail");
+        assert_eq!(
+            err.lock_code(),
+            Some(LockCode::BusySnapshot),
+            "{driver:?}: {err}"
+        );
+        assert!(matches!(err, DbError::Lock { extended: 517, .. }), "{err:?}");
+        assert!(b.is_ok(), "{driver:?}: B commits");
+        // SQLITE_BUSY_SNAPSHOT is returned at once, not after the 10 s busy timeout.
+        assert!(started.elapsed() < Duration::from_secs(8), "{driver:?}");
+
+        let (a, b) = stale_snapshot_upgrade(driver, TxMode::Immediate);
+        assert!(a.is_ok(), "{driver:?}: immediate A: {a:?}");
+        assert!(b.is_ok(), "{driver:?}: immediate B: {b:?}");
+    }
+}
+
+/// Rollback journal: A reads (SHARED), B takes RESERVED for its write, then A tries to write.
+fn rollback_upgrade(driver: Driver) -> (Result<(), DbError>, Result<(), DbError>) {
+    let (_dir, path) = temp_db();
+    let mut cfg = storage(JournalMode::Delete, TxMode::Deferred);
+    cfg.driver = driver;
+    cfg.busy_timeout_ms = 10_000;
+    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    store
+        .write("seed", |tx| tx.insert("INSERT INTO batches (source_dir) VALUES ('x')", &[]))
+        .expect("seed");
+    let (a_read_tx, a_read) = mpsc::channel::<()>();
+    let (b_reserved_tx, b_reserved) = mpsc::channel::<()>();
+    let (a_done_tx, a_done) = mpsc::channel::<()>();
+    let b_store = store.clone();
+    let b = std::thread::spawn(move || {
+        a_read.recv().expect("A read");
+        b_store.write("b", |tx| {
+            tx.insert("INSERT INTO processing_log (batch_id, action) VALUES (1, 'b')", &[])?;
+            let _ = b_reserved_tx.send(());
+            let _ = a_done.recv_timeout(Duration::from_secs(5));
+            Ok(())
+        })
+    });
+    let a = store.write("a", |tx| {
+        tx.query_i64("SELECT processed FROM batches WHERE id = 1", &[])?;
+        let _ = a_read_tx.send(());
+        b_reserved.recv().expect("B reserved");
+        tx.execute("UPDATE batches SET processed = processed + 1 WHERE id = 1", &[])
+            .map(|_| ())
+    });
+    let _ = a_done_tx.send(());
+    (a, b.join().expect("thread B"))
+}
+
+#[test]
+fn both_drivers_classify_the_rollback_upgrade_deadlock_as_sqlite_busy_at_once() {
+    for driver in [Driver::Rusqlite, Driver::Sqlx] {
+        let started = std::time::Instant::now();
+        let (a, b) = rollback_upgrade(driver);
+        let err = a.expect_err("A holds a read lock and cannot wait for the write lock");
+        assert!(matches!(err, DbError::Lock { code: LockCode::Busy, extended: 5, .. }), "{driver:?}: {err:?}");
+        assert!(b.is_ok(), "{driver:?}: B commits once A has rolled back: {b:?}");
+        // SQLite refused to call the busy handler (10 s here): waiting would deadlock.
+        assert!(started.elapsed() < Duration::from_secs(8), "{driver:?}");
+    }
+}
+
+#[test]
+fn first_connection_scope_leaves_the_other_connections_at_the_driver_default() {
+    for driver in [Driver::Rusqlite, Driver::Sqlx] {
+        let (_dir, path) = temp_db();
+        let cfg = StorageConfig {
+            driver,
+            busy_timeout_ms: 30_000,
+            busy_timeout_scope: BusyTimeoutScope::FirstConnection,
+            pool_size: 4,
+            ..StorageConfig::default()
+        };
+        let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+        store.open_all().expect("open all");
+        let timeouts: Vec<i64> = store
+            .effective_settings()
+            .iter()
+            .map(|c| c.busy_timeout_ms)
+            .collect();
+        assert_eq!(timeouts, vec![30_000, 5_000, 5_000, 5_000], "{driver:?}");
+
+        let every = StorageConfig {
+            busy_timeout_scope: BusyTimeoutScope::EveryConnection,
+            ..cfg
+        };
+        let (_dir2, path2) = temp_db();
+        let store = Store::open(&path2, &every, &RetryConfig::default()).expect("open");
+        store.open_all().expect("open all");
+        assert!(store
+            .effective_settings()
+            .iter()
+            .all(|c| c.busy_timeout_ms == 30_000));
+    }
+}
+
+#[test]
+fn split_layout_has_one_writer_and_read_only_readers() {
+    let (_dir, path) = temp_db();
+    let cfg = StorageConfig {
+        journal_mode: JournalMode::Wal,
+        synchronous: Synchronous::Normal,
+        pool_layout: PoolLayout::Split,
+        pool_size: 4,
+        ..StorageConfig::default()
+    };
+    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    store.open_all().expect("open all");
+    let settings = store.effective_settings();
+    let roles: Vec<Role> = settings.iter().map(|c| c.role).collect();
+    assert_eq!(roles, vec![Role::Writer, Role::Reader, Role::Reader, Role::Reader]);
+    assert!(settings.iter().all(|c| c.journal_mode == "wal" && c.synchronous == "normal"));
+    assert!(settings.iter().filter(|c| c.role == Role::Reader).all(|c| c.read_only));
+    // A write through a read unit of work is refused by SQLite, not silently done.
+    let err = store
+        .read("sneaky", |tx| tx.execute("DELETE FROM batches", &[]))
+        .expect_err("readers are read-only");
+    assert!(matches!(err, DbError::Sqlite { extended, .. } if extended & 0xff == 8), "{err:?}");
+}
+
+fn retries(scope: RetryScope) -> RetryConfig {
+    RetryConfig {
+        retry: RetryKind::Fixed,
+        retry_attempts: 3,
+        retry_delay_ms: 1,
+        retry_scope: scope,
+        ..RetryConfig::default()
+    }
+}
+
+#[test]
+fn commit_only_retries_lose_writes_that_unit_of_work_retries_keep() {
+    let cfg = storage(JournalMode::Delete, TxMode::Deferred);
+    let commit_only = contend(cfg.clone(), retries(RetryScope::CommitOnly), 4, 1, 1500);
+    assert!(commit_only.lock_errors.total > 0, "{}", commit_only.summary());
+    assert!(
+        commit_only.lost_writes > 0,
+        "commit-only retries report dropped writes as saved: {}",
+        commit_only.summary()
+    );
+    // The audit finds exactly the writes the store rolled back behind the caller's back.
+    assert_eq!(commit_only.lost_writes, commit_only.commit_only_dropped);
+    assert_eq!(commit_only.writes_failed, 0, "the caller never hears of them");
+
+    let unit = contend(cfg, retries(RetryScope::UnitOfWork), 4, 1, 1500);
+    assert!(unit.retries > 0, "{}", unit.summary());
+    assert_eq!(unit.lost_writes, 0, "{}", unit.summary());
+    assert_eq!(unit.commit_only_dropped, 0);
+    assert_eq!(unit.counter, unit.counter_rows);
+}
+
+fn one_writer_with_slow_disk(journal_mode: JournalMode, synchronous: Synchronous) -> ProbeReport {
+    let cfg = StorageConfig {
+        journal_mode,
+        synchronous,
+        sync_delay_ms: 20,
+        tx_mode: TxMode::Immediate,
+        ..StorageConfig::default()
+    };
+    contend(cfg, RetryConfig::default(), 1, 0, 600)
+}
+
+#[test]
+fn sync_delay_costs_what_the_journal_mode_syncs() {
+    let delay_us = 20_000;
+    let rollback_full = one_writer_with_slow_disk(JournalMode::Delete, Synchronous::Full);
+    assert!(rollback_full.writes_ok > 0);
+    assert!(
+        rollback_full.latency_us.write.p50 >= 2 * delay_us,
+        "rollback journal, full: at least two syncs per commit: {}",
+        rollback_full.summary()
+    );
+    assert!(rollback_full.syncs.unwrap() >= 2 * rollback_full.writes_ok);
+
+    let wal_full = one_writer_with_slow_disk(JournalMode::Wal, Synchronous::Full);
+    assert!(wal_full.latency_us.write.p50 >= delay_us, "{}", wal_full.summary());
+    assert!(wal_full.syncs.unwrap() >= wal_full.writes_ok);
+
+    let wal_normal = one_writer_with_slow_disk(JournalMode::Wal, Synchronous::Normal);
+    // No sync at commit: only the WAL header's first write and checkpoints sync.
+    assert!(wal_normal.writes_ok > 10 * wal_full.writes_ok.max(1) / 2, "{}", wal_normal.summary());
+    assert!(
+        wal_normal.syncs.unwrap() * 10 < wal_normal.writes_ok,
+        "{}",
+        wal_normal.summary()
+    );
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_by_name() {
+    let (_dir, path) = temp_db();
+    let split_of_one = StorageConfig {
+        pool_layout: PoolLayout::Split,
+        pool_size: 1,
+        ..StorageConfig::default()
+    };
+    let err = Store::open(&path, &split_of_one, &RetryConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("pool_layout"), "{err}");
+
+    let err = Store::open(
+        std::path::Path::new("/nonexistent-lockbench-dir/x.db"),
+        &StorageConfig::default(),
+        &RetryConfig::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent-lockbench-dir"), "{err}");
+
+    // A database kept in WAL by an open connection cannot be switched back to the rollback
+    // journal: the store says so instead of running in a mode nobody asked for.
+    let wal = storage(JournalMode::Wal, TxMode::Deferred);
+    let holder = Store::open(&path, &wal, &RetryConfig::default()).expect("open wal");
+    let err = Store::open(&path, &storage(JournalMode::Delete, TxMode::Deferred), &RetryConfig::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("journal_mode"), "{err}");
+    drop(holder);
+
+    let err = toml::from_str::<StorageConfig>("journal_mode = \"wal\"\nbusy_timeout = 5\n").unwrap_err();
+    assert!(err.to_string().contains("busy_timeout"), "{err}");
+    let err = toml::from_str::<StorageConfig>("journal_mode = \"wall\"\n").unwrap_err();
+    assert!(err.to_string().contains("wall"), "{err}");
+}
+
+#[test]
+fn migrations_create_the_app_schema_for_both_drivers_and_keep_committed_data() {
+    let (_dir, path) = temp_db();
+    let rusqlite_cfg = StorageConfig::default();
+    let store = Store::open(&path, &rusqlite_cfg, &RetryConfig::default()).expect("open");
+    let id = store
+        .write("register", |tx| {
+            tx.insert(
+                "INSERT INTO registrations (name, email, qr_payload) VALUES (?1, ?2, ?3)",
+                &["Ada".into(), "ada@example.org".into(), "reg:1".into()],
+            )
+        })
+        .expect("insert");
+    drop(store);
+    // Reopening with the other driver runs the same migrations (already applied) and sees the row.
+    let sqlx_cfg = StorageConfig {
+        driver: Driver::Sqlx,
+        ..StorageConfig::default()
+    };
+    let store = Store::open(&path, &sqlx_cfg, &RetryConfig::default()).expect("reopen");
+    let rows = store
+        .read("list", |tx| {
+            tx.query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+                &[],
+            )
+        })
+        .expect("tables");
+    let tables: Vec<&str> = rows.iter().filter_map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        tables,
+        vec!["batches", "persons", "photos", "processing_log", "registrations"]
+    );
+    let name = store
+        .read("get", |tx| {
+            tx.query("SELECT name FROM registrations WHERE id = ?1", &[Value::Int(id)])
+        })
+        .expect("row");
+    assert_eq!(name[0][0], Value::Text("Ada".into()));
+}
