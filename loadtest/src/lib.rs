@@ -2,11 +2,17 @@
 //! calls [`run`], so tests call the same function the user does.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use lockbench_server::photos::{self, BatchSpec};
 use lockbench_server::probe::{self, ProbeConfig};
+use lockbench_server::serve::{self, ServeConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Reproduce and measure SQLite "database is locked".
 #[derive(Debug, Parser)]
@@ -26,10 +32,46 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The reference server: the photo processor and the dashboard, with worker processes.
+    Serve {
+        #[command(flatten)]
+        config: ServeConfig,
+        /// Read the settings from a TOML file; flags given as well override it.
+        #[arg(long = "config", value_name = "FILE")]
+        config_file: Option<PathBuf>,
+    },
+    /// Write a deterministic synthetic event batch (QR photos, photos, corrupt files, manifest).
+    Photos {
+        /// Folder to write the batch into.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        spec: BatchSpec,
+        /// Register the batch's people at a running server (e.g. http://127.0.0.1:8080).
+        #[arg(long, value_name = "URL")]
+        register: Option<String>,
+    },
+    #[command(name = serve::WORKER_SUBCOMMAND, hide = true)]
+    Worker,
 }
 
-/// Runs one parsed command; the exit code is the process's.
+/// Parses the process arguments and runs the command.
+pub fn main_entry() -> anyhow::Result<ExitCode> {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    run_with(cli, &matches)
+}
+
+/// Runs one parsed command (flags only: no `--config` overlay); the exit code is the process's.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let matches = ArgMatches::default();
+    run_with(cli, &matches)
+}
+
+fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Contend { probe, json } => {
             let report = probe::run(&probe)?;
@@ -41,6 +83,114 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 write!(out, "{}", report.summary())?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            config,
+            config_file,
+        } => {
+            let config = match config_file {
+                Some(path) => {
+                    let sub = matches.subcommand_matches("serve");
+                    overlay_file(&path, &config, sub)?
+                }
+                None => config,
+            };
+            serve::serve(config, |addr, workers| {
+                println!("lockbench serve: listening on http://{addr} ({workers})");
+                let _ = std::io::stdout().flush();
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Photos {
+            out,
+            spec,
+            register,
+        } => {
+            let manifest = photos::generate(&out, &spec)
+                .with_context(|| format!("writing the batch into {}", out.display()))?;
+            println!(
+                "wrote {} files for {} people into {} (manifest.json has the ground truth)",
+                manifest.files.len(),
+                manifest.people.len(),
+                out.display()
+            );
+            if let Some(url) = register {
+                let n = register_people(&url, &manifest)?;
+                println!("registered {n} people at {url}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker => {
+            serve::worker_from_env()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Creates the batch's registrations through the kiosk endpoint.
+pub fn register_people(base: &str, manifest: &photos::Manifest) -> anyhow::Result<usize> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()?;
+    let url = format!("{}/api/registrations", base.trim_end_matches('/'));
+    for person in &manifest.people {
+        let response = client
+            .post(&url)
+            .json(&serde_json::json!({"name": person.name, "email": person.email}))
+            .send()
+            .with_context(|| format!("POST {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().unwrap_or_default();
+            anyhow::bail!("POST {url} for {} answered {status}: {body}", person.email);
+        }
+    }
+    Ok(manifest.people.len())
+}
+
+/// Reads a TOML settings file and lays the flags given on the command line over it, so
+/// a file and a flag use the same names and the flag wins.
+pub fn overlay_file<T: Serialize + DeserializeOwned>(
+    path: &Path,
+    cli: &T,
+    matches: Option<&ArgMatches>,
+) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    // Parse once as the real type for errors that point at the line and key.
+    toml::from_str::<T>(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut file: toml::Table = toml::from_str(&text)?;
+    let flags = toml::Table::try_from(cli).context("flags")?;
+    if let Some(m) = matches {
+        overlay(&mut file, &flags, m);
+    }
+    toml::Value::Table(file)
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn overlay(file: &mut toml::Table, flags: &toml::Table, m: &ArgMatches) {
+    for (key, value) in flags {
+        match value {
+            toml::Value::Table(section) => {
+                let entry = file
+                    .entry(key.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(target) = entry {
+                    overlay(target, section, m);
+                }
+            }
+            _ => {
+                let given = m
+                    .try_get_raw(key)
+                    .ok()
+                    .flatten()
+                    .is_some()
+                    && m.value_source(key) == Some(ValueSource::CommandLine);
+                if given {
+                    file.insert(key.clone(), value.clone());
+                }
+            }
         }
     }
 }

@@ -1,7 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -10,8 +8,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = lockbench::Cli::parse();
-    match lockbench::run(cli) {
+    match lockbench::main_entry() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

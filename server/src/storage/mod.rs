@@ -532,6 +532,20 @@ impl Store {
             .clone()
     }
 
+    /// `PRAGMA wal_checkpoint(PASSIVE)` on a writer connection; true when it completed
+    /// (false: readers kept some frames from being copied back).
+    pub fn checkpoint_passive(&self) -> Result<bool, DbError> {
+        let mut lease = self.inner.writer.acquire("checkpoint")?;
+        let rows = lease
+            .conn()
+            .rows("checkpoint", "PRAGMA wal_checkpoint(PASSIVE)", &[])?;
+        let row = rows.first().cloned().unwrap_or_default();
+        let busy = row.first().and_then(Value::as_i64).unwrap_or(1);
+        let log = row.get(1).and_then(Value::as_i64).unwrap_or(0);
+        let done = row.get(2).and_then(Value::as_i64).unwrap_or(0);
+        Ok(busy == 0 && log == done)
+    }
+
     /// Runs a write unit of work with the configured tx mode, retry policy and scope.
     pub fn write<T>(
         &self,

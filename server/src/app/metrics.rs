@@ -1,0 +1,193 @@
+//! Per-worker metrics, rendered as Prometheus text. Every series carries the worker id, so a
+//! scraper that reaches several workers through one port can tell them apart.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::storage::Store;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Default)]
+struct RouteLatency {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum_s: f64,
+}
+
+/// What the processor reports while it runs.
+#[derive(Debug, Default)]
+pub struct ProcessorCounters {
+    pub photos_processed: AtomicU64,
+    pub photos_failed: AtomicU64,
+    pub persons_saved: AtomicU64,
+    pub persons_uploaded: AtomicU64,
+    /// Units of work that failed even after their retries (the photo is then marked failed).
+    pub units_failed: AtomicU64,
+    /// Failure records that could not be written either (lost unless the audit finds them).
+    pub failure_records_lost: AtomicU64,
+    pub checkpoints_ok: AtomicU64,
+    pub checkpoints_busy: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, RouteLatency>>,
+    pub processor: ProcessorCounters,
+    /// Batch id → (total photos, photos done) for batches this worker processes.
+    pub batches: Mutex<BTreeMap<i64, (u64, u64)>>,
+}
+
+impl Metrics {
+    pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *requests.entry((route.to_owned(), status)).or_default() += 1;
+        drop(requests);
+        let secs = elapsed.as_secs_f64();
+        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = latency.entry(route.to_owned()).or_default();
+        entry.count += 1;
+        entry.sum_s += secs;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                entry.buckets[i] += 1;
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of everything this worker knows.
+    pub fn render(&self, worker: u32, store: &Store) -> String {
+        let mut out = String::new();
+        let w = worker;
+        let _ = writeln!(out, "# HELP lockbench_worker_info The worker that answered.");
+        let _ = writeln!(out, "# TYPE lockbench_worker_info gauge");
+        let _ = writeln!(
+            out,
+            "lockbench_worker_info{{worker=\"{w}\",pid=\"{}\",sqlite_version=\"{}\"}} 1",
+            std::process::id(),
+            crate::storage::sqlite_version()
+        );
+
+        let _ = writeln!(out, "# TYPE lockbench_http_requests_total counter");
+        for ((route, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "lockbench_http_requests_total{{worker=\"{w}\",route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# TYPE lockbench_http_request_duration_seconds histogram");
+        for (route, l) in self.latency.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for (bound, n) in BUCKETS.iter().zip(l.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "lockbench_http_request_duration_seconds_bucket{{worker=\"{w}\",route=\"{route}\",le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "lockbench_http_request_duration_seconds_bucket{{worker=\"{w}\",route=\"{route}\",le=\"+Inf\"}} {}",
+                l.count
+            );
+            let _ = writeln!(
+                out,
+                "lockbench_http_request_duration_seconds_sum{{worker=\"{w}\",route=\"{route}\"}} {}",
+                l.sum_s
+            );
+            let _ = writeln!(
+                out,
+                "lockbench_http_request_duration_seconds_count{{worker=\"{w}\",route=\"{route}\"}} {}",
+                l.count
+            );
+        }
+
+        let ops = store.stats().snapshot();
+        let _ = writeln!(out, "# HELP lockbench_db_lock_errors_total Lock errors seen, retried or not.");
+        let _ = writeln!(out, "# TYPE lockbench_db_lock_errors_total counter");
+        for (op, s) in &ops {
+            for (code, n) in &s.lock_errors {
+                let _ = writeln!(
+                    out,
+                    "lockbench_db_lock_errors_total{{worker=\"{w}\",op=\"{op}\",code=\"{code}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(out, "# TYPE lockbench_db_retries_total counter");
+        for (op, s) in &ops {
+            let _ = writeln!(out, "lockbench_db_retries_total{{worker=\"{w}\",op=\"{op}\"}} {}", s.retries);
+        }
+        let _ = writeln!(out, "# HELP lockbench_db_units_total Units of work by outcome.");
+        let _ = writeln!(out, "# TYPE lockbench_db_units_total counter");
+        for (op, s) in &ops {
+            for (outcome, n) in [
+                ("ok", s.ok),
+                ("failed_locked", s.failed_locked),
+                ("failed_other", s.failed_other),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "lockbench_db_units_total{{worker=\"{w}\",op=\"{op}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP lockbench_db_commit_only_dropped_total Writes a commit-only retry reported as saved after rolling them back.");
+        let _ = writeln!(out, "# TYPE lockbench_db_commit_only_dropped_total counter");
+        for (op, s) in &ops {
+            let _ = writeln!(
+                out,
+                "lockbench_db_commit_only_dropped_total{{worker=\"{w}\",op=\"{op}\"}} {}",
+                s.commit_only_dropped
+            );
+        }
+
+        let p = &self.processor;
+        let _ = writeln!(out, "# TYPE lockbench_processor_total counter");
+        for (what, v) in [
+            ("photos_processed", &p.photos_processed),
+            ("photos_failed", &p.photos_failed),
+            ("persons_saved", &p.persons_saved),
+            ("persons_uploaded", &p.persons_uploaded),
+            ("units_failed", &p.units_failed),
+            ("failure_records_lost", &p.failure_records_lost),
+        ] {
+            let _ = writeln!(
+                out,
+                "lockbench_processor_total{{worker=\"{w}\",what=\"{what}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# TYPE lockbench_batch_photos gauge");
+        for (batch, (total, done)) in self.batches.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "lockbench_batch_photos{{worker=\"{w}\",batch=\"{batch}\",state=\"total\"}} {total}");
+            let _ = writeln!(out, "lockbench_batch_photos{{worker=\"{w}\",batch=\"{batch}\",state=\"done\"}} {done}");
+        }
+        let wal = wal_bytes(store);
+        let _ = writeln!(out, "# TYPE lockbench_wal_bytes gauge");
+        let _ = writeln!(out, "lockbench_wal_bytes{{worker=\"{w}\"}} {wal}");
+        let _ = writeln!(out, "# TYPE lockbench_checkpoints_total counter");
+        let _ = writeln!(
+            out,
+            "lockbench_checkpoints_total{{worker=\"{w}\",result=\"ok\"}} {}",
+            p.checkpoints_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "lockbench_checkpoints_total{{worker=\"{w}\",result=\"busy\"}} {}",
+            p.checkpoints_busy.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+/// Size of the database's WAL file (0 when there is none).
+pub fn wal_bytes(store: &Store) -> u64 {
+    let mut wal = store.path().as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+}

@@ -1,0 +1,480 @@
+//! The reference app over HTTP: the incident's dashboard and photo processor.
+//!
+//! [`router`] builds the whole axum `Router` from an [`AppState`], so tests drive it with
+//! `tower::ServiceExt::oneshot` exactly as the server serves it.
+
+mod admin;
+pub mod error;
+pub mod metrics;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+use tracing::{info, info_span, Span};
+
+pub use error::AppError;
+use metrics::Metrics;
+
+use crate::photos;
+use crate::processor::{self, DataDirs, ProcessorConfig};
+use crate::storage::{self, RetryConfig, Store, Tx, Value};
+
+/// Largest request body accepted (the API takes small JSON documents only).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Name of the cookie that carries the admin token after `/admin?token=...`.
+pub const ADMIN_COOKIE: &str = "lockbench_admin";
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub worker: u32,
+    pub admin_token: Arc<str>,
+    pub metrics: Arc<Metrics>,
+    pub processor: Arc<ProcessorConfig>,
+    pub retry: Arc<RetryConfig>,
+    pub dirs: Arc<DataDirs>,
+    /// Batches this worker is processing now.
+    running: Arc<Mutex<HashSet<i64>>>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        worker: u32,
+        admin_token: &str,
+        processor: ProcessorConfig,
+        retry: RetryConfig,
+        data_dir: PathBuf,
+    ) -> AppState {
+        AppState {
+            store,
+            worker,
+            admin_token: Arc::from(admin_token),
+            metrics: Arc::new(Metrics::default()),
+            processor: Arc::new(processor),
+            retry: Arc::new(retry),
+            dirs: Arc::new(DataDirs::under(&data_dir)),
+            running: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// Runs a blocking storage call off the async workers.
+    async fn db<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Store) -> Result<T, storage::DbError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || call(&store)).await??)
+    }
+}
+
+/// JSON body extractor whose rejections are the app's errors (400, 413, 415, 422).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct ApiJson<T>(pub T);
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/admin", get(admin_dashboard))
+        .route("/api/batches", post(create_batch))
+        .route("/api/batches/{id}/status", get(batch_status))
+        .route("/api/settings", get(settings))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    let worker = state.worker;
+    Router::new()
+        .route("/api/registrations", post(register))
+        .route("/api/registrations/updates", get(registration_updates))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .merge(admin)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(move |req: &Request| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", |m| m.as_str());
+                info_span!("request", method = %req.method(), route, worker)
+            }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Counts every request by route and status, with its latency.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .observe(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == ADMIN_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Compares without stopping at the first differing byte.
+fn same_token(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Admin routes: a bearer token, or the cookie `/admin?token=...` sets.
+async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let expected = &*state.admin_token;
+    let headers = req.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let from_query = Query::<TokenQuery>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|q| q.0.token)
+        .filter(|t| same_token(t, expected));
+    let ok = bearer.as_deref().is_some_and(|t| same_token(t, expected))
+        || cookie_token(headers).is_some_and(|t| same_token(&t, expected))
+        || from_query.is_some();
+    if !ok {
+        return AppError::Unauthorized.into_response();
+    }
+    let mut response = next.run(req).await;
+    if from_query.is_some() {
+        let cookie = format!("{ADMIN_COOKIE}={expected}; HttpOnly; SameSite=Strict; Path=/");
+        if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "worker": state.worker, "pid": std::process::id()}))
+}
+
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    let store = state.store.clone();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(state.worker, &store),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRegistration {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Registration {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub qr_payload: String,
+}
+
+/// POST /api/registrations: a kiosk registers a person.
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewRegistration>,
+) -> Result<Response, AppError> {
+    let name = body.name.trim().to_owned();
+    let email = body.email.trim().to_ascii_lowercase();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(AppError::Invalid {
+            field: "name",
+            reason: "must be 1 to 200 characters".into(),
+        });
+    }
+    let at = email.find('@');
+    if email.len() > 254 || !at.is_some_and(|i| i > 0 && i + 1 < email.len()) || email.contains(char::is_whitespace) {
+        return Err(AppError::Invalid {
+            field: "email",
+            reason: "must be an address like name@example.org".into(),
+        });
+    }
+    let payload = photos::registration_payload(&email);
+    let (reg, created) = state
+        .db(move |store| {
+            store.write("register", |tx| {
+                let existing = tx.query_i64(
+                    "SELECT id FROM registrations WHERE qr_payload = ?1",
+                    &[Value::from(payload.as_str())],
+                )?;
+                let (id, created) = match existing {
+                    Some(id) => (id, false),
+                    None => (
+                        tx.insert(
+                            "INSERT INTO registrations (name, email, qr_payload) VALUES (?1, ?2, ?3)",
+                            &[Value::from(name.as_str()), Value::from(email.as_str()), Value::from(payload.as_str())],
+                        )?,
+                        true,
+                    ),
+                };
+                Ok((
+                    Registration {
+                        id,
+                        name: name.clone(),
+                        email: email.clone(),
+                        qr_payload: payload.clone(),
+                    },
+                    created,
+                ))
+            })
+        })
+        .await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(reg)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdatesQuery {
+    #[serde(default)]
+    since: i64,
+}
+
+/// GET /api/registrations/updates?since=ID: the dashboard's live polling.
+async fn registration_updates(
+    State(state): State<AppState>,
+    query: Result<Query<UpdatesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Query(q) = query.map_err(|e| AppError::BadRequest(format!("since: {}", e.body_text())))?;
+    let since = q.since;
+    let rows = state
+        .db(move |store| {
+            store.read("registration_updates", |tx| {
+                tx.query(
+                    "SELECT r.id, r.name, r.email, r.created_at, \
+                        (SELECT coalesce(sum(p.photo_count), 0) FROM persons p WHERE p.registration_id = r.id), \
+                        (SELECT p.upload_state FROM persons p WHERE p.registration_id = r.id ORDER BY p.id DESC LIMIT 1) \
+                     FROM registrations r WHERE r.id > ?1 ORDER BY r.id LIMIT 100",
+                    &[Value::Int(since)],
+                )
+            })
+        })
+        .await?;
+    let last_id = rows.last().and_then(|r| r[0].as_i64()).unwrap_or(since);
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r[0].as_i64(),
+                "name": r[1].as_str(),
+                "email": r[2].as_str(),
+                "created_at": r[3].as_str(),
+                "photo_count": r[4].as_i64().unwrap_or(0),
+                "upload_state": r[5].as_str(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"registrations": items, "last_id": last_id})))
+}
+
+/// One batch's status row.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BatchStatus {
+    pub id: i64,
+    pub status: String,
+    pub total: i64,
+    pub processed: i64,
+    pub failed: i64,
+    pub persons: i64,
+    pub uploaded: i64,
+    pub current_photo: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+pub(crate) const BATCH_COLUMNS: &str =
+    "id, status, total, processed, failed, persons, uploaded, current_photo, started_at, finished_at, updated_at";
+
+pub(crate) fn batch_from_row(r: &[Value]) -> BatchStatus {
+    let text = |i: usize| r.get(i).and_then(Value::as_str).map(str::to_owned);
+    let int = |i: usize| r.get(i).and_then(Value::as_i64).unwrap_or(0);
+    BatchStatus {
+        id: int(0),
+        status: text(1).unwrap_or_default(),
+        total: int(2),
+        processed: int(3),
+        failed: int(4),
+        persons: int(5),
+        uploaded: int(6),
+        current_photo: text(7),
+        started_at: text(8),
+        finished_at: text(9),
+        updated_at: text(10),
+    }
+}
+
+fn read_batch(tx: &mut dyn Tx, id: i64) -> Result<Option<BatchStatus>, storage::DbError> {
+    let rows = tx.query(
+        &format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?1"),
+        &[Value::Int(id)],
+    )?;
+    Ok(rows.first().map(|r| batch_from_row(r)))
+}
+
+/// GET /api/batches/{id}/status: processing status polling.
+async fn batch_status(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<BatchStatus>, AppError> {
+    let Path(id) = path.map_err(|e| AppError::BadRequest(format!("batch id: {}", e.body_text())))?;
+    state
+        .db(move |store| store.read("batch_status", |tx| read_batch(tx, id)))
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::NotFound(format!("batch {id}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBatch {
+    /// A folder of photos on the server's disk.
+    pub dir: String,
+}
+
+/// POST /api/batches: start processing a folder; answers at once, processing runs behind.
+async fn create_batch(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewBatch>,
+) -> Result<Response, AppError> {
+    let dir = std::fs::canonicalize(&body.dir).map_err(|e| AppError::Invalid {
+        field: "dir",
+        reason: format!("{}: {e}", body.dir),
+    })?;
+    if !dir.is_dir() {
+        return Err(AppError::Invalid {
+            field: "dir",
+            reason: format!("{} is not a folder", dir.display()),
+        });
+    }
+    let listing = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || processor::list_photos(&dir)).await?
+    };
+    let photos = listing.map_err(|e| AppError::Invalid {
+        field: "dir",
+        reason: format!("cannot list {}: {e}", dir.display()),
+    })?;
+    let total = photos.len() as i64;
+    let source = dir.display().to_string();
+    let batch_id = state
+        .db(move |store| {
+            store.write("create_batch", |tx| {
+                let existing = tx.query_i64(
+                    "SELECT id FROM batches WHERE source_dir = ?1",
+                    &[Value::from(source.as_str())],
+                )?;
+                match existing {
+                    Some(id) => {
+                        tx.execute(
+                            "UPDATE batches SET status = 'running', total = ?2, finished_at = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                            &[Value::Int(id), Value::Int(total)],
+                        )?;
+                        Ok(id)
+                    }
+                    None => tx.insert(
+                        "INSERT INTO batches (source_dir, status, total, started_at, updated_at) VALUES (?1, 'running', ?2, strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+                        &[Value::from(source.as_str()), Value::Int(total)],
+                    ),
+                }
+            })
+        })
+        .await?;
+
+    let already = !state
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(batch_id);
+    if !already {
+        let state2 = state.clone();
+        let span = Span::current();
+        std::thread::Builder::new()
+            .name(format!("processor-{batch_id}"))
+            .spawn(move || {
+                let _enter = span.enter();
+                processor::process_batch(
+                    &state2.store,
+                    &state2.processor,
+                    &state2.dirs,
+                    batch_id,
+                    photos,
+                    &state2.metrics,
+                );
+                state2
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&batch_id);
+            })
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot start the processor: {e}")))?;
+        info!(batch_id, total, "batch accepted");
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"batch_id": batch_id, "photos": total, "already_running": already})),
+    )
+        .into_response())
+}
+
+/// GET /api/settings: the effective settings of every connection of this worker.
+async fn settings(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "worker": state.worker,
+        "pid": std::process::id(),
+        "sqlite_version": storage::sqlite_version(),
+        "requested": {
+            "storage": state.store.config(),
+            "retry": &*state.retry,
+            "processor": &*state.processor,
+        },
+        "effective": state.store.effective_settings(),
+    }))
+}
+
+/// GET /admin: the admin dashboard page.
+async fn admin_dashboard(State(state): State<AppState>) -> Result<Html<String>, AppError> {
+    let view = state.db(admin::load).await?;
+    Ok(Html(admin::render(&view, state.worker)))
+}

@@ -1,0 +1,742 @@
+//! The photo processor, as the incident's app ran it.
+//!
+//! For each photo in name order: decode it and look for a QR code; a QR code carrying a
+//! registration payload starts a new person (`start_new_person`), after saving and uploading
+//! the previous one (`save_current_person`, `upload_person`); other photos go to the current
+//! person (`assign_to_current_person`); every step writes a processing_log row (`log_action`)
+//! and the batch status (`update_batch_status`). Each step is a write unit of work, committed
+//! on its own (`per-step`, as in the incident) or all together (`per-photo`).
+//!
+//! Decoding and QR scanning run on two decoder threads ahead of the database thread, so the
+//! image work uses both cores while the database steps stay in order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use tracing::{info, info_span, warn};
+
+use crate::app::metrics::Metrics;
+use crate::photos::{self, Scan};
+use crate::storage::{DbError, JournalMode, Store, Tx, Value};
+
+/// How often the processor commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommitGranularity {
+    /// Every step commits on its own, as the incident's app did.
+    #[default]
+    PerStep,
+    /// One commit per photo, all its steps together.
+    PerPhoto,
+}
+
+/// On or off, for settings that are a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Switch {
+    On,
+    #[default]
+    Off,
+}
+
+/// The processor's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// per-step: every step commits (the incident); per-photo: one commit per photo.
+    #[arg(long, value_enum, default_value_t = CommitGranularity::default())]
+    pub commit_granularity: CommitGranularity,
+    /// on: copying and uploading happen inside the step's open write transaction.
+    #[arg(long, value_enum, default_value_t = Switch::default())]
+    pub io_in_transaction: Switch,
+    /// Latency per uploaded file, standing in for the Drive upload.
+    #[arg(long, default_value_t = 0)]
+    pub upload_latency_ms: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            commit_granularity: CommitGranularity::default(),
+            io_in_transaction: Switch::default(),
+            upload_latency_ms: 0,
+        }
+    }
+}
+
+/// Where the processor writes: per-person folders and the upload folder.
+#[derive(Debug, Clone)]
+pub struct DataDirs {
+    pub persons: PathBuf,
+    pub uploads: PathBuf,
+}
+
+impl DataDirs {
+    pub fn under(root: &Path) -> DataDirs {
+        DataDirs {
+            persons: root.join("persons"),
+            uploads: root.join("uploads"),
+        }
+    }
+}
+
+/// Lists a batch folder's photos in name order: regular files ending in .jpg, .jpeg or .png.
+pub fn list_photos(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut photos = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue; // symlinks and folders are not photos
+        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".jpg") || lower.ends_with(".jpeg") || lower.ends_with(".png") {
+            photos.push(entry.path());
+        }
+    }
+    photos.sort();
+    Ok(photos)
+}
+
+/// The person whose photos are being collected.
+#[derive(Debug, Clone)]
+struct Person {
+    id: i64,
+    folder: String,
+    photos: Vec<PathBuf>,
+}
+
+/// A photo's path and file name.
+struct Named {
+    path: PathBuf,
+    name: String,
+}
+
+/// What one decoded photo turned out to be.
+struct Decoded {
+    path: PathBuf,
+    name: String,
+    result: Result<Scan, String>,
+}
+
+/// Keeps only characters that are safe in a folder name.
+fn slug(text: &str) -> String {
+    let s: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let s = s.trim_matches('-');
+    let s: String = s.chars().take(40).collect();
+    if s.is_empty() {
+        "person".into()
+    } else {
+        s
+    }
+}
+
+/// Joins a file name read from disk under `dir`, refusing anything that is not a plain name.
+fn inside(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\\')
+        && !name.contains('\0');
+    if !plain {
+        return Err(format!("refusing file name {name:?}"));
+    }
+    Ok(dir.join(name))
+}
+
+/// Runs one batch to the end. Returns the number of photos processed in this run.
+pub fn process_batch(
+    store: &Store,
+    config: &ProcessorConfig,
+    dirs: &DataDirs,
+    batch_id: i64,
+    photos: Vec<PathBuf>,
+    metrics: &Arc<Metrics>,
+) -> u64 {
+    let span = info_span!("processor", batch = batch_id);
+    let _enter = span.enter();
+    let total = photos.len() as u64;
+    metrics
+        .batches
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(batch_id, (total, 0));
+    let mut proc = Processor {
+        store,
+        config,
+        dirs,
+        batch_id,
+        current: None,
+        metrics,
+    };
+    proc.log_or_warn("batch_started", None, &format!("{total} photos"));
+
+    let (tx, rx) = mpsc::sync_channel::<(usize, Decoded)>(4);
+    let photos = Arc::new(photos);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut done = 0;
+    std::thread::scope(|scope| {
+        for d in 0..2 {
+            let tx = tx.clone();
+            let photos = photos.clone();
+            let next = next.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("decoder-{d}"))
+                .spawn_scoped(scope, move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = photos.get(i) else { break };
+                    if tx.send((i, decode(path))).is_err() {
+                        break;
+                    }
+                });
+        }
+        drop(tx);
+        // Put the decoded photos back in name order.
+        let mut pending: BTreeMap<usize, Decoded> = BTreeMap::new();
+        let mut expected = 0;
+        for (i, decoded) in rx.iter() {
+            pending.insert(i, decoded);
+            while let Some(decoded) = pending.remove(&expected) {
+                proc.photo(decoded);
+                expected += 1;
+                done += 1;
+                if let Some(entry) = metrics
+                    .batches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&batch_id)
+                {
+                    entry.1 = done;
+                }
+            }
+        }
+    });
+    proc.finish_person();
+    proc.finish_batch();
+    done
+}
+
+fn decode(path: &Path) -> Decoded {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let result = std::fs::read(path)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|bytes| {
+            photos::scan(&bytes).map_err(|e| e.to_string()).map(|mut scan| {
+                scan.content_hash = photos::content_hash(&bytes);
+                scan
+            })
+        });
+    Decoded {
+        path: path.to_path_buf(),
+        name,
+        result,
+    }
+}
+
+struct Processor<'a> {
+    store: &'a Store,
+    config: &'a ProcessorConfig,
+    dirs: &'a DataDirs,
+    batch_id: i64,
+    current: Option<Person>,
+    metrics: &'a Arc<Metrics>,
+}
+
+type Step<'s> = Box<dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + 's>;
+
+impl Processor<'_> {
+    fn io_in_tx(&self) -> bool {
+        self.config.io_in_transaction == Switch::On
+    }
+
+    /// Runs the photo's steps: each its own unit of work, or all in one.
+    fn run_steps(&self, steps: Vec<(&'static str, Step<'_>)>) -> Result<(), DbError> {
+        match self.config.commit_granularity {
+            crate::processor::CommitGranularity::PerStep => {
+                for (op, mut step) in steps {
+                    self.store.write(op, |tx| step(tx))?;
+                }
+                Ok(())
+            }
+            crate::processor::CommitGranularity::PerPhoto => {
+                let mut steps = steps;
+                self.store.write("process_photo", |tx| {
+                    for (_, step) in steps.iter_mut() {
+                        step(tx)?;
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    fn log_or_warn(&self, action: &str, photo: Option<&str>, detail: &str) {
+        let batch_id = self.batch_id;
+        let result = self.store.write("log_action", |tx| {
+            log_action(tx, batch_id, action, photo, detail)
+        });
+        if let Err(e) = result {
+            warn!(action, error = %e, "could not write the processing log");
+        }
+    }
+
+    fn photo(&mut self, decoded: Decoded) {
+        let span = info_span!("photo", name = %decoded.name);
+        let _enter = span.enter();
+        let Decoded { path, name, result } = decoded;
+        let decoded = Named { path, name };
+        let scan = match result {
+            Ok(scan) => scan,
+            Err(reason) => {
+                info!(reason, "photo failed to decode");
+                self.record_failed(&decoded.name, None, &reason);
+                return;
+            }
+        };
+        match self.already_recorded(&scan.content_hash) {
+            Ok(Some((person_id, is_qr))) => {
+                // Re-processing (a second POST, or after a crash): nothing new to record, but
+                // the person sequence must be followed.
+                if is_qr {
+                    self.finish_person();
+                    self.current = person_id.map(|id| Person {
+                        id,
+                        folder: format!("{id}"),
+                        photos: Vec::new(),
+                    });
+                    if let Some(p) = self.current.as_mut() {
+                        if let Ok(folder) = folder_of(self.store, p.id) {
+                            p.folder = folder;
+                        }
+                    }
+                }
+                if let Some(p) = self.current.as_mut() {
+                    if !is_qr {
+                        p.photos.push(decoded.path.clone());
+                    }
+                }
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.record_failed(&decoded.name, Some(&scan.content_hash), &e.to_string());
+                return;
+            }
+        }
+        let registration = scan
+            .qr_payload
+            .as_deref()
+            .filter(|p| p.starts_with(photos::QR_PREFIX))
+            .map(str::to_owned);
+        let outcome = match registration {
+            Some(payload) => {
+                self.finish_person();
+                self.start_new_person(&decoded, &scan, &payload)
+            }
+            None => self.assign_to_current_person(&decoded, &scan),
+        };
+        match outcome {
+            Ok(()) => {
+                self.metrics
+                    .processor
+                    .photos_processed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.metrics.processor.units_failed.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, "photo's unit of work failed; marking it failed");
+                self.record_failed(&decoded.name, Some(&scan.content_hash), &e.to_string());
+            }
+        }
+    }
+
+    fn already_recorded(&self, hash: &str) -> Result<Option<(Option<i64>, bool)>, DbError> {
+        let rows = self.store.read("photo_lookup", |tx| {
+            tx.query(
+                "SELECT person_id, is_qr FROM photos WHERE content_hash = ?1",
+                &[Value::from(hash)],
+            )
+        })?;
+        Ok(rows
+            .first()
+            .map(|r| (r[0].as_i64(), r[1].as_i64() == Some(1))))
+    }
+
+    /// _start_new_person: a QR photo for a registration.
+    fn start_new_person(&mut self, decoded: &Named, scan: &Scan, payload: &str) -> Result<(), DbError> {
+        let batch_id = self.batch_id;
+        let name = decoded.name.clone();
+        let hash = scan.content_hash.clone();
+        let payload = payload.to_owned();
+        let mut person_id = 0_i64;
+        let mut folder = String::new();
+        {
+            let person_id = &mut person_id;
+            let folder = &mut folder;
+            let steps: Vec<(&'static str, Step<'_>)> = vec![
+                (
+                    "start_new_person",
+                    Box::new(|tx: &mut dyn Tx| {
+                        let reg = tx.query(
+                            "SELECT id, name FROM registrations WHERE qr_payload = ?1",
+                            &[Value::from(payload.as_str())],
+                        )?;
+                        let (reg_id, reg_name) = match reg.first() {
+                            Some(r) => (r[0].as_i64(), r[1].as_str().unwrap_or("person").to_owned()),
+                            None => (None, "unregistered".to_owned()),
+                        };
+                        let existing = tx.query_i64(
+                            "SELECT id FROM persons WHERE batch_id = ?1 AND qr_payload = ?2",
+                            &[Value::Int(batch_id), Value::from(payload.as_str())],
+                        )?;
+                        let id = match existing {
+                            Some(id) => id,
+                            None => {
+                                let id = tx.insert(
+                                    "INSERT INTO persons (batch_id, registration_id, qr_payload) VALUES (?1, ?2, ?3)",
+                                    &[Value::Int(batch_id), reg_id.into(), Value::from(payload.as_str())],
+                                )?;
+                                tx.execute(
+                                    "UPDATE batches SET persons = persons + 1 WHERE id = ?1",
+                                    &[Value::Int(batch_id)],
+                                )?;
+                                id
+                            }
+                        };
+                        let dir = format!("{id:05}-{}", slug(&reg_name));
+                        tx.execute(
+                            "UPDATE persons SET folder = ?1 WHERE id = ?2",
+                            &[Value::from(dir.as_str()), Value::Int(id)],
+                        )?;
+                        tx.insert(
+                            "INSERT INTO photos (batch_id, person_id, file_name, content_hash, is_qr, status) VALUES (?1, ?2, ?3, ?4, 1, 'qr')",
+                            &[Value::Int(batch_id), Value::Int(id), Value::from(name.as_str()), Value::from(hash.as_str())],
+                        )?;
+                        *person_id = id;
+                        *folder = dir;
+                        Ok(())
+                    }),
+                ),
+                (
+                    "log_action",
+                    Box::new(|tx: &mut dyn Tx| {
+                        log_action(tx, batch_id, "start_new_person", Some(&name), &payload)
+                    }),
+                ),
+                (
+                    "update_batch_status",
+                    Box::new(|tx: &mut dyn Tx| update_batch_status(tx, batch_id, &name)),
+                ),
+            ];
+            self.run_steps(steps)?;
+        }
+        self.current = Some(Person {
+            id: person_id,
+            folder,
+            photos: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// _assign_to_current_person: a regular photo.
+    fn assign_to_current_person(&mut self, decoded: &Named, scan: &Scan) -> Result<(), DbError> {
+        let batch_id = self.batch_id;
+        let name = decoded.name.clone();
+        let hash = scan.content_hash.clone();
+        let person_id = self.current.as_ref().map(|p| p.id);
+        let steps: Vec<(&'static str, Step<'_>)> = vec![
+            (
+                "assign_to_current_person",
+                Box::new(|tx: &mut dyn Tx| {
+                    match person_id {
+                        Some(pid) => {
+                            // The ORM loads the person before changing it.
+                            tx.query_i64("SELECT photo_count FROM persons WHERE id = ?1", &[Value::Int(pid)])?;
+                            tx.insert(
+                                "INSERT INTO photos (batch_id, person_id, file_name, content_hash, status) VALUES (?1, ?2, ?3, ?4, 'assigned')",
+                                &[Value::Int(batch_id), Value::Int(pid), Value::from(name.as_str()), Value::from(hash.as_str())],
+                            )?;
+                            tx.execute(
+                                "UPDATE persons SET photo_count = photo_count + 1 WHERE id = ?1",
+                                &[Value::Int(pid)],
+                            )?;
+                        }
+                        None => {
+                            tx.insert(
+                                "INSERT INTO photos (batch_id, file_name, content_hash, status) VALUES (?1, ?2, ?3, 'unassigned')",
+                                &[Value::Int(batch_id), Value::from(name.as_str()), Value::from(hash.as_str())],
+                            )?;
+                        }
+                    }
+                    Ok(())
+                }),
+            ),
+            (
+                "log_action",
+                Box::new(|tx: &mut dyn Tx| {
+                    let detail = person_id.map_or("no current person".to_owned(), |p| format!("person {p}"));
+                    log_action(tx, batch_id, "assign_to_current_person", Some(&name), &detail)
+                }),
+            ),
+            (
+                "update_batch_status",
+                Box::new(|tx: &mut dyn Tx| update_batch_status(tx, batch_id, &name)),
+            ),
+        ];
+        self.run_steps(steps)?;
+        if let Some(p) = self.current.as_mut() {
+            p.photos.push(decoded.path.clone());
+        }
+        Ok(())
+    }
+
+    /// A photo that could not be processed: recorded as failed, with the reason.
+    fn record_failed(&self, name: &str, hash: Option<&str>, reason: &str) {
+        self.metrics.processor.photos_failed.fetch_add(1, Ordering::Relaxed);
+        let batch_id = self.batch_id;
+        // Undecodable files have no trustworthy content; key them by batch and name.
+        let key = hash.map_or_else(|| format!("failed:{batch_id}:{name}"), str::to_owned);
+        let result = self.store.write("record_failed_photo", |tx| {
+            let exists = tx.query_i64("SELECT id FROM photos WHERE content_hash = ?1", &[Value::from(key.as_str())])?;
+            if exists.is_none() {
+                tx.insert(
+                    "INSERT INTO photos (batch_id, file_name, content_hash, status, error) VALUES (?1, ?2, ?3, 'failed', ?4)",
+                    &[Value::Int(batch_id), Value::from(name), Value::from(key.as_str()), Value::from(reason)],
+                )?;
+                tx.execute(
+                    "UPDATE batches SET failed = failed + 1, processed = processed + 1, current_photo = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                    &[Value::Int(batch_id), Value::from(name)],
+                )?;
+            }
+            log_action(tx, batch_id, "photo_failed", Some(name), reason)
+        });
+        if let Err(e) = result {
+            self.metrics
+                .processor
+                .failure_records_lost
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(photo = name, error = %e, "could not record the failed photo");
+        }
+    }
+
+    /// _save_current_person and the upload step for the person being collected.
+    fn finish_person(&mut self) {
+        let Some(person) = self.current.take() else { return };
+        // A re-run (second POST, or after a crash) leaves a finished person as it is.
+        if matches!(self.person_state(person.id).as_deref(), Ok("uploaded")) {
+            return;
+        }
+        if let Err(e) = self.save_person(&person) {
+            warn!(person = person.id, error = %e, "saving the person failed");
+            return;
+        }
+        self.metrics.processor.persons_saved.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.upload_person(&person) {
+            warn!(person = person.id, error = %e, "uploading the person failed");
+            return;
+        }
+        self.metrics.processor.persons_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint();
+    }
+
+    fn person_state(&self, id: i64) -> Result<String, DbError> {
+        self.store.read("person_state", |tx| {
+            let rows = tx.query("SELECT upload_state FROM persons WHERE id = ?1", &[Value::Int(id)])?;
+            Ok(rows.first().and_then(|r| r[0].as_str()).unwrap_or_default().to_owned())
+        })
+    }
+
+    fn save_person(&self, person: &Person) -> Result<(), DbError> {
+        let folder = self.dirs.persons.join(&person.folder);
+        let copy = || copy_photos(&person.photos, &folder, person.id, Duration::ZERO);
+        if !self.io_in_tx() {
+            copy().map_err(io_error("save_current_person"))?;
+        }
+        let batch_id = self.batch_id;
+        let folder_text = folder.display().to_string();
+        self.store.write("save_current_person", |tx| {
+            tx.query_i64("SELECT photo_count FROM persons WHERE id = ?1", &[Value::Int(person.id)])?;
+            tx.execute(
+                "UPDATE persons SET upload_state = 'saved' WHERE id = ?1",
+                &[Value::Int(person.id)],
+            )?;
+            log_action(tx, batch_id, "save_current_person", None, &folder_text)?;
+            if self.io_in_tx() {
+                // The write lock is held while the files are copied.
+                copy().map_err(io_error("save_current_person"))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn upload_person(&self, person: &Person) -> Result<(), DbError> {
+        let source = self.dirs.persons.join(&person.folder);
+        let target = self.dirs.uploads.join(&person.folder);
+        let latency = Duration::from_millis(self.config.upload_latency_ms);
+        let upload = || upload_folder(&source, &target, latency);
+        if !self.io_in_tx() {
+            upload().map_err(io_error("upload_person"))?;
+        }
+        let batch_id = self.batch_id;
+        self.store.write("upload_person", |tx| {
+            tx.query_i64("SELECT upload_state FROM persons WHERE id = ?1", &[Value::Int(person.id)])?;
+            tx.execute(
+                "UPDATE persons SET upload_state = 'uploaded' WHERE id = ?1",
+                &[Value::Int(person.id)],
+            )?;
+            tx.execute(
+                "UPDATE batches SET uploaded = uploaded + 1 WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )?;
+            log_action(tx, batch_id, "upload", None, &format!("person {}", person.id))?;
+            if self.io_in_tx() {
+                upload().map_err(io_error("upload_person"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A passive checkpoint after each person in WAL mode, its result counted.
+    fn checkpoint(&self) {
+        if self.store.config().journal_mode != JournalMode::Wal {
+            return;
+        }
+        match self.store.checkpoint_passive() {
+            Ok(true) => self.metrics.processor.checkpoints_ok.fetch_add(1, Ordering::Relaxed),
+            _ => self.metrics.processor.checkpoints_busy.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    fn finish_batch(&self) {
+        let batch_id = self.batch_id;
+        let result = self.store.write("finish_batch", |tx| {
+            tx.query_i64("SELECT processed FROM batches WHERE id = ?1", &[Value::Int(batch_id)])?;
+            tx.execute(
+                "UPDATE batches SET status = 'done', current_photo = NULL, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )?;
+            log_action(tx, batch_id, "batch_done", None, "")
+        });
+        match result {
+            Ok(()) => info!("batch done"),
+            Err(e) => warn!(error = %e, "could not mark the batch done"),
+        }
+    }
+}
+
+fn folder_of(store: &Store, person_id: i64) -> Result<String, DbError> {
+    store.read("person_folder", |tx| {
+        let rows = tx.query("SELECT folder FROM persons WHERE id = ?1", &[Value::Int(person_id)])?;
+        Ok(rows
+            .first()
+            .and_then(|r| r[0].as_str())
+            .map_or_else(|| format!("{person_id:05}-person"), str::to_owned))
+    })
+}
+
+fn io_error(op: &'static str) -> impl Fn(String) -> DbError {
+    move |message| DbError::Driver {
+        op: op.to_owned(),
+        message,
+    }
+}
+
+/// _log_action.
+fn log_action(tx: &mut dyn Tx, batch_id: i64, action: &str, photo: Option<&str>, detail: &str) -> Result<(), DbError> {
+    let text = match photo {
+        Some(p) => format!("{p}: {detail}"),
+        None => detail.to_owned(),
+    };
+    tx.insert(
+        "INSERT INTO processing_log (batch_id, action, detail) VALUES (?1, ?2, ?3)",
+        &[Value::Int(batch_id), Value::from(action), Value::from(text)],
+    )
+    .map(|_| ())
+}
+
+/// _update_batch_status.
+fn update_batch_status(tx: &mut dyn Tx, batch_id: i64, photo: &str) -> Result<(), DbError> {
+    tx.query_i64("SELECT processed FROM batches WHERE id = ?1", &[Value::Int(batch_id)])?;
+    tx.execute(
+        "UPDATE batches SET processed = processed + 1, current_photo = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+        &[Value::Int(batch_id), Value::from(photo)],
+    )
+    .map(|_| ())
+}
+
+/// Copies a person's photos into their folder with a metadata file.
+fn copy_photos(photos: &[PathBuf], folder: &Path, person_id: i64, latency: Duration) -> Result<(), String> {
+    std::fs::create_dir_all(folder).map_err(|e| format!("creating {}: {e}", folder.display()))?;
+    let mut names = Vec::with_capacity(photos.len());
+    for photo in photos {
+        let name = photo
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("unreadable file name {}", photo.display()))?;
+        let target = inside(folder, name)?;
+        std::fs::copy(photo, &target).map_err(|e| format!("copying {name}: {e}"))?;
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
+        names.push(name.to_owned());
+    }
+    let metadata = serde_json::json!({"person_id": person_id, "photos": names});
+    let path = inside(folder, "metadata.json")?;
+    std::fs::write(&path, metadata.to_string()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Copies a person's folder into the upload folder, `latency` per file (the Drive upload).
+fn upload_folder(source: &Path, target: &Path, latency: Duration) -> Result<(), String> {
+    std::fs::create_dir_all(target).map_err(|e| format!("creating {}: {e}", target.display()))?;
+    let entries = std::fs::read_dir(source).map_err(|e| format!("reading {}: {e}", source.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("unreadable file name {}", file.display()))?;
+        let dest = inside(target, name)?;
+        std::fs::copy(&file, &dest).map_err(|e| format!("uploading {name}: {e}"))?;
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_disk_cannot_escape_their_folder() {
+        let dir = Path::new("/out");
+        assert!(inside(dir, "../etc/passwd").is_err());
+        assert!(inside(dir, "..").is_err());
+        assert!(inside(dir, "a/b.jpg").is_err());
+        assert!(inside(dir, "").is_err());
+        assert_eq!(inside(dir, "IMG_0001.jpg").unwrap(), Path::new("/out/IMG_0001.jpg"));
+        assert_eq!(slug("../../Ada Lovelace!"), "ada-lovelace");
+        assert_eq!(slug("///"), "person");
+    }
+}
