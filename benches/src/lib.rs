@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -287,36 +287,91 @@ pub struct ReaderTally {
     pub first_other_error: Option<String>,
 }
 
-/// Reader threads looping `store.read` over the writer's batch until stopped.
+impl ReaderTally {
+    pub fn reads(&self) -> u64 {
+        self.reads_ok + self.reads_locked + self.reads_failed_other
+    }
+}
+
+/// What the bench thread and the readers share.
+#[derive(Default)]
+struct Control {
+    /// Read while true; checked before every read.
+    run: AtomicBool,
+    stop: AtomicBool,
+    /// Bumped by each `resume`; a reader that finishes a read in a new generation reports in.
+    generation: AtomicU64,
+    /// Readers that finished a read since the last `resume`.
+    ready: AtomicU64,
+    /// Readers waiting on `gate`.
+    parked: AtomicU64,
+    gate: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Control {
+    fn notify(&self) {
+        let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        self.wake.notify_all();
+    }
+}
+
+/// Reader threads looping `store.read` over the writer's batch.
+///
+/// They read only between [`Readers::resume`] and [`Readers::pause`], so that they load the
+/// machine during a timed section and not while criterion analyses (on 2 cores, 16 spinning
+/// readers would slow the analysis tenfold and make every id take seconds longer).
 pub struct Readers {
-    stop: Arc<AtomicBool>,
+    control: Arc<Control>,
     handles: Vec<JoinHandle<ReaderTally>>,
 }
 
+/// How long `resume` and `pause` wait for the readers before going on anyway.
+const READERS_WAIT: Duration = Duration::from_secs(30);
+
 impl Readers {
-    /// Starts `count` reader threads and returns once each has finished a first read, so a
-    /// timed section that starts afterwards runs under the full reading load.
+    /// Starts `count` reader threads, paused.
     pub fn start(store: &Store, batch_id: i64, count: u32) -> std::io::Result<Readers> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let first_reads = Arc::new(AtomicU64::new(0));
+        let control = Arc::new(Control::default());
         let mut readers = Readers {
-            stop: stop.clone(),
+            control: control.clone(),
             handles: Vec::with_capacity(count as usize),
         };
         for r in 0..count {
             let store = store.clone();
-            let stop = stop.clone();
-            let first_reads = first_reads.clone();
+            let control = control.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("bench-reader-{r}"))
-                .spawn(move || read_loop(&store, batch_id, &stop, &first_reads))?;
+                .spawn(move || read_loop(&store, batch_id, &control))?;
             readers.handles.push(handle);
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while first_reads.load(Ordering::Relaxed) < u64::from(count) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        readers.wait_for(|c| c.parked.load(Ordering::SeqCst));
         Ok(readers)
+    }
+
+    /// Lets the readers read, and returns once each has finished a read, so a timed section
+    /// that starts afterwards runs under the full reading load.
+    pub fn resume(&self) {
+        let c = &self.control;
+        c.ready.store(0, Ordering::SeqCst);
+        c.generation.fetch_add(1, Ordering::SeqCst);
+        c.run.store(true, Ordering::SeqCst);
+        c.notify();
+        self.wait_for(|c| c.ready.load(Ordering::SeqCst));
+    }
+
+    /// Stops the readers after their current read and returns once all of them wait.
+    pub fn pause(&self) {
+        self.control.run.store(false, Ordering::SeqCst);
+        self.wait_for(|c| c.parked.load(Ordering::SeqCst));
+    }
+
+    /// Waits until `count(control)` reaches the number of readers (or `READERS_WAIT` passes).
+    fn wait_for(&self, count: impl Fn(&Control) -> u64) {
+        let deadline = Instant::now() + READERS_WAIT;
+        while count(&self.control) < self.handles.len() as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 
     /// Stops and joins the readers, adding up what they did.
@@ -325,7 +380,8 @@ impl Readers {
     }
 
     fn stop_and_join(&mut self) -> ReaderTally {
-        self.stop.store(true, Ordering::Relaxed);
+        self.control.stop.store(true, Ordering::SeqCst);
+        self.control.notify();
         let mut total = ReaderTally::default();
         for handle in self.handles.drain(..) {
             let Ok(t) = handle.join() else {
@@ -353,15 +409,23 @@ impl Drop for Readers {
     }
 }
 
-fn read_loop(
-    store: &Store,
-    batch_id: i64,
-    stop: &AtomicBool,
-    first_reads: &AtomicU64,
-) -> ReaderTally {
+fn read_loop(store: &Store, batch_id: i64, control: &Control) -> ReaderTally {
     let mut tally = ReaderTally::default();
-    let mut first = true;
-    while !stop.load(Ordering::Relaxed) {
+    let mut generation = 0;
+    loop {
+        if !control.run.load(Ordering::SeqCst) {
+            // `run` and `stop` are checked under the lock `resume` and `stop` notify under,
+            // so no wake-up is lost.
+            let mut gate = control.gate.lock().unwrap_or_else(|p| p.into_inner());
+            control.parked.fetch_add(1, Ordering::SeqCst);
+            while !control.run.load(Ordering::SeqCst) && !control.stop.load(Ordering::SeqCst) {
+                gate = control.wake.wait(gate).unwrap_or_else(|p| p.into_inner());
+            }
+            control.parked.fetch_sub(1, Ordering::SeqCst);
+        }
+        if control.stop.load(Ordering::SeqCst) {
+            return tally;
+        }
         match store.read(READ_OP, |tx| tx.query(READ_LOG, &[Value::Int(batch_id)])) {
             Ok(_) => tally.reads_ok += 1,
             Err(e) if e.is_lock() => tally.reads_locked += 1,
@@ -370,12 +434,12 @@ fn read_loop(
                 tally.first_other_error.get_or_insert_with(|| e.to_string());
             }
         }
-        if first {
-            first = false;
-            first_reads.fetch_add(1, Ordering::Relaxed);
+        let current = control.generation.load(Ordering::SeqCst);
+        if current != generation {
+            generation = current;
+            control.ready.fetch_add(1, Ordering::SeqCst);
         }
     }
-    tally
 }
 
 /// `SQLITE_BUSY=3 SQLITE_BUSY_SNAPSHOT=1`, or `none`.
@@ -426,7 +490,9 @@ mod tests {
             let mut fixture = StoreFixture::open(&setting).expect("opening the fixture");
             let readers = Readers::start(fixture.store(), fixture.batch_id(), setting.readers)
                 .expect("starting readers");
+            readers.resume();
             assert_eq!(fixture.write_unit().expect("one write unit"), Some(0));
+            readers.pause();
             let reads = readers.stop();
             assert_eq!(
                 log_rows(fixture.store(), fixture.batch_id()),

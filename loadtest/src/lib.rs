@@ -155,8 +155,8 @@ pub fn overlay_file<T: Serialize + DeserializeOwned>(
     cli: &T,
     matches: Option<&ArgMatches>,
 ) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     // Parse once as the real type for errors that point at the line and key.
     toml::from_str::<T>(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut file: toml::Table = toml::from_str(&text)?;
@@ -181,11 +181,7 @@ fn overlay(file: &mut toml::Table, flags: &toml::Table, m: &ArgMatches) {
                 }
             }
             _ => {
-                let given = m
-                    .try_get_raw(key)
-                    .ok()
-                    .flatten()
-                    .is_some()
+                let given = m.try_get_raw(key).ok().flatten().is_some()
                     && m.value_source(key) == Some(ValueSource::CommandLine);
                 if given {
                     file.insert(key.clone(), value.clone());

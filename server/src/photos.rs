@@ -48,6 +48,12 @@ pub const MAX_SIDE: u32 = 8192;
 /// Worker threads `generate` uses at most.
 const GENERATE_WORKERS: usize = 2;
 
+/// Smallest QR module, in pixels, where the frame allows it.
+const MIN_MODULE_PX: usize = 3;
+
+/// Narrowest quiet zone around a QR code, in modules, where the frame is tight.
+const MIN_QUIET_MODULES: usize = 2;
+
 /// RNG stream of the corrupt file number `j` (good files use their index in the good sequence).
 const CORRUPT_STREAM_BASE: u64 = 1 << 40;
 
@@ -82,7 +88,10 @@ pub enum PhotoError {
     Decode { reason: String },
     /// A batch setting out of range or malformed; `setting` is the flag/key name.
     #[error("invalid {setting}: {reason}")]
-    Invalid { setting: &'static str, reason: String },
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
     /// A manifest that cannot be read back.
     #[error("manifest {}: {reason}", path.display())]
     Manifest { path: PathBuf, reason: String },
@@ -93,11 +102,16 @@ pub enum PhotoError {
 
 impl PhotoError {
     fn io(path: &Path, source: io::Error) -> Self {
-        PhotoError::Io { path: path.to_path_buf(), source }
+        PhotoError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     fn decode(reason: impl Into<String>) -> Self {
-        PhotoError::Decode { reason: reason.into() }
+        PhotoError::Decode {
+            reason: reason.into(),
+        }
     }
 }
 
@@ -226,6 +240,22 @@ impl BatchSpec {
                 ),
             });
         }
+        // The QR code must be large enough for rqrr to read reliably after JPEG compression.
+        let modules = qr_code(&registration_payload(
+            &person_identity(self, self.people - 1).1,
+        ))?
+        .width();
+        let needed = (modules + 2 * MIN_QUIET_MODULES) * MIN_MODULE_PX;
+        if (width.min(height) as usize) < needed {
+            return Err(PhotoError::Invalid {
+                setting: "size",
+                reason: format!(
+                    "{} is too small for this batch's QR codes: {modules} modules of \
+                     {MIN_MODULE_PX} px plus a quiet zone need {needed} px on the shorter side",
+                    self.size
+                ),
+            });
+        }
         if self.corrupt > 0 && self.count < 2 {
             return Err(PhotoError::Invalid {
                 setting: "corrupt",
@@ -330,11 +360,10 @@ pub struct ManifestFile {
 pub fn read_manifest(dir: &Path) -> Result<Manifest, PhotoError> {
     let path = dir.join(MANIFEST_FILE);
     let bytes = fs::read(&path).map_err(|e| PhotoError::io(&path, e))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&bytes).map_err(|e| PhotoError::Manifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| PhotoError::Manifest {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     if manifest.schema_version != MANIFEST_SCHEMA_VERSION {
         return Err(PhotoError::Manifest {
             path,
@@ -422,9 +451,9 @@ fn plan(spec: &BatchSpec) -> Vec<Planned> {
 /// Writes the batch `spec` describes into `out_dir` (created if missing), then `manifest.json`.
 ///
 /// A folder that already holds a batch (has `manifest.json`) is reused: the previous manifest
-/// goes first, then the previous batch's files this one does not overwrite, so the folder never
-/// holds stale photos. A folder with `IMG_*.jpg` files but no manifest is refused (they are not
-/// ours to overwrite). Other files are left alone. Up to two worker threads encode photos; the
+/// goes first, then every `IMG_<n>.jpg` this batch does not overwrite, so the folder never holds
+/// stale photos. A folder with `IMG_<n>.jpg` files but no manifest is refused (they are not ours
+/// to overwrite). Other files are left alone. Up to two worker threads encode photos; the
 /// output does not depend on the thread count.
 pub fn generate(out_dir: &Path, spec: &BatchSpec) -> Result<Manifest, PhotoError> {
     spec.validate()?;
@@ -534,44 +563,38 @@ fn prepare_out_dir(out_dir: &Path, plan: &[Planned]) -> Result<(), PhotoError> {
     }
     fs::create_dir_all(out_dir).map_err(|e| PhotoError::io(out_dir, e))?;
 
+    // A folder with a manifest holds a batch of ours: every IMG_<n>.jpg in it is ours to replace.
+    // The manifest goes first, so an interrupted run never leaves one that does not match.
     let manifest_path = out_dir.join(MANIFEST_FILE);
-    let previous: Vec<String> = if manifest_path.exists() {
-        // Whatever the old manifest says, it is ours: drop it first so an interrupted run
-        // never leaves a manifest that does not match the files.
-        let names = match read_manifest(out_dir) {
-            Ok(m) => m.files.into_iter().map(|f| f.name).collect(),
-            Err(_) => Vec::new(),
-        };
-        fs::remove_file(&manifest_path).map_err(|e| PhotoError::io(&manifest_path, e))?;
-        names
-    } else {
-        let entries = fs::read_dir(out_dir).map_err(|e| PhotoError::io(out_dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| PhotoError::io(out_dir, e))?;
-            if entry.file_name().to_str().is_some_and(is_our_file_name) {
-                return Err(PhotoError::OutDir {
-                    path: out_dir.to_path_buf(),
-                    reason: format!(
-                        "holds {} but no {MANIFEST_FILE}; use an empty or new folder",
-                        entry.file_name().to_string_lossy()
-                    ),
-                });
-            }
-        }
-        Vec::new()
-    };
+    let ours = manifest_path.exists();
     let keep: std::collections::BTreeSet<&str> = plan.iter().map(|p| p.name.as_str()).collect();
-    for name in previous {
-        // Only plain file names of our own pattern; a hand-edited manifest cannot point elsewhere.
-        if keep.contains(name.as_str()) || !is_our_file_name(&name) {
+    let mut stale = Vec::new();
+    for entry in fs::read_dir(out_dir).map_err(|e| PhotoError::io(out_dir, e))? {
+        let entry = entry.map_err(|e| PhotoError::io(out_dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !is_our_file_name(&name) {
             continue;
         }
-        let path = out_dir.join(&name);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(PhotoError::io(&path, e)),
+        if !ours {
+            return Err(PhotoError::OutDir {
+                path: out_dir.to_path_buf(),
+                reason: format!(
+                    "holds {name} but no {MANIFEST_FILE} (not a generated batch, or an \
+                     interrupted one): delete those files or use another folder"
+                ),
+            });
         }
+        if !keep.contains(name.as_str()) {
+            stale.push(entry.path());
+        }
+    }
+    if ours {
+        fs::remove_file(&manifest_path).map_err(|e| PhotoError::io(&manifest_path, e))?;
+    }
+    for path in stale {
+        fs::remove_file(&path).map_err(|e| PhotoError::io(&path, e))?;
     }
     Ok(())
 }
@@ -697,7 +720,11 @@ impl Canvas {
                 }
             }
         }
-        Canvas { width: w, height: h, rgb }
+        Canvas {
+            width: w,
+            height: h,
+            rgb,
+        }
     }
 
     /// Blends `color` over the pixels in `[x0, x1) x [y0, y1)` with the alpha `coverage(x, y)`
@@ -734,10 +761,22 @@ impl Canvas {
     }
 
     /// A soft-edged filled ellipse.
-    fn ellipse(&mut self, cx: f32, cy: f32, rx: f32, ry: f32, soft: f32, color: Color, alpha: f32) {
+    fn ellipse(
+        &mut self,
+        (cx, cy): (f32, f32),
+        (rx, ry): (f32, f32),
+        soft: f32,
+        color: Color,
+        alpha: f32,
+    ) {
         let r_min = rx.min(ry);
         self.paint(
-            (cx - rx - soft, cy - ry - soft, cx + rx + soft, cy + ry + soft),
+            (
+                cx - rx - soft,
+                cy - ry - soft,
+                cx + rx + soft,
+                cy + ry + soft,
+            ),
             color,
             |x, y| {
                 let (u, v) = ((x - cx) / rx, (y - cy) / ry);
@@ -781,7 +820,9 @@ impl Canvas {
             let luma = (sum as f32 - 510.0) * k_luma;
             for c in 0..3 {
                 let chroma_n = (f32::from(r[4 + c]) - 127.5) * k_chroma;
-                px[c] = (f32::from(px[c]) + luma + chroma_n).round().clamp(0.0, 255.0) as u8;
+                px[c] = (f32::from(px[c]) + luma + chroma_n)
+                    .round()
+                    .clamp(0.0, 255.0) as u8;
             }
         }
     }
@@ -816,7 +857,7 @@ fn render_photo(width: u32, height: u32, rng: &mut ChaCha8Rng) -> Vec<u8> {
                 let ry = side * rng.random_range(0.03..0.22);
                 let color = random_color(rng, 0, 255);
                 let alpha = rng.random_range(0.5..1.0);
-                canvas.ellipse(cx, cy, rx, ry, soft, color, alpha);
+                canvas.ellipse((cx, cy), (rx, ry), soft, color, alpha);
             }
             1 => {
                 let x0 = rng.random_range(-0.1 * w..w);
@@ -836,7 +877,8 @@ fn render_photo(width: u32, height: u32, rng: &mut ChaCha8Rng) -> Vec<u8> {
                 let head_r = body_w * rng.random_range(0.3..0.4);
                 let clothes = random_color(rng, 0, 255);
                 let skin = SKIN_TONES[rng.random_range(0..SKIN_TONES.len())];
-                let skin = [0, 1, 2].map(|c| (skin[c] + rng.random_range(-12.0..12.0)).clamp(0.0, 255.0));
+                let skin =
+                    [0, 1, 2].map(|c| (skin[c] + rng.random_range(-12.0..12.0)).clamp(0.0, 255.0));
                 let falloff = rng.random_range(0.1..0.4);
                 canvas.rect(
                     (cx - body_w / 2.0, top_y, cx + body_w / 2.0, h + soft),
@@ -846,10 +888,8 @@ fn render_photo(width: u32, height: u32, rng: &mut ChaCha8Rng) -> Vec<u8> {
                     falloff,
                 );
                 canvas.ellipse(
-                    cx,
-                    top_y - head_r * 0.9,
-                    head_r * 0.85,
-                    head_r,
+                    (cx, top_y - head_r * 0.9),
+                    (head_r * 0.85, head_r),
                     soft,
                     skin,
                     1.0,
@@ -857,9 +897,19 @@ fn render_photo(width: u32, height: u32, rng: &mut ChaCha8Rng) -> Vec<u8> {
             }
         }
     }
-    let luma_sd = rng.random_range(3.0..5.5);
+    let luma_sd = rng.random_range(4.0..7.0);
     canvas.noise(rng, luma_sd, luma_sd * 0.8);
     canvas.rgb
+}
+
+/// The QR code of a registration payload (error correction M, the smallest version that fits).
+fn qr_code(payload: &str) -> Result<QrCode, PhotoError> {
+    QrCode::with_error_correction_level(payload.as_bytes(), EcLevel::M).map_err(|e| {
+        PhotoError::Invalid {
+            setting: "people",
+            reason: format!("cannot encode QR payload {payload:?}: {e}"),
+        }
+    })
 }
 
 /// A QR photo: `payload` as a QR code on a light card (quiet zone kept), large in the frame,
@@ -870,12 +920,7 @@ fn render_qr_photo(
     payload: &str,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<u8>, PhotoError> {
-    let code = QrCode::with_error_correction_level(payload.as_bytes(), EcLevel::M).map_err(|e| {
-        PhotoError::Invalid {
-            setting: "seed",
-            reason: format!("cannot encode QR payload {payload:?}: {e}"),
-        }
-    })?;
+    let code = qr_code(payload)?;
     let modules = code.width();
     let colors = code.to_colors();
 
@@ -894,25 +939,19 @@ fn render_qr_photo(
         let ry = side * rng.random_range(0.05..0.25);
         let color = random_color(rng, 150, 235);
         let alpha = rng.random_range(0.3..0.6);
-        canvas.ellipse(cx, cy, rx, ry, 2.0 + side * 0.01, color, alpha);
+        canvas.ellipse((cx, cy), (rx, ry), 2.0 + side * 0.01, color, alpha);
     }
 
-    // Module size: the code spans 40-60% of the shorter side, with a 4-module quiet zone that
-    // must fit in the frame. Small images get a larger share (modules of at least 3 px where
-    // they fit), then a narrower quiet zone.
+    // Module size: the code spans 40-60% of the shorter side, with a 4-module quiet zone.
+    // Small frames get bigger modules than that (rqrr's 1:1:3:1:1 finder test is integer
+    // arithmetic on run lengths, which 1-2 px modules after JPEG fail now and then) and a
+    // quiet zone narrowed to what fits, at least two modules on the card.
     let short = width.min(height) as usize;
     let share = rng.random_range(0.40..0.60);
-    let fits = short / (modules + 8);
-    let mut module = (((short as f64 * share) / modules as f64).floor() as usize)
-        .max(fits.min(3))
-        .max(1);
-    let mut quiet = 4;
-    while module > 1 && (modules + 2 * quiet) * module > short {
-        module -= 1;
-    }
-    while quiet > 1 && (modules + 2 * quiet) * module > short {
-        quiet -= 1;
-    }
+    let by_share = ((short as f64 * share) / modules as f64).floor() as usize;
+    let max_module = (short / (modules + 2 * MIN_QUIET_MODULES)).max(1);
+    let module = by_share.max(MIN_MODULE_PX).min(max_module);
+    let quiet = ((short / module).saturating_sub(modules) / 2).clamp(MIN_QUIET_MODULES, 4);
     let card = (modules + 2 * quiet) * module;
     let slack_x = (width as usize).saturating_sub(card);
     let slack_y = (height as usize).saturating_sub(card);
@@ -983,17 +1022,18 @@ pub struct Scan {
 /// panics: a panic inside a decoder becomes a `Decode` error.
 pub fn scan(bytes: &[u8]) -> Result<Scan, PhotoError> {
     let content_hash = content_hash(bytes);
-    let (width, height, qr_payload) = match panic::catch_unwind(AssertUnwindSafe(|| scan_image(bytes))) {
-        Ok(result) => result?,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            return Err(PhotoError::decode(format!("decoder panicked: {what}")));
-        }
-    };
+    let (width, height, qr_payload) =
+        match panic::catch_unwind(AssertUnwindSafe(|| scan_image(bytes))) {
+            Ok(result) => result?,
+            Err(payload) => {
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return Err(PhotoError::decode(format!("decoder panicked: {what}")));
+            }
+        };
     Ok(Scan {
         content_hash,
         width,
@@ -1005,13 +1045,35 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, PhotoError> {
 fn scan_image(bytes: &[u8]) -> Result<(u32, u32, Option<String>), PhotoError> {
     let image = decode_image(bytes)?;
     let (width, height) = (image.width(), image.height());
-    let luma = image.into_luma8();
+    let luma = to_luma(image);
     let mut prepared = rqrr::PreparedImage::prepare(luma);
     let payload = prepared
         .detect_grids()
         .iter()
         .find_map(|grid| grid.decode().ok().map(|(_, text)| text));
     Ok((width, height, payload))
+}
+
+/// Grayscale for rqrr. RGB8 (every JPEG photo) takes an integer Rec. 709 conversion, several
+/// times faster than `into_luma8`'s generic one; the rest goes through `into_luma8`.
+fn to_luma(image: image::DynamicImage) -> image::GrayImage {
+    match image {
+        image::DynamicImage::ImageLuma8(gray) => gray,
+        image::DynamicImage::ImageRgb8(rgb) => {
+            let (w, h) = rgb.dimensions();
+            let luma: Vec<u8> = rgb
+                .as_raw()
+                .chunks_exact(3)
+                .map(|p| {
+                    let y = 54 * u32::from(p[0]) + 183 * u32::from(p[1]) + 19 * u32::from(p[2]);
+                    ((y + 128) >> 8) as u8
+                })
+                .collect();
+            image::GrayImage::from_raw(w, h, luma)
+                .unwrap_or_else(|| image::DynamicImage::ImageRgb8(rgb).into_luma8())
+        }
+        other => other.into_luma8(),
+    }
 }
 
 fn decode_image(bytes: &[u8]) -> Result<image::DynamicImage, PhotoError> {
@@ -1072,9 +1134,21 @@ mod tests {
         let s: ImageSize = "1024x768".parse().unwrap();
         assert_eq!(s, ImageSize::new(1024, 768));
         assert_eq!(s.to_string(), "1024x768");
-        for bad in ["", "1024", "x768", "1024x", "10 24x768", "-1x5", "1024x768x3", "axb"] {
+        for bad in [
+            "",
+            "1024",
+            "x768",
+            "1024x",
+            "10 24x768",
+            "-1x5",
+            "1024x768x3",
+            "axb",
+        ] {
             let err = bad.parse::<ImageSize>().unwrap_err().to_string();
-            assert!(err.contains("size") && err.contains(&format!("{bad:?}")), "{err}");
+            assert!(
+                err.contains("size") && err.contains(&format!("{bad:?}")),
+                "{err}"
+            );
         }
     }
 
@@ -1086,14 +1160,17 @@ mod tests {
             corrupt: 4,
             ..BatchSpec::default()
         };
-        let plan = plan(&spec);
-        assert_eq!(plan.len(), 14);
-        assert_eq!(plan[0].name, "IMG_0001.jpg");
-        assert!(matches!(plan[0].content, Content::Qr { person: 0 }));
-        assert!(!matches!(plan.last().unwrap().content, Content::Corrupt(_)));
+        let files = plan(&spec);
+        assert_eq!(files.len(), 14);
+        assert_eq!(files[0].name, "IMG_0001.jpg");
+        assert!(matches!(files[0].content, Content::Qr { person: 0 }));
+        assert!(!matches!(
+            files.last().unwrap().content,
+            Content::Corrupt(_)
+        ));
         let per_person: Vec<usize> = (0..3)
             .map(|p| {
-                plan.iter()
+                files.iter()
                     .filter(|f| {
                         matches!(f.content, Content::Qr { person } | Content::Photo { person } if person == p)
                     })
@@ -1101,7 +1178,10 @@ mod tests {
             })
             .collect();
         assert_eq!(per_person, [4, 3, 3]);
-        let corrupt = plan.iter().filter(|f| matches!(f.content, Content::Corrupt(_))).count();
+        let corrupt = files
+            .iter()
+            .filter(|f| matches!(f.content, Content::Corrupt(_)))
+            .count();
         assert_eq!(corrupt, 4);
         // Many more corrupt files than gaps still keeps them inside.
         let spec = BatchSpec {
@@ -1110,14 +1190,16 @@ mod tests {
             corrupt: 5,
             ..BatchSpec::default()
         };
-        let plan = plan(&spec);
-        assert!(matches!(plan[0].content, Content::Qr { .. }));
-        assert!(matches!(plan[6].content, Content::Photo { .. }));
+        let files = plan(&spec);
+        assert!(matches!(files[0].content, Content::Qr { .. }));
+        assert!(matches!(files[6].content, Content::Photo { .. }));
     }
 
     #[test]
     fn jpeg_completeness() {
-        assert!(jpeg_is_complete(&[0xff, 0xd8, 0xff, 0xda, 1, 2, 0xff, 0xd9]));
+        assert!(jpeg_is_complete(&[
+            0xff, 0xd8, 0xff, 0xda, 1, 2, 0xff, 0xd9
+        ]));
         assert!(!jpeg_is_complete(&[0xff, 0xd8, 0xff, 0xda, 1, 2, 0xff]));
         assert!(!jpeg_is_complete(&[0xff, 0xd8, 0xff, 0xd9, 0xff, 0xda, 1]));
     }

@@ -426,7 +426,10 @@ fn audit(store: &Store, batch_id: i64, acked: &[String]) -> Result<Audit, DbErro
             &[Value::Int(batch_id)],
         )?;
         let counter = tx
-            .query_i64("SELECT processed FROM batches WHERE id = ?1", &[Value::Int(batch_id)])?
+            .query_i64(
+                "SELECT processed FROM batches WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )?
             .unwrap_or(0);
         Ok((rows, counter))
     })?;
@@ -455,7 +458,10 @@ impl ProbeReport {
         use std::fmt::Write;
         let mut s = String::new();
         let verdict = if self.lost_writes > 0 {
-            format!("LOST WRITES: {} acknowledged writes are not in the database", self.lost_writes)
+            format!(
+                "LOST WRITES: {} acknowledged writes are not in the database",
+                self.lost_writes
+            )
         } else if self.lock_errors.total > 0 {
             format!("database is locked: {} lock errors", self.lock_errors.total)
         } else {
@@ -507,11 +513,7 @@ impl ProbeReport {
         for (msg, n) in &self.other_errors {
             let _ = writeln!(s, "other error x{n}: {msg}");
         }
-        let _ = writeln!(
-            s,
-            "requested: {}",
-            self.settings_requested.storage
-        );
+        let _ = writeln!(s, "requested: {}", self.settings_requested.storage);
         for c in &self.settings_effective {
             let _ = writeln!(
                 s,

@@ -130,7 +130,13 @@ struct Decoded {
 fn slug(text: &str) -> String {
     let s: String = text
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let s = s.trim_matches('-');
     let s: String = s.chars().take(40).collect();
@@ -236,10 +242,12 @@ fn decode(path: &Path) -> Decoded {
     let result = std::fs::read(path)
         .map_err(|e| format!("cannot read: {e}"))
         .and_then(|bytes| {
-            photos::scan(&bytes).map_err(|e| e.to_string()).map(|mut scan| {
-                scan.content_hash = photos::content_hash(&bytes);
-                scan
-            })
+            photos::scan(&bytes)
+                .map_err(|e| e.to_string())
+                .map(|mut scan| {
+                    scan.content_hash = photos::content_hash(&bytes);
+                    scan
+                })
         });
     Decoded {
         path: path.to_path_buf(),
@@ -358,7 +366,10 @@ impl Processor<'_> {
                     .fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                self.metrics.processor.units_failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .processor
+                    .units_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 warn!(error = %e, "photo's unit of work failed; marking it failed");
                 self.record_failed(&decoded.name, Some(&scan.content_hash), &e.to_string());
             }
@@ -378,7 +389,12 @@ impl Processor<'_> {
     }
 
     /// _start_new_person: a QR photo for a registration.
-    fn start_new_person(&mut self, decoded: &Named, scan: &Scan, payload: &str) -> Result<(), DbError> {
+    fn start_new_person(
+        &mut self,
+        decoded: &Named,
+        scan: &Scan,
+        payload: &str,
+    ) -> Result<(), DbError> {
         let batch_id = self.batch_id;
         let name = decoded.name.clone();
         let hash = scan.content_hash.clone();
@@ -397,7 +413,9 @@ impl Processor<'_> {
                             &[Value::from(payload.as_str())],
                         )?;
                         let (reg_id, reg_name) = match reg.first() {
-                            Some(r) => (r[0].as_i64(), r[1].as_str().unwrap_or("person").to_owned()),
+                            Some(r) => {
+                                (r[0].as_i64(), r[1].as_str().unwrap_or("person").to_owned())
+                            }
                             None => (None, "unregistered".to_owned()),
                         };
                         let existing = tx.query_i64(
@@ -466,7 +484,10 @@ impl Processor<'_> {
                     match person_id {
                         Some(pid) => {
                             // The ORM loads the person before changing it.
-                            tx.query_i64("SELECT photo_count FROM persons WHERE id = ?1", &[Value::Int(pid)])?;
+                            tx.query_i64(
+                                "SELECT photo_count FROM persons WHERE id = ?1",
+                                &[Value::Int(pid)],
+                            )?;
                             tx.insert(
                                 "INSERT INTO photos (batch_id, person_id, file_name, content_hash, status) VALUES (?1, ?2, ?3, ?4, 'assigned')",
                                 &[Value::Int(batch_id), Value::Int(pid), Value::from(name.as_str()), Value::from(hash.as_str())],
@@ -489,8 +510,15 @@ impl Processor<'_> {
             (
                 "log_action",
                 Box::new(|tx: &mut dyn Tx| {
-                    let detail = person_id.map_or("no current person".to_owned(), |p| format!("person {p}"));
-                    log_action(tx, batch_id, "assign_to_current_person", Some(&name), &detail)
+                    let detail =
+                        person_id.map_or("no current person".to_owned(), |p| format!("person {p}"));
+                    log_action(
+                        tx,
+                        batch_id,
+                        "assign_to_current_person",
+                        Some(&name),
+                        &detail,
+                    )
                 }),
             ),
             (
@@ -507,7 +535,10 @@ impl Processor<'_> {
 
     /// A photo that could not be processed: recorded as failed, with the reason.
     fn record_failed(&self, name: &str, hash: Option<&str>, reason: &str) {
-        self.metrics.processor.photos_failed.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .processor
+            .photos_failed
+            .fetch_add(1, Ordering::Relaxed);
         let batch_id = self.batch_id;
         // Undecodable files have no trustworthy content; key them by batch and name.
         let key = hash.map_or_else(|| format!("failed:{batch_id}:{name}"), str::to_owned);
@@ -536,7 +567,9 @@ impl Processor<'_> {
 
     /// _save_current_person and the upload step for the person being collected.
     fn finish_person(&mut self) {
-        let Some(person) = self.current.take() else { return };
+        let Some(person) = self.current.take() else {
+            return;
+        };
         // A re-run (second POST, or after a crash) leaves a finished person as it is.
         if matches!(self.person_state(person.id).as_deref(), Ok("uploaded")) {
             return;
@@ -545,19 +578,32 @@ impl Processor<'_> {
             warn!(person = person.id, error = %e, "saving the person failed");
             return;
         }
-        self.metrics.processor.persons_saved.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .processor
+            .persons_saved
+            .fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.upload_person(&person) {
             warn!(person = person.id, error = %e, "uploading the person failed");
             return;
         }
-        self.metrics.processor.persons_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .processor
+            .persons_uploaded
+            .fetch_add(1, Ordering::Relaxed);
         self.checkpoint();
     }
 
     fn person_state(&self, id: i64) -> Result<String, DbError> {
         self.store.read("person_state", |tx| {
-            let rows = tx.query("SELECT upload_state FROM persons WHERE id = ?1", &[Value::Int(id)])?;
-            Ok(rows.first().and_then(|r| r[0].as_str()).unwrap_or_default().to_owned())
+            let rows = tx.query(
+                "SELECT upload_state FROM persons WHERE id = ?1",
+                &[Value::Int(id)],
+            )?;
+            Ok(rows
+                .first()
+                .and_then(|r| r[0].as_str())
+                .unwrap_or_default()
+                .to_owned())
         })
     }
 
@@ -570,7 +616,10 @@ impl Processor<'_> {
         let batch_id = self.batch_id;
         let folder_text = folder.display().to_string();
         self.store.write("save_current_person", |tx| {
-            tx.query_i64("SELECT photo_count FROM persons WHERE id = ?1", &[Value::Int(person.id)])?;
+            tx.query_i64(
+                "SELECT photo_count FROM persons WHERE id = ?1",
+                &[Value::Int(person.id)],
+            )?;
             tx.execute(
                 "UPDATE persons SET upload_state = 'saved' WHERE id = ?1",
                 &[Value::Int(person.id)],
@@ -594,7 +643,10 @@ impl Processor<'_> {
         }
         let batch_id = self.batch_id;
         self.store.write("upload_person", |tx| {
-            tx.query_i64("SELECT upload_state FROM persons WHERE id = ?1", &[Value::Int(person.id)])?;
+            tx.query_i64(
+                "SELECT upload_state FROM persons WHERE id = ?1",
+                &[Value::Int(person.id)],
+            )?;
             tx.execute(
                 "UPDATE persons SET upload_state = 'uploaded' WHERE id = ?1",
                 &[Value::Int(person.id)],
@@ -603,7 +655,13 @@ impl Processor<'_> {
                 "UPDATE batches SET uploaded = uploaded + 1 WHERE id = ?1",
                 &[Value::Int(batch_id)],
             )?;
-            log_action(tx, batch_id, "upload", None, &format!("person {}", person.id))?;
+            log_action(
+                tx,
+                batch_id,
+                "upload",
+                None,
+                &format!("person {}", person.id),
+            )?;
             if self.io_in_tx() {
                 upload().map_err(io_error("upload_person"))?;
             }
@@ -617,8 +675,16 @@ impl Processor<'_> {
             return;
         }
         match self.store.checkpoint_passive() {
-            Ok(true) => self.metrics.processor.checkpoints_ok.fetch_add(1, Ordering::Relaxed),
-            _ => self.metrics.processor.checkpoints_busy.fetch_add(1, Ordering::Relaxed),
+            Ok(true) => self
+                .metrics
+                .processor
+                .checkpoints_ok
+                .fetch_add(1, Ordering::Relaxed),
+            _ => self
+                .metrics
+                .processor
+                .checkpoints_busy
+                .fetch_add(1, Ordering::Relaxed),
         };
     }
 
@@ -641,7 +707,10 @@ impl Processor<'_> {
 
 fn folder_of(store: &Store, person_id: i64) -> Result<String, DbError> {
     store.read("person_folder", |tx| {
-        let rows = tx.query("SELECT folder FROM persons WHERE id = ?1", &[Value::Int(person_id)])?;
+        let rows = tx.query(
+            "SELECT folder FROM persons WHERE id = ?1",
+            &[Value::Int(person_id)],
+        )?;
         Ok(rows
             .first()
             .and_then(|r| r[0].as_str())
@@ -657,7 +726,13 @@ fn io_error(op: &'static str) -> impl Fn(String) -> DbError {
 }
 
 /// _log_action.
-fn log_action(tx: &mut dyn Tx, batch_id: i64, action: &str, photo: Option<&str>, detail: &str) -> Result<(), DbError> {
+fn log_action(
+    tx: &mut dyn Tx,
+    batch_id: i64,
+    action: &str,
+    photo: Option<&str>,
+    detail: &str,
+) -> Result<(), DbError> {
     let text = match photo {
         Some(p) => format!("{p}: {detail}"),
         None => detail.to_owned(),
@@ -671,7 +746,10 @@ fn log_action(tx: &mut dyn Tx, batch_id: i64, action: &str, photo: Option<&str>,
 
 /// _update_batch_status.
 fn update_batch_status(tx: &mut dyn Tx, batch_id: i64, photo: &str) -> Result<(), DbError> {
-    tx.query_i64("SELECT processed FROM batches WHERE id = ?1", &[Value::Int(batch_id)])?;
+    tx.query_i64(
+        "SELECT processed FROM batches WHERE id = ?1",
+        &[Value::Int(batch_id)],
+    )?;
     tx.execute(
         "UPDATE batches SET processed = processed + 1, current_photo = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
         &[Value::Int(batch_id), Value::from(photo)],
@@ -680,7 +758,12 @@ fn update_batch_status(tx: &mut dyn Tx, batch_id: i64, photo: &str) -> Result<()
 }
 
 /// Copies a person's photos into their folder with a metadata file.
-fn copy_photos(photos: &[PathBuf], folder: &Path, person_id: i64, latency: Duration) -> Result<(), String> {
+fn copy_photos(
+    photos: &[PathBuf],
+    folder: &Path,
+    person_id: i64,
+    latency: Duration,
+) -> Result<(), String> {
     std::fs::create_dir_all(folder).map_err(|e| format!("creating {}: {e}", folder.display()))?;
     let mut names = Vec::with_capacity(photos.len());
     for photo in photos {
@@ -697,13 +780,15 @@ fn copy_photos(photos: &[PathBuf], folder: &Path, person_id: i64, latency: Durat
     }
     let metadata = serde_json::json!({"person_id": person_id, "photos": names});
     let path = inside(folder, "metadata.json")?;
-    std::fs::write(&path, metadata.to_string()).map_err(|e| format!("writing {}: {e}", path.display()))
+    std::fs::write(&path, metadata.to_string())
+        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// Copies a person's folder into the upload folder, `latency` per file (the Drive upload).
 fn upload_folder(source: &Path, target: &Path, latency: Duration) -> Result<(), String> {
     std::fs::create_dir_all(target).map_err(|e| format!("creating {}: {e}", target.display()))?;
-    let entries = std::fs::read_dir(source).map_err(|e| format!("reading {}: {e}", source.display()))?;
+    let entries =
+        std::fs::read_dir(source).map_err(|e| format!("reading {}: {e}", source.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
@@ -735,7 +820,10 @@ mod tests {
         assert!(inside(dir, "..").is_err());
         assert!(inside(dir, "a/b.jpg").is_err());
         assert!(inside(dir, "").is_err());
-        assert_eq!(inside(dir, "IMG_0001.jpg").unwrap(), Path::new("/out/IMG_0001.jpg"));
+        assert_eq!(
+            inside(dir, "IMG_0001.jpg").unwrap(),
+            Path::new("/out/IMG_0001.jpg")
+        );
         assert_eq!(slug("../../Ada Lovelace!"), "ada-lovelace");
         assert_eq!(slug("///"), "person");
     }

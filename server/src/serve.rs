@@ -171,7 +171,10 @@ fn wait_healthy(addr: SocketAddr, deadline: Duration) -> bool {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             let mut buf = [0u8; 12];
-            if s.write_all(req.as_bytes()).is_ok() && s.read_exact(&mut buf).is_ok() && buf.ends_with(b"200") {
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_exact(&mut buf).is_ok()
+                && buf.ends_with(b"200")
+            {
                 return true;
             }
         }
@@ -197,7 +200,9 @@ async fn supervise(
     } else {
         local
     };
-    let healthy = tokio::task::spawn_blocking(move || wait_healthy(connect_to, Duration::from_secs(60))).await?;
+    let healthy =
+        tokio::task::spawn_blocking(move || wait_healthy(connect_to, Duration::from_secs(60)))
+            .await?;
     if !healthy {
         stop_all(&mut workers);
         bail!("no worker answered /healthz on {local} within 60 s");
@@ -240,7 +245,9 @@ fn stop_all(workers: &mut [(u32, Child)]) {
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     warn!(worker = *id, "worker did not stop in time; killing it");
                     let _ = child.kill();
@@ -281,9 +288,10 @@ pub fn run_worker(
         .build()?;
     runtime.block_on(async move {
         let cfg = config.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&cfg.db, &cfg.storage, &cfg.retry))
-            .await?
-            .with_context(|| format!("opening {}", config.db.display()))?;
+        let store =
+            tokio::task::spawn_blocking(move || Store::open(&cfg.db, &cfg.storage, &cfg.retry))
+                .await?
+                .with_context(|| format!("opening {}", config.db.display()))?;
         let state = AppState::new(
             store,
             worker,

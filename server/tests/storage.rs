@@ -25,7 +25,13 @@ fn storage(journal_mode: JournalMode, tx_mode: TxMode) -> StorageConfig {
 }
 
 /// Runs the contention probe on a fresh temp database.
-fn contend(storage: StorageConfig, retry: RetryConfig, writers: u32, readers: u32, ms: u64) -> ProbeReport {
+fn contend(
+    storage: StorageConfig,
+    retry: RetryConfig,
+    writers: u32,
+    readers: u32,
+    ms: u64,
+) -> ProbeReport {
     let (_dir, path) = temp_db();
     let config = ProbeConfig {
         storage,
@@ -45,7 +51,13 @@ fn rollback_deferred_writers_fail_fast_despite_a_long_busy_timeout_and_immediate
     cfg.busy_timeout_ms = 30_000;
     let deferred = contend(cfg.clone(), RetryConfig::default(), 4, 2, 1500);
     assert!(
-        deferred.lock_errors.by_code.get(&LockCode::Busy).copied().unwrap_or(0) > 0,
+        deferred
+            .lock_errors
+            .by_code
+            .get(&LockCode::Busy)
+            .copied()
+            .unwrap_or(0)
+            > 0,
         "deferred read-then-write should hit SQLITE_BUSY: {}",
         deferred.summary()
     );
@@ -68,14 +80,19 @@ fn rollback_deferred_writers_fail_fast_despite_a_long_busy_timeout_and_immediate
 
 /// Connection A reads (taking a WAL snapshot), B commits a write, then A tries to write.
 /// Returns A's outcome and B's.
-fn stale_snapshot_upgrade(driver: Driver, tx_mode: TxMode) -> (Result<(), DbError>, Result<(), DbError>) {
+fn stale_snapshot_upgrade(
+    driver: Driver,
+    tx_mode: TxMode,
+) -> (Result<(), DbError>, Result<(), DbError>) {
     let (_dir, path) = temp_db();
     let mut cfg = storage(JournalMode::Wal, tx_mode);
     cfg.driver = driver;
     cfg.busy_timeout_ms = 10_000;
     let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
     store
-        .write("seed", |tx| tx.insert("INSERT INTO batches (source_dir) VALUES ('x')", &[]))
+        .write("seed", |tx| {
+            tx.insert("INSERT INTO batches (source_dir) VALUES ('x')", &[])
+        })
         .expect("seed");
 
     let (read_done_tx, read_done) = mpsc::channel::<()>();
@@ -84,8 +101,11 @@ fn stale_snapshot_upgrade(driver: Driver, tx_mode: TxMode) -> (Result<(), DbErro
     let b = std::thread::spawn(move || {
         read_done.recv().expect("A read");
         let r = b_store.write("b", |tx| {
-            tx.execute("UPDATE batches SET processed = processed + 1 WHERE id = 1", &[])
-                .map(|_| ())
+            tx.execute(
+                "UPDATE batches SET processed = processed + 1 WHERE id = 1",
+                &[],
+            )
+            .map(|_| ())
         });
         let _ = b_done_tx.send(());
         r
@@ -115,7 +135,10 @@ fn wal_stale_read_snapshot_cannot_upgrade_and_immediate_avoids_it_on_both_driver
             Some(LockCode::BusySnapshot),
             "{driver:?}: {err}"
         );
-        assert!(matches!(err, DbError::Lock { extended: 517, .. }), "{err:?}");
+        assert!(
+            matches!(err, DbError::Lock { extended: 517, .. }),
+            "{err:?}"
+        );
         assert!(b.is_ok(), "{driver:?}: B commits");
         // SQLITE_BUSY_SNAPSHOT is returned at once, not after the 10 s busy timeout.
         assert!(started.elapsed() < Duration::from_secs(8), "{driver:?}");
@@ -134,7 +157,9 @@ fn rollback_upgrade(driver: Driver) -> (Result<(), DbError>, Result<(), DbError>
     cfg.busy_timeout_ms = 10_000;
     let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
     store
-        .write("seed", |tx| tx.insert("INSERT INTO batches (source_dir) VALUES ('x')", &[]))
+        .write("seed", |tx| {
+            tx.insert("INSERT INTO batches (source_dir) VALUES ('x')", &[])
+        })
         .expect("seed");
     let (a_read_tx, a_read) = mpsc::channel::<()>();
     let (b_reserved_tx, b_reserved) = mpsc::channel::<()>();
@@ -143,7 +168,10 @@ fn rollback_upgrade(driver: Driver) -> (Result<(), DbError>, Result<(), DbError>
     let b = std::thread::spawn(move || {
         a_read.recv().expect("A read");
         b_store.write("b", |tx| {
-            tx.insert("INSERT INTO processing_log (batch_id, action) VALUES (1, 'b')", &[])?;
+            tx.insert(
+                "INSERT INTO processing_log (batch_id, action) VALUES (1, 'b')",
+                &[],
+            )?;
             let _ = b_reserved_tx.send(());
             let _ = a_done.recv_timeout(Duration::from_secs(5));
             Ok(())
@@ -153,8 +181,11 @@ fn rollback_upgrade(driver: Driver) -> (Result<(), DbError>, Result<(), DbError>
         tx.query_i64("SELECT processed FROM batches WHERE id = 1", &[])?;
         let _ = a_read_tx.send(());
         b_reserved.recv().expect("B reserved");
-        tx.execute("UPDATE batches SET processed = processed + 1 WHERE id = 1", &[])
-            .map(|_| ())
+        tx.execute(
+            "UPDATE batches SET processed = processed + 1 WHERE id = 1",
+            &[],
+        )
+        .map(|_| ())
     });
     let _ = a_done_tx.send(());
     (a, b.join().expect("thread B"))
@@ -166,8 +197,21 @@ fn both_drivers_classify_the_rollback_upgrade_deadlock_as_sqlite_busy_at_once() 
         let started = std::time::Instant::now();
         let (a, b) = rollback_upgrade(driver);
         let err = a.expect_err("A holds a read lock and cannot wait for the write lock");
-        assert!(matches!(err, DbError::Lock { code: LockCode::Busy, extended: 5, .. }), "{driver:?}: {err:?}");
-        assert!(b.is_ok(), "{driver:?}: B commits once A has rolled back: {b:?}");
+        assert!(
+            matches!(
+                err,
+                DbError::Lock {
+                    code: LockCode::Busy,
+                    extended: 5,
+                    ..
+                }
+            ),
+            "{driver:?}: {err:?}"
+        );
+        assert!(
+            b.is_ok(),
+            "{driver:?}: B commits once A has rolled back: {b:?}"
+        );
         // SQLite refused to call the busy handler (10 s here): waiting would deadlock.
         assert!(started.elapsed() < Duration::from_secs(8), "{driver:?}");
     }
@@ -221,14 +265,25 @@ fn split_layout_has_one_writer_and_read_only_readers() {
     store.open_all().expect("open all");
     let settings = store.effective_settings();
     let roles: Vec<Role> = settings.iter().map(|c| c.role).collect();
-    assert_eq!(roles, vec![Role::Writer, Role::Reader, Role::Reader, Role::Reader]);
-    assert!(settings.iter().all(|c| c.journal_mode == "wal" && c.synchronous == "normal"));
-    assert!(settings.iter().filter(|c| c.role == Role::Reader).all(|c| c.read_only));
+    assert_eq!(
+        roles,
+        vec![Role::Writer, Role::Reader, Role::Reader, Role::Reader]
+    );
+    assert!(settings
+        .iter()
+        .all(|c| c.journal_mode == "wal" && c.synchronous == "normal"));
+    assert!(settings
+        .iter()
+        .filter(|c| c.role == Role::Reader)
+        .all(|c| c.read_only));
     // A write through a read unit of work is refused by SQLite, not silently done.
     let err = store
         .read("sneaky", |tx| tx.execute("DELETE FROM batches", &[]))
         .expect_err("readers are read-only");
-    assert!(matches!(err, DbError::Sqlite { extended, .. } if extended & 0xff == 8), "{err:?}");
+    assert!(
+        matches!(err, DbError::Sqlite { extended, .. } if extended & 0xff == 8),
+        "{err:?}"
+    );
 }
 
 fn retries(scope: RetryScope) -> RetryConfig {
@@ -245,7 +300,11 @@ fn retries(scope: RetryScope) -> RetryConfig {
 fn commit_only_retries_lose_writes_that_unit_of_work_retries_keep() {
     let cfg = storage(JournalMode::Delete, TxMode::Deferred);
     let commit_only = contend(cfg.clone(), retries(RetryScope::CommitOnly), 4, 1, 1500);
-    assert!(commit_only.lock_errors.total > 0, "{}", commit_only.summary());
+    assert!(
+        commit_only.lock_errors.total > 0,
+        "{}",
+        commit_only.summary()
+    );
     assert!(
         commit_only.lost_writes > 0,
         "commit-only retries report dropped writes as saved: {}",
@@ -253,7 +312,10 @@ fn commit_only_retries_lose_writes_that_unit_of_work_retries_keep() {
     );
     // The audit finds exactly the writes the store rolled back behind the caller's back.
     assert_eq!(commit_only.lost_writes, commit_only.commit_only_dropped);
-    assert_eq!(commit_only.writes_failed, 0, "the caller never hears of them");
+    assert_eq!(
+        commit_only.writes_failed, 0,
+        "the caller never hears of them"
+    );
 
     let unit = contend(cfg, retries(RetryScope::UnitOfWork), 4, 1, 1500);
     assert!(unit.retries > 0, "{}", unit.summary());
@@ -286,12 +348,20 @@ fn sync_delay_costs_what_the_journal_mode_syncs() {
     assert!(rollback_full.syncs.unwrap() >= 2 * rollback_full.writes_ok);
 
     let wal_full = one_writer_with_slow_disk(JournalMode::Wal, Synchronous::Full);
-    assert!(wal_full.latency_us.write.p50 >= delay_us, "{}", wal_full.summary());
+    assert!(
+        wal_full.latency_us.write.p50 >= delay_us,
+        "{}",
+        wal_full.summary()
+    );
     assert!(wal_full.syncs.unwrap() >= wal_full.writes_ok);
 
     let wal_normal = one_writer_with_slow_disk(JournalMode::Wal, Synchronous::Normal);
     // No sync at commit: only the WAL header's first write and checkpoints sync.
-    assert!(wal_normal.writes_ok > 10 * wal_full.writes_ok.max(1) / 2, "{}", wal_normal.summary());
+    assert!(
+        wal_normal.writes_ok > 10 * wal_full.writes_ok.max(1) / 2,
+        "{}",
+        wal_normal.summary()
+    );
     assert!(
         wal_normal.syncs.unwrap() * 10 < wal_normal.writes_ok,
         "{}",
@@ -316,18 +386,26 @@ fn settings_that_cannot_work_are_refused_by_name() {
         &RetryConfig::default(),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("/nonexistent-lockbench-dir"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent-lockbench-dir"),
+        "{err}"
+    );
 
     // A database kept in WAL by an open connection cannot be switched back to the rollback
     // journal: the store says so instead of running in a mode nobody asked for.
     let wal = storage(JournalMode::Wal, TxMode::Deferred);
     let holder = Store::open(&path, &wal, &RetryConfig::default()).expect("open wal");
-    let err = Store::open(&path, &storage(JournalMode::Delete, TxMode::Deferred), &RetryConfig::default())
-        .unwrap_err();
+    let err = Store::open(
+        &path,
+        &storage(JournalMode::Delete, TxMode::Deferred),
+        &RetryConfig::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("journal_mode"), "{err}");
     drop(holder);
 
-    let err = toml::from_str::<StorageConfig>("journal_mode = \"wal\"\nbusy_timeout = 5\n").unwrap_err();
+    let err =
+        toml::from_str::<StorageConfig>("journal_mode = \"wal\"\nbusy_timeout = 5\n").unwrap_err();
     assert!(err.to_string().contains("busy_timeout"), "{err}");
     let err = toml::from_str::<StorageConfig>("journal_mode = \"wall\"\n").unwrap_err();
     assert!(err.to_string().contains("wall"), "{err}");
@@ -364,11 +442,20 @@ fn migrations_create_the_app_schema_for_both_drivers_and_keep_committed_data() {
     let tables: Vec<&str> = rows.iter().filter_map(|r| r[0].as_str()).collect();
     assert_eq!(
         tables,
-        vec!["batches", "persons", "photos", "processing_log", "registrations"]
+        vec![
+            "batches",
+            "persons",
+            "photos",
+            "processing_log",
+            "registrations"
+        ]
     );
     let name = store
         .read("get", |tx| {
-            tx.query("SELECT name FROM registrations WHERE id = ?1", &[Value::Int(id)])
+            tx.query(
+                "SELECT name FROM registrations WHERE id = ?1",
+                &[Value::Int(id)],
+            )
         })
         .expect("row");
     assert_eq!(name[0][0], Value::Text("Ada".into()));

@@ -71,7 +71,11 @@ fn esc(text: &str) -> String {
 pub fn render(view: &AdminView, worker: u32) -> String {
     let mut batches = String::new();
     for b in &view.batches {
-        let pct = if b.total > 0 { b.processed * 100 / b.total } else { 0 };
+        let pct = if b.total > 0 {
+            b.processed * 100 / b.total
+        } else {
+            0
+        };
         batches.push_str(&format!(
             r#"<tr data-batch="{id}"><td>{id}</td><td class="status">{status}</td>
 <td><progress max="{total}" value="{processed}"></progress> <span class="processed">{processed}</span>/<span class="total">{total}</span> (<span class="pct">{pct}</span>%)</td>

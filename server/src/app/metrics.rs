@@ -66,7 +66,10 @@ impl Metrics {
     pub fn render(&self, worker: u32, store: &Store) -> String {
         let mut out = String::new();
         let w = worker;
-        let _ = writeln!(out, "# HELP lockbench_worker_info The worker that answered.");
+        let _ = writeln!(
+            out,
+            "# HELP lockbench_worker_info The worker that answered."
+        );
         let _ = writeln!(out, "# TYPE lockbench_worker_info gauge");
         let _ = writeln!(
             out,
@@ -76,14 +79,27 @@ impl Metrics {
         );
 
         let _ = writeln!(out, "# TYPE lockbench_http_requests_total counter");
-        for ((route, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = writeln!(
                 out,
                 "lockbench_http_requests_total{{worker=\"{w}\",route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
-        let _ = writeln!(out, "# TYPE lockbench_http_request_duration_seconds histogram");
-        for (route, l) in self.latency.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(
+            out,
+            "# TYPE lockbench_http_request_duration_seconds histogram"
+        );
+        for (route, l) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             for (bound, n) in BUCKETS.iter().zip(l.buckets.iter()) {
                 let _ = writeln!(
                     out,
@@ -108,7 +124,10 @@ impl Metrics {
         }
 
         let ops = store.stats().snapshot();
-        let _ = writeln!(out, "# HELP lockbench_db_lock_errors_total Lock errors seen, retried or not.");
+        let _ = writeln!(
+            out,
+            "# HELP lockbench_db_lock_errors_total Lock errors seen, retried or not."
+        );
         let _ = writeln!(out, "# TYPE lockbench_db_lock_errors_total counter");
         for (op, s) in &ops {
             for (code, n) in &s.lock_errors {
@@ -120,9 +139,16 @@ impl Metrics {
         }
         let _ = writeln!(out, "# TYPE lockbench_db_retries_total counter");
         for (op, s) in &ops {
-            let _ = writeln!(out, "lockbench_db_retries_total{{worker=\"{w}\",op=\"{op}\"}} {}", s.retries);
+            let _ = writeln!(
+                out,
+                "lockbench_db_retries_total{{worker=\"{w}\",op=\"{op}\"}} {}",
+                s.retries
+            );
         }
-        let _ = writeln!(out, "# HELP lockbench_db_units_total Units of work by outcome.");
+        let _ = writeln!(
+            out,
+            "# HELP lockbench_db_units_total Units of work by outcome."
+        );
         let _ = writeln!(out, "# TYPE lockbench_db_units_total counter");
         for (op, s) in &ops {
             for (outcome, n) in [
@@ -163,9 +189,17 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# TYPE lockbench_batch_photos gauge");
-        for (batch, (total, done)) in self.batches.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (batch, (total, done)) in self
+            .batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = writeln!(out, "lockbench_batch_photos{{worker=\"{w}\",batch=\"{batch}\",state=\"total\"}} {total}");
-            let _ = writeln!(out, "lockbench_batch_photos{{worker=\"{w}\",batch=\"{batch}\",state=\"done\"}} {done}");
+            let _ = writeln!(
+                out,
+                "lockbench_batch_photos{{worker=\"{w}\",batch=\"{batch}\",state=\"done\"}} {done}"
+            );
         }
         let wal = wal_bytes(store);
         let _ = writeln!(out, "# TYPE lockbench_wal_bytes gauge");

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::{info, info_span, Span};
 
 pub use error::AppError;
@@ -103,13 +103,16 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(
-            TraceLayer::new_for_http().make_span_with(move |req: &Request| {
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", |m| m.as_str());
-                info_span!("request", method = %req.method(), route, worker)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(move |req: &Request| {
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", |m| m.as_str());
+                    info_span!("request", method = %req.method(), route, worker)
+                })
+                // A 503 for a lock error is the server doing its job: counted, not an error.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -225,7 +228,10 @@ async fn register(
         });
     }
     let at = email.find('@');
-    if email.len() > 254 || !at.is_some_and(|i| i > 0 && i + 1 < email.len()) || email.contains(char::is_whitespace) {
+    if email.len() > 254
+        || !at.is_some_and(|i| i > 0 && i + 1 < email.len())
+        || email.contains(char::is_whitespace)
+    {
         return Err(AppError::Invalid {
             field: "email",
             reason: "must be an address like name@example.org".into(),
@@ -261,7 +267,11 @@ async fn register(
             })
         })
         .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(reg)).into_response())
 }
 
@@ -358,7 +368,8 @@ async fn batch_status(
     State(state): State<AppState>,
     path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<BatchStatus>, AppError> {
-    let Path(id) = path.map_err(|e| AppError::BadRequest(format!("batch id: {}", e.body_text())))?;
+    let Path(id) =
+        path.map_err(|e| AppError::BadRequest(format!("batch id: {}", e.body_text())))?;
     state
         .db(move |store| store.read("batch_status", |tx| read_batch(tx, id)))
         .await?

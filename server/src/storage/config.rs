@@ -199,7 +199,11 @@ impl StorageConfig {
         if self.busy_timeout_ms > i32::MAX as u64 {
             return Err(ConfigError::Invalid {
                 setting: "busy_timeout_ms",
-                reason: format!("{} exceeds SQLite's limit of {}", self.busy_timeout_ms, i32::MAX),
+                reason: format!(
+                    "{} exceeds SQLite's limit of {}",
+                    self.busy_timeout_ms,
+                    i32::MAX
+                ),
             });
         }
         if self.sync_delay_ms > 60_000 {

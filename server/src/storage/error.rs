@@ -146,15 +146,13 @@ impl DbError {
 
     pub fn from_sqlx(err: sqlx::Error, op: &str) -> DbError {
         match &err {
-            sqlx::Error::Database(db) => {
-                match db.code().and_then(|c| c.parse::<i32>().ok()) {
-                    Some(extended) => DbError::from_code(extended, op, db.message().to_owned()),
-                    None => DbError::Driver {
-                        op: op.to_owned(),
-                        message: err.to_string(),
-                    },
-                }
-            }
+            sqlx::Error::Database(db) => match db.code().and_then(|c| c.parse::<i32>().ok()) {
+                Some(extended) => DbError::from_code(extended, op, db.message().to_owned()),
+                None => DbError::Driver {
+                    op: op.to_owned(),
+                    message: err.to_string(),
+                },
+            },
             sqlx::Error::PoolTimedOut => DbError::PoolTimeout {
                 op: op.to_owned(),
                 waited_ms: 0,
@@ -171,7 +169,10 @@ impl DbError {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid setting {setting}: {reason}")]
-    Invalid { setting: &'static str, reason: String },
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
     #[error("setting {setting}: requested {requested}, but the connection reports {effective}")]
     NotApplied {
         setting: &'static str,

@@ -261,8 +261,8 @@ impl Opener {
             BusyTimeoutScope::EveryConnection => Some(self.config.busy_timeout_ms),
             BusyTimeoutScope::FirstConnection => first.then_some(self.config.busy_timeout_ms),
         };
-        let settings = configure(conn.as_mut(), &self.config, timeout, read_only)
-            .map_err(|e| match e {
+        let settings =
+            configure(conn.as_mut(), &self.config, timeout, read_only).map_err(|e| match e {
                 Configure::Db(e) => e,
                 Configure::Config(c) => DbError::Driver {
                     op: "configure".into(),
@@ -418,7 +418,11 @@ fn check_path(path: &Path) -> Result<(), OpenError> {
 impl Store {
     /// Opens (creating if needed) the database at `path`, sets its journal mode, runs the
     /// migrations, and prepares the pools. Connections open lazily, in order.
-    pub fn open(path: &Path, config: &StorageConfig, retry: &RetryConfig) -> Result<Store, OpenError> {
+    pub fn open(
+        path: &Path,
+        config: &StorageConfig,
+        retry: &RetryConfig,
+    ) -> Result<Store, OpenError> {
         config.validate()?;
         retry.validate()?;
         check_path(path)?;
@@ -447,7 +451,10 @@ impl Store {
         {
             let mut setup = opener.raw(false, true).map_err(open_err)?;
             setup
-                .batch("setup", &format!("PRAGMA busy_timeout = {}", config.busy_timeout_ms))
+                .batch(
+                    "setup",
+                    &format!("PRAGMA busy_timeout = {}", config.busy_timeout_ms),
+                )
                 .map_err(open_err)?;
             configure(setup.as_mut(), config, Some(config.busy_timeout_ms), false).map_err(
                 |e| match e {
@@ -802,7 +809,10 @@ fn migrate(conn: &mut dyn RawConn) -> Result<(), OpenError> {
             conn.batch("migrate", &format!("PRAGMA user_version = {version}"))
         })();
         match applied {
-            Ok(()) => conn.exec("migrate", "COMMIT", &[]).map(|_| ()).map_err(fail)?,
+            Ok(()) => conn
+                .exec("migrate", "COMMIT", &[])
+                .map(|_| ())
+                .map_err(fail)?,
             Err(e) => {
                 let _ = conn.exec("migrate", "ROLLBACK", &[]);
                 return Err(fail(e));

@@ -276,7 +276,10 @@ mod tests {
             max: Duration::from_millis(200),
             jitter,
         };
-        assert_eq!(waits(&with(Jitter::None)), vec![10, 30, 90, 200, 200, 200, 200]);
+        assert_eq!(
+            waits(&with(Jitter::None)),
+            vec![10, 30, 90, 200, 200, 200, 200]
+        );
         let full = with(Jitter::Full);
         let equal = with(Jitter::Equal);
         for _ in 0..100 {
@@ -313,6 +316,10 @@ mod tests {
             retry_attempts: 0,
             ..RetryConfig::default()
         };
-        assert!(cfg.validate().unwrap_err().to_string().contains("retry_attempts"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("retry_attempts"));
     }
 }
