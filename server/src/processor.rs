@@ -188,15 +188,32 @@ pub fn process_batch(
     };
     proc.log_or_warn("batch_started", None, &format!("{total} photos"));
 
-    let (tx, rx) = mpsc::sync_channel::<(usize, Decoded)>(4);
-    let photos = Arc::new(photos);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut done = 0;
+    decode_in_order(&photos, |decoded| {
+        proc.photo(decoded);
+        done += 1;
+        if let Some(entry) = metrics
+            .batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&batch_id)
+        {
+            entry.1 = done;
+        }
+    });
+    proc.finish_person();
+    proc.finish_batch();
+    done
+}
+
+/// Decodes and scans photos on two threads, handing them to `each` in name order.
+fn decode_in_order(photos: &[PathBuf], mut each: impl FnMut(Decoded)) {
+    let (tx, rx) = mpsc::sync_channel::<(usize, Decoded)>(4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for d in 0..2 {
             let tx = tx.clone();
-            let photos = photos.clone();
-            let next = next.clone();
+            let next = &next;
             let _ = std::thread::Builder::new()
                 .name(format!("decoder-{d}"))
                 .spawn_scoped(scope, move || loop {
@@ -214,23 +231,20 @@ pub fn process_batch(
         for (i, decoded) in rx.iter() {
             pending.insert(i, decoded);
             while let Some(decoded) = pending.remove(&expected) {
-                proc.photo(decoded);
+                each(decoded);
                 expected += 1;
-                done += 1;
-                if let Some(entry) = metrics
-                    .batches
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&batch_id)
-                {
-                    entry.1 = done;
-                }
             }
         }
     });
-    proc.finish_person();
-    proc.finish_batch();
-    done
+}
+
+/// The pure image work of a batch (read, decode, QR scan; no database), through the same
+/// two-thread pipeline the processor uses: the baseline of the processor's benchmark.
+/// Returns each photo's QR payload (None when it has none or does not decode).
+pub fn scan_photos(photos: &[PathBuf]) -> Vec<Option<String>> {
+    let mut out = Vec::with_capacity(photos.len());
+    decode_in_order(photos, |d| out.push(d.result.ok().and_then(|s| s.qr_payload)));
+    out
 }
 
 fn decode(path: &Path) -> Decoded {
