@@ -1,10 +1,11 @@
 //! What does one writer's commit cost while N readers read?
 //!
 //! - `writer_commit_{rusqlite,sqlx}`: one id per journal mode x transaction mode x reader
-//!   count (`delete/deferred/readers=4`), each on a fresh temp-file database; the readers
-//!   loop over `store.read` for the whole id while one writer (the bench thread) runs the
-//!   timed write units. The rusqlite group also holds `bare-rusqlite/...` baselines: the
-//!   same unit on a plain rusqlite connection.
+//!   count (`delete/deferred/readers=4`), each on a fresh temp-file database. One writer (the
+//!   bench thread) runs the timed write units while the readers loop over `store.read`; the
+//!   readers are paused between samples, so criterion's analysis does not run under their
+//!   load. The rusqlite group also holds `bare-rusqlite/wal/{deferred,immediate}/readers=0`:
+//!   the same unit on a plain rusqlite connection.
 //! - `write_path_overhead`: `lockbench` against `bare-rusqlite` with 1 writer, 0 readers,
 //!   WAL, synchronous=normal, BEGIN IMMEDIATE. The ratio of the two is the point (target:
 //!   lockbench reaches at least 80% of the bare loop's commits/s), so they share one group
@@ -12,7 +13,12 @@
 //!
 //! Criterion measures time only; after each group the lock errors seen per id are printed
 //! to stderr (no retries: a unit that hits a lock error fails, and is counted, not re-run).
-//! Quick check: `cargo bench -p lockbench-benches -- --quick`.
+//!
+//! Quick look: `cargo bench -p lockbench-benches --bench commit_contention -- --quick` (about
+//! 35 s on 2 idle cores). `--quick` keeps 2 samples per id, so ids with readers are noisy;
+//! drop it for 10 samples per id. On a disk, the WAL ids' time per commit is mostly the
+//! amortized fsyncs of automatic checkpoints; `TMPDIR=/dev/shm` (tmpfs, where fsync is free)
+//! leaves the CPU cost alone, which is what `write_path_overhead` is about.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +27,7 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use lockbench_benches::{format_codes, BareFixture, ReaderTally, Readers, Setting, StoreFixture};
-use lockbench_server::storage::{Driver, JournalMode, TxMode};
+use lockbench_server::storage::{Driver, JournalMode, LockCode, TxMode};
 
 const JOURNAL_MODES: [JournalMode; 2] = [JournalMode::Delete, JournalMode::Wal];
 const TX_MODES: [TxMode; 2] = [TxMode::Deferred, TxMode::Immediate];
@@ -39,6 +45,10 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
+        // `--quick` stops once two samples (n and 2n units) agree within this fraction. At the
+        // default 5%, ids with 16 readers stopped after 3 units, since the untimed waits for
+        // the readers count towards its 100 ms minimum; at 1% they run to measurement_time.
+        .significance_level(0.01)
         // One element is one committed (or failed) write unit: criterion prints commits/s.
         .throughput(Throughput::Elements(1));
 }
@@ -133,7 +143,7 @@ fn bench_bare(
             for _ in 0..iters {
                 if let Err(e) = fx.write_unit() {
                     let locked = matches!(&e, rusqlite::Error::SqliteFailure(f, _)
-                        if lockbench_server::storage::LockCode::from_extended(f.extended_code).is_some());
+                        if LockCode::from_extended(f.extended_code).is_some());
                     assert!(locked, "bare write unit failed: {e}");
                 }
             }

@@ -14,6 +14,11 @@ use lockbench_server::serve::{self, ServeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod load;
+pub mod report;
+pub mod run;
+pub mod scenario;
+
 /// Reproduce and measure SQLite "database is locked".
 #[derive(Debug, Parser)]
 #[command(name = "lockbench", version, about, long_about = None)]
@@ -50,6 +55,21 @@ pub enum Command {
         /// Register the batch's people at a running server (e.g. http://127.0.0.1:8080).
         #[arg(long, value_name = "URL")]
         register: Option<String>,
+    },
+    /// Run a scenario end to end: server, load, batch, audit, report, gates.
+    /// Exit code 0: every gate passed; 1: a gate failed; 2: the run could not be carried out.
+    Run {
+        /// Scenario file (TOML), e.g. scenarios/ci-smoke.toml.
+        scenario: PathBuf,
+        /// Report folder (default: reports/<scenario>/<UTC timestamp>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run the user mix against your own app at this URL (needs the scenario's [endpoints]).
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Keep the generated photo batch here and reuse it when the spec matches.
+        #[arg(long, value_name = "DIR")]
+        photos_cache: Option<PathBuf>,
     },
     #[command(name = serve::WORKER_SUBCOMMAND, hide = true)]
     Worker,
@@ -119,6 +139,25 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
                 println!("registered {n} people at {url}");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            scenario,
+            out,
+            target,
+            photos_cache,
+        } => {
+            let opts = run::RunOptions {
+                scenario,
+                out,
+                target,
+                photos_cache,
+                progress: true,
+                ..run::RunOptions::default()
+            };
+            let outcome = run::run_scenario(&opts)?;
+            println!("{}", outcome.report.verdict.summary);
+            println!("report: {}", outcome.out_dir.join("report.md").display());
+            Ok(ExitCode::from(outcome.report.verdict.exit_code))
         }
         Command::Worker => {
             serve::worker_from_env()?;

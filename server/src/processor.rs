@@ -243,7 +243,9 @@ fn decode_in_order(photos: &[PathBuf], mut each: impl FnMut(Decoded)) {
 /// Returns each photo's QR payload (None when it has none or does not decode).
 pub fn scan_photos(photos: &[PathBuf]) -> Vec<Option<String>> {
     let mut out = Vec::with_capacity(photos.len());
-    decode_in_order(photos, |d| out.push(d.result.ok().and_then(|s| s.qr_payload)));
+    decode_in_order(photos, |d| {
+        out.push(d.result.ok().and_then(|s| s.qr_payload))
+    });
     out
 }
 

@@ -1,0 +1,903 @@
+//! `lockbench run`: one scenario end to end.
+//!
+//! Fresh database and photo batch in a temporary folder; `lockbench serve` workers started as
+//! child processes (re-executing lockbench's own binary) with the scenario's settings; the
+//! goose load; the registrations and the batch posted; until the batch is done plus the tail
+//! (never past the cap); everything stopped; the audit; the report and the gates. The load
+//! generator talks to the server only over HTTP and through child processes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+use lockbench_server::photos::{self, FileKind, Manifest};
+use lockbench_server::serve::{ServeConfig, ENV_TOKEN};
+use lockbench_server::storage::{
+    self, BusyTimeoutScope, Driver, PoolLayout, RetryConfig, Store, Value,
+};
+
+use crate::load::{self, Shared};
+use crate::report::{
+    self, Audit, BatchFigures, GateResult, LockErrors, Machine, Report, ScenarioInfo, Target,
+    UsersInfo, Verdict, WalFigures, WorkerSettings,
+};
+use crate::scenario::Scenario;
+
+/// How to run a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub scenario: PathBuf,
+    /// Report folder (default: reports/<scenario>/<UTC timestamp>/).
+    pub out: Option<PathBuf>,
+    /// Run the user mix against an external app instead of the reference server.
+    pub target: Option<String>,
+    /// The lockbench binary to start servers with (default: this process's own binary).
+    pub server_exe: Option<PathBuf>,
+    /// A folder to keep the generated photo batch in and reuse when its spec matches.
+    pub photos_cache: Option<PathBuf>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Overrides applied to the scenario after loading (sweeps, breakpoints).
+    pub scenario_override: Option<Scenario>,
+}
+
+/// A finished run: its report and where the report files are.
+pub struct RunOutcome {
+    pub report: Report,
+    pub out_dir: PathBuf,
+}
+
+/// A running `lockbench serve`; stopped with SIGTERM on drop.
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    fn start(
+        exe: &Path,
+        config_file: &Path,
+        token: &str,
+        log: &Path,
+    ) -> anyhow::Result<ServerProcess> {
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut child = Command::new(exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(config_file)
+            .env(ENV_TOKEN, token)
+            .env("LOCKBENCH_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .with_context(|| format!("starting {} serve", exe.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let url = rest
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned();
+                        return Ok(ServerProcess { child, url });
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let tail = std::fs::read_to_string(log).unwrap_or_default();
+                    bail!(
+                        "the server did not start; its log says:\n{}",
+                        last_lines(&tail, 20)
+                    );
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn token() -> String {
+    format!("{:032x}", rand_u128())
+}
+
+fn rand_u128() -> u128 {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    t ^ ((std::process::id() as u128) << 64)
+}
+
+fn utc_now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn machine() -> Machine {
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_bytes,
+        os: format!(
+            "{} {} {}",
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            kernel.trim()
+        ),
+    }
+}
+
+/// The batch folder: from the cache when its manifest has the same spec, else generated.
+fn photo_batch(
+    scenario: &Scenario,
+    cache: Option<&Path>,
+    work: &Path,
+) -> anyhow::Result<(PathBuf, Manifest)> {
+    let dir = match cache {
+        Some(c) => c.to_path_buf(),
+        None => work.join("photos"),
+    };
+    if let Ok(manifest) = photos::read_manifest(&dir) {
+        if manifest.spec == scenario.batch {
+            return Ok((dir, manifest));
+        }
+    }
+    let manifest = photos::generate(&dir, &scenario.batch)
+        .with_context(|| format!("generating the photo batch in {}", dir.display()))?;
+    Ok((dir, manifest))
+}
+
+fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
+    Ok(reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(0)
+        .build()?)
+}
+
+/// Runs a scenario end to end and writes its report.
+pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
+    let scenario = match &opts.scenario_override {
+        Some(s) => s.clone(),
+        None => Scenario::load(&opts.scenario)?,
+    };
+    let started_at = utc_now();
+    let report = match &opts.target {
+        Some(url) => run_external(&scenario, opts, url, started_at)?,
+        None => run_reference(&scenario, opts, started_at)?,
+    };
+    let out_dir = match &opts.out {
+        Some(d) => d.clone(),
+        None => PathBuf::from("reports")
+            .join(&scenario.name)
+            .join(report.started_at.replace(':', "-")),
+    };
+    write_report(&report, &out_dir)?;
+    Ok(RunOutcome { report, out_dir })
+}
+
+/// Writes report.json, report.md and report.html into `dir`.
+pub fn write_report(report: &Report, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(dir.join("report.json"), json + "\n")?;
+    std::fs::write(dir.join("report.md"), report::markdown::render(report))?;
+    std::fs::write(dir.join("report.html"), report::html::render(report))?;
+    Ok(())
+}
+
+fn progress_bar(opts: &RunOptions, len: u64) -> indicatif::ProgressBar {
+    if !opts.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} photos  {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn run_reference(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    started_at: String,
+) -> anyhow::Result<Report> {
+    let work = tempfile::tempdir().context("creating a temporary folder")?;
+    let (photo_dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work.path())?;
+    let db = work.path().join("app.db");
+    let serve = ServeConfig {
+        storage: scenario.server.storage.clone(),
+        retry: scenario.server.retry.clone(),
+        processor: scenario.server.processor.clone(),
+        workers: scenario.server.workers,
+        port: 0,
+        db: db.clone(),
+        data_dir: Some(work.path().join("data")),
+        ..ServeConfig::default()
+    };
+    let config_file = work.path().join("serve.toml");
+    std::fs::write(&config_file, toml::to_string(&serve)?)?;
+    let exe = match &opts.server_exe {
+        Some(e) => e.clone(),
+        None => std::env::current_exe().context("finding lockbench's own binary")?,
+    };
+    let token = token();
+    let log = work.path().join("server.log");
+    let mut server = ServerProcess::start(&exe, &config_file, &token, &log)?;
+    let url = server.url.clone();
+    crate::register_people(&url, &manifest).context("registering the batch's people")?;
+
+    let shared = Arc::new(Shared::new(
+        scenario.users.clone(),
+        None,
+        Some(token.clone()),
+    ));
+    let cap = scenario.duration.max;
+    let attack = {
+        let shared = shared.clone();
+        let url = url.clone();
+        std::thread::spawn(move || load::attack(&url, &shared, cap + Duration::from_secs(5)))
+    };
+
+    let client = http_client()?;
+    let posted = Instant::now();
+    let response = client
+        .post(format!("{url}/api/batches"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"dir": photo_dir}))
+        .send()
+        .context("POST /api/batches")?;
+    if !response.status().is_success() {
+        let status = response.status();
+        bail!(
+            "POST /api/batches answered {status}: {}",
+            response.text().unwrap_or_default()
+        );
+    }
+    let batch_id = response.json::<serde_json::Value>()?["batch_id"]
+        .as_i64()
+        .context("POST /api/batches gave no batch_id")?;
+    shared.batch_id.store(batch_id, Ordering::Relaxed);
+
+    let total = manifest.files.len() as u64;
+    let bar = progress_bar(opts, total);
+    let mut wal_max = 0;
+    let mut batch_done: Option<Duration> = None;
+    let mut status = serde_json::Value::Null;
+    let wal_path = PathBuf::from(format!("{}-wal", db.display()));
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Ok(s) = client
+            .get(format!("{url}/api/batches/{batch_id}/status"))
+            .bearer_auth(&token)
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>())
+        {
+            if s["status"].is_string() {
+                status = s;
+            }
+        }
+        let processed = status["processed"].as_u64().unwrap_or(0);
+        shared.recorder.sample_photos(processed);
+        wal_max = wal_max.max(std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0));
+        bar.set_position(processed);
+        bar.set_message(format!(
+            "{} requests, {} lock errors seen by clients",
+            shared.recorder.requests_total(),
+            shared.recorder.lock_visible_total()
+        ));
+        if batch_done.is_none() && status["status"] == "done" {
+            batch_done = Some(posted.elapsed());
+        }
+        let tail_over = batch_done.is_some_and(|d| posted.elapsed() >= d + scenario.duration.tail);
+        if tail_over || posted.elapsed() >= cap {
+            break;
+        }
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    bar.finish_and_clear();
+    match attack.join() {
+        Ok(result) => result.context("the load generator failed")?,
+        Err(_) => bail!("the load generator panicked"),
+    }
+
+    let workers = scenario.server.workers;
+    let metrics = scrape_all(&client, &format!("{url}/metrics"), None, workers);
+    let settings = scrape_all(
+        &client,
+        &format!("{url}/api/settings"),
+        Some(&token),
+        workers,
+    );
+    server.stop();
+
+    let server_side = ServerFigures::parse(metrics.values());
+    let acks = shared
+        .kiosk_acks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let audit =
+        audit(scenario, &db, batch_id, &manifest, &acks).context("auditing the database")?;
+    let batch = batch_figures(
+        &status,
+        manifest.files.len() as u64,
+        batch_done,
+        posted.elapsed(),
+    );
+
+    let mut notes = Vec::new();
+    if (metrics.len() as u32) < workers {
+        notes.push(format!(
+            "server-side counters from {} of {} workers only (the others never answered /metrics)",
+            metrics.len(),
+            workers
+        ));
+    }
+    if batch_done.is_none() {
+        notes.push(format!(
+            "the batch did not finish within the cap of {:?}",
+            cap
+        ));
+    }
+    let settings_effective = settings
+        .iter()
+        .filter_map(|(w, text)| {
+            let v: serde_json::Value = serde_json::from_str(text).ok()?;
+            Some(WorkerSettings {
+                worker: w.parse().ok()?,
+                pid: v["pid"].as_u64().unwrap_or(0) as u32,
+                connections: v["effective"].as_array().cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let requests = shared.recorder.endpoint_stats();
+    let client_visible = shared.recorder.lock_visible_total();
+    let lock_errors = LockErrors {
+        total: server_side.lock_by_code.values().sum(),
+        server_side: true,
+        by_code: server_side.lock_by_code.clone(),
+        by_endpoint: server_side.lock_by_endpoint.clone(),
+        client_visible,
+    };
+    let mut report = Report {
+        schema_version: report::REPORT_SCHEMA_VERSION,
+        lockbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        scenario: scenario_info(scenario, opts),
+        started_at,
+        target: Target {
+            kind: "reference".into(),
+            url,
+        },
+        verdict: Verdict {
+            passed: false,
+            summary: String::new(),
+            exit_code: 1,
+        },
+        settings_requested: serde_json::to_value(&scenario.server)?,
+        settings_effective: Some(settings_effective),
+        sqlite_version: Some(storage::sqlite_version().to_owned()),
+        machine: machine(),
+        users: users_info(scenario),
+        requests,
+        lock_errors,
+        retries: Some(server_side.retries),
+        commit_only_dropped: Some(server_side.commit_only_dropped),
+        batch: Some(batch),
+        audit: Some(audit),
+        wal: Some(WalFigures {
+            max_bytes: wal_max.max(server_side.wal_bytes),
+            checkpoints_ok: server_side.checkpoints_ok,
+            checkpoints_busy: server_side.checkpoints_busy,
+        }),
+        gates: Vec::new(),
+        timeline: shared.recorder.timeline(),
+        notes,
+    };
+    judge(scenario, &mut report);
+    drop(work);
+    Ok(report)
+}
+
+fn run_external(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    url: &str,
+    started_at: String,
+) -> anyhow::Result<Report> {
+    let Some(endpoints) = scenario.endpoints.clone() else {
+        bail!(
+            "scenario {}: --target needs an [endpoints] table mapping poller, admin and kiosk to requests of your app",
+            opts.scenario.display()
+        );
+    };
+    let url = url.trim_end_matches('/').to_owned();
+    let shared = Arc::new(Shared::new(scenario.users.clone(), Some(endpoints), None));
+    let run_for = scenario.duration.target_run.min(scenario.duration.max);
+    let attack = {
+        let shared = shared.clone();
+        let url = url.clone();
+        std::thread::spawn(move || load::attack(&url, &shared, run_for + Duration::from_secs(5)))
+    };
+    let bar = progress_bar(opts, run_for.as_secs());
+    let started = Instant::now();
+    while started.elapsed() < run_for {
+        std::thread::sleep(Duration::from_millis(500));
+        bar.set_position(started.elapsed().as_secs());
+        bar.set_message(format!(
+            "{} requests, {} lock errors seen by clients",
+            shared.recorder.requests_total(),
+            shared.recorder.lock_visible_total()
+        ));
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    bar.finish_and_clear();
+    match attack.join() {
+        Ok(result) => result.context("the load generator failed")?,
+        Err(_) => bail!("the load generator panicked"),
+    }
+    let requests = shared.recorder.endpoint_stats();
+    let client_visible = shared.recorder.lock_visible_total();
+    let mut report = Report {
+        schema_version: report::REPORT_SCHEMA_VERSION,
+        lockbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        scenario: scenario_info(scenario, opts),
+        started_at,
+        target: Target {
+            kind: "external".into(),
+            url,
+        },
+        verdict: Verdict {
+            passed: false,
+            summary: String::new(),
+            exit_code: 1,
+        },
+        settings_requested: serde_json::json!({"endpoints": scenario.endpoints}),
+        settings_effective: None,
+        sqlite_version: None,
+        machine: machine(),
+        users: users_info(scenario),
+        requests,
+        lock_errors: LockErrors {
+            total: client_visible,
+            server_side: false,
+            client_visible,
+            ..LockErrors::default()
+        },
+        retries: None,
+        commit_only_dropped: None,
+        batch: None,
+        audit: None,
+        wal: None,
+        gates: Vec::new(),
+        timeline: shared.recorder.timeline(),
+        notes: vec![
+            "external target: server-side figures (lock errors by SQLite code, retries, effective settings, WAL) and the audit are absent; lock errors are the client-visible ones (503 answers and bodies that mention a lock)".into(),
+        ],
+    };
+    judge(scenario, &mut report);
+    Ok(report)
+}
+
+fn scenario_info(scenario: &Scenario, opts: &RunOptions) -> ScenarioInfo {
+    ScenarioInfo {
+        name: scenario.name.clone(),
+        description: scenario.description.clone(),
+        file: opts.scenario.display().to_string(),
+    }
+}
+
+fn users_info(scenario: &Scenario) -> UsersInfo {
+    let u = &scenario.users;
+    UsersInfo {
+        pollers: u.pollers,
+        poll_interval_ms: u.poll_interval.as_millis() as u64,
+        admins: u.admins,
+        admin_interval_ms: u.admin_interval.as_millis() as u64,
+        kiosks: u.kiosks,
+        kiosk_interval_ms: u.kiosk_interval.as_millis() as u64,
+    }
+}
+
+fn batch_figures(
+    status: &serde_json::Value,
+    photos: u64,
+    done: Option<Duration>,
+    elapsed: Duration,
+) -> BatchFigures {
+    let processed = status["processed"].as_u64().unwrap_or(0);
+    let duration_s = done.unwrap_or(elapsed).as_secs_f64();
+    BatchFigures {
+        photos,
+        processed,
+        failed: status["failed"].as_u64().unwrap_or(0),
+        persons: status["persons"].as_u64().unwrap_or(0),
+        uploaded: status["uploaded"].as_u64().unwrap_or(0),
+        duration_s: (duration_s * 1000.0).round() / 1000.0,
+        photos_per_s: if duration_s > 0.0 {
+            ((processed as f64 / duration_s) * 100.0).round() / 100.0
+        } else {
+            0.0
+        },
+        finished: done.is_some(),
+    }
+}
+
+/// Fetches `url` over fresh connections until every worker has answered; keyed by worker id.
+fn scrape_all(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    token: Option<&str>,
+    workers: u32,
+) -> BTreeMap<String, String> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..(workers * 100).max(50) {
+        let mut request = client.get(url);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let Ok(text) = request.send().and_then(|r| r.text()) else {
+            continue;
+        };
+        let worker = if text.starts_with('{') {
+            serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["worker"].as_u64())
+                .map(|w| w.to_string())
+        } else {
+            text.lines()
+                .find(|l| l.starts_with("lockbench_worker_info"))
+                .and_then(|l| label(l, "worker"))
+        };
+        if let Some(w) = worker {
+            seen.insert(w, text);
+        }
+        if seen.len() as u32 >= workers {
+            break;
+        }
+    }
+    seen
+}
+
+fn label(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = line[start..].find('"')? + start;
+    Some(line[start..end].to_owned())
+}
+
+fn value(line: &str) -> u64 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// The endpoint a server-side operation belongs to.
+fn endpoint_of(op: &str) -> &'static str {
+    match op {
+        "register" => "POST /api/registrations",
+        "registration_updates" => "GET /api/registrations/updates",
+        "batch_status" => "GET /api/batches/{id}/status",
+        "admin_dashboard" => "GET /admin",
+        "create_batch" => "POST /api/batches",
+        _ => "processor",
+    }
+}
+
+#[derive(Default)]
+struct ServerFigures {
+    lock_by_code: BTreeMap<String, u64>,
+    lock_by_endpoint: BTreeMap<String, u64>,
+    retries: u64,
+    commit_only_dropped: u64,
+    wal_bytes: u64,
+    checkpoints_ok: u64,
+    checkpoints_busy: u64,
+}
+
+impl ServerFigures {
+    fn parse<'a>(texts: impl Iterator<Item = &'a String>) -> ServerFigures {
+        let mut f = ServerFigures::default();
+        for text in texts {
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                if line.starts_with("lockbench_db_lock_errors_total{") {
+                    let n = value(line);
+                    if let Some(code) = label(line, "code") {
+                        *f.lock_by_code.entry(code).or_default() += n;
+                    }
+                    if let Some(op) = label(line, "op") {
+                        *f.lock_by_endpoint
+                            .entry(endpoint_of(&op).to_owned())
+                            .or_default() += n;
+                    }
+                } else if line.starts_with("lockbench_db_retries_total{") {
+                    f.retries += value(line);
+                } else if line.starts_with("lockbench_db_commit_only_dropped_total{") {
+                    f.commit_only_dropped += value(line);
+                } else if line.starts_with("lockbench_wal_bytes{") {
+                    f.wal_bytes = f.wal_bytes.max(value(line));
+                } else if line.starts_with("lockbench_checkpoints_total{") {
+                    match label(line, "result").as_deref() {
+                        Some("ok") => f.checkpoints_ok += value(line),
+                        _ => f.checkpoints_busy += value(line),
+                    }
+                }
+            }
+        }
+        f
+    }
+}
+
+/// Compares what clients were told with what the database holds.
+fn audit(
+    scenario: &Scenario,
+    db: &Path,
+    batch_id: i64,
+    manifest: &Manifest,
+    acks: &[String],
+) -> anyhow::Result<Audit> {
+    // Read with the same journal mode the run used (WAL is a property of the file).
+    let storage = storage::StorageConfig {
+        driver: Driver::Rusqlite,
+        journal_mode: scenario.server.storage.journal_mode,
+        pool_size: 1,
+        pool_layout: PoolLayout::Shared,
+        busy_timeout_ms: 10_000,
+        busy_timeout_scope: BusyTimeoutScope::EveryConnection,
+        sync_delay_ms: 0,
+        ..storage::StorageConfig::default()
+    };
+    let store = Store::open(db, &storage, &RetryConfig::default())?;
+    let (photos, registrations, counters) = store.read("audit", |tx| {
+        let photos = tx.query(
+            "SELECT ph.file_name, ph.content_hash, ph.status, p.qr_payload FROM photos ph \
+             LEFT JOIN persons p ON p.id = ph.person_id WHERE ph.batch_id = ?1",
+            &[Value::Int(batch_id)],
+        )?;
+        let registrations = tx.query("SELECT email FROM registrations", &[])?;
+        let counters = tx.query(
+            "SELECT processed, failed, persons, uploaded, \
+               (SELECT count(*) FROM photos WHERE batch_id = ?1), \
+               (SELECT count(*) FROM photos WHERE batch_id = ?1 AND status = 'failed'), \
+               (SELECT count(*) FROM persons WHERE batch_id = ?1), \
+               (SELECT count(*) FROM persons WHERE batch_id = ?1 AND upload_state = 'uploaded') \
+             FROM batches WHERE id = ?1",
+            &[Value::Int(batch_id)],
+        )?;
+        Ok((photos, registrations, counters))
+    })?;
+    let mut by_hash: HashMap<&str, Vec<&[Value]>> = HashMap::new();
+    let mut by_name: HashMap<&str, u64> = HashMap::new();
+    for row in &photos {
+        if let Some(h) = row[1].as_str() {
+            by_hash.entry(h).or_default().push(row);
+        }
+        if let Some(n) = row[0].as_str() {
+            *by_name.entry(n).or_default() += 1;
+        }
+    }
+    let mut audit = Audit::default();
+    for file in &manifest.files {
+        match file.kind {
+            FileKind::Corrupt => {
+                let recorded = photos.iter().any(|r| {
+                    r[0].as_str() == Some(file.name.as_str()) && r[2].as_str() == Some("failed")
+                });
+                if !recorded {
+                    audit.missing_photos += 1;
+                }
+            }
+            FileKind::Qr | FileKind::Photo => match by_hash.get(file.content_hash.as_str()) {
+                None => audit.missing_photos += 1,
+                Some(rows) => {
+                    let expected = file
+                        .person
+                        .and_then(|p| manifest.people.get(p))
+                        .map(|p| p.qr_payload.as_str());
+                    if rows[0][3].as_str() != expected {
+                        audit.misassigned_photos += 1;
+                    }
+                }
+            },
+        }
+    }
+    audit.duplicate_writes = by_name.values().map(|n| n.saturating_sub(1)).sum();
+    let emails: HashSet<&str> = registrations.iter().filter_map(|r| r[0].as_str()).collect();
+    let batch_people = manifest.people.iter().map(|p| p.email.as_str());
+    audit.lost_registrations = acks
+        .iter()
+        .map(String::as_str)
+        .chain(batch_people)
+        .filter(|e| !emails.contains(e))
+        .count() as u64;
+    audit.lost_writes = audit.missing_photos + audit.lost_registrations;
+    if let Some(c) = counters.first() {
+        let n = |i: usize| c.get(i).and_then(Value::as_i64).unwrap_or(0);
+        for (name, counter, rows) in [
+            ("processed", n(0), n(4)),
+            ("failed", n(1), n(5)),
+            ("persons", n(2), n(6)),
+            ("uploaded", n(3), n(7)),
+        ] {
+            if counter != rows {
+                audit
+                    .counter_mismatches
+                    .push(format!("batches.{name} = {counter}, rows = {rows}"));
+            }
+        }
+    } else {
+        audit
+            .counter_mismatches
+            .push(format!("batch {batch_id} is not in the database"));
+    }
+    Ok(audit)
+}
+
+/// Checks the scenario's gates and writes the verdict.
+fn judge(scenario: &Scenario, report: &mut Report) {
+    let g = &scenario.gates;
+    let mut gates = Vec::new();
+    let mut add = |name: String, limit: f64, value: f64| {
+        gates.push(GateResult {
+            passed: value <= limit,
+            name,
+            limit,
+            value,
+        });
+    };
+    if let Some(limit) = g.max_lock_errors {
+        add(
+            "max_lock_errors".into(),
+            limit as f64,
+            report.lock_errors.total as f64,
+        );
+    }
+    if let Some(limit) = g.max_error_rate {
+        let (count, failures) = report
+            .requests
+            .values()
+            .fold((0, 0), |(c, f), s| (c + s.count, f + s.failures));
+        let rate = if count == 0 {
+            0.0
+        } else {
+            failures as f64 / count as f64
+        };
+        add(
+            "max_error_rate".into(),
+            limit,
+            (rate * 10_000.0).round() / 10_000.0,
+        );
+    }
+    for (endpoint, limit) in &g.p99_ms {
+        let value = report
+            .requests
+            .get(endpoint)
+            .map_or(f64::MAX, |s| s.latency_us.p99 as f64 / 1000.0);
+        add(format!("p99_ms {endpoint}"), *limit, value);
+    }
+    if let Some(limit) = g.max_lost_writes {
+        if let Some(audit) = &report.audit {
+            add(
+                "max_lost_writes".into(),
+                limit as f64,
+                audit.lost_writes as f64,
+            );
+        } else {
+            report.notes.push(
+                "gate max_lost_writes not checked: no audit against an external target".into(),
+            );
+        }
+    }
+    if let Some(limit) = g.max_batch_seconds {
+        if let Some(batch) = &report.batch {
+            let value = if batch.finished {
+                batch.duration_s
+            } else {
+                f64::MAX
+            };
+            add("max_batch_seconds".into(), limit, value);
+        }
+    }
+    // A value of f64::MAX (endpoint never called, batch never finished) stays out of the JSON.
+    for gate in &mut gates {
+        if gate.value == f64::MAX {
+            gate.value = -1.0;
+            gate.passed = false;
+        }
+    }
+    let failed: Vec<&str> = gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| g.name.as_str())
+        .collect();
+    let unfinished = report.batch.as_ref().is_some_and(|b| !b.finished);
+    let passed = failed.is_empty() && !unfinished;
+    let lost = report.audit.as_ref().map(|a| a.lost_writes);
+    let summary = format!(
+        "{}: {}; {} lock errors ({}); {}{}",
+        if passed { "PASSED" } else { "FAILED" },
+        if failed.is_empty() {
+            format!("all {} gates passed", gates.len())
+        } else {
+            format!(
+                "{} of {} gates failed ({})",
+                failed.len(),
+                gates.len(),
+                failed.join(", ")
+            )
+        },
+        report.lock_errors.total,
+        if report.lock_errors.server_side {
+            "server side"
+        } else {
+            "seen by clients"
+        },
+        lost.map_or("lost writes not audited".to_owned(), |n| format!(
+            "{n} lost writes"
+        )),
+        if unfinished {
+            "; the batch did not finish"
+        } else {
+            ""
+        },
+    );
+    report.gates = gates;
+    report.verdict = Verdict {
+        passed,
+        summary,
+        exit_code: if passed { 0 } else { 1 },
+    };
+}
