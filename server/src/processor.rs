@@ -46,7 +46,7 @@ pub enum Switch {
 }
 
 /// The processor's settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorConfig {
     /// per-step: every step commits (the incident); per-photo: one commit per photo.
@@ -60,15 +60,6 @@ pub struct ProcessorConfig {
     pub upload_latency_ms: u64,
 }
 
-impl Default for ProcessorConfig {
-    fn default() -> Self {
-        ProcessorConfig {
-            commit_granularity: CommitGranularity::default(),
-            io_in_transaction: Switch::default(),
-            upload_latency_ms: 0,
-        }
-    }
-}
 
 /// Where the processor writes: per-person folders and the upload folder.
 #[derive(Debug, Clone)]

@@ -342,7 +342,9 @@ async fn bad_input_gets_the_right_status_naming_what_was_wrong_and_loses_nothing
     .await;
     assert_eq!(ok.status, StatusCode::CREATED);
 
-    let cases: &[(&str, &str, Option<&str>, Option<&str>, StatusCode, &str)] = &[
+    // (method, uri, body, token, expected status, what the answer must name)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, StatusCode, &'a str);
+    let cases: &[Case] = &[
         (
             "POST",
             "/api/registrations",

@@ -51,6 +51,7 @@ impl Server {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("lockbench serve did not announce itself within 60 s");
                 }
             }
