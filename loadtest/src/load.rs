@@ -466,7 +466,6 @@ pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result
     config.increase_rate = Some("1000".into());
     config.iterations = Some(1);
     config.no_telnet = true;
-    config.no_websocket = true;
     config.no_print_metrics = true;
     config.no_error_summary = true;
     config.quiet = 1;

@@ -60,7 +60,6 @@ pub struct ProcessorConfig {
     pub upload_latency_ms: u64,
 }
 
-
 /// Where the processor writes: per-person folders and the upload folder.
 #[derive(Debug, Clone)]
 pub struct DataDirs {

@@ -343,7 +343,14 @@ async fn bad_input_gets_the_right_status_naming_what_was_wrong_and_loses_nothing
     assert_eq!(ok.status, StatusCode::CREATED);
 
     // (method, uri, body, token, expected status, what the answer must name)
-    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, StatusCode, &'a str);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        StatusCode,
+        &'a str,
+    );
     let cases: &[Case] = &[
         (
             "POST",

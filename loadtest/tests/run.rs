@@ -1,0 +1,214 @@
+//! `lockbench run` end to end: the library entry point against real server processes on
+//! ephemeral ports, and the --target mode against a running reference server.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lockbench::run::{run_scenario, RunOptions};
+use support::Server;
+
+const SMALL: &str = r#"
+name = "e2e-small"
+description = "end-to-end test scenario"
+
+[server]
+workers = 2
+
+[server.storage]
+journal_mode = "wal"
+tx_mode = "immediate"
+synchronous = "normal"
+pool_size = 4
+pool_layout = "split"
+
+[server.retry]
+retry = "fixed"
+retry_attempts = 3
+retry_delay_ms = 5
+
+[batch]
+count = 30
+people = 3
+size = "160x120"
+seed = 3
+corrupt = 1
+
+[users]
+pollers = 8
+poll_interval = "300ms"
+admins = 1
+admin_interval = "1s"
+kiosks = 2
+kiosk_interval = "200ms"
+
+[duration]
+tail = "1s"
+max = "60s"
+target_run = "2s"
+
+[gates]
+max_lock_errors = 0
+max_lost_writes = 0
+max_error_rate = 0.0
+"#;
+
+fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn options(scenario: PathBuf, out: PathBuf) -> RunOptions {
+    RunOptions {
+        scenario,
+        out: Some(out),
+        server_exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_lockbench"))),
+        ..RunOptions::default()
+    }
+}
+
+#[test]
+fn a_small_scenario_runs_end_to_end_and_writes_a_report_that_passes_its_gates() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(dir.path(), "small.toml", SMALL);
+    let out = dir.path().join("report");
+    let outcome = run_scenario(&options(scenario, out.clone())).expect("run");
+    let report = &outcome.report;
+    assert!(report.verdict.passed, "{}", report.verdict.summary);
+    assert_eq!(report.verdict.exit_code, 0);
+    let batch = report.batch.as_ref().unwrap();
+    assert!(batch.finished);
+    assert_eq!(batch.processed, 31);
+    assert_eq!(batch.failed, 1);
+    let audit = report.audit.as_ref().unwrap();
+    assert_eq!(audit.lost_writes, 0);
+    assert_eq!(audit.misassigned_photos, 0);
+    assert!(
+        audit.counter_mismatches.is_empty(),
+        "{:?}",
+        audit.counter_mismatches
+    );
+    assert!(report.requests["GET /api/registrations/updates"].count > 0);
+    assert!(report.requests["POST /api/registrations"].count > 0);
+    let workers = report.settings_effective.as_ref().unwrap();
+    assert_eq!(workers.len(), 2, "both workers' effective settings");
+    for w in workers {
+        assert!(w.connections.iter().all(|c| c["journal_mode"] == "wal"));
+    }
+    assert_eq!(report.gates.len(), 3);
+    assert!(!report.timeline.is_empty());
+
+    // The three files, generated from the same data.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["scenario"]["name"], "e2e-small");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("PASSED"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg"));
+}
+
+#[test]
+fn a_failing_gate_gives_exit_code_1_and_names_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = SMALL.replace(
+        "max_error_rate = 0.0",
+        "max_error_rate = 0.0\nmax_batch_seconds = 0.000001",
+    );
+    let scenario = write_scenario(dir.path(), "strict.toml", &text);
+    let out = dir.path().join("report");
+    let status = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["verdict"]["exit_code"], 1);
+    let failed: Vec<&str> = json["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["passed"] == false)
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, vec!["max_batch_seconds"]);
+}
+
+#[test]
+fn target_mode_runs_the_user_mix_against_an_external_app_and_says_what_it_cannot_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("app.db"), &["--journal-mode", "wal"]);
+    let text = format!(
+        "{SMALL}\n[endpoints]\npoller = {{ method = \"GET\", path = \"/api/registrations/updates?since=0\" }}\n\
+         kiosk = {{ method = \"POST\", path = \"/api/registrations\", body = '{{\"name\": \"K {{user}}\", \"email\": \"k{{user}}-{{n}}@example.org\"}}' }}\n\
+         admin = {{ method = \"GET\", path = \"/healthz\" }}\n"
+    );
+    let scenario = write_scenario(dir.path(), "target.toml", &text);
+    let mut opts = options(scenario, dir.path().join("report"));
+    opts.target = Some(server.url.clone());
+    let outcome = run_scenario(&opts).expect("run against the target");
+    let report = &outcome.report;
+    assert_eq!(report.target.kind, "external");
+    assert!(
+        report.audit.is_none() && report.batch.is_none() && report.settings_effective.is_none()
+    );
+    assert!(!report.lock_errors.server_side);
+    assert!(
+        report.notes.iter().any(|n| n.contains("absent")),
+        "{:?}",
+        report.notes
+    );
+    let kiosk = &report.requests["kiosk"];
+    assert!(kiosk.count > 0);
+    assert_eq!(
+        kiosk.status_codes.get("201").copied().unwrap_or(0),
+        kiosk.count,
+        "{kiosk:?}"
+    );
+    assert!(report.requests["poller"].count > 0);
+    // The kiosks' registrations really reached the app.
+    let updates: serde_json::Value =
+        reqwest::blocking::get(format!("{}/api/registrations/updates?since=0", server.url))
+            .unwrap()
+            .json()
+            .unwrap();
+    assert!(!updates["registrations"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_bad_scenario_is_refused_with_its_line_and_key_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = SMALL.replace("kiosks = 2", "kiosks = 2\nkiosk_rate = 5");
+    let scenario = write_scenario(dir.path(), "bad.toml", &text);
+    let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["run", scenario.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kiosk_rate"), "{err}");
+    assert!(err.contains("line"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let no_endpoints = write_scenario(dir.path(), "small.toml", SMALL);
+    let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args([
+            "run",
+            no_endpoints.to_str().unwrap(),
+            "--target",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[endpoints]"));
+}
