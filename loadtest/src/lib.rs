@@ -14,10 +14,12 @@ use lockbench_server::serve::{self, ServeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod compare;
 pub mod load;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod sweep;
 
 /// Reproduce and measure SQLite "database is locked".
 #[derive(Debug, Parser)]
@@ -70,6 +72,48 @@ pub enum Command {
         /// Keep the generated photo batch here and reuse it when the spec matches.
         #[arg(long, value_name = "DIR")]
         photos_cache: Option<PathBuf>,
+    },
+    /// Compare two reports of one scenario: figures side by side, settings that differ.
+    /// Exit code 0: no regression; 1: B regressed against A past the tolerance; 2: the
+    /// reports cannot be compared.
+    Compare {
+        /// The baseline report.json.
+        a: PathBuf,
+        /// The report.json to judge against A.
+        b: PathBuf,
+        /// How much worse B may be on a gated figure: "10%" or a fraction "0.1".
+        #[arg(long, default_value = "10%")]
+        tolerance: String,
+        #[arg(long, value_enum, default_value = "md")]
+        format: compare::Format,
+    },
+    /// Run a scenario many times with settings changed (rows or a cartesian product).
+    Sweep {
+        /// Sweep file (TOML), e.g. scenarios/fix-anatomy.toml.
+        file: PathBuf,
+        /// Output folder (default: reports/sweeps/<file name>); an interrupted sweep resumes here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Raise one load dimension until a gate first fails: the headroom before "database is locked".
+    Breakpoint {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// The dimension to raise.
+        #[arg(long, value_enum)]
+        vary: sweep::Vary,
+        /// Other scenario files to search too, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        configs: Vec<PathBuf>,
+        /// Highest value to try.
+        #[arg(long, default_value_t = 400)]
+        max: u64,
+        /// Override a scenario setting for every run, e.g. --set batch.count=120.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Output folder (default: reports/breakpoints/<dimension>).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     #[command(name = serve::WORKER_SUBCOMMAND, hide = true)]
     Worker,
@@ -158,6 +202,51 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             println!("{}", outcome.report.verdict.summary);
             println!("report: {}", outcome.out_dir.join("report.md").display());
             Ok(ExitCode::from(outcome.report.verdict.exit_code))
+        }
+        Command::Compare {
+            a,
+            b,
+            tolerance,
+            format,
+        } => {
+            let out = compare::run_cli(&a, &b, &tolerance, format);
+            print!("{}", out.stdout);
+            eprint!("{}", out.stderr);
+            Ok(ExitCode::from(out.code))
+        }
+        Command::Sweep { file, out } => {
+            let stem = file
+                .file_stem()
+                .map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
+            let out = out.unwrap_or_else(|| PathBuf::from("reports/sweeps").join(stem));
+            let report = sweep::sweep(&file, &out, None, true)?;
+            println!(
+                "{} rows; {}",
+                report.rows.len(),
+                out.join("sweep.md").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Breakpoint {
+            scenario,
+            vary,
+            configs,
+            max,
+            sets,
+            out,
+        } => {
+            let mut all = vec![scenario];
+            all.extend(configs);
+            let sets = sets
+                .iter()
+                .map(|s| sweep::parse_set(s))
+                .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("reports/breakpoints").join(format!("{vary:?}").to_lowercase())
+            });
+            let report = sweep::breakpoint(&all, vary, max, &sets, &out, None)?;
+            print!("{}", sweep::breakpoint_markdown(&report));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {
             serve::worker_from_env()?;

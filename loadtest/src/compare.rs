@@ -1,0 +1,1122 @@
+//! `lockbench compare A.json B.json`: two reports of the same scenario side by side, and a
+//! verdict on whether B regressed against A.
+//!
+//! The comparison is plain data: [`compare`] builds a [`Comparison`] from two [`Report`]
+//! values, so tests and sweep tooling call the same function the command does, and both
+//! renderings come from it: [`render_markdown`] for people, [`render_json`] (versioned by
+//! [`COMPARE_SCHEMA_VERSION`]) for tools. [`run_cli`] is the command: read, compare, render,
+//! exit code.
+//!
+//! Two reports can be compared when they have the same `schema_version`, the same scenario
+//! name, the same target kind and the same set of endpoints; otherwise [`Incompatible`] says
+//! which of these differ (exit code 2).
+//!
+//! The regression rule, applied to the gated figures only (lock errors total, each
+//! endpoint's error rate and p99, batch duration, lost writes, duplicate writes, misassigned
+//! photos; higher is worse for all of them):
+//! - A > 0: B regressed when (B − A) / A exceeds the tolerance (exactly at it is fine).
+//! - A = 0, counts and rates: any B above 0 is a regression: an error that did not happen
+//!   at all before is news whatever the tolerance.
+//! - A = 0, timings: B regressed only above 1 ms, so a figure too small to measure in A
+//!   does not turn noise into a failure.
+//!
+//! Everything else (request counts, 503s, p50/p95/max, lock errors by code, client-visible
+//! lock errors, retries, commit-only drops, photos per second) is shown with its deltas and
+//! never changes the exit code. Photos per second is the batch duration seen the other way
+//! round, which is gated already.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::report::{Machine, Report, UsersInfo, Verdict, REPORT_SCHEMA_VERSION};
+
+/// Bumped whenever a field of the JSON comparison changes meaning or disappears.
+pub const COMPARE_SCHEMA_VERSION: u32 = 1;
+
+/// A timing that A did not register (0) regresses in B only above this, in milliseconds.
+pub const TIMING_FLOOR_MS: f64 = 1.0;
+
+/// Room for floating-point rounding when a change sits exactly at the tolerance.
+const EPSILON: f64 = 1e-12;
+
+/// The output of `lockbench compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A Markdown document: verdict, settings that differ, tables.
+    Md,
+    /// The versioned JSON document ([`COMPARE_SCHEMA_VERSION`]).
+    Json,
+}
+
+/// What a figure is measured in: decides how it is printed and its floor when A is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Count,
+    /// Percent of requests (error rate); deltas are percentage points.
+    Percent,
+    Ms,
+    Seconds,
+    PerSecond,
+}
+
+impl Unit {
+    /// The value B must exceed to regress when A is 0.
+    fn floor(self) -> f64 {
+        match self {
+            Unit::Ms => TIMING_FLOOR_MS,
+            Unit::Seconds => TIMING_FLOOR_MS / 1000.0,
+            Unit::Count | Unit::Percent | Unit::PerSecond => 0.0,
+        }
+    }
+}
+
+/// One figure of both runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figure {
+    /// Stable id: `lock_errors.total`, `requests[POST /api/registrations].p99_ms`.
+    pub name: String,
+    /// The endpoint a per-endpoint figure belongs to; `None` for server-side figures.
+    pub endpoint: Option<String>,
+    /// The figure's name within its table: `p99_ms`, `lock_errors.total`.
+    pub key: String,
+    pub unit: Unit,
+    /// Whether the figure takes part in the verdict.
+    pub gated: bool,
+    /// `None` when the report does not have the figure (e.g. no batch in --target mode).
+    pub a: Option<f64>,
+    pub b: Option<f64>,
+    /// B − A.
+    pub delta: Option<f64>,
+    /// (B − A) / A in percent; `None` when a side is missing or when [`Figure::new`].
+    pub relative_pct: Option<f64>,
+    /// A is 0 and B is not: there is no relative change to state.
+    pub new: bool,
+    pub regression: bool,
+}
+
+/// A requested setting that differs; `None` where a report does not have the key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SettingDiff {
+    /// Dotted path in `settings_requested`: `storage.journal_mode`.
+    pub key: String,
+    pub a: Option<Value>,
+    pub b: Option<Value>,
+}
+
+/// A gated figure where B is worse than A past the tolerance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Regression {
+    /// The figure's [`Figure::name`].
+    pub name: String,
+    /// "REGRESSION: lock_errors.total 12 → 30 (+150.0%, tolerance 10%)".
+    pub message: String,
+}
+
+/// What identifies one run in the comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunInfo {
+    /// The file the report was read from, when it came from one.
+    pub source: Option<String>,
+    pub started_at: String,
+    pub lockbench_version: String,
+    pub target_url: String,
+    pub sqlite_version: Option<String>,
+    pub machine: Machine,
+    pub users: UsersInfo,
+    /// The run's own verdict (its gates), for context.
+    pub verdict: Verdict,
+}
+
+impl RunInfo {
+    fn of(r: &Report) -> RunInfo {
+        RunInfo {
+            source: None,
+            started_at: r.started_at.clone(),
+            lockbench_version: r.lockbench_version.clone(),
+            target_url: r.target.url.clone(),
+            sqlite_version: r.sqlite_version.clone(),
+            machine: r.machine.clone(),
+            users: r.users.clone(),
+            verdict: r.verdict.clone(),
+        }
+    }
+}
+
+/// Two runs of one scenario side by side; the JSON output is this struct.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// [`COMPARE_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Both reports' `schema_version`.
+    pub report_schema_version: u32,
+    pub scenario: String,
+    pub target_kind: String,
+    /// Relative: 0.1 is 10 %.
+    pub tolerance: f64,
+    /// 0: no regression; 1: at least one.
+    pub exit_code: u8,
+    /// "no regression past the 10% tolerance" or "2 regressions past ...: a, b".
+    pub summary: String,
+    pub regressions: Vec<Regression>,
+    pub a: RunInfo,
+    pub b: RunInfo,
+    pub settings_diff: Vec<SettingDiff>,
+    /// Per endpoint (in endpoint order), then the server-side figures.
+    pub figures: Vec<Figure>,
+}
+
+/// One reason two reports cannot be compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    SchemaVersion {
+        a: u32,
+        b: u32,
+    },
+    Scenario {
+        a: String,
+        b: String,
+    },
+    TargetKind {
+        a: String,
+        b: String,
+    },
+    Endpoints {
+        only_a: Vec<String>,
+        only_b: Vec<String>,
+    },
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::SchemaVersion { a, b } => {
+                write!(f, "A has schema_version {a}, B has {b}")
+            }
+            Mismatch::Scenario { a, b } => {
+                write!(f, "different scenarios: A ran {a:?}, B ran {b:?}")
+            }
+            Mismatch::TargetKind { a, b } => {
+                write!(f, "different target kinds: A is {a:?}, B is {b:?}")
+            }
+            Mismatch::Endpoints { only_a, only_b } => {
+                write!(f, "different endpoints")?;
+                if !only_a.is_empty() {
+                    write!(f, "; only in A: {}", only_a.join(", "))?;
+                }
+                if !only_b.is_empty() {
+                    write!(f, "; only in B: {}", only_b.join(", "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why two reports cannot be compared: every shape difference found, or the schema version
+/// alone (nothing else is meaningful across versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incompatible(pub Vec<Mismatch>);
+
+impl fmt::Display for Incompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot compare the reports: ")?;
+        for (i, m) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{m}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Incompatible {}
+
+/// Why a report file could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Unreadable(std::io::Error),
+    NotJson(serde_json::Error),
+    /// Valid JSON that is not a lockbench report (or not one this version reads).
+    NotAReport(String),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Unreadable(e) => write!(f, "cannot read it: {e}"),
+            ReadError::NotJson(e) => write!(f, "not JSON: {e}"),
+            ReadError::NotAReport(why) => write!(f, "not a lockbench report: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadError::Unreadable(e) => Some(e),
+            ReadError::NotJson(e) => Some(e),
+            ReadError::NotAReport(_) => None,
+        }
+    }
+}
+
+/// Everything that makes `lockbench compare` exit with 2.
+#[derive(Debug)]
+pub enum CompareError {
+    Tolerance {
+        value: String,
+        reason: String,
+    },
+    Read {
+        /// "A" or "B".
+        side: &'static str,
+        path: PathBuf,
+        error: ReadError,
+    },
+    Incompatible(Incompatible),
+}
+
+impl fmt::Display for CompareError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompareError::Tolerance { value, reason } => {
+                write!(f, "--tolerance {value:?}: {reason}")
+            }
+            CompareError::Read { side, path, error } => {
+                write!(f, "{side} ({}): {error}", path.display())
+            }
+            CompareError::Incompatible(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for CompareError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CompareError::Tolerance { .. } => None,
+            CompareError::Read { error, .. } => Some(error),
+            CompareError::Incompatible(e) => Some(e),
+        }
+    }
+}
+
+/// What the command prints and the process's exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// 0 no regression, 1 a regression, 2 the reports could not be compared.
+    pub code: u8,
+}
+
+/// `lockbench compare A B --tolerance T --format F`: the document on stdout and exit code
+/// 0 or 1, or a message naming the problem on stderr and exit code 2.
+pub fn run_cli(a: &Path, b: &Path, tolerance: &str, format: Format) -> CliOutput {
+    let result = parse_tolerance(tolerance)
+        .and_then(|tol| compare_files(a, b, tol))
+        .map(|c| {
+            let doc = match format {
+                Format::Md => render_markdown(&c),
+                Format::Json => render_json(&c),
+            };
+            (doc, c.exit_code)
+        });
+    match result {
+        Ok((stdout, code)) => CliOutput {
+            stdout,
+            stderr: String::new(),
+            code,
+        },
+        Err(e) => CliOutput {
+            stdout: String::new(),
+            stderr: format!("error: {e}\n"),
+            code: 2,
+        },
+    }
+}
+
+/// Reads both files and compares them; each run's `source` is its path.
+pub fn compare_files(a: &Path, b: &Path, tolerance: f64) -> Result<Comparison, CompareError> {
+    let read = |side: &'static str, path: &Path| {
+        read_report_json(path).map_err(|error| CompareError::Read {
+            side,
+            path: path.to_owned(),
+            error,
+        })
+    };
+    let (va, json_a) = read("A", a)?;
+    let (vb, json_b) = read("B", b)?;
+    // Checked before the typed parse: a report of another version may not parse at all.
+    if va != vb {
+        return Err(CompareError::Incompatible(Incompatible(vec![
+            Mismatch::SchemaVersion { a: va, b: vb },
+        ])));
+    }
+    let typed = |side: &'static str, path: &Path, json: Value, version: u32| {
+        parse_report(json, version).map_err(|error| CompareError::Read {
+            side,
+            path: path.to_owned(),
+            error,
+        })
+    };
+    let ra = typed("A", a, json_a, va)?;
+    let rb = typed("B", b, json_b, vb)?;
+    let mut c = compare(&ra, &rb, tolerance).map_err(CompareError::Incompatible)?;
+    c.a.source = Some(a.display().to_string());
+    c.b.source = Some(b.display().to_string());
+    Ok(c)
+}
+
+/// Reads a report file as JSON and checks that it is a lockbench report: its
+/// `schema_version` and the JSON, before any parsing that depends on the version.
+pub fn read_report_json(path: &Path) -> Result<(u32, Value), ReadError> {
+    let text = std::fs::read_to_string(path).map_err(ReadError::Unreadable)?;
+    let json: Value = serde_json::from_str(&text).map_err(ReadError::NotJson)?;
+    let version = json.get("schema_version").and_then(Value::as_u64);
+    let has_lockbench_version = json.get("lockbench_version").is_some_and(Value::is_string);
+    match version {
+        Some(v) if has_lockbench_version => {
+            let v = u32::try_from(v).map_err(|_| {
+                ReadError::NotAReport(format!("schema_version {v} is out of range"))
+            })?;
+            Ok((v, json))
+        }
+        _ => Err(ReadError::NotAReport(
+            "it has no schema_version and lockbench_version fields".to_owned(),
+        )),
+    }
+}
+
+/// A report's JSON (as [`read_report_json`] returns it) as a [`Report`].
+pub fn parse_report(json: Value, version: u32) -> Result<Report, ReadError> {
+    serde_json::from_value(json).map_err(|e| {
+        if version == REPORT_SCHEMA_VERSION {
+            ReadError::NotAReport(e.to_string())
+        } else {
+            ReadError::NotAReport(format!(
+                "it has schema_version {version} and this lockbench reads \
+                 {REPORT_SCHEMA_VERSION} ({e})"
+            ))
+        }
+    })
+}
+
+/// Parses `--tolerance`: "10%" or a fraction "0.1" (at most 1; write "150%" for more, so
+/// "10" cannot silently mean 1000%).
+pub fn parse_tolerance(s: &str) -> Result<f64, CompareError> {
+    let err = |reason: &str| CompareError::Tolerance {
+        value: s.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let t = s.trim();
+    let (number, percent) = match t.strip_suffix('%') {
+        Some(n) => (n.trim(), true),
+        None => (t, false),
+    };
+    let x: f64 = number
+        .parse()
+        .map_err(|_| err("expected a percentage such as 10% or a fraction such as 0.1"))?;
+    if !x.is_finite() || x < 0.0 {
+        return Err(err("the tolerance must be a finite number of 0 or more"));
+    }
+    if percent {
+        Ok(x / 100.0)
+    } else if x > 1.0 {
+        Err(err(
+            "a bare number is a fraction (0.1 is 10%); write the percent sign for percentages",
+        ))
+    } else {
+        Ok(x)
+    }
+}
+
+/// Compares two reports of the same scenario shape; `tolerance` is relative (0.1 = 10 %).
+pub fn compare(a: &Report, b: &Report, tolerance: f64) -> Result<Comparison, Incompatible> {
+    check_shape(a, b)?;
+    let mut figures = Vec::new();
+    for (endpoint, sa) in &a.requests {
+        let sb = &b.requests[endpoint];
+        let mut push = |key: &str, unit, gated, fa: Option<f64>, fb: Option<f64>| {
+            figures.push(figure(Some(endpoint), key, unit, gated, fa, fb, tolerance));
+        };
+        let rate =
+            |failures: u64, count: u64| (count > 0).then(|| failures as f64 / count as f64 * 100.0);
+        let ms = |us: u64| Some(us as f64 / 1000.0);
+        let (la, lb) = (&sa.latency_us, &sb.latency_us);
+        push("count", Unit::Count, false, n(sa.count), n(sb.count));
+        let (ra, rb) = (rate(sa.failures, sa.count), rate(sb.failures, sb.count));
+        push("error_rate_pct", Unit::Percent, true, ra, rb);
+        push(
+            "status_503",
+            Unit::Count,
+            false,
+            n(sa.status_503),
+            n(sb.status_503),
+        );
+        push("p50_ms", Unit::Ms, false, ms(la.p50), ms(lb.p50));
+        push("p95_ms", Unit::Ms, false, ms(la.p95), ms(lb.p95));
+        push("p99_ms", Unit::Ms, true, ms(la.p99), ms(lb.p99));
+        push("max_ms", Unit::Ms, false, ms(la.max), ms(lb.max));
+    }
+    server_figures(a, b, tolerance, &mut figures);
+
+    let regressions: Vec<Regression> = figures
+        .iter()
+        .filter(|f| f.regression)
+        .map(|f| Regression {
+            name: f.name.clone(),
+            message: regression_message(f, tolerance),
+        })
+        .collect();
+    let summary = summary(&regressions, tolerance);
+    Ok(Comparison {
+        schema_version: COMPARE_SCHEMA_VERSION,
+        report_schema_version: a.schema_version,
+        scenario: a.scenario.name.clone(),
+        target_kind: a.target.kind.clone(),
+        tolerance,
+        exit_code: u8::from(!regressions.is_empty()),
+        summary,
+        regressions,
+        a: RunInfo::of(a),
+        b: RunInfo::of(b),
+        settings_diff: settings_diff(&a.settings_requested, &b.settings_requested),
+        figures,
+    })
+}
+
+fn check_shape(a: &Report, b: &Report) -> Result<(), Incompatible> {
+    if a.schema_version != b.schema_version {
+        return Err(Incompatible(vec![Mismatch::SchemaVersion {
+            a: a.schema_version,
+            b: b.schema_version,
+        }]));
+    }
+    let mut mismatches = Vec::new();
+    if a.scenario.name != b.scenario.name {
+        mismatches.push(Mismatch::Scenario {
+            a: a.scenario.name.clone(),
+            b: b.scenario.name.clone(),
+        });
+    }
+    if a.target.kind != b.target.kind {
+        mismatches.push(Mismatch::TargetKind {
+            a: a.target.kind.clone(),
+            b: b.target.kind.clone(),
+        });
+    }
+    let ea: BTreeSet<&String> = a.requests.keys().collect();
+    let eb: BTreeSet<&String> = b.requests.keys().collect();
+    if ea != eb {
+        mismatches.push(Mismatch::Endpoints {
+            only_a: ea.difference(&eb).map(|s| s.to_string()).collect(),
+            only_b: eb.difference(&ea).map(|s| s.to_string()).collect(),
+        });
+    }
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(Incompatible(mismatches))
+    }
+}
+
+fn server_figures(a: &Report, b: &Report, tolerance: f64, figures: &mut Vec<Figure>) {
+    let mut push = |key: &str, unit, gated, fa: Option<f64>, fb: Option<f64>| {
+        // Absent from both reports (e.g. --target mode): nothing to show.
+        if fa.is_some() || fb.is_some() {
+            figures.push(figure(None, key, unit, gated, fa, fb, tolerance));
+        }
+    };
+    let (la, lb) = (&a.lock_errors, &b.lock_errors);
+    push(
+        "lock_errors.total",
+        Unit::Count,
+        true,
+        n(la.total),
+        n(lb.total),
+    );
+    let codes: BTreeSet<&String> = la.by_code.keys().chain(lb.by_code.keys()).collect();
+    for code in codes {
+        let get = |m: &BTreeMap<String, u64>| n(m.get(code).copied().unwrap_or(0));
+        let key = format!("lock_errors.by_code.{code}");
+        push(&key, Unit::Count, false, get(&la.by_code), get(&lb.by_code));
+    }
+    push(
+        "lock_errors.client_visible",
+        Unit::Count,
+        false,
+        n(la.client_visible),
+        n(lb.client_visible),
+    );
+    let opt = |x: Option<u64>| x.map(|v| v as f64);
+    push(
+        "retries",
+        Unit::Count,
+        false,
+        opt(a.retries),
+        opt(b.retries),
+    );
+    push(
+        "commit_only_dropped",
+        Unit::Count,
+        false,
+        opt(a.commit_only_dropped),
+        opt(b.commit_only_dropped),
+    );
+    let (ba, bb) = (a.batch.as_ref(), b.batch.as_ref());
+    let duration = |x: Option<&crate::report::BatchFigures>| x.map(|x| x.duration_s);
+    let rate = |x: Option<&crate::report::BatchFigures>| x.map(|x| x.photos_per_s);
+    push(
+        "batch.duration_s",
+        Unit::Seconds,
+        true,
+        duration(ba),
+        duration(bb),
+    );
+    push(
+        "batch.photos_per_s",
+        Unit::PerSecond,
+        false,
+        rate(ba),
+        rate(bb),
+    );
+    let (aa, ab) = (a.audit.as_ref(), b.audit.as_ref());
+    type Field = fn(&crate::report::Audit) -> u64;
+    let audit: [(&str, Field); 3] = [
+        ("audit.lost_writes", |x| x.lost_writes),
+        ("audit.duplicate_writes", |x| x.duplicate_writes),
+        ("audit.misassigned_photos", |x| x.misassigned_photos),
+    ];
+    for (key, field) in audit {
+        let get = |x: Option<&crate::report::Audit>| x.map(|x| field(x) as f64);
+        push(key, Unit::Count, true, get(aa), get(ab));
+    }
+}
+
+fn n(x: u64) -> Option<f64> {
+    Some(x as f64)
+}
+
+fn figure(
+    endpoint: Option<&str>,
+    key: &str,
+    unit: Unit,
+    gated: bool,
+    a: Option<f64>,
+    b: Option<f64>,
+    tolerance: f64,
+) -> Figure {
+    let name = match endpoint {
+        Some(e) => format!("requests[{e}].{key}"),
+        None => key.to_owned(),
+    };
+    let (delta, relative_pct, new, regression) = match (a, b) {
+        (Some(a), Some(b)) => {
+            let delta = b - a;
+            let (relative, new) = if a != 0.0 {
+                (Some(delta / a * 100.0), false)
+            } else if b == 0.0 {
+                (Some(0.0), false)
+            } else {
+                (None, true)
+            };
+            let regression = gated && regressed(unit, a, b, tolerance);
+            (Some(delta), relative, new, regression)
+        }
+        _ => (None, None, false, false),
+    };
+    Figure {
+        name,
+        endpoint: endpoint.map(str::to_owned),
+        key: key.to_owned(),
+        unit,
+        gated,
+        a,
+        b,
+        delta,
+        relative_pct,
+        new,
+        regression,
+    }
+}
+
+/// The regression rule (module docs): higher is worse.
+fn regressed(unit: Unit, a: f64, b: f64, tolerance: f64) -> bool {
+    if a > 0.0 {
+        (b - a) / a > tolerance + EPSILON
+    } else {
+        b > unit.floor()
+    }
+}
+
+fn regression_message(f: &Figure, tolerance: f64) -> String {
+    let (a, b) = (f.a.unwrap_or(0.0), f.b.unwrap_or(0.0));
+    let why = match f.relative_pct {
+        Some(pct) => format!("{}, tolerance {}", signed_pct(pct), pct_text(tolerance)),
+        None if f.unit.floor() > 0.0 => {
+            format!("new: A was 0, B is above the {TIMING_FLOOR_MS} ms floor")
+        }
+        None => "new: A was 0".to_owned(),
+    };
+    format!(
+        "REGRESSION: {} {} → {} ({why})",
+        f.name,
+        value_text(f.unit, a),
+        value_text(f.unit, b)
+    )
+}
+
+fn summary(regressions: &[Regression], tolerance: f64) -> String {
+    let tol = pct_text(tolerance);
+    match regressions.len() {
+        0 => format!("no regression past the {tol} tolerance"),
+        k => {
+            let names: Vec<&str> = regressions.iter().map(|r| r.name.as_str()).collect();
+            let word = if k == 1 { "regression" } else { "regressions" };
+            format!("{k} {word} past the {tol} tolerance: {}", names.join(", "))
+        }
+    }
+}
+
+/// The requested settings that differ, walked as dotted keys.
+pub fn settings_diff(a: &Value, b: &Value) -> Vec<SettingDiff> {
+    let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", a, &mut fa);
+    flatten("", b, &mut fb);
+    let keys: BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
+    keys.into_iter()
+        .filter(|k| fa.get(*k) != fb.get(*k))
+        .map(|k| SettingDiff {
+            key: k.clone(),
+            a: fa.get(k).cloned(),
+            b: fb.get(k).cloned(),
+        })
+        .collect()
+}
+
+/// Nested objects become dotted keys; anything else (arrays included) is one value.
+fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        Value::Null if prefix.is_empty() => {}
+        other => {
+            let key = if prefix.is_empty() {
+                "settings_requested"
+            } else {
+                prefix
+            };
+            out.insert(key.to_owned(), other.clone());
+        }
+    }
+}
+
+/// The versioned JSON document: the [`Comparison`] itself.
+pub fn render_json(c: &Comparison) -> String {
+    let mut s = serde_json::to_string_pretty(c).expect("a comparison serializes");
+    s.push('\n');
+    s
+}
+
+/// The Markdown document: the verdict first, then the settings that differ, the figures per
+/// endpoint and server side, and what identifies each run. Deterministic.
+pub fn render_markdown(c: &Comparison) -> String {
+    let mut out = String::new();
+    write_markdown(&mut out, c).expect("writing to a String cannot fail");
+    out
+}
+
+fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
+    let headline = match c.regressions.len() {
+        0 => "no regression".to_owned(),
+        1 => "1 regression".to_owned(),
+        k => format!("{k} regressions"),
+    };
+    writeln!(
+        out,
+        "# lockbench compare: {} — {headline}",
+        text(&c.scenario)
+    )?;
+    writeln!(out)?;
+    let end = if c.regressions.is_empty() { "." } else { ":" };
+    writeln!(
+        out,
+        "**{}** past the {} tolerance (B against A), exit code {}{end}",
+        capitalised(&headline),
+        pct_text(c.tolerance),
+        c.exit_code
+    )?;
+    if !c.regressions.is_empty() {
+        writeln!(out)?;
+        for r in &c.regressions {
+            writeln!(out, "- {}", text(&r.message))?;
+        }
+    }
+    writeln!(out)?;
+    for (side, run) in [("A", &c.a), ("B", &c.b)] {
+        let source = run
+            .source
+            .as_deref()
+            .map(|s| format!("`{}`, ", code(s)))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "- **{side}**: {source}started {}",
+            text(&run.started_at)
+        )?;
+    }
+
+    writeln!(out)?;
+    writeln!(out, "## Settings that differ")?;
+    writeln!(out)?;
+    if c.settings_diff.is_empty() {
+        writeln!(out, "None: both runs requested the same settings.")?;
+    }
+    for d in &c.settings_diff {
+        writeln!(
+            out,
+            "- {}: {} → {}",
+            text(&d.key),
+            text(&setting_text(d.a.as_ref())),
+            text(&setting_text(d.b.as_ref()))
+        )?;
+    }
+
+    writeln!(out)?;
+    writeln!(out, "## Per endpoint")?;
+    let mut endpoints: Vec<&str> = c
+        .figures
+        .iter()
+        .filter_map(|f| f.endpoint.as_deref())
+        .collect();
+    endpoints.dedup();
+    if endpoints.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "No endpoints in either report.")?;
+    }
+    for endpoint in endpoints {
+        writeln!(out)?;
+        writeln!(out, "### `{}`", code(endpoint))?;
+        writeln!(out)?;
+        let rows = c
+            .figures
+            .iter()
+            .filter(|f| f.endpoint.as_deref() == Some(endpoint));
+        write_table(out, rows)?;
+    }
+
+    writeln!(out)?;
+    writeln!(out, "## Server side")?;
+    writeln!(out)?;
+    write_table(out, c.figures.iter().filter(|f| f.endpoint.is_none()))?;
+
+    writeln!(out)?;
+    writeln!(out, "## Runs")?;
+    writeln!(out)?;
+    writeln!(out, "| | A | B |")?;
+    writeln!(out, "| --- | --- | --- |")?;
+    type Cell = fn(&RunInfo) -> String;
+    let rows: [(&str, Cell); 7] = [
+        ("started", |r| r.started_at.clone()),
+        ("run verdict", |r| {
+            format!("exit {}: {}", r.verdict.exit_code, r.verdict.summary)
+        }),
+        ("lockbench", |r| r.lockbench_version.clone()),
+        ("target", |r| r.target_url.clone()),
+        ("SQLite", |r| r.sqlite_version.clone().unwrap_or("—".into())),
+        ("machine", |r| {
+            let m = &r.machine;
+            let gib = m.memory_bytes as f64 / (1u64 << 30) as f64;
+            format!("{} cores, {} GiB, {}", m.cores, fixed(gib, 1), m.os)
+        }),
+        ("users", |r| {
+            let u = &r.users;
+            format!(
+                "{} pollers every {} ms, {} admins every {} ms, {} kiosks every {} ms",
+                u.pollers,
+                count(u.poll_interval_ms),
+                u.admins,
+                count(u.admin_interval_ms),
+                u.kiosks,
+                count(u.kiosk_interval_ms)
+            )
+        }),
+    ];
+    for (label, cell_of) in rows {
+        writeln!(
+            out,
+            "| {label} | {} | {} |",
+            cell(&cell_of(&c.a)),
+            cell(&cell_of(&c.b))
+        )?;
+    }
+    Ok(())
+}
+
+fn write_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Figure>) -> fmt::Result {
+    writeln!(out, "| figure | A | B | Δ | Δ % | verdict |")?;
+    writeln!(out, "| --- | ---: | ---: | ---: | ---: | --- |")?;
+    for f in rows {
+        let side = |x: Option<f64>| x.map_or("—".to_owned(), |v| value_text(f.unit, v));
+        let delta = f.delta.map_or("—".to_owned(), |d| delta_text(f.unit, d));
+        let relative = match (f.relative_pct, f.new) {
+            (_, true) => "new".to_owned(),
+            (Some(p), false) => signed_pct(p),
+            (None, false) => "—".to_owned(),
+        };
+        let verdict = match (f.gated, f.regression, f.a.is_some() && f.b.is_some()) {
+            (false, _, _) => "info",
+            (true, true, _) => "**REGRESSION**",
+            (true, false, true) => "ok",
+            (true, false, false) => "n/a",
+        };
+        writeln!(
+            out,
+            "| {} | {} | {} | {delta} | {relative} | {verdict} |",
+            cell(&f.key),
+            side(f.a),
+            side(f.b)
+        )?;
+    }
+    Ok(())
+}
+
+fn setting_text(v: Option<&Value>) -> String {
+    match v {
+        None => "(absent)".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Number formatting. `report::markdown` has the same helpers, private to the report module;
+// these are the few this file needs.
+
+/// Milliseconds get a second decimal below 10 ms, where one decimal would hide a change.
+fn decimals(unit: Unit, x: f64) -> usize {
+    match unit {
+        Unit::Count => 0,
+        Unit::Ms if x.abs() >= 10.0 => 1,
+        Unit::Ms | Unit::Percent | Unit::Seconds | Unit::PerSecond => 2,
+    }
+}
+
+fn value_text(unit: Unit, v: f64) -> String {
+    fixed(v, decimals(unit, v))
+}
+
+fn delta_text(unit: Unit, d: f64) -> String {
+    let s = fixed(d, decimals(unit, d));
+    if s.starts_with('-')
+        || s.chars()
+            .all(|c| !c.is_ascii_digit() || c == '0' || c == '.')
+    {
+        s
+    } else {
+        format!("+{s}")
+    }
+}
+
+fn signed_pct(p: f64) -> String {
+    let s = fixed(p, 1);
+    if s.starts_with('-') || s == "0.0" {
+        format!("{s}%")
+    } else {
+        format!("+{s}%")
+    }
+}
+
+/// A tolerance as a percentage, trailing zeros dropped: 0.1 → "10%", 0.025 → "2.5%".
+fn pct_text(fraction: f64) -> String {
+    let s = format!("{:.2}", fraction * 100.0);
+    format!("{}%", s.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// A count with thousands separators: 1,284.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A float with `decimals` decimals and thousands separators; "n/a" if not finite.
+fn fixed(x: f64, decimals: usize) -> String {
+    if !x.is_finite() {
+        return "n/a".to_owned();
+    }
+    let s = format!("{:.*}", decimals, x.abs());
+    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+    let int = int.parse::<u64>().map(count).unwrap_or_else(|_| int.into());
+    let sign = if x < 0.0 && s.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        "-"
+    } else {
+        ""
+    };
+    if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Markdown escaping (as in `report::markdown`).
+
+/// Free text on one line: newlines folded, `<` and `&` as entities.
+fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '\r' => {}
+            '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text in a table cell: as [`text`], with `|` escaped.
+fn cell(s: &str) -> String {
+    text(s).replace('|', "\\|")
+}
+
+/// Text inside a code span: backticks would end it.
+fn code(s: &str) -> String {
+    s.replace('`', "'").replace(['\r', '\n'], " ")
+}
+
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_takes_percentages_and_fractions_and_refuses_ambiguous_numbers() {
+        let ok = |s: &str| parse_tolerance(s).expect(s);
+        assert_eq!(ok("10%"), 0.1);
+        assert_eq!(ok(" 2.5 % "), 0.025);
+        assert_eq!(ok("0.1"), 0.1);
+        assert_eq!(ok("0"), 0.0);
+        assert_eq!(ok("150%"), 1.5);
+        for bad in ["10", "-5%", "ten", "", "%", "NaN", "inf%"] {
+            let e = parse_tolerance(bad).expect_err(bad).to_string();
+            assert!(e.starts_with("--tolerance"), "{e}");
+        }
+    }
+
+    #[test]
+    fn exactly_at_the_tolerance_is_not_a_regression_just_past_it_is() {
+        assert!(!regressed(Unit::Count, 10.0, 11.0, 0.1));
+        assert!(regressed(Unit::Count, 10.0, 11.01, 0.1));
+        assert!(!regressed(Unit::Count, 10.0, 3.0, 0.1));
+    }
+
+    #[test]
+    fn from_zero_counts_regress_on_any_increase_and_timings_only_past_one_millisecond() {
+        assert!(regressed(Unit::Count, 0.0, 1.0, 0.5));
+        assert!(regressed(Unit::Percent, 0.0, 0.01, 0.5));
+        assert!(!regressed(Unit::Ms, 0.0, 0.9, 0.1));
+        assert!(regressed(Unit::Ms, 0.0, 1.5, 0.1));
+        assert!(!regressed(Unit::Seconds, 0.0, 0.0005, 0.1));
+        assert!(!regressed(Unit::Count, 0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn a_figure_from_zero_is_new_and_its_message_says_so() {
+        let f = figure(
+            None,
+            "audit.lost_writes",
+            Unit::Count,
+            true,
+            n(0),
+            n(2),
+            0.1,
+        );
+        assert!(f.new && f.regression && f.relative_pct.is_none());
+        assert_eq!(
+            regression_message(&f, 0.1),
+            "REGRESSION: audit.lost_writes 0 → 2 (new: A was 0)"
+        );
+        let f = figure(
+            None,
+            "lock_errors.total",
+            Unit::Count,
+            true,
+            n(12),
+            n(30),
+            0.1,
+        );
+        assert_eq!(
+            regression_message(&f, 0.1),
+            "REGRESSION: lock_errors.total 12 → 30 (+150.0%, tolerance 10%)"
+        );
+    }
+
+    #[test]
+    fn settings_are_diffed_as_dotted_keys() {
+        let a = serde_json::json!({"storage": {"journal_mode": "delete", "pool_size": 4}, "workers": 2});
+        let b = serde_json::json!({"storage": {"journal_mode": "wal", "pool_size": 4}, "retry": {"retry": "fixed"}});
+        let keys: Vec<String> = settings_diff(&a, &b)
+            .into_iter()
+            .map(|d| {
+                format!(
+                    "{}: {} → {}",
+                    d.key,
+                    setting_text(d.a.as_ref()),
+                    setting_text(d.b.as_ref())
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "retry.retry: (absent) → fixed",
+                "storage.journal_mode: delete → wal",
+                "workers: 2 → (absent)"
+            ]
+        );
+    }
+
+    #[test]
+    fn deltas_and_percentages_carry_their_sign() {
+        assert_eq!(delta_text(Unit::Count, 216.0), "+216");
+        assert_eq!(delta_text(Unit::Count, -1384.0), "-1,384");
+        assert_eq!(delta_text(Unit::Ms, 0.0), "0.00");
+        assert_eq!(delta_text(Unit::Ms, 486.1), "+486.1");
+        assert_eq!(signed_pct(16.82), "+16.8%");
+        assert_eq!(signed_pct(-30.0), "-30.0%");
+        assert_eq!(signed_pct(0.0), "0.0%");
+        assert_eq!(pct_text(0.1), "10%");
+        assert_eq!(pct_text(0.025), "2.5%");
+    }
+}

@@ -1,0 +1,359 @@
+//! `lockbench compare` as a user runs it: the real binary on report files written to a temp
+//! folder, derived from the realistic fixture (tests/fixtures/report.json) by editing JSON
+//! values; exit codes 0 (no regression), 1 (regression), 2 (cannot compare). The Markdown is
+//! compared with an inline snapshot (regenerate with
+//! `UPDATE_EXPECT=1 cargo test -p lockbench --test compare`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lockbench::compare;
+use lockbench::report::Report;
+use serde_json::{json, Value};
+
+/// The fixture: the incident scenario against the reference server, 1,284 lock errors,
+/// two endpoints, a batch and an audit with two lost writes.
+fn fixture() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report.json");
+    let text = std::fs::read_to_string(path).expect("reading the report fixture");
+    serde_json::from_str(&text).expect("the fixture is JSON")
+}
+
+fn write(dir: &Path, name: &str, report: &Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(report).unwrap()).unwrap();
+    path
+}
+
+/// Writes A (the fixture) and B (the fixture edited by `edit`) and runs
+/// `lockbench compare A B ARGS...`.
+fn compare_with(edit: impl FnOnce(&mut Value), args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.json", &fixture());
+    let mut b = fixture();
+    edit(&mut b);
+    let b = write(dir.path(), "b.json", &b);
+    lockbench(&a, &b, args)
+}
+
+fn lockbench(a: &Path, b: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .arg("compare")
+        .arg(a)
+        .arg(b)
+        .args(args)
+        .output()
+        .expect("run lockbench compare")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
+#[test]
+fn more_lock_errors_past_the_tolerance_is_a_regression_named_in_the_output() {
+    let out = compare_with(|b| b["lock_errors"]["total"] = json!(1500), &[]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 1, "{text}{}", stderr(&out));
+    assert!(
+        text.contains("REGRESSION: lock_errors.total 1,284 → 1,500 (+16.8%, tolerance 10%)"),
+        "{text}"
+    );
+    assert!(text.starts_with("# lockbench compare: seed-incident-350 — 1 regression\n"));
+
+    // The same change within a wider tolerance passes.
+    let out = compare_with(
+        |b| b["lock_errors"]["total"] = json!(1500),
+        &["--tolerance", "0.2"],
+    );
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+}
+
+#[test]
+fn identical_reports_exit_0_with_no_regression() {
+    let out = compare_with(|_| {}, &[]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(
+        text.contains("**No regression** past the 10% tolerance (B against A), exit code 0."),
+        "{text}"
+    );
+    assert!(!text.contains("REGRESSION"), "{text}");
+    assert!(text.contains("None: both runs requested the same settings."));
+}
+
+#[test]
+fn a_different_schema_version_cannot_be_compared() {
+    let out = compare_with(|b| b["schema_version"] = json!(2), &[]);
+    assert_eq!(code(&out), 2);
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    assert!(err.contains("A has schema_version 1, B has 2"), "{err}");
+}
+
+#[test]
+fn different_endpoint_sets_cannot_be_compared_and_the_endpoints_are_named() {
+    let out = compare_with(
+        |b| {
+            let requests = b["requests"].as_object_mut().unwrap();
+            let updates = requests.remove("GET /api/registrations/updates").unwrap();
+            requests.insert("GET /healthz".into(), updates);
+        },
+        &[],
+    );
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("only in A: GET /api/registrations/updates; only in B: GET /healthz"),
+        "{err}"
+    );
+}
+
+#[test]
+fn other_scenarios_and_target_kinds_cannot_be_compared() {
+    let out = compare_with(
+        |b| {
+            b["scenario"]["name"] = json!("recommended-675");
+            b["target"]["kind"] = json!("external");
+        },
+        &[],
+    );
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("A ran \"seed-incident-350\", B ran \"recommended-675\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("A is \"reference\", B is \"external\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn fewer_lock_errors_is_an_improvement_not_a_regression() {
+    let out = compare_with(|b| b["lock_errors"]["total"] = json!(900), &[]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(
+        text.contains("| lock_errors.total | 1,284 | 900 | -384 | -29.9% | ok |"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_settings_that_differ_are_listed_as_dotted_keys() {
+    let out = compare_with(
+        |b| {
+            b["settings_requested"]["storage"]["journal_mode"] = json!("delete");
+            b["settings_requested"]["workers"] = json!(4);
+        },
+        &[],
+    );
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(
+        text.contains("- storage.journal_mode: wal → delete\n"),
+        "{text}"
+    );
+    assert!(text.contains("- workers: 2 → 4\n"), "{text}");
+}
+
+#[test]
+fn a_bad_tolerance_exits_2_naming_the_flag() {
+    for bad in ["lots", "10", "-5%"] {
+        let flag = format!("--tolerance={bad}");
+        let out = compare_with(|_| {}, &[&flag]);
+        assert_eq!(code(&out), 2, "{bad}");
+        let err = stderr(&out);
+        assert!(err.contains("--tolerance"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn unreadable_non_json_and_foreign_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.json", &fixture());
+    let not_json = dir.path().join("notes.txt");
+    std::fs::write(&not_json, "p99 was fine").unwrap();
+    let foreign = write(dir.path(), "package.json", &json!({"name": "x"}));
+    let missing = dir.path().join("missing.json");
+
+    let out = lockbench(&good, &missing, &[]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("B ("), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing.json): cannot read it"));
+
+    let out = lockbench(&not_json, &good, &[]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("notes.txt): not JSON"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = lockbench(&good, &foreign, &[]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("package.json): not a lockbench report"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_lost_write_where_there_were_none_is_a_regression_whatever_the_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = fixture();
+    a["audit"]["duplicate_writes"] = json!(0);
+    let a = write(dir.path(), "a.json", &a);
+    let mut b = fixture();
+    b["audit"]["duplicate_writes"] = json!(1);
+    let b = write(dir.path(), "b.json", &b);
+    let out = lockbench(&a, &b, &["--tolerance", "500%"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).contains("REGRESSION: audit.duplicate_writes 0 → 1 (new: A was 0)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn json_output_is_versioned_and_lists_regressions_figures_and_settings() {
+    let out = compare_with(
+        |b| {
+            b["requests"]["POST /api/registrations"]["latency_us"]["p99"] = json!(7_000_000);
+            b["settings_requested"]["storage"]["tx_mode"] = json!("immediate");
+        },
+        &["--format", "json"],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["exit_code"], 1);
+    let name = "requests[POST /api/registrations].p99_ms";
+    assert_eq!(doc["regressions"][0]["name"], name);
+    let p99 = doc["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .expect("the p99 figure");
+    assert_eq!(p99["a"], 5012.4);
+    assert_eq!(p99["b"], 7000.0);
+    assert_eq!(p99["regression"], true);
+    let relative = p99["relative_pct"].as_f64().unwrap();
+    assert!((relative - 39.65).abs() < 0.01, "{relative}");
+    assert_eq!(
+        doc["settings_diff"],
+        json!([{"key": "storage.tx_mode", "a": "deferred", "b": "immediate"}])
+    );
+}
+
+/// The library function the command calls, for sweep tooling: B is the fix (WAL, fewer
+/// lock errors, a faster batch) but one endpoint got slower at p99.
+#[test]
+fn markdown_matches_the_snapshot() {
+    let a: Report = serde_json::from_value(fixture()).unwrap();
+    let mut b = a.clone();
+    b.started_at = "2025-11-27T04:12:30Z".into();
+    b.verdict.passed = true;
+    b.verdict.exit_code = 0;
+    b.verdict.summary = "all 3 gates passed; 40 lock errors; 0 lost writes".into();
+    b.settings_requested["retry"]["retry"] = json!("backoff");
+    b.lock_errors.total = 40;
+    b.lock_errors.by_code.remove("SQLITE_BUSY_SNAPSHOT");
+    b.lock_errors.by_code.insert("SQLITE_BUSY".into(), 40);
+    b.lock_errors.client_visible = 0;
+    let updates = b
+        .requests
+        .get_mut("GET /api/registrations/updates")
+        .unwrap();
+    updates.failures = 0;
+    updates.status_503 = 0;
+    updates.latency_us.p99 = 5_100_000;
+    let batch = b.batch.as_mut().unwrap();
+    batch.duration_s = 9.1;
+    batch.photos_per_s = 38.5;
+    b.audit.as_mut().unwrap().lost_writes = 0;
+
+    let c = compare::compare(&a, &b, 0.1).expect("same scenario shape");
+    assert_eq!(c.exit_code, 1);
+    expect_test::expect![[r#"
+        # lockbench compare: seed-incident-350 — 1 regression
+
+        **1 regression** past the 10% tolerance (B against A), exit code 1:
+
+        - REGRESSION: requests[GET /api/registrations/updates].p99_ms 4,210.7 → 5,100.0 (+21.1%, tolerance 10%)
+
+        - **A**: started 2025-11-27T03:41:07Z
+        - **B**: started 2025-11-27T04:12:30Z
+
+        ## Settings that differ
+
+        - retry.retry: incident → backoff
+
+        ## Per endpoint
+
+        ### `GET /api/registrations/updates`
+
+        | figure | A | B | Δ | Δ % | verdict |
+        | --- | ---: | ---: | ---: | ---: | --- |
+        | count | 2,093 | 2,093 | 0 | 0.0% | info |
+        | error_rate_pct | 2.77 | 0.00 | -2.77 | -100.0% | ok |
+        | status_503 | 58 | 0 | -58 | -100.0% | info |
+        | p50_ms | 18.4 | 18.4 | 0.0 | 0.0% | info |
+        | p95_ms | 1,240.0 | 1,240.0 | 0.0 | 0.0% | info |
+        | p99_ms | 4,210.7 | 5,100.0 | +889.3 | +21.1% | **REGRESSION** |
+        | max_ms | 5,093.0 | 5,093.0 | 0.0 | 0.0% | info |
+
+        ### `POST /api/registrations`
+
+        | figure | A | B | Δ | Δ % | verdict |
+        | --- | ---: | ---: | ---: | ---: | --- |
+        | count | 480 | 480 | 0 | 0.0% | info |
+        | error_rate_pct | 8.54 | 8.54 | 0.00 | 0.0% | ok |
+        | status_503 | 31 | 31 | 0 | 0.0% | info |
+        | p50_ms | 35.2 | 35.2 | 0.0 | 0.0% | info |
+        | p95_ms | 2,480.0 | 2,480.0 | 0.0 | 0.0% | info |
+        | p99_ms | 5,012.4 | 5,012.4 | 0.0 | 0.0% | ok |
+        | max_ms | 5,140.9 | 5,140.9 | 0.0 | 0.0% | info |
+
+        ## Server side
+
+        | figure | A | B | Δ | Δ % | verdict |
+        | --- | ---: | ---: | ---: | ---: | --- |
+        | lock_errors.total | 1,284 | 40 | -1,244 | -96.9% | ok |
+        | lock_errors.by_code.SQLITE_BUSY | 1,102 | 40 | -1,062 | -96.4% | info |
+        | lock_errors.by_code.SQLITE_BUSY_SNAPSHOT | 182 | 0 | -182 | -100.0% | info |
+        | lock_errors.client_visible | 97 | 0 | -97 | -100.0% | info |
+        | retries | 3,118 | 3,118 | 0 | 0.0% | info |
+        | commit_only_dropped | 2 | 2 | 0 | 0.0% | info |
+        | batch.duration_s | 11.60 | 9.10 | -2.50 | -21.6% | ok |
+        | batch.photos_per_s | 30.00 | 38.50 | +8.50 | +28.3% | info |
+        | audit.lost_writes | 2 | 0 | -2 | -100.0% | ok |
+        | audit.duplicate_writes | 0 | 0 | 0 | 0.0% | ok |
+        | audit.misassigned_photos | 0 | 0 | 0 | 0.0% | ok |
+
+        ## Runs
+
+        | | A | B |
+        | --- | --- | --- |
+        | started | 2025-11-27T03:41:07Z | 2025-11-27T04:12:30Z |
+        | run verdict | failed (exit 1): 1 of 3 gates failed (client_visible_lock_errors 97 > 0); 1,284 lock errors; 2 lost writes | passed (exit 0): all 3 gates passed; 40 lock errors; 0 lost writes |
+        | lockbench | 0.1.0 | 0.1.0 |
+        | target | http://127.0.0.1:38211 | http://127.0.0.1:38211 |
+        | SQLite | 3.51.3 | 3.51.3 |
+        | machine | 8 cores, 15.6 GiB, Linux 6.1.0-28-amd64 (Debian GNU/Linux 12), x86_64 | 8 cores, 15.6 GiB, Linux 6.1.0-28-amd64 (Debian GNU/Linux 12), x86_64 |
+        | users | 300 pollers every 1,500 ms, 0 admins every 5,000 ms, 40 kiosks every 1,000 ms | 300 pollers every 1,500 ms, 0 admins every 5,000 ms, 40 kiosks every 1,000 ms |
+    "#]].assert_eq(&compare::render_markdown(&c));
+}
