@@ -311,10 +311,10 @@ fn markdown_matches_the_snapshot() {
         | count | 2,093 | 2,093 | 0 | 0.0% | info |
         | error_rate_pct | 2.77 | 0.00 | -2.77 | -100.0% | ok |
         | status_503 | 58 | 0 | -58 | -100.0% | info |
-        | p50_ms | 18.4 | 18.4 | 0.0 | 0.0% | info |
-        | p95_ms | 1,240.0 | 1,240.0 | 0.0 | 0.0% | info |
+        | p50_ms | 18.4 | 18.4 | 0.00 | 0.0% | info |
+        | p95_ms | 1,240.0 | 1,240.0 | 0.00 | 0.0% | info |
         | p99_ms | 4,210.7 | 5,100.0 | +889.3 | +21.1% | **REGRESSION** |
-        | max_ms | 5,093.0 | 5,093.0 | 0.0 | 0.0% | info |
+        | max_ms | 5,093.0 | 5,093.0 | 0.00 | 0.0% | info |
 
         ### `POST /api/registrations`
 
@@ -323,10 +323,10 @@ fn markdown_matches_the_snapshot() {
         | count | 480 | 480 | 0 | 0.0% | info |
         | error_rate_pct | 8.54 | 8.54 | 0.00 | 0.0% | ok |
         | status_503 | 31 | 31 | 0 | 0.0% | info |
-        | p50_ms | 35.2 | 35.2 | 0.0 | 0.0% | info |
-        | p95_ms | 2,480.0 | 2,480.0 | 0.0 | 0.0% | info |
-        | p99_ms | 5,012.4 | 5,012.4 | 0.0 | 0.0% | ok |
-        | max_ms | 5,140.9 | 5,140.9 | 0.0 | 0.0% | info |
+        | p50_ms | 35.2 | 35.2 | 0.00 | 0.0% | info |
+        | p95_ms | 2,480.0 | 2,480.0 | 0.00 | 0.0% | info |
+        | p99_ms | 5,012.4 | 5,012.4 | 0.00 | 0.0% | ok |
+        | max_ms | 5,140.9 | 5,140.9 | 0.00 | 0.0% | info |
 
         ## Server side
 
@@ -349,7 +349,7 @@ fn markdown_matches_the_snapshot() {
         | | A | B |
         | --- | --- | --- |
         | started | 2025-11-27T03:41:07Z | 2025-11-27T04:12:30Z |
-        | run verdict | failed (exit 1): 1 of 3 gates failed (client_visible_lock_errors 97 > 0); 1,284 lock errors; 2 lost writes | passed (exit 0): all 3 gates passed; 40 lock errors; 0 lost writes |
+        | run verdict | exit 1: 1 of 3 gates failed (client_visible_lock_errors 97 > 0); 1,284 lock errors; 2 lost writes | exit 0: all 3 gates passed; 40 lock errors; 0 lost writes |
         | lockbench | 0.1.0 | 0.1.0 |
         | target | http://127.0.0.1:38211 | http://127.0.0.1:38211 |
         | SQLite | 3.51.3 | 3.51.3 |

@@ -1,0 +1,136 @@
+//! `lockbench sweep` and `lockbench breakpoint` on tiny scenarios, against real servers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use lockbench::sweep::{breakpoint, sweep, Vary};
+
+const BASE: &str = r#"
+name = "tiny"
+[server]
+workers = 1
+[server.storage]
+journal_mode = "wal"
+tx_mode = "immediate"
+[batch]
+count = 12
+people = 2
+size = "160x120"
+[users]
+pollers = 4
+poll_interval = "200ms"
+admins = 0
+kiosks = 1
+kiosk_interval = "200ms"
+[duration]
+tail = "500ms"
+max = "60s"
+[gates]
+max_lock_errors = 0
+max_lost_writes = 0
+"#;
+
+fn exe() -> Option<PathBuf> {
+    Some(PathBuf::from(env!("CARGO_BIN_EXE_lockbench")))
+}
+
+#[test]
+fn a_sweep_runs_each_row_on_its_own_database_writes_its_table_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), BASE).unwrap();
+    let file = dir.path().join("sweep.toml");
+    std::fs::write(
+        &file,
+        "name = \"s\"\nbase = \"tiny.toml\"\n[[dimensions]]\nkey = \"server.storage.tx_mode\"\nvalues = [\"deferred\", \"immediate\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let report = sweep(&file, &out, exe(), false).expect("sweep");
+    assert_eq!(report.rows.len(), 2);
+    assert_eq!(report.rows[0].label, "tx_mode=deferred");
+    assert_eq!(report.rows[1].set["server.storage.tx_mode"], "immediate");
+    for row in &report.rows {
+        assert!(row.batch_finished, "{row:?}");
+        assert_eq!(row.lost_writes, Some(0));
+        assert!(std::path::Path::new(&row.report).is_file());
+    }
+    let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
+    assert!(md.contains("tx_mode=deferred") && md.contains("tx_mode=immediate"));
+    assert!(std::fs::read_to_string(out.join("sweep.html"))
+        .unwrap()
+        .contains("<svg"));
+
+    // Interrupted sweeps resume: finished rows are kept, not run again.
+    let first = std::fs::metadata(PathBuf::from(&report.rows[0].report))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = sweep(&file, &out, exe(), false).expect("resume");
+    assert_eq!(again.rows.len(), 2);
+    let after = std::fs::metadata(PathBuf::from(&again.rows[0].report))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(first, after, "a finished row is not run again");
+}
+
+#[test]
+fn a_bad_override_is_refused_before_any_row_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), BASE).unwrap();
+    let file = dir.path().join("sweep.toml");
+    std::fs::write(
+        &file,
+        "name = \"s\"\nbase = \"tiny.toml\"\n[[rows]]\nlabel = \"ok\"\n[[rows]]\nlabel = \"bad\"\nset = { \"server.storage.journal_mood\" = \"wal\" }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let err = sweep(&file, &out, exe(), false).unwrap_err();
+    assert!(format!("{err:#}").contains("journal_mood"), "{err:#}");
+    assert!(!out.join("rows").exists(), "no row ran");
+}
+
+#[test]
+fn breakpoint_raises_the_dimension_until_a_gate_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.toml");
+    std::fs::write(&path, BASE).unwrap();
+    let report = breakpoint(
+        &[path],
+        Vary::Kiosks,
+        2,
+        &BTreeMap::new(),
+        &dir.path().join("bp"),
+        exe(),
+    )
+    .expect("breakpoint");
+    let r = &report.results[0];
+    assert_eq!(r.breaking_point, Some(2), "{r:?}");
+    assert_eq!(r.first_failure, None);
+    assert_eq!(
+        r.steps.iter().map(|s| s.value).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(dir.path().join("bp/breakpoint.md").is_file());
+
+    // A gate that fails at the lowest value: no breaking point, and the gate is named.
+    let strict = dir.path().join("strict.toml");
+    std::fs::write(
+        &strict,
+        format!("{BASE}[gates.p99_ms]\n\"GET /admin\" = 1000\n"),
+    )
+    .unwrap();
+    let report = breakpoint(
+        &[strict],
+        Vary::Pollers,
+        8,
+        &BTreeMap::new(),
+        &dir.path().join("bp2"),
+        exe(),
+    )
+    .expect("breakpoint");
+    let r = &report.results[0];
+    assert_eq!(r.breaking_point, None, "{r:?}");
+    assert_eq!(r.first_failure, Some(1));
+    assert_eq!(r.failed_gate.as_deref(), Some("p99_ms GET /admin"));
+}
