@@ -269,62 +269,7 @@ fn verify_image_work(batch: &Batch) {
     assert_eq!(payloads, expected, "image_work_only: QR payloads per photo");
 }
 
-fn cpu_ticks() -> (u64, u64) {
-    let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let f: Vec<&str> = own.rsplit(')').next().unwrap().split_whitespace().collect();
-    let own = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    let all = std::fs::read_to_string("/proc/stat").unwrap();
-    let l: Vec<u64> = all
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
-    let busy = l[0] + l[1] + l[2] + l[5] + l[6] + l[7];
-    (own, busy)
-}
-
-fn experiment() {
-    let batch = generate_batch();
-    let settings = settings();
-    for round in 0..8 {
-        let (o0, b0) = cpu_ticks();
-        let t = Instant::now();
-        black_box(processor::scan_photos(&batch.photos));
-        let img = t.elapsed();
-        let (o1, b1) = cpu_ticks();
-        let mut line = format!(
-            "round {round}: image {:>6.1} ms (own cpu {} others {})",
-            img.as_secs_f64() * 1e3,
-            o1 - o0,
-            (b1 - b0).saturating_sub(o1 - o0)
-        );
-        for s in &settings {
-            let run = Run::prepare(&s.storage, &batch.manifest, batch.photos.len());
-            let metrics = Arc::new(Metrics::default());
-            let (o0, b0) = cpu_ticks();
-            let (el, _) = run.process(&batch.photos, &metrics);
-            let (o1, b1) = cpu_ticks();
-            line += &format!(
-                " | {} {:>6.1} ms (own {} others {})",
-                s.id,
-                el.as_secs_f64() * 1e3,
-                o1 - o0,
-                (b1 - b0).saturating_sub(o1 - o0)
-            );
-            drop(run);
-        }
-        eprintln!("{line}");
-    }
-}
-
 fn processor_per_photo(c: &mut Criterion) {
-    if std::env::var_os("EXPERIMENT").is_some() {
-        experiment();
-        return;
-    }
     let batch: OnceCell<Batch> = OnceCell::new();
     let batch = || {
         batch.get_or_init(|| {

@@ -14,7 +14,8 @@
 //! The regression rule, applied to the gated figures only (lock errors total, each
 //! endpoint's error rate and p99, batch duration, lost writes, duplicate writes, misassigned
 //! photos; higher is worse for all of them):
-//! - A > 0: B regressed when (B − A) / A exceeds the tolerance (exactly at it is fine).
+//! - A > 0: B regressed when (B − A) / A exceeds the tolerance (exactly at it is fine) and,
+//!   for timings, B − A also exceeds 1 ms, so that sub-millisecond jitter is not a failure.
 //! - A = 0, counts and rates: any B above 0 is a regression: an error that did not happen
 //!   at all before is news whatever the tolerance.
 //! - A = 0, timings: B regressed only above 1 ms, so a figure too small to measure in A
@@ -649,7 +650,8 @@ fn figure(
 /// The regression rule (module docs): higher is worse.
 fn regressed(unit: Unit, a: f64, b: f64, tolerance: f64) -> bool {
     if a > 0.0 {
-        (b - a) / a > tolerance + EPSILON
+        // Timings must also grow by more than their floor: 1.6 ms → 5 ms on a short run is noise.
+        (b - a) / a > tolerance + EPSILON && b - a > unit.floor()
     } else {
         b > unit.floor()
     }
@@ -1039,6 +1041,11 @@ mod tests {
         assert!(!regressed(Unit::Count, 10.0, 11.0, 0.1));
         assert!(regressed(Unit::Count, 10.0, 11.01, 0.1));
         assert!(!regressed(Unit::Count, 10.0, 3.0, 0.1));
+        assert!(
+            !regressed(Unit::Ms, 1.58, 2.5, 0.1),
+            "under a millisecond more is noise"
+        );
+        assert!(regressed(Unit::Ms, 1.58, 5.08, 0.1));
     }
 
     #[test]
