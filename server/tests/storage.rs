@@ -49,7 +49,7 @@ fn contend(
 fn rollback_deferred_writers_fail_fast_despite_a_long_busy_timeout_and_immediate_cures_it() {
     let mut cfg = storage(JournalMode::Delete, TxMode::Deferred);
     cfg.busy_timeout_ms = 30_000;
-    let deferred = contend(cfg.clone(), RetryConfig::default(), 4, 2, 1500);
+    let deferred = contend(cfg.clone(), RetryConfig::default(), 4, 4, 2000);
     assert!(
         deferred
             .lock_errors
@@ -299,7 +299,7 @@ fn retries(scope: RetryScope) -> RetryConfig {
 #[test]
 fn commit_only_retries_lose_writes_that_unit_of_work_retries_keep() {
     let cfg = storage(JournalMode::Delete, TxMode::Deferred);
-    let commit_only = contend(cfg.clone(), retries(RetryScope::CommitOnly), 4, 1, 1500);
+    let commit_only = contend(cfg.clone(), retries(RetryScope::CommitOnly), 4, 4, 2000);
     assert!(
         commit_only.lock_errors.total > 0,
         "{}",
@@ -317,7 +317,7 @@ fn commit_only_retries_lose_writes_that_unit_of_work_retries_keep() {
         "the caller never hears of them"
     );
 
-    let unit = contend(cfg, retries(RetryScope::UnitOfWork), 4, 1, 1500);
+    let unit = contend(cfg, retries(RetryScope::UnitOfWork), 4, 4, 2000);
     assert!(unit.retries > 0, "{}", unit.summary());
     assert_eq!(unit.lost_writes, 0, "{}", unit.summary());
     assert_eq!(unit.commit_only_dropped, 0);

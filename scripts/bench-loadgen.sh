@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Is the load generator the bottleneck? Against an idle reference server, in the same run:
+# wrk's requests/s on GET /healthz, then lockbench's goose users on the same endpoint
+# (`lockbench run --target`, 64 users each on a 10 ms fixed schedule, i.e. up to 6,400 req/s
+# offered). Prints both and the ratio lockbench / wrk (target: at least 0.5).
+# Caveat: 2 cores are shared by the server and the load generator in both measurements.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -p lockbench >/dev/null
+command -v wrk >/dev/null || { echo "wrk is missing: scripts/test.sh installs it"; exit 2; }
+
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+LOCKBENCH_ADMIN_TOKEN=x ./target/release/lockbench serve --port "$port" --db "$work/app.db" \
+    --journal-mode wal --tx-mode immediate --workers 1 > "$work/serve.out" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+
+wrk_rps=$(wrk -t2 -c32 -d10s "http://127.0.0.1:$port/healthz" | awk '/Requests\/sec/ {print $2}')
+
+cat > "$work/loadgen.toml" <<TOML
+name = "loadgen"
+[users]
+pollers = 64
+poll_interval = "10ms"
+admins = 0
+kiosks = 0
+[duration]
+target_run = "10s"
+[endpoints]
+poller = { method = "GET", path = "/healthz" }
+TOML
+./target/release/lockbench run "$work/loadgen.toml" --target "http://127.0.0.1:$port" --out "$work/report" >/dev/null
+lb_rps=$(python3 -c "import json; r=json.load(open('$work/report/report.json')); n=r['requests']['poller']['count']; print(round(n/10.0))")
+
+python3 - "$wrk_rps" "$lb_rps" <<'PY'
+import sys
+wrk, lb = float(sys.argv[1]), float(sys.argv[2])
+print(f"GET /healthz, idle reference server, 1 worker, 10 s each, same run:")
+print(f"  wrk -t2 -c32:                 {wrk:10.0f} req/s")
+print(f"  lockbench (64 goose users):   {lb:10.0f} req/s")
+print(f"  ratio lockbench / wrk:        {lb / wrk:10.2f}   (target >= 0.5)")
+print("  caveat: the 2 cores are shared by the server and the load generator")
+PY
