@@ -130,23 +130,26 @@ if [ "$count" -ne "$registrations" ]; then
 fi
 echo "$count registrations in the database (last id $since); processor idle (no batch posted)"
 
-# Runs wrk on one path; prints "req/s p50 non2xx errors" for the results table.
+# Runs wrk on one path and appends "req/s p50 non2xx socket-errors" to $tmp/results. Runs in
+# this shell (not in a subshell), so that Ctrl-C and a failure stop the whole script.
 run_wrk() {
-    local path=$1 out
+    local path=$1 rps p50 non2xx errors
     wrk -t"$threads" -c"$connections" -d"$warmup" "$base$path" >/dev/null
-    out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "$base$path")
-    printf '%s\n' "$out" >>"$tmp/wrk.log"
-    local rps p50 non2xx errors
-    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
-    errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out")
-    [ -n "$rps" ] || {
-        echo "bench-http: no Requests/sec in wrk's output for $path:" >&2
-        printf '%s\n' "$out" >&2
+    wrk -t"$threads" -c"$connections" -d"$duration" --latency "$base$path" >"$tmp/wrk.out"
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "bench-http: the server is gone (interrupted, or it crashed)" >&2
         exit 1
-    }
-    echo "$rps ${p50:--} ${non2xx:-0} ${errors:-0}"
+    fi
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.out")
+    p50=$(awk '$1 == "50%" {print $2}' "$tmp/wrk.out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$tmp/wrk.out")
+    errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$tmp/wrk.out")
+    if [ -z "$rps" ]; then
+        echo "bench-http: no Requests/sec in wrk's output for $path:" >&2
+        cat "$tmp/wrk.out" >&2
+        exit 1
+    fi
+    echo "$rps ${p50:--} ${non2xx:-0} ${errors:-0}" >>"$tmp/results"
 }
 
 paths=(
@@ -156,10 +159,10 @@ paths=(
     "/api/registrations/updates?since=1000"
     "/healthz"
 )
-results=()
+: >"$tmp/results"
 for path in "${paths[@]}"; do
     echo "== wrk -t$threads -c$connections -d$duration $path"
-    results+=("$(run_wrk "$path")")
+    run_wrk "$path"
 done
 stop_server
 
@@ -171,7 +174,7 @@ echo "        compare the ratios measured side by side, not the absolute req/s."
 echo "settings: lockbench serve --journal-mode wal --tx-mode immediate --workers 1;" \
     "$registrations registrations; processor idle;" \
     "wrk -t$threads -c$connections -d$duration (after a $warmup warm-up per URL)"
-awk -v results="$(printf '%s\n' "${results[@]}")" -v paths="$(printf '%s\n' "${paths[@]}")" '
+awk -v results="$(cat "$tmp/results")" -v paths="$(printf '%s\n' "${paths[@]}")" '
 BEGIN {
     n = split(paths, p, "\n")
     split(results, r, "\n")

@@ -200,11 +200,13 @@ pub fn process_batch(
 fn decode_in_order(photos: &[PathBuf], mut each: impl FnMut(Decoded)) {
     let (tx, rx) = mpsc::sync_channel::<(usize, Decoded)>(4);
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut expected = 0;
+    let mut pending: BTreeMap<usize, Decoded> = BTreeMap::new();
     std::thread::scope(|scope| {
         for d in 0..2 {
             let tx = tx.clone();
             let next = &next;
-            let _ = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("decoder-{d}"))
                 .spawn_scoped(scope, move || loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -213,11 +215,12 @@ fn decode_in_order(photos: &[PathBuf], mut each: impl FnMut(Decoded)) {
                         break;
                     }
                 });
+            if let Err(e) = spawned {
+                warn!(error = %e, "could not start a decoder thread");
+            }
         }
         drop(tx);
         // Put the decoded photos back in name order.
-        let mut pending: BTreeMap<usize, Decoded> = BTreeMap::new();
-        let mut expected = 0;
         for (i, decoded) in rx.iter() {
             pending.insert(i, decoded);
             while let Some(decoded) = pending.remove(&expected) {
@@ -226,6 +229,14 @@ fn decode_in_order(photos: &[PathBuf], mut each: impl FnMut(Decoded)) {
             }
         }
     });
+    // Whatever no decoder delivered (no decoder could start, or one died) is decoded here,
+    // so that every photo is handled, in order.
+    for (i, path) in photos.iter().enumerate().skip(expected) {
+        match pending.remove(&i) {
+            Some(decoded) => each(decoded),
+            None => each(decode(path)),
+        }
+    }
 }
 
 /// The pure image work of a batch (read, decode, QR scan; no database), through the same
@@ -247,14 +258,7 @@ fn decode(path: &Path) -> Decoded {
         .to_owned();
     let result = std::fs::read(path)
         .map_err(|e| format!("cannot read: {e}"))
-        .and_then(|bytes| {
-            photos::scan(&bytes)
-                .map_err(|e| e.to_string())
-                .map(|mut scan| {
-                    scan.content_hash = photos::content_hash(&bytes);
-                    scan
-                })
-        });
+        .and_then(|bytes| photos::scan(&bytes).map_err(|e| e.to_string()));
     Decoded {
         path: path.to_path_buf(),
         name,

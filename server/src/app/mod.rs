@@ -285,7 +285,7 @@ struct UpdatesQuery {
 async fn registration_updates(
     State(state): State<AppState>,
     query: Result<Query<UpdatesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Response, AppError> {
     let Query(q) = query.map_err(|e| AppError::BadRequest(format!("since: {}", e.body_text())))?;
     let since = q.since;
     let rows = state
@@ -302,20 +302,39 @@ async fn registration_updates(
         })
         .await?;
     let last_id = rows.last().and_then(|r| r[0].as_i64()).unwrap_or(since);
-    let items: Vec<serde_json::Value> = rows
+    // Typed rows serialise without building a map per row (this is the hot polling path).
+    let registrations: Vec<RegistrationUpdate<'_>> = rows
         .iter()
-        .map(|r| {
-            json!({
-                "id": r[0].as_i64(),
-                "name": r[1].as_str(),
-                "email": r[2].as_str(),
-                "created_at": r[3].as_str(),
-                "photo_count": r[4].as_i64().unwrap_or(0),
-                "upload_state": r[5].as_str(),
-            })
+        .map(|r| RegistrationUpdate {
+            id: r[0].as_i64(),
+            name: r[1].as_str(),
+            email: r[2].as_str(),
+            created_at: r[3].as_str(),
+            photo_count: r[4].as_i64().unwrap_or(0),
+            upload_state: r[5].as_str(),
         })
         .collect();
-    Ok(Json(json!({"registrations": items, "last_id": last_id})))
+    Ok(Json(Updates {
+        registrations,
+        last_id,
+    })
+    .into_response())
+}
+
+#[derive(Serialize)]
+struct RegistrationUpdate<'a> {
+    id: Option<i64>,
+    name: Option<&'a str>,
+    email: Option<&'a str>,
+    created_at: Option<&'a str>,
+    photo_count: i64,
+    upload_state: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Updates<'a> {
+    registrations: Vec<RegistrationUpdate<'a>>,
+    last_id: i64,
 }
 
 /// One batch's status row.
