@@ -316,6 +316,8 @@ fn run_reference(
     let bar = progress_bar(opts, total);
     let mut wal_max = 0;
     let mut batch_done: Option<Duration> = None;
+    let mut processor_ended: Option<Duration> = None;
+    let mut last_check = Instant::now();
     let mut status = serde_json::Value::Null;
     let wal_path = PathBuf::from(format!("{}-wal", db.display()));
     loop {
@@ -342,7 +344,33 @@ fn run_reference(
         if batch_done.is_none() && status["status"] == "done" {
             batch_done = Some(posted.elapsed());
         }
-        let tail_over = batch_done.is_some_and(|d| posted.elapsed() >= d + scenario.duration.tail);
+        // The batch row may never say "done" when the app's last write fails: the workers'
+        // metrics say when the processor itself has gone through the batch.
+        if batch_done.is_none()
+            && processor_ended.is_none()
+            && last_check.elapsed() >= Duration::from_secs(3)
+        {
+            last_check = Instant::now();
+            let needle = "lockbench_batch_processor_finished{";
+            let ended = scrape_all(
+                &client,
+                &format!("{url}/metrics"),
+                None,
+                scenario.server.workers,
+            )
+            .values()
+            .any(|text| {
+                text.lines().any(|l| {
+                    l.starts_with(needle)
+                        && label(l, "batch").as_deref() == Some(batch_id.to_string().as_str())
+                })
+            });
+            if ended {
+                processor_ended = Some(posted.elapsed());
+            }
+        }
+        let ended_at = batch_done.or(processor_ended);
+        let tail_over = ended_at.is_some_and(|d| posted.elapsed() >= d + scenario.duration.tail);
         if tail_over || posted.elapsed() >= cap {
             break;
         }

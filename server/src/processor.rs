@@ -193,6 +193,11 @@ pub fn process_batch(
     });
     proc.finish_person();
     proc.finish_batch();
+    metrics
+        .finished
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(batch_id);
     done
 }
 

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub processor: ProcessorCounters,
     /// Batch id → (total photos, photos done) for batches this worker processes.
     pub batches: Mutex<BTreeMap<i64, (u64, u64)>>,
+    /// Batches whose processor run has ended here (whether or not its last writes landed).
+    pub finished: Mutex<std::collections::BTreeSet<i64>>,
 }
 
 impl Metrics {
@@ -199,6 +201,19 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "lockbench_batch_photos{{worker=\"{w}\",batch=\"{batch}\",state=\"done\"}} {done}"
+            );
+        }
+        let _ = writeln!(out, "# HELP lockbench_batch_processor_finished The processor's run over this batch has ended in this worker.");
+        let _ = writeln!(out, "# TYPE lockbench_batch_processor_finished gauge");
+        for batch in self
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "lockbench_batch_processor_finished{{worker=\"{w}\",batch=\"{batch}\"}} 1"
             );
         }
         let wal = wal_bytes(store);
