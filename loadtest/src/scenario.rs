@@ -203,8 +203,8 @@ impl Scenario {
             ("users.admin_interval", self.users.admin_interval),
             ("users.kiosk_interval", self.users.kiosk_interval),
         ] {
-            if d < Duration::from_millis(10) {
-                bail!("{name}: {d:?} is below 10 ms");
+            if d < Duration::from_millis(1) {
+                bail!("{name}: {d:?} is below 1 ms");
             }
         }
         if self.duration.max < Duration::from_secs(1) {
