@@ -30,6 +30,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::report::markdown::{capitalised, cell, code, text};
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -979,42 +981,6 @@ fn fixed(x: f64, decimals: usize) -> String {
         format!("{sign}{int}")
     } else {
         format!("{sign}{int}.{frac}")
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Markdown escaping (as in `report::markdown`).
-
-/// Free text on one line: newlines folded, `<` and `&` as entities.
-fn text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '\r' => {}
-            '\n' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Text in a table cell: as [`text`], with `|` escaped.
-fn cell(s: &str) -> String {
-    text(s).replace('|', "\\|")
-}
-
-/// Text inside a code span: backticks would end it.
-fn code(s: &str) -> String {
-    s.replace('`', "'").replace(['\r', '\n'], " ")
-}
-
-fn capitalised(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 

@@ -761,7 +761,7 @@ fn mib(bytes: u64) -> String {
 
 /// Free text on one line: newlines folded, `<` and `&` as entities so a viewer that renders
 /// HTML shows them instead of running them.
-fn text(s: &str) -> String {
+pub(crate) fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -776,16 +776,16 @@ fn text(s: &str) -> String {
 }
 
 /// Text in a table cell: as [`text`], with `|` escaped.
-fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     text(s).replace('|', "\\|")
 }
 
 /// Text inside a code span: backticks would end it.
-fn code(s: &str) -> String {
+pub(crate) fn code(s: &str) -> String {
     s.replace('`', "'").replace(['\r', '\n'], " ")
 }
 
-fn capitalised(s: &str) -> String {
+pub(crate) fn capitalised(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
