@@ -296,6 +296,7 @@ pub fn sweep(
         indicatif::ProgressBar::hidden()
     };
     let mut done = Vec::new();
+    let write = |done: &[SweepRow]| write_sweep(&file, &base_path, &base, done, out);
     for (i, (label, set, scenario)) in planned.into_iter().enumerate() {
         bar.set_message(label.clone());
         let dir = out
@@ -329,15 +330,16 @@ pub fn sweep(
         std::fs::write(&marker, serde_json::to_string_pretty(&row)?)?;
         done.push(row);
         bar.inc(1);
-        write_sweep(&file, &base_path, &done, out)?;
+        write(&done)?;
     }
     bar.finish_and_clear();
-    write_sweep(&file, &base_path, &done, out)
+    write(&done)
 }
 
 fn write_sweep(
     file: &SweepFile,
     base: &Path,
+    scenario: &Scenario,
     rows: &[SweepRow],
     out: &Path,
 ) -> anyhow::Result<SweepReport> {
@@ -353,7 +355,7 @@ fn write_sweep(
         serde_json::to_string_pretty(&report)? + "\n",
     )?;
     std::fs::write(out.join("sweep.md"), sweep_markdown(&report))?;
-    std::fs::write(out.join("sweep.html"), sweep_html(&report))?;
+    std::fs::write(out.join("sweep.html"), sweep_html(&report, scenario))?;
     Ok(report)
 }
 
@@ -463,27 +465,130 @@ fn bars(title: &str, unit: &str, values: &[(String, f64)], colour: &str) -> Stri
     svg
 }
 
-/// Lock-error rate and p99 per row, as one self-contained page.
-pub fn sweep_html(r: &SweepReport) -> String {
-    let rate: Vec<(String, f64)> = r
-        .rows
+/// The journal/tx mode a row ran with (its series in the sweep's charts).
+fn series_of(row: &SweepRow, base: &Scenario) -> String {
+    let get = |key: &str, default: &str| {
+        row.set
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let journal = get(
+        "server.storage.journal_mode",
+        base.server.storage.journal_mode.as_sql(),
+    );
+    let tx = get(
+        "server.storage.tx_mode",
+        &format!("{:?}", base.server.storage.tx_mode).to_lowercase(),
+    );
+    format!("{journal}/{tx}")
+}
+
+const PALETTE: [&str; 6] = [
+    "#c0392b", "#2c7fb8", "#27ae60", "#8e44ad", "#d35400", "#7f8c8d",
+];
+
+/// One point per row (x: the row, y: the figure), one coloured series per journal/tx mode.
+fn series_chart(
+    title: &str,
+    unit: &str,
+    rows: &[SweepRow],
+    series: &[String],
+    value: impl Fn(&SweepRow) -> f64,
+) -> String {
+    let names: Vec<&String> = {
+        let mut v: Vec<&String> = series.iter().collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let values: Vec<f64> = rows
         .iter()
-        .map(|row| {
-            (
-                row.label.clone(),
-                if row.requests == 0 {
-                    0.0
-                } else {
-                    row.lock_errors as f64 / row.requests as f64
-                },
-            )
-        })
+        .map(&value)
+        .map(|v| if v.is_finite() { v } else { 0.0 })
         .collect();
-    let mut charts = bars(
-        "Lock errors (server side) per request",
+    let max = values.iter().copied().fold(0.0_f64, f64::max).max(1e-9);
+    let (left, top, width, height) = (110.0, 40.0, 740.0, 220.0);
+    let step = if rows.len() > 1 {
+        width / (rows.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let x = |i: usize| left + step * i as f64;
+    let y = |v: f64| top + height - height * v / max;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"{:.0}\"><text x=\"10\" y=\"22\" font-weight=\"bold\">{}</text>",
+        top + height + 60.0 + 18.0 * names.len() as f64,
+        esc(title)
+    );
+    svg.push_str(&format!(
+        "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{b}\" stroke=\"#333\"/><line x1=\"{left}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>\
+         <text x=\"{tx}\" y=\"{ty}\" font-size=\"11\" text-anchor=\"end\">{top_label} {unit}</text><text x=\"{tx}\" y=\"{b}\" font-size=\"11\" text-anchor=\"end\">0</text>",
+        b = top + height,
+        r = left + width,
+        tx = left - 4.0,
+        ty = top + 4.0,
+        unit = esc(unit),
+        top_label = if max >= 100.0 { format!("{max:.0}") } else { format!("{max:.3}") },
+    ));
+    for (i, _) in rows.iter().enumerate() {
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.0}\" font-size=\"11\" text-anchor=\"middle\">{}</text>",
+            x(i),
+            top + height + 16.0,
+            i + 1
+        ));
+    }
+    for (n, name) in names.iter().enumerate() {
+        let colour = PALETTE[n % PALETTE.len()];
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| &series[*i] == *name)
+            .map(|(i, _)| (x(i), y(values[i])))
+            .collect();
+        let path: Vec<String> = points
+            .iter()
+            .map(|(px, py)| format!("{px:.1},{py:.1}"))
+            .collect();
+        svg.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        ));
+        for (px, py) in &points {
+            svg.push_str(&format!(
+                "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"{colour}\"/>"
+            ));
+        }
+        let ly = top + height + 40.0 + 18.0 * n as f64;
+        svg.push_str(&format!(
+            "<rect x=\"{left}\" y=\"{:.0}\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{:.0}\" y=\"{:.0}\" font-size=\"12\">{}</text>",
+            ly - 10.0,
+            left + 18.0,
+            ly,
+            esc(name)
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Lock-error rate and p99 against the rows (the retry settings), one series per
+/// journal/tx mode, as one self-contained page.
+pub fn sweep_html(r: &SweepReport, base: &Scenario) -> String {
+    let series: Vec<String> = r.rows.iter().map(|row| series_of(row, base)).collect();
+    let mut charts = series_chart(
+        "Lock errors (server side) per request, by row",
         "",
-        &rate,
-        "#c0392b",
+        &r.rows,
+        &series,
+        |row| {
+            if row.requests == 0 {
+                0.0
+            } else {
+                row.lock_errors as f64 / row.requests as f64
+            }
+        },
     );
     let endpoints: std::collections::BTreeSet<String> = r
         .rows
@@ -491,25 +596,35 @@ pub fn sweep_html(r: &SweepReport) -> String {
         .flat_map(|row| row.p99_ms.keys().cloned())
         .collect();
     for e in endpoints {
-        let p99: Vec<(String, f64)> = r
-            .rows
-            .iter()
-            .map(|row| {
-                (
-                    row.label.clone(),
-                    row.p99_ms.get(&e).copied().unwrap_or(0.0),
-                )
-            })
-            .collect();
-        charts.push_str(&bars(&format!("p99 {e}"), "ms", &p99, "#2c7fb8"));
+        charts.push_str(&series_chart(
+            &format!("p99 {e}, by row"),
+            "ms",
+            &r.rows,
+            &series,
+            |row| row.p99_ms.get(&e).copied().unwrap_or(0.0),
+        ));
     }
+    let legend: String = r
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            format!(
+                "<li>{}: {} <small>({})</small></li>",
+                i + 1,
+                esc(&row.label),
+                esc(&series[i])
+            )
+        })
+        .collect();
     let table = sweep_markdown(r);
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>lockbench sweep {}</title><style>body{{font-family:system-ui,sans-serif;margin:2rem}}pre{{white-space:pre-wrap}}</style></head><body><h1>lockbench sweep: {}</h1><p>{}</p>{}<h2>Table</h2><pre>{}</pre></body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>lockbench sweep {}</title><style>body{{font-family:system-ui,sans-serif;margin:2rem}}pre{{white-space:pre-wrap}}</style></head><body><h1>lockbench sweep: {}</h1><p>{}</p>{}<h2>Rows</h2><ol style=\"list-style:none\">{}</ol><h2>Table</h2><pre>{}</pre></body></html>\n",
         esc(&r.name),
         esc(&r.name),
         esc(&r.description),
         charts,
+        legend,
         esc(&table)
     )
 }

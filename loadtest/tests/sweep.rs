@@ -56,9 +56,13 @@ fn a_sweep_runs_each_row_on_its_own_database_writes_its_table_and_resumes() {
     }
     let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
     assert!(md.contains("tx_mode=deferred") && md.contains("tx_mode=immediate"));
-    assert!(std::fs::read_to_string(out.join("sweep.html"))
-        .unwrap()
-        .contains("<svg"));
+    let html = std::fs::read_to_string(out.join("sweep.html")).unwrap();
+    assert!(html.contains("<svg"));
+    // One series per journal/tx mode.
+    assert!(
+        html.contains(">wal/deferred<") && html.contains(">wal/immediate<"),
+        "{html}"
+    );
 
     // Interrupted sweeps resume: finished rows are kept, not run again.
     let first = std::fs::metadata(PathBuf::from(&report.rows[0].report))
