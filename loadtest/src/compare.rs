@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::report::markdown::{capitalised, cell, code, text};
+use crate::report::markdown::{capitalised, cell, code, count, fixed, text};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -949,39 +949,6 @@ fn signed_pct(p: f64) -> String {
 fn pct_text(fraction: f64) -> String {
     let s = format!("{:.2}", fraction * 100.0);
     format!("{}%", s.trim_end_matches('0').trim_end_matches('.'))
-}
-
-/// A count with thousands separators: 1,284.
-fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A float with `decimals` decimals and thousands separators; "n/a" if not finite.
-fn fixed(x: f64, decimals: usize) -> String {
-    if !x.is_finite() {
-        return "n/a".to_owned();
-    }
-    let s = format!("{:.*}", decimals, x.abs());
-    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
-    let int = int.parse::<u64>().map(count).unwrap_or_else(|_| int.into());
-    let sign = if x < 0.0 && s.chars().any(|c| c.is_ascii_digit() && c != '0') {
-        "-"
-    } else {
-        ""
-    };
-    if frac.is_empty() {
-        format!("{sign}{int}")
-    } else {
-        format!("{sign}{int}.{frac}")
-    }
 }
 
 #[cfg(test)]

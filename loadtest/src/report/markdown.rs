@@ -691,7 +691,7 @@ pub(super) fn connection_table(workers: &[WorkerSettings]) -> ConnectionTable {
 // Number formatting.
 
 /// A count with thousands separators: 1,284.
-pub(super) fn count(n: u64) -> String {
+pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -709,7 +709,7 @@ pub(super) fn ms(us: u64) -> String {
 }
 
 /// A float with `decimals` decimals and thousands separators; "n/a" if not finite.
-pub(super) fn fixed(x: f64, decimals: usize) -> String {
+pub(crate) fn fixed(x: f64, decimals: usize) -> String {
     if !x.is_finite() {
         return "n/a".to_owned();
     }
