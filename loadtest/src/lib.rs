@@ -262,11 +262,20 @@ pub fn register_people(base: &str, manifest: &photos::Manifest) -> anyhow::Resul
         .build()?;
     let url = format!("{}/api/registrations", base.trim_end_matches('/'));
     for person in &manifest.people {
-        let response = client
-            .post(&url)
-            .json(&serde_json::json!({"name": person.name, "email": person.email}))
-            .send()
-            .with_context(|| format!("POST {url}"))?;
+        // A 503 means the database was locked: try again, as the kiosk's user would.
+        let mut tries = 0;
+        let response = loop {
+            tries += 1;
+            let response = client
+                .post(&url)
+                .json(&serde_json::json!({"name": person.name, "email": person.email}))
+                .send()
+                .with_context(|| format!("POST {url}"))?;
+            if response.status().as_u16() != 503 || tries >= 30 {
+                break response;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        };
         let status = response.status();
         if !status.is_success() {
             let body = response.text().unwrap_or_default();

@@ -294,19 +294,30 @@ fn run_reference(
 
     let client = http_client()?;
     let posted = Instant::now();
-    let response = client
-        .post(format!("{url}/api/batches"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"dir": photo_dir}))
-        .send()
-        .context("POST /api/batches")?;
-    if !response.status().is_success() {
+    // The admin posts the batch as a person would: a 503 ("database is locked", with
+    // Retry-After) is answered by trying again, up to a point.
+    let mut attempt = 0;
+    let response = loop {
+        attempt += 1;
+        let response = client
+            .post(format!("{url}/api/batches"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"dir": photo_dir}))
+            .send()
+            .context("POST /api/batches")?;
         let status = response.status();
+        if status.is_success() {
+            break response;
+        }
+        if status.as_u16() == 503 && attempt < 30 {
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
         bail!(
-            "POST /api/batches answered {status}: {}",
+            "POST /api/batches answered {status} (try {attempt}): {}",
             response.text().unwrap_or_default()
         );
-    }
+    };
     let batch_id = response.json::<serde_json::Value>()?["batch_id"]
         .as_i64()
         .context("POST /api/batches gave no batch_id")?;

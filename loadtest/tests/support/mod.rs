@@ -112,16 +112,24 @@ pub fn small_batch(dir: &Path, count: usize, people: usize, corrupt: usize) -> (
     (out, manifest)
 }
 
+/// Posts the batch, trying again on a 503 (the database was locked) as the admin would.
 pub fn post_batch(client: &reqwest::blocking::Client, url: &str, dir: &Path) -> i64 {
-    let r = client
-        .post(format!("{url}/api/batches"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"dir": dir}))
-        .send()
-        .expect("POST /api/batches");
-    assert_eq!(r.status(), 202);
-    let body: serde_json::Value = r.json().unwrap();
-    body["batch_id"].as_i64().unwrap()
+    for _ in 0..30 {
+        let r = client
+            .post(format!("{url}/api/batches"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"dir": dir}))
+            .send()
+            .expect("POST /api/batches");
+        if r.status() == 503 {
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        assert_eq!(r.status(), 202);
+        let body: serde_json::Value = r.json().unwrap();
+        return body["batch_id"].as_i64().unwrap();
+    }
+    panic!("POST /api/batches answered 503 thirty times");
 }
 
 pub fn batch_status(client: &reqwest::blocking::Client, url: &str, id: i64) -> serde_json::Value {
