@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub mod compare;
+pub mod follow;
 pub mod load;
 pub mod report;
 pub mod run;

@@ -1,26 +1,42 @@
 //! The load: goose users playing pollers, admins and kiosks, over HTTP only.
 //!
-//! goose schedules the users (closed model: one long transaction per user, ended by a shared
-//! stop flag); each user keeps a fixed schedule itself (open model: it sleeps the interval
-//! minus the time its request took, so a slow server does not slow the pollers down). Every
-//! request is timed and classified by lockbench's own [`Recorder`] (µs histograms, status
-//! codes, 503s, bodies that mention a lock, a per-second timeline), because the report needs
-//! finer latency than goose's millisecond buckets and the lock classification.
+//! goose starts and schedules the users (one long transaction per user, ended by a shared
+//! stop flag). Each user keeps a schedule of ticks itself, one every interval from a phase
+//! spread over the first interval, and reacts to a slow answer as its role's
+//! [`PollModel`] says: `interval` keeps the phase and fires while earlier requests are
+//! still out (up to `max_in_flight`, then skips), as a page polling with `setInterval`;
+//! `after-response` waits for the answer and restarts its schedule when it is late, as a
+//! `setTimeout` chain does. Each user has its own HTTP client (its own connections), kept
+//! alive or closed after every request as the role's [`Connection`] says.
+//!
+//! Every request is timed and classified by lockbench's own [`Recorder`] (µs histograms,
+//! status codes, 503s, bodies that mention a lock, a per-second timeline), twice: from the
+//! moment it was sent, and from the tick it was meant for (corrected for coordinated
+//! omission, as wrk2 measures). A tick skipped because too many requests were out is
+//! answered, for the user, by the next answer it gets: that wait is its latency from the
+//! tick.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use goose::config::GooseConfiguration;
-use goose::goose::{
-    GooseMethod, GooseRequest, GooseUser, Scenario as GooseScenario, Transaction, TransactionResult,
-};
+use goose::goose::{GooseUser, Scenario as GooseScenario, Transaction, TransactionResult};
 use goose::{GooseAttack, GooseScheduler};
 use hdrhistogram::Histogram;
 
-use crate::report::{EndpointStats, Latency, TimelinePoint};
-use crate::scenario::{EndpointSpec, Endpoints, Users};
+use crate::report::{EndpointStats, Latency, RoleFigures, TimelinePoint};
+use crate::scenario::{Connection, EndpointSpec, Endpoints, PollModel, Role, Users};
+
+/// A tick sent this much or more after its intended time counts as late.
+pub const LATE_AFTER: Duration = Duration::from_millis(10);
+
+/// Width of the buckets the burst factor is computed over.
+const BURST_BUCKET: Duration = Duration::from_millis(100);
+
+/// How long one request may take before it counts as unanswered.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
@@ -35,26 +51,75 @@ fn latency(h: &Histogram<u64>) -> Latency {
         p95: h.value_at_quantile(0.95),
         p99: h.value_at_quantile(0.99),
         max: h.max(),
+        mean: h.mean().round() as u64,
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
 }
 
 #[derive(Default)]
 struct EndpointAcc {
     stats: EndpointStats,
-    hist: Option<Histogram<u64>>,
+    from_send: Option<Histogram<u64>>,
+    from_tick: Option<Histogram<u64>>,
+}
+
+struct RoleAcc {
+    ticks_due: u64,
+    ticks_sent: u64,
+    ticks_late: u64,
+    ticks_skipped: u64,
+    requests: u64,
+    from_send: Histogram<u64>,
+    from_tick: Histogram<u64>,
+    /// Requests sent per 100 ms since the recorder started.
+    sends: Vec<u32>,
+}
+
+impl Default for RoleAcc {
+    fn default() -> Self {
+        RoleAcc {
+            ticks_due: 0,
+            ticks_sent: 0,
+            ticks_late: 0,
+            ticks_skipped: 0,
+            requests: 0,
+            from_send: histogram(),
+            from_tick: histogram(),
+            sends: Vec::new(),
+        }
+    }
 }
 
 struct Second {
+    sent: u64,
     requests: u64,
     lock_errors: u64,
     errors: u64,
+    server_lock_errors: u64,
     hist: Histogram<u64>,
 }
 
-/// Every request's outcome, per endpoint and per second.
+impl Default for Second {
+    fn default() -> Self {
+        Second {
+            sent: 0,
+            requests: 0,
+            lock_errors: 0,
+            errors: 0,
+            server_lock_errors: 0,
+            hist: histogram(),
+        }
+    }
+}
+
+/// Every request's and every tick's outcome, per endpoint, per role and per second.
 pub struct Recorder {
     started: Instant,
     endpoints: Mutex<BTreeMap<String, EndpointAcc>>,
+    roles: Mutex<BTreeMap<Role, RoleAcc>>,
     seconds: Mutex<Vec<Second>>,
     /// Photos processed, sampled each second by the runner.
     photos: Mutex<Vec<u64>>,
@@ -67,22 +132,109 @@ pub struct Outcome {
     pub lock_mention: bool,
 }
 
+/// When one request was meant to go, went and was answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub intended: Instant,
+    pub sent: Instant,
+    pub answered: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Recorder {
     pub fn new(started: Instant) -> Recorder {
         Recorder {
             started,
             endpoints: Mutex::new(BTreeMap::new()),
+            roles: Mutex::new(BTreeMap::new()),
             seconds: Mutex::new(Vec::new()),
             photos: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn record(&self, endpoint: &str, outcome: &Outcome, elapsed: Duration) {
-        let us = (elapsed.as_micros() as u64).max(1);
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    fn with_second(&self, at: Instant, f: impl FnOnce(&mut Second)) {
+        let second = at.saturating_duration_since(self.started).as_secs() as usize;
+        let mut seconds = lock(&self.seconds);
+        if seconds.len() <= second {
+            seconds.resize_with(second + 1, Second::default);
+        }
+        f(&mut seconds[second]);
+    }
+
+    fn with_role(&self, role: Role, f: impl FnOnce(&mut RoleAcc)) {
+        f(lock(&self.roles).entry(role).or_default());
+    }
+
+    /// A tick of `role` came due.
+    pub fn tick_due(&self, role: Role) {
+        self.with_role(role, |r| r.ticks_due += 1);
+    }
+
+    /// A due tick was not sent: `max_in_flight` requests were out, or the user was busy.
+    pub fn tick_skipped(&self, role: Role) {
+        self.with_role(role, |r| r.ticks_skipped += 1);
+    }
+
+    /// A due tick was sent, `late` if well after its intended time.
+    pub fn tick_sent(&self, role: Role, late: bool) {
+        self.with_role(role, |r| {
+            r.ticks_sent += 1;
+            if late {
+                r.ticks_late += 1;
+            }
+        });
+    }
+
+    /// A tick's requests are all answered.
+    pub fn tick_answered(&self, role: Role, intended: Instant, first_send: Instant, done: Instant) {
+        self.with_role(role, |r| {
+            r.from_send
+                .saturating_record(micros(done.saturating_duration_since(first_send)));
+            r.from_tick
+                .saturating_record(micros(done.saturating_duration_since(intended)));
+        });
+    }
+
+    /// A skipped tick's wait ended with the user's next answer.
+    pub fn skipped_answered(&self, role: Role, intended: Instant, answered: Instant) {
+        self.with_role(role, |r| {
+            r.from_tick
+                .saturating_record(micros(answered.saturating_duration_since(intended)));
+        });
+    }
+
+    fn request_sent(&self, role: Role, at: Instant) {
+        let bucket = (at.saturating_duration_since(self.started).as_millis()
+            / BURST_BUCKET.as_millis()) as usize;
+        self.with_role(role, |r| {
+            r.requests += 1;
+            if r.sends.len() <= bucket {
+                r.sends.resize(bucket + 1, 0);
+            }
+            r.sends[bucket] += 1;
+        });
+        self.with_second(at, |s| s.sent += 1);
+    }
+
+    /// One lock error the server itself reported (a matching line of the target's log).
+    pub fn server_lock_error(&self, at: Instant) {
+        self.with_second(at, |s| s.server_lock_errors += 1);
+    }
+
+    pub fn record(&self, endpoint: &str, outcome: &Outcome, t: Timing) {
+        let from_send = micros(t.answered.saturating_duration_since(t.sent));
+        let from_tick = micros(t.answered.saturating_duration_since(t.intended));
         let ok = outcome.status.is_some_and(|s| (200..300).contains(&s));
         let is_lock = outcome.status == Some(503) || outcome.lock_mention;
         {
-            let mut endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+            let mut endpoints = lock(&self.endpoints);
             let acc = endpoints.entry(endpoint.to_owned()).or_default();
             let s = &mut acc.stats;
             s.count += 1;
@@ -99,32 +251,31 @@ impl Recorder {
             if outcome.lock_mention {
                 s.lock_mentions += 1;
             }
-            acc.hist.get_or_insert_with(histogram).saturating_record(us);
+            if outcome.status.is_some_and(|c| c >= 500) && !is_lock {
+                s.server_errors_unexplained += 1;
+            }
+            acc.from_send
+                .get_or_insert_with(histogram)
+                .saturating_record(from_send);
+            acc.from_tick
+                .get_or_insert_with(histogram)
+                .saturating_record(from_tick);
         }
-        let second = self.started.elapsed().as_secs() as usize;
-        let mut seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
-        while seconds.len() <= second {
-            seconds.push(Second {
-                requests: 0,
-                lock_errors: 0,
-                errors: 0,
-                hist: histogram(),
-            });
-        }
-        let s = &mut seconds[second];
-        s.requests += 1;
-        if is_lock {
-            s.lock_errors += 1;
-        } else if !ok {
-            s.errors += 1;
-        }
-        s.hist.saturating_record(us);
+        self.with_second(t.answered, |s| {
+            s.requests += 1;
+            if is_lock {
+                s.lock_errors += 1;
+            } else if !ok {
+                s.errors += 1;
+            }
+            s.hist.saturating_record(from_send);
+        });
     }
 
     /// Records the photos processed so far at this second.
     pub fn sample_photos(&self, processed: u64) {
         let second = self.started.elapsed().as_secs() as usize;
-        let mut photos = self.photos.lock().unwrap_or_else(|p| p.into_inner());
+        let mut photos = lock(&self.photos);
         while photos.len() <= second {
             let last = photos.last().copied().unwrap_or(0);
             photos.push(last);
@@ -133,41 +284,88 @@ impl Recorder {
     }
 
     pub fn requests_total(&self) -> u64 {
-        self.endpoints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|a| a.stats.count)
-            .sum()
+        lock(&self.endpoints).values().map(|a| a.stats.count).sum()
     }
 
     pub fn lock_visible_total(&self) -> u64 {
-        self.endpoints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.endpoints)
             .values()
             .map(|a| a.stats.status_503.max(a.stats.lock_mentions))
             .sum()
     }
 
+    /// 5xx answers that neither were a 503 nor mentioned a lock: their cause is not visible
+    /// from the client.
+    pub fn unexplained_server_errors(&self) -> u64 {
+        lock(&self.endpoints)
+            .values()
+            .map(|a| a.stats.server_errors_unexplained)
+            .sum()
+    }
+
     pub fn endpoint_stats(&self) -> BTreeMap<String, EndpointStats> {
-        self.endpoints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.endpoints)
             .iter()
             .map(|(name, acc)| {
                 let mut stats = acc.stats.clone();
-                if let Some(h) = &acc.hist {
+                if let Some(h) = &acc.from_send {
                     stats.latency_us = latency(h);
+                }
+                if let Some(h) = &acc.from_tick {
+                    stats.latency_from_tick_us = latency(h);
                 }
                 (name.clone(), stats)
             })
             .collect()
     }
 
+    /// Per role: ticks, rates, burstiness and both latencies, over `load` (how long the load
+    /// ran).
+    pub fn role_figures(&self, users: &Users, load: Duration) -> BTreeMap<String, RoleFigures> {
+        let roles = lock(&self.roles);
+        let seconds = load.as_secs_f64().max(1e-3);
+        let mut out = BTreeMap::new();
+        for role in Role::ALL {
+            let b = users.behaviour(role);
+            if b.users == 0 {
+                continue;
+            }
+            let empty = RoleAcc::default();
+            let acc = roles.get(&role).unwrap_or(&empty);
+            let per_tick = if acc.ticks_sent == 0 {
+                1.0
+            } else {
+                acc.requests as f64 / acc.ticks_sent as f64
+            };
+            let offered = f64::from(b.users) / b.interval.as_secs_f64() * per_tick;
+            let answered: u64 = acc.from_send.len();
+            out.insert(
+                role.name().to_owned(),
+                RoleFigures {
+                    users: b.users,
+                    interval_ms: b.interval.as_millis() as u64,
+                    poll_model: b.poll_model,
+                    max_in_flight: b.max_in_flight,
+                    connection: b.connection,
+                    ticks_due: acc.ticks_due,
+                    ticks_sent: acc.ticks_sent,
+                    ticks_late: acc.ticks_late,
+                    ticks_skipped: acc.ticks_skipped,
+                    requests: acc.requests,
+                    offered_rps: round2(offered),
+                    achieved_rps: round2(answered as f64 * per_tick / seconds),
+                    burst_factor: round2(burst_factor(&acc.sends, offered)),
+                    latency_from_send_us: latency(&acc.from_send),
+                    latency_from_tick_us: latency(&acc.from_tick),
+                },
+            );
+        }
+        out
+    }
+
     pub fn timeline(&self) -> Vec<TimelinePoint> {
-        let seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
-        let photos = self.photos.lock().unwrap_or_else(|p| p.into_inner());
+        let seconds = lock(&self.seconds);
+        let photos = lock(&self.photos);
         let len = seconds.len().max(photos.len());
         let mut last_photos = 0;
         (0..len)
@@ -178,9 +376,11 @@ impl Recorder {
                 let s = seconds.get(i);
                 TimelinePoint {
                     t_s: i as u32,
+                    sent: s.map_or(0, |s| s.sent),
                     requests: s.map_or(0, |s| s.requests),
                     lock_errors: s.map_or(0, |s| s.lock_errors),
                     errors: s.map_or(0, |s| s.errors),
+                    server_lock_errors: s.map_or(0, |s| s.server_lock_errors),
                     p99_us: s.map_or(0, |s| latency(&s.hist).p99),
                     photos_processed: last_photos,
                 }
@@ -189,14 +389,30 @@ impl Recorder {
     }
 }
 
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The busiest 100 ms of sends against the average 100 ms at the offered rate: about 1 when
+/// the users' ticks are spread over their interval, up to the number of users when they all
+/// fire at once.
+fn burst_factor(sends: &[u32], offered_rps: f64) -> f64 {
+    let mean = offered_rps * BURST_BUCKET.as_secs_f64();
+    let peak = sends.iter().copied().max().unwrap_or(0);
+    if mean <= 0.0 || peak == 0 {
+        return 0.0;
+    }
+    f64::from(peak) / mean.max(1.0)
+}
+
 /// What the users need to know, shared with the runner.
 pub struct Shared {
     pub stop: AtomicBool,
     /// The batch being processed (0 until it is posted).
     pub batch_id: AtomicI64,
     pub recorder: Recorder,
-    /// Emails a kiosk got a 2xx for (the audit looks for each).
-    pub kiosk_acks: Mutex<Vec<String>>,
+    /// The kiosk bodies a kiosk got a 2xx for (the audit looks for each).
+    pub kiosk_acks: Mutex<Vec<serde_json::Value>>,
     pub admin_token: Option<String>,
     pub users: Users,
     /// Some: an external app's endpoints; None: the reference server.
@@ -217,79 +433,128 @@ impl Shared {
             counter: AtomicU64::new(0),
         }
     }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    fn parse(text: &str) -> Method {
+        match text {
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => Method::Get,
+        }
+    }
+
+    fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        }
+    }
 }
 
 struct Call {
     endpoint: String,
-    method: GooseMethod,
+    method: Method,
     path: String,
     body: Option<serde_json::Value>,
     admin: bool,
 }
 
-fn method_of(text: &str) -> GooseMethod {
-    match text {
-        "POST" => GooseMethod::Post,
-        "PUT" => GooseMethod::Put,
-        "PATCH" => GooseMethod::Patch,
-        "DELETE" => GooseMethod::Delete,
-        _ => GooseMethod::Get,
-    }
-}
-
-fn fill(template: &str, user: usize, n: u64) -> String {
+fn fill(template: &str, user: usize, n: u64, batch: i64) -> String {
     template
         .replace("{user}", &user.to_string())
         .replace("{n}", &n.to_string())
+        .replace("{batch}", &batch.to_string())
 }
 
-fn from_spec(endpoint: &str, spec: &EndpointSpec, user: usize, n: u64) -> Call {
+fn from_spec(endpoint: &str, spec: &EndpointSpec, user: usize, n: u64, batch: i64) -> Call {
     let body = spec.body.as_deref().map(|b| {
-        serde_json::from_str(&fill(b, user, n))
-            .unwrap_or(serde_json::Value::String(fill(b, user, n)))
+        let text = fill(b, user, n, batch);
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
     });
     Call {
         endpoint: endpoint.to_owned(),
-        method: method_of(&spec.method),
-        path: fill(&spec.path, user, n),
+        method: Method::parse(&spec.method),
+        path: fill(&spec.path, user, n, batch),
         body,
         admin: false,
     }
 }
 
-/// Sends one request, timing and classifying it. Returns the status and body.
-async fn send(user: &mut GooseUser, shared: &Shared, call: Call) -> (Option<u16>, String) {
-    let started = Instant::now();
-    let outcome = async {
-        let mut rb = user.get_request_builder(&call.method, &call.path).ok()?;
-        if call.admin {
-            if let Some(token) = &shared.admin_token {
-                rb = rb.bearer_auth(token);
-            }
-        }
-        if let Some(body) = &call.body {
-            rb = rb.json(body);
-        }
-        let request = GooseRequest::builder()
-            .method(call.method)
-            .path(call.path.as_str())
-            .name(call.endpoint.as_str())
-            .set_request_builder(rb)
-            .build();
-        Some(user.request(request).await)
-    }
-    .await;
-    let (status, body) = match outcome {
-        Some(Ok(goose_response)) => match goose_response.response {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let body = response.text().await.unwrap_or_default();
-                (Some(status), body)
-            }
-            Err(_) => (None, String::new()),
-        },
-        _ => (None, String::new()),
+/// One simulated user: its client (its own connections) and what its ticks share.
+struct UserCtx {
+    role: Role,
+    index: usize,
+    base: String,
+    client: reqwest::Client,
+    connection: Connection,
+    shared: Arc<Shared>,
+    in_flight: AtomicU32,
+    /// Intended times of skipped ticks still waiting for an answer.
+    pending: Mutex<Vec<Instant>>,
+    /// The poller's `since` cursor (the dashboard's last seen registration).
+    since: AtomicI64,
+    n: AtomicU64,
+}
+
+fn client_for(connection: Connection) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("lockbench/", env!("CARGO_PKG_VERSION")));
+    let builder = match connection {
+        Connection::KeepAlive => builder,
+        Connection::Close => builder.pool_max_idle_per_host(0),
     };
+    builder.build().unwrap_or_default()
+}
+
+/// Sends one request, timing and classifying it. Returns the status and body.
+async fn send(ctx: &UserCtx, call: Call, intended: Instant) -> (Option<u16>, String) {
+    let shared = &ctx.shared;
+    let sent = Instant::now();
+    shared.recorder.request_sent(ctx.role, sent);
+    let mut rb = ctx.client.request(
+        call.method.as_reqwest(),
+        format!("{}{}", ctx.base, call.path),
+    );
+    if call.admin {
+        if let Some(token) = &shared.admin_token {
+            rb = rb.bearer_auth(token);
+        }
+    }
+    if ctx.connection == Connection::Close {
+        rb = rb.header(reqwest::header::CONNECTION, "close");
+    }
+    if let Some(body) = &call.body {
+        rb = rb.json(body);
+    }
+    let (status, body) = match rb.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            (Some(status), body)
+        }
+        Err(_) => (None, String::new()),
+    };
+    let answered = Instant::now();
     let ok = status.is_some_and(|s| (200..300).contains(&s));
     let lock_mention = !ok && body.to_ascii_lowercase().contains("locked");
     shared.recorder.record(
@@ -298,160 +563,216 @@ async fn send(user: &mut GooseUser, shared: &Shared, call: Call) -> (Option<u16>
             status,
             lock_mention,
         },
-        started.elapsed(),
+        Timing {
+            intended,
+            sent,
+            answered,
+        },
     );
     (status, body)
 }
 
-/// Sleeps until the next tick of a fixed schedule, or until the stop flag.
-async fn wait_tick(shared: &Shared, next: &mut Instant, interval: Duration) -> bool {
-    *next += interval;
-    let now = Instant::now();
-    if *next < now {
-        // Behind schedule (the server was slow): skip the missed ticks, do not burst.
-        *next = now;
-    }
-    while Instant::now() < *next {
-        if shared.stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let left = next.saturating_duration_since(Instant::now());
-        tokio::time::sleep(left.min(Duration::from_millis(200))).await;
-    }
-    !shared.stop.load(Ordering::Relaxed)
-}
-
-/// Spreads the users of one role evenly over the first interval.
-async fn stagger(shared: &Shared, index: usize, of: u32, interval: Duration) -> Instant {
-    let offset = interval.mul_f64((index as f64 / of.max(1) as f64).fract());
-    let start = Instant::now() + offset;
-    while Instant::now() < start && !shared.stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(
-            start
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(200)),
-        )
-        .await;
-    }
-    start
-}
-
-async fn poller(user: &mut GooseUser, shared: Arc<Shared>) -> TransactionResult {
-    let index = user.weighted_users_index;
-    let interval = shared.users.poll_interval;
-    let mut next = stagger(&shared, index, shared.users.pollers, interval).await;
-    let mut since = 0_i64;
-    let mut n = 0;
-    while !shared.stop.load(Ordering::Relaxed) {
-        n += 1;
-        match &shared.endpoints {
+/// One tick of one user: the role's requests, in order.
+async fn tick(ctx: &UserCtx, intended: Instant) {
+    let shared = &ctx.shared;
+    let first_send = Instant::now();
+    let n = ctx.n.fetch_add(1, Ordering::Relaxed) + 1;
+    let batch = shared.batch_id.load(Ordering::Relaxed);
+    match ctx.role {
+        Role::Poller => match &shared.endpoints {
             Some(e) => {
-                send(user, &shared, from_spec("poller", &e.poller, index, n)).await;
+                let call = from_spec("poller", &e.poller, ctx.index, n, batch);
+                send(ctx, call, intended).await;
                 if let Some(status) = &e.status {
-                    send(user, &shared, from_spec("status", status, index, n)).await;
+                    if batch > 0 || !status.path.contains("{batch}") {
+                        let call = from_spec("status", status, ctx.index, n, batch);
+                        send(ctx, call, intended).await;
+                    }
                 }
             }
             None => {
+                let since = ctx.since.load(Ordering::Relaxed);
                 let call = Call {
                     endpoint: "GET /api/registrations/updates".into(),
-                    method: GooseMethod::Get,
+                    method: Method::Get,
                     path: format!("/api/registrations/updates?since={since}"),
                     body: None,
                     admin: false,
                 };
-                let (_, body) = send(user, &shared, call).await;
+                let (_, body) = send(ctx, call, intended).await;
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                    since = v["last_id"].as_i64().unwrap_or(since);
+                    if let Some(last) = v["last_id"].as_i64() {
+                        ctx.since.fetch_max(last, Ordering::Relaxed);
+                    }
                 }
-                let batch = shared.batch_id.load(Ordering::Relaxed);
                 if batch > 0 {
                     let call = Call {
                         endpoint: "GET /api/batches/{id}/status".into(),
-                        method: GooseMethod::Get,
+                        method: Method::Get,
                         path: format!("/api/batches/{batch}/status"),
                         body: None,
                         admin: true,
                     };
-                    send(user, &shared, call).await;
+                    send(ctx, call, intended).await;
+                }
+            }
+        },
+        Role::Admin => {
+            let call = match shared.endpoints.as_ref().and_then(|e| e.admin.as_ref()) {
+                Some(spec) => from_spec("admin", spec, ctx.index, n, batch),
+                None => Call {
+                    endpoint: "GET /admin".into(),
+                    method: Method::Get,
+                    path: "/admin".into(),
+                    body: None,
+                    admin: true,
+                },
+            };
+            send(ctx, call, intended).await;
+        }
+        Role::Kiosk => {
+            let k = shared.counter.fetch_add(1, Ordering::Relaxed);
+            let call = match shared.endpoints.as_ref().and_then(|e| e.kiosk.as_ref()) {
+                Some(spec) => from_spec("kiosk", spec, ctx.index, k, batch),
+                None => {
+                    let email = format!("walkin-{}-{k}@example.org", ctx.index);
+                    Call {
+                        endpoint: "POST /api/registrations".into(),
+                        method: Method::Post,
+                        path: "/api/registrations".into(),
+                        body: Some(serde_json::json!({
+                            "name": format!("Walk-in {}-{k}", ctx.index),
+                            "email": email,
+                        })),
+                        admin: false,
+                    }
+                }
+            };
+            let body = call.body.clone();
+            let (status, _) = send(ctx, call, intended).await;
+            if let (Some(body), Some(s)) = (body, status) {
+                if (200..300).contains(&s) {
+                    lock(&shared.kiosk_acks).push(body);
                 }
             }
         }
-        if !wait_tick(&shared, &mut next, interval).await {
-            break;
-        }
     }
-    Ok(())
+    let done = Instant::now();
+    shared
+        .recorder
+        .tick_answered(ctx.role, intended, first_send, done);
+    let pending = std::mem::take(&mut *lock(&ctx.pending));
+    for t in pending {
+        shared.recorder.skipped_answered(ctx.role, t, done);
+    }
 }
 
-async fn admin(user: &mut GooseUser, shared: Arc<Shared>) -> TransactionResult {
-    let index = user.weighted_users_index;
-    let interval = shared.users.admin_interval;
-    let mut next = stagger(&shared, index, shared.users.admins, interval).await;
-    let mut n = 0;
-    while !shared.stop.load(Ordering::Relaxed) {
-        n += 1;
-        let call = match shared.endpoints.as_ref().and_then(|e| e.admin.as_ref()) {
-            Some(spec) => from_spec("admin", spec, index, n),
-            None => Call {
-                endpoint: "GET /admin".into(),
-                method: GooseMethod::Get,
-                path: "/admin".into(),
-                body: None,
-                admin: true,
-            },
-        };
-        send(user, &shared, call).await;
-        if !wait_tick(&shared, &mut next, interval).await {
-            break;
+/// Sleeps until `at`, or until the stop flag; false when stopped.
+async fn sleep_until(shared: &Shared, at: Instant) -> bool {
+    while Instant::now() < at {
+        if shared.stopped() {
+            return false;
         }
+        let left = at.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_millis(200))).await;
     }
-    Ok(())
+    !shared.stopped()
 }
 
-async fn kiosk(user: &mut GooseUser, shared: Arc<Shared>) -> TransactionResult {
+/// A user's first tick: the users of one role spread evenly over the first interval.
+fn first_tick(index: usize, of: u32, interval: Duration) -> Instant {
+    let offset = interval.mul_f64((index as f64 / f64::from(of.max(1))).fract());
+    Instant::now() + offset
+}
+
+fn skip(ctx: &UserCtx, intended: Instant) {
+    ctx.shared.recorder.tick_due(ctx.role);
+    ctx.shared.recorder.tick_skipped(ctx.role);
+    lock(&ctx.pending).push(intended);
+}
+
+async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, role: Role) -> TransactionResult {
+    let b = shared.users.behaviour(role);
     let index = user.weighted_users_index;
-    let interval = shared.users.kiosk_interval;
-    let mut next = stagger(&shared, index, shared.users.kiosks, interval).await;
-    while !shared.stop.load(Ordering::Relaxed) {
-        let n = shared.counter.fetch_add(1, Ordering::Relaxed);
-        let (call, email) = match shared.endpoints.as_ref().and_then(|e| e.kiosk.as_ref()) {
-            Some(spec) => (from_spec("kiosk", spec, index, n), None),
-            None => {
-                let email = format!("walkin-{index}-{n}@example.org");
-                let body =
-                    serde_json::json!({"name": format!("Walk-in {index}-{n}"), "email": email});
-                (
-                    Call {
-                        endpoint: "POST /api/registrations".into(),
-                        method: GooseMethod::Post,
-                        path: "/api/registrations".into(),
-                        body: Some(body),
-                        admin: false,
-                    },
-                    Some(email),
-                )
+    let ctx = Arc::new(UserCtx {
+        role,
+        index,
+        base: user.base_url.as_str().trim_end_matches('/').to_owned(),
+        client: client_for(b.connection),
+        connection: b.connection,
+        shared: shared.clone(),
+        in_flight: AtomicU32::new(0),
+        pending: Mutex::new(Vec::new()),
+        since: AtomicI64::new(0),
+        n: AtomicU64::new(0),
+    });
+    let interval = b.interval;
+    // `intended`: the tick the next request is for; `fire_at`: when it goes.
+    let mut intended = first_tick(index, b.users, interval);
+    let mut fire_at = intended;
+    let mut tasks = tokio::task::JoinSet::new();
+    while sleep_until(&shared, fire_at).await {
+        let now = Instant::now();
+        match b.poll_model {
+            PollModel::Interval => {
+                // Ticks the generator itself overslept by a whole interval are skipped.
+                while intended + interval <= now {
+                    skip(&ctx, intended);
+                    intended += interval;
+                }
+                shared.recorder.tick_due(role);
+                if ctx.in_flight.load(Ordering::Relaxed) >= b.max_in_flight {
+                    shared.recorder.tick_skipped(role);
+                    lock(&ctx.pending).push(intended);
+                } else {
+                    shared
+                        .recorder
+                        .tick_sent(role, now.saturating_duration_since(intended) >= LATE_AFTER);
+                    ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+                    let ctx = ctx.clone();
+                    let tick_at = intended;
+                    tasks.spawn(async move {
+                        tick(&ctx, tick_at).await;
+                        ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                while tasks.try_join_next().is_some() {}
+                intended += interval;
+                fire_at = intended;
             }
-        };
-        let (status, _) = send(user, &shared, call).await;
-        if let (Some(email), Some(s)) = (email, status) {
-            if (200..300).contains(&s) {
+            PollModel::AfterResponse => {
+                shared.recorder.tick_due(role);
                 shared
-                    .kiosk_acks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(email);
+                    .recorder
+                    .tick_sent(role, now.saturating_duration_since(intended) >= LATE_AFTER);
+                tick(&ctx, intended).await;
+                // The user's own schedule: one interval after this tick went.
+                let next = fire_at + interval;
+                let now = Instant::now();
+                if next >= now {
+                    intended = next;
+                    fire_at = next;
+                } else {
+                    // Late: the first tick that passed goes now; the others that passed are
+                    // skipped; the schedule restarts from now.
+                    let mut passed = next + interval;
+                    while passed <= now {
+                        skip(&ctx, passed);
+                        passed += interval;
+                    }
+                    intended = next;
+                    fire_at = now;
+                }
             }
         }
-        if !wait_tick(&shared, &mut next, interval).await {
-            break;
-        }
     }
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
-type Role = fn(&mut GooseUser, Arc<Shared>) -> futures::future::BoxFuture<'_, TransactionResult>;
+type RoleFn = fn(&mut GooseUser, Arc<Shared>) -> futures::future::BoxFuture<'_, TransactionResult>;
 
-fn role_transaction(shared: &Arc<Shared>, role: Role, name: &str) -> Transaction {
+fn role_transaction(shared: &Arc<Shared>, role: RoleFn, name: &str) -> Transaction {
     let shared = shared.clone();
     Transaction::new(Arc::new(move |user| role(user, shared.clone()))).set_name(name)
 }
@@ -466,34 +787,36 @@ pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result
     config.increase_rate = Some("1000".into());
     config.iterations = Some(1);
     config.no_telnet = true;
+    config.no_websocket = true;
     config.no_print_metrics = true;
     config.no_error_summary = true;
     config.quiet = 1;
-    config.timeout = Some("120".into());
+    config.timeout = Some(REQUEST_TIMEOUT.as_secs().to_string());
 
     let mut attack = GooseAttack::initialize_with_config(config)
         .map_err(|e| anyhow::anyhow!("goose: {e:?}"))?
         .set_scheduler(GooseScheduler::Serial);
-    let roles: [(&str, u32, Role); 3] = [
-        ("poller", users.pollers, |u, s| Box::pin(poller(u, s))),
-        ("admin", users.admins, |u, s| Box::pin(admin(u, s))),
-        ("kiosk", users.kiosks, |u, s| Box::pin(kiosk(u, s))),
+    let roles: [(Role, RoleFn); 3] = [
+        (Role::Poller, |u, s| Box::pin(run_user(u, s, Role::Poller))),
+        (Role::Admin, |u, s| Box::pin(run_user(u, s, Role::Admin))),
+        (Role::Kiosk, |u, s| Box::pin(run_user(u, s, Role::Kiosk))),
     ];
-    for (name, count, role) in roles {
+    for (role, run) in roles {
+        let count = users.behaviour(role).users;
         if count == 0 {
             continue;
         }
         attack = attack.register_scenario(
-            GooseScenario::new(name)
+            GooseScenario::new(role.name())
                 .set_weight(count as usize)?
-                .register_transaction(role_transaction(shared, role, name)),
+                .register_transaction(role_transaction(shared, run, role.name())),
         );
     }
     let backstop = {
         let shared = shared.clone();
         std::thread::spawn(move || {
             let deadline = Instant::now() + cap;
-            while Instant::now() < deadline && !shared.stop.load(Ordering::Relaxed) {
+            while Instant::now() < deadline && !shared.stopped() {
                 std::thread::sleep(Duration::from_millis(200));
             }
             shared.stop.store(true, Ordering::Relaxed);

@@ -5,7 +5,7 @@
 //! duration policy, the gates, and optionally the endpoints of an external app (`--target`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -34,6 +34,9 @@ pub struct Scenario {
     /// The roles' requests against an external app (`--target`).
     #[serde(default)]
     pub endpoints: Option<Endpoints>,
+    /// What lockbench may look at inside an external app: its log and its database file.
+    #[serde(default)]
+    pub target: Option<TargetSpec>,
 }
 
 /// The reference server's settings.
@@ -58,8 +61,9 @@ impl Default for ServerSettings {
     }
 }
 
-/// The user mix. Pollers and admins keep a fixed schedule (open model): each sleeps the
-/// interval minus the time its request took, as a browser's setInterval does.
+/// The user mix. Each role keeps a schedule of ticks, one every interval from a phase spread
+/// over the first interval; how a tick behaves when the previous one is still unanswered is
+/// the role's [`PollModel`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Users {
@@ -75,6 +79,21 @@ pub struct Users {
     pub kiosks: u32,
     #[serde(with = "duration_text")]
     pub kiosk_interval: Duration,
+    /// Every role's poll model unless the role's own table says otherwise.
+    pub poll_model: PollModel,
+    /// With `poll_model = "interval"`: requests a user may have out at once.
+    pub max_in_flight: u32,
+    /// Every role's connection behaviour unless the role's own table says otherwise.
+    pub connection: Connection,
+    /// `[users.poller]`: overrides for the pollers.
+    #[serde(skip_serializing_if = "RoleOverrides::is_empty")]
+    pub poller: RoleOverrides,
+    /// `[users.admin]`: overrides for the admins.
+    #[serde(skip_serializing_if = "RoleOverrides::is_empty")]
+    pub admin: RoleOverrides,
+    /// `[users.kiosk]`: overrides for the kiosks.
+    #[serde(skip_serializing_if = "RoleOverrides::is_empty")]
+    pub kiosk: RoleOverrides,
 }
 
 impl Default for Users {
@@ -86,13 +105,114 @@ impl Default for Users {
             admin_interval: Duration::from_secs(10),
             kiosks: 1,
             kiosk_interval: Duration::from_secs(1),
+            poll_model: PollModel::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            connection: Connection::default(),
+            poller: RoleOverrides::default(),
+            admin: RoleOverrides::default(),
+            kiosk: RoleOverrides::default(),
         }
     }
+}
+
+/// Requests a browser-like user may have out at once by default (`max_in_flight`).
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 4;
+
+/// How a user's schedule reacts to a slow answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PollModel {
+    /// A page polling with `setInterval`: ticks keep their phase and fire while earlier
+    /// requests are still out, up to `max_in_flight`; a tick beyond that is skipped (and
+    /// counted).
+    #[default]
+    Interval,
+    /// A page polling with a `setTimeout` chain: the next request waits for the answer; a
+    /// tick that passed meanwhile fires at once, late, and the schedule restarts from then.
+    /// After a stall every such user restarts at the same moment and they stay in step.
+    AfterResponse,
+}
+
+/// How a user's HTTP connections behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Connection {
+    /// Persistent connections, reused between requests, as a browser keeps them.
+    #[default]
+    KeepAlive,
+    /// A new connection for every request (`Connection: close`).
+    Close,
+}
+
+/// One role's own `poll_model`, `max_in_flight` and `connection`; absent keys take the
+/// `[users]` value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_model: Option<PollModel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
+}
+
+impl RoleOverrides {
+    pub fn is_empty(&self) -> bool {
+        self == &RoleOverrides::default()
+    }
+}
+
+/// The three roles of the user mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Poller,
+    Admin,
+    Kiosk,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Poller, Role::Admin, Role::Kiosk];
+
+    /// The role's name in scenarios and reports: "poller", "admin", "kiosk".
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Poller => "poller",
+            Role::Admin => "admin",
+            Role::Kiosk => "kiosk",
+        }
+    }
+}
+
+/// A role's resolved behaviour: the `[users]` values with the role's overrides applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleBehaviour {
+    pub users: u32,
+    pub interval: Duration,
+    pub poll_model: PollModel,
+    pub max_in_flight: u32,
+    pub connection: Connection,
 }
 
 impl Users {
     pub fn total(&self) -> u32 {
         self.pollers + self.admins + self.kiosks
+    }
+
+    /// What one role does, with its own table's overrides applied.
+    pub fn behaviour(&self, role: Role) -> RoleBehaviour {
+        let (users, interval, o) = match role {
+            Role::Poller => (self.pollers, self.poll_interval, &self.poller),
+            Role::Admin => (self.admins, self.admin_interval, &self.admin),
+            Role::Kiosk => (self.kiosks, self.kiosk_interval, &self.kiosk),
+        };
+        RoleBehaviour {
+            users,
+            interval,
+            poll_model: o.poll_model.unwrap_or(self.poll_model),
+            max_in_flight: o.max_in_flight.unwrap_or(self.max_in_flight),
+            connection: o.connection.unwrap_or(self.connection),
+        }
     }
 }
 
@@ -128,11 +248,64 @@ pub struct Gates {
     pub max_lock_errors: Option<u64>,
     /// Failed requests / requests, 0..1.
     pub max_error_rate: Option<f64>,
-    /// p99 latency limit per endpoint ("GET /api/registrations/updates"), in ms.
+    /// p99 latency limit per endpoint ("GET /api/registrations/updates"), in ms, measured
+    /// from each request's send.
     pub p99_ms: BTreeMap<String, f64>,
+    /// p99 latency limit in ms measured from the intended tick (corrected for coordinated
+    /// omission), per endpoint or per role ("poller", "admin", "kiosk").
+    pub p99_corrected_ms: BTreeMap<String, f64>,
     pub max_lost_writes: Option<u64>,
     pub max_batch_seconds: Option<f64>,
 }
+
+/// What lockbench may look at inside an external app (`[target]`). Relative paths are read
+/// from the current directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetSpec {
+    /// The app's URL, used when `--target` is not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The app's log file: lockbench follows it during the run and counts the lines that
+    /// match `lock_pattern` as the server's lock errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    /// A regular expression; default [`DEFAULT_LOCK_PATTERN`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_pattern: Option<String>,
+    /// The app's SQLite file: opened read-only after the run for its journal mode, its size
+    /// and the audit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<PathBuf>,
+    /// A query returning one number for an acknowledged write (`?1` bound from the kiosk
+    /// body's `audit_field`); 0 means the write is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_query: Option<String>,
+    /// The field of the kiosk request's JSON body bound to `?1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_field: Option<String>,
+}
+
+/// The lines of an app's log that mean "database is locked", by default.
+pub const DEFAULT_LOCK_PATTERN: &str =
+    "database is locked|database table is locked|SQLITE_BUSY|SQLITE_LOCKED";
+
+impl TargetSpec {
+    pub fn lock_pattern(&self) -> &str {
+        self.lock_pattern.as_deref().unwrap_or(DEFAULT_LOCK_PATTERN)
+    }
+}
+
+/// The endpoints of the reference server's user mix, as reports and gates name them.
+pub const REFERENCE_ENDPOINTS: [&str; 4] = [
+    "GET /api/registrations/updates",
+    "GET /api/batches/{id}/status",
+    "GET /admin",
+    "POST /api/registrations",
+];
+
+/// With `[endpoints]` (an external app), requests are named by their role.
+pub const EXTERNAL_ENDPOINTS: [&str; 4] = ["poller", "status", "admin", "kiosk"];
 
 /// One role's request against an external app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,14 +325,34 @@ fn get() -> String {
     "GET".into()
 }
 
+impl EndpointSpec {
+    /// The top-level field names of the JSON object body (placeholders filled with a
+    /// sample value); None when there is no body or it is not a JSON object.
+    pub fn body_fields(&self) -> Option<Vec<String>> {
+        let body = self.body.as_deref()?;
+        let filled = body.replace("{user}", "0").replace("{n}", "0");
+        match serde_json::from_str::<serde_json::Value>(&filled).ok()? {
+            serde_json::Value::Object(map) => Some(map.keys().cloned().collect()),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoints {
     pub poller: EndpointSpec,
+    /// Polled after the poller's request; `{batch}` is the batch id once one is posted
+    /// (until then a path with `{batch}` is not polled).
     #[serde(default)]
     pub status: Option<EndpointSpec>,
     pub admin: Option<EndpointSpec>,
     pub kiosk: Option<EndpointSpec>,
+    /// Posted once at the start with the scenario's photo batch: `{photos}` in the body is
+    /// the batch folder's absolute path. The answer must be JSON with a `batch_id`; the
+    /// run then lasts until `status` answers `"status": "done"`, plus the tail.
+    #[serde(default)]
+    pub batch: Option<EndpointSpec>,
 }
 
 impl Scenario {
@@ -207,6 +400,20 @@ impl Scenario {
                 bail!("{name}: {d:?} is below 1 ms");
             }
         }
+        for role in Role::ALL {
+            let b = self.users.behaviour(role);
+            if b.max_in_flight == 0 || b.max_in_flight > 1000 {
+                bail!(
+                    "users.{}max_in_flight: {} (1 to 1000)",
+                    if self.users.max_in_flight == b.max_in_flight {
+                        String::new()
+                    } else {
+                        format!("{}.", role.name())
+                    },
+                    b.max_in_flight
+                );
+            }
+        }
         if self.duration.max < Duration::from_secs(1) {
             bail!("duration.max: {:?} is below 1 s", self.duration.max);
         }
@@ -216,13 +423,30 @@ impl Scenario {
             }
         }
         if let Some(e) = &self.endpoints {
+            if e.batch.is_some()
+                && !e
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.path.contains("{batch}"))
+            {
+                bail!("endpoints.batch: needs an [endpoints.status] whose path holds {{batch}}, to tell when the batch is done");
+            }
             for (role, spec) in [
                 ("poller", Some(&e.poller)),
                 ("status", e.status.as_ref()),
                 ("admin", e.admin.as_ref()),
                 ("kiosk", e.kiosk.as_ref()),
+                ("batch", e.batch.as_ref()),
             ] {
                 if let Some(spec) = spec {
+                    if role == "batch"
+                        && spec
+                            .body
+                            .as_deref()
+                            .is_some_and(|b| !b.contains("{photos}"))
+                    {
+                        bail!("endpoints.batch.body: has no {{photos}} placeholder for the batch folder's path");
+                    }
                     if !matches!(
                         spec.method.as_str(),
                         "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
@@ -237,6 +461,87 @@ impl Scenario {
                     }
                 }
             }
+        }
+        if let Some(t) = &self.target {
+            self.validate_target(t)?;
+        }
+        self.validate_gate_names()?;
+        Ok(())
+    }
+
+    /// Every endpoint a gate names must be one the run will measure.
+    fn validate_gate_names(&self) -> anyhow::Result<()> {
+        let mut known: Vec<&str> = REFERENCE_ENDPOINTS.to_vec();
+        if self.endpoints.is_some() {
+            known.extend(EXTERNAL_ENDPOINTS);
+        }
+        for name in self.gates.p99_ms.keys() {
+            if !known.contains(&name.as_str()) {
+                bail!(
+                    "gates.p99_ms: {name:?} is not an endpoint this scenario measures (known: {})",
+                    known.join(", ")
+                );
+            }
+        }
+        for name in self.gates.p99_corrected_ms.keys() {
+            let role = Role::ALL.iter().any(|r| r.name() == name);
+            if !role && !known.contains(&name.as_str()) {
+                bail!(
+                    "gates.p99_corrected_ms: {name:?} is neither a role (poller, admin, kiosk) nor an endpoint this scenario measures (known: {})",
+                    known.join(", ")
+                );
+            }
+        }
+        for (table, map) in [
+            ("p99_ms", &self.gates.p99_ms),
+            ("p99_corrected_ms", &self.gates.p99_corrected_ms),
+        ] {
+            for (name, limit) in map {
+                if !(limit.is_finite() && *limit > 0.0) {
+                    bail!(
+                        "gates.{table}.{name:?}: {limit} is not a positive number of milliseconds"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `[target]` for what can be known without touching the app's files.
+    fn validate_target(&self, t: &TargetSpec) -> anyhow::Result<()> {
+        if let Some(url) = &t.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("target.url: {url:?} is not an http:// or https:// URL");
+            }
+        }
+        if t.lock_pattern.is_some() && t.log.is_none() {
+            bail!("target.lock_pattern: set without target.log (the pattern is matched against the app's log)");
+        }
+        regex::Regex::new(t.lock_pattern()).map_err(|e| {
+            anyhow::anyhow!("target.lock_pattern: not a valid regular expression: {e}")
+        })?;
+        match (&t.audit_query, &t.audit_field) {
+            (Some(_), None) => bail!("target.audit_query: set without target.audit_field (which field of the kiosk body binds ?1)"),
+            (None, Some(_)) => bail!("target.audit_field: set without target.audit_query"),
+            (Some(_), Some(field)) => {
+                if t.database.is_none() {
+                    bail!("target.audit_query: set without target.database (the file the query runs on)");
+                }
+                let kiosk = self.endpoints.as_ref().and_then(|e| e.kiosk.as_ref());
+                let Some(kiosk) = kiosk else {
+                    bail!("target.audit_field: the scenario has no [endpoints.kiosk] whose writes could be audited");
+                };
+                let Some(fields) = kiosk.body_fields() else {
+                    bail!("target.audit_field: [endpoints.kiosk] has no JSON object body to take {field:?} from");
+                };
+                if !fields.iter().any(|f| f == field) {
+                    bail!(
+                        "target.audit_field: {field:?} is not a field of the kiosk body (it has {})",
+                        fields.join(", ")
+                    );
+                }
+            }
+            (None, None) => {}
         }
         Ok(())
     }

@@ -92,11 +92,11 @@ fn identical_reports_exit_0_with_no_regression() {
 
 #[test]
 fn a_different_schema_version_cannot_be_compared() {
-    let out = compare_with(|b| b["schema_version"] = json!(2), &[]);
+    let out = compare_with(|b| b["schema_version"] = json!(3), &[]);
     assert_eq!(code(&out), 2);
     assert!(stdout(&out).is_empty());
     let err = stderr(&out);
-    assert!(err.contains("A has schema_version 1, B has 2"), "{err}");
+    assert!(err.contains("A has schema_version 2, B has 3"), "{err}");
 }
 
 #[test]

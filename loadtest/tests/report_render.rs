@@ -29,7 +29,7 @@ fn external_report() -> Report {
     r.batch = None;
     r.audit = None;
     r.wal = None;
-    r.lock_errors.server_side = false;
+    r.lock_errors.source = lockbench::report::LockSource::ClientsOnly;
     r.lock_errors.total = r.lock_errors.client_visible;
     r.lock_errors.by_code.clear();
     r.lock_errors.by_endpoint.clear();
@@ -105,9 +105,10 @@ fn html_is_one_self_contained_page_with_the_verdict_before_the_charts() {
 fn html_charts_plot_every_timeline_point() {
     let report = incident_report();
     let page = html::render(&report);
-    // Two series on each of the two time-line charts, one dot per point.
-    assert_eq!(page.matches("<circle").count(), 4 * report.timeline.len());
-    assert_eq!(page.matches("<polyline").count(), 4);
+    // Five series on the two time-line charts (sent, answered and lock errors per second;
+    // p99 and photos processed), one dot per point.
+    assert_eq!(page.matches("<circle").count(), 5 * report.timeline.len());
+    assert_eq!(page.matches("<polyline").count(), 5);
     // Three bars per endpoint.
     let bars = page.matches("<rect x=").count() - 3; // less the legend's three squares
     assert_eq!(bars, 3 * report.requests.len());

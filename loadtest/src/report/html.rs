@@ -122,6 +122,7 @@ fn write_page(out: &mut String, r: &Report) -> fmt::Result {
     write_retries(out, r)?;
     write_batch(out, r)?;
     write_audit(out, r)?;
+    write_target_database(out, r)?;
     write_wal(out, r)?;
 
     writeln!(out, "<h2>Settings in effect</h2>")?;
@@ -179,25 +180,47 @@ fn write_timeline_charts(out: &mut String, r: &Report) -> fmt::Result {
         r.timeline.iter().map(f).collect()
     };
     let chart = LineChart {
-        title: "Requests and client-visible lock errors per second",
+        title: "Requests sent and answered, and lock errors, per second",
         xs: &xs,
         left: Axis {
             label: "requests/s",
             integer: true,
-            series: vec![Series {
-                name: "requests/s",
-                color: BLUE,
-                values: series(&|p| p.requests as f64),
-            }],
+            series: vec![
+                Series {
+                    name: "answered/s",
+                    color: BLUE,
+                    values: series(&|p| p.requests as f64),
+                },
+                Series {
+                    name: "sent/s",
+                    color: GREEN,
+                    values: series(&|p| p.sent as f64),
+                },
+            ],
         },
         right: Some(Axis {
             label: "lock errors/s",
             integer: true,
-            series: vec![Series {
-                name: "lock errors/s (503 or lock in body)",
-                color: RED,
-                values: series(&|p| p.lock_errors as f64),
-            }],
+            series: if r.lock_errors.source == super::LockSource::TargetLog {
+                vec![
+                    Series {
+                        name: "lock errors/s seen by clients (503 or lock in body)",
+                        color: RED,
+                        values: series(&|p| p.lock_errors as f64),
+                    },
+                    Series {
+                        name: "lock errors/s in the app's log",
+                        color: PURPLE,
+                        values: series(&|p| p.server_lock_errors as f64),
+                    },
+                ]
+            } else {
+                vec![Series {
+                    name: "lock errors/s seen by clients (503 or lock in body)",
+                    color: RED,
+                    values: series(&|p| p.lock_errors as f64),
+                }]
+            },
         }),
     };
     writeln!(out, "<figure>{}</figure>", chart.svg())?;
@@ -232,12 +255,12 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     if r.requests.is_empty() {
         writeln!(out, "<p class=\"absent\">No requests were sent.</p>")?;
     } else {
-        writeln!(out, "<table><tr><th>endpoint</th><th class=\"n\">count</th><th class=\"n\">failures</th><th class=\"n\">503</th><th class=\"n\">p50 ms</th><th class=\"n\">p95 ms</th><th class=\"n\">p99 ms</th><th class=\"n\">max ms</th></tr>")?;
+        writeln!(out, "<table><tr><th>endpoint</th><th class=\"n\">count</th><th class=\"n\">failures</th><th class=\"n\">503</th><th class=\"n\">p50 ms</th><th class=\"n\">p95 ms</th><th class=\"n\">p99 ms</th><th class=\"n\">max ms</th><th class=\"n\">p99 from tick ms</th></tr>")?;
         for (endpoint, s) in &r.requests {
             let l = &s.latency_us;
             writeln!(
                 out,
-                "<tr><td><code>{}</code></td>{}{}{}{}{}{}{}</tr>",
+                "<tr><td><code>{}</code></td>{}{}{}{}{}{}{}{}</tr>",
                 esc(endpoint),
                 num_td(&count(s.count)),
                 num_td(&count(s.failures)),
@@ -245,12 +268,46 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
                 num_td(&facts::ms(l.p50)),
                 num_td(&facts::ms(l.p95)),
                 num_td(&facts::ms(l.p99)),
-                num_td(&facts::ms(l.max))
+                num_td(&facts::ms(l.max)),
+                num_td(&facts::ms(s.latency_from_tick_us.p99))
             )?;
         }
         writeln!(out, "</table>")?;
+        writeln!(out, "<p>{}</p>", esc(facts::LATENCY_NOTE))?;
     }
-    writeln!(out, "<figure>{}</figure>", latency_bars(r))
+    writeln!(out, "<figure>{}</figure>", latency_bars(r))?;
+    write_roles(out, r)
+}
+
+fn write_roles(out: &mut String, r: &Report) -> fmt::Result {
+    writeln!(out, "<h3>Users per role</h3>")?;
+    let table = facts::role_table(r);
+    if table.rows.is_empty() {
+        return writeln!(out, "<p class=\"absent\">No roles ran.</p>");
+    }
+    write!(out, "<table><tr>")?;
+    for (i, h) in table.header.iter().enumerate() {
+        let class = if i == 0 { "" } else { " class=\"n\"" };
+        write!(out, "<th{class}>{}</th>", esc(h))?;
+    }
+    writeln!(out, "</tr>")?;
+    for row in &table.rows {
+        write!(out, "<tr><td>{}</td>", esc(&row[0]))?;
+        for c in &row[1..] {
+            write!(out, "{}", num_td(c))?;
+        }
+        writeln!(out, "</tr>")?;
+    }
+    writeln!(out, "</table>")?;
+    writeln!(out, "<p>{}</p>", esc(facts::ROLE_NOTE))
+}
+
+fn write_target_database(out: &mut String, r: &Report) -> fmt::Result {
+    let Some(lines) = facts::target_database_lines(r) else {
+        return Ok(());
+    };
+    writeln!(out, "<h3>The app's database (read-only)</h3>")?;
+    write_pairs(out, &lines)
 }
 
 fn write_lock_errors(out: &mut String, r: &Report) -> fmt::Result {

@@ -12,7 +12,7 @@ use std::fmt::{self, Write};
 
 use serde_json::Value;
 
-use super::{Report, WorkerSettings};
+use super::{LockSource, Report, WorkerSettings};
 
 /// The report as Markdown. Deterministic: the same report gives the same bytes.
 pub fn render(report: &Report) -> String {
@@ -82,6 +82,7 @@ fn write_report(out: &mut String, r: &Report) -> fmt::Result {
     write_retries(out, r)?;
     write_batch(out, r)?;
     write_audit(out, r)?;
+    write_target_database(out, r)?;
     write_wal(out, r)?;
 
     writeln!(out)?;
@@ -119,17 +120,17 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     }
     writeln!(
         out,
-        "| endpoint | count | failures | 503 | p50 ms | p95 ms | p99 ms | max ms |"
+        "| endpoint | count | failures | 503 | p50 ms | p95 ms | p99 ms | max ms | p99 from tick ms |"
     )?;
     writeln!(
         out,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
     for (endpoint, s) in &r.requests {
         let l = &s.latency_us;
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(endpoint),
             count(s.count),
             count(s.failures),
@@ -137,10 +138,45 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
             ms(l.p50),
             ms(l.p95),
             ms(l.p99),
-            ms(l.max)
+            ms(l.max),
+            ms(s.latency_from_tick_us.p99)
         )?;
     }
-    Ok(())
+    writeln!(out)?;
+    writeln!(out, "{}", text(LATENCY_NOTE))?;
+    write_roles(out, r)
+}
+
+fn write_roles(out: &mut String, r: &Report) -> fmt::Result {
+    writeln!(out)?;
+    writeln!(out, "### Users per role")?;
+    writeln!(out)?;
+    let table = role_table(r);
+    if table.rows.is_empty() {
+        return writeln!(out, "No roles ran.");
+    }
+    writeln!(out, "| {} |", table.header.join(" | "))?;
+    writeln!(
+        out,
+        "| --- |{}",
+        " ---: |".repeat(table.header.len().saturating_sub(1))
+    )?;
+    for row in &table.rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        writeln!(out, "| {} |", cells.join(" | "))?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", text(ROLE_NOTE))
+}
+
+fn write_target_database(out: &mut String, r: &Report) -> fmt::Result {
+    let Some(lines) = target_database_lines(r) else {
+        return Ok(());
+    };
+    writeln!(out)?;
+    writeln!(out, "### The app's database (read-only)")?;
+    writeln!(out)?;
+    write_pairs(out, &lines)
 }
 
 fn write_lock_errors(out: &mut String, r: &Report) -> fmt::Result {
@@ -312,18 +348,26 @@ pub(super) struct Headline {
 
 pub(super) fn headline(r: &Report) -> Headline {
     let le = &r.lock_errors;
-    let lock_errors = if le.server_side {
-        format!(
+    let lock_errors = match le.source {
+        LockSource::ServerCounters => format!(
             "{} (server-side counters); {} reached a client",
             count(le.total),
             count(le.client_visible)
-        )
-    } else {
-        format!(
-            "{} (client-side: 503s and answers mentioning a lock; server counters {})",
+        ),
+        LockSource::TargetLog => format!(
+            "{} (lines of the app's log matching the lock pattern); {} reached a client as a 503 or an answer mentioning a lock",
             count(le.total),
-            absent_reason(r, &["server-side", "server side", "counters"])
-        )
+            count(le.client_visible)
+        ),
+        LockSource::ClientsOnly if le.server_errors_unexplained > 0 => format!(
+            "unknown: {} seen by clients, and {} server errors; their cause cannot be seen from the client; set [target].log",
+            count(le.client_visible),
+            count(le.server_errors_unexplained)
+        ),
+        LockSource::ClientsOnly => format!(
+            "{} seen by clients (503s and answers mentioning a lock); the app's own count cannot be seen: set [target].log",
+            count(le.client_visible)
+        ),
     };
     let lost_writes = match &r.audit {
         Some(a) => count(a.lost_writes),
@@ -352,6 +396,103 @@ pub(super) fn headline(r: &Report) -> Headline {
         lost_writes,
         gates_failed,
     }
+}
+
+/// What the two latencies mean, under the requests table.
+pub(super) const LATENCY_NOTE: &str = "Latency is measured from the moment each request was sent; \"from tick\" measures from the tick it was meant for, so time a request spent waiting to be sent counts too (corrected for coordinated omission, as wrk2 measures).";
+
+/// What the role table's columns mean.
+pub(super) const ROLE_NOTE: &str = "interval: ticks keep their phase and fire while earlier requests are out, up to max in flight (a page polling with setInterval); after-response: the next tick waits for the answer and the schedule restarts when it is late (a setTimeout chain). Late: sent 10 ms or more after the tick. Skipped: not sent; its latency from the tick runs to the user's next answer. Burst factor: the busiest 100 ms of sends against an average 100 ms at the offered rate (about 1 when spread, up to the number of users in lock step).";
+
+/// A table as plain text cells.
+pub(super) struct TextTable {
+    pub header: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// One row per role: its behaviour, its rates, its ticks and both latencies.
+pub(super) fn role_table(r: &Report) -> TextTable {
+    let header = vec![
+        "role",
+        "users",
+        "every ms",
+        "poll model",
+        "max in flight",
+        "connection",
+        "offered req/s",
+        "achieved req/s",
+        "ticks due",
+        "sent",
+        "late",
+        "skipped",
+        "burst factor",
+        "p99 from send ms",
+        "p99 from tick ms",
+    ];
+    let rows = r
+        .roles
+        .iter()
+        .map(|(name, f)| {
+            vec![
+                name.clone(),
+                count(u64::from(f.users)),
+                count(f.interval_ms),
+                enum_word(&f.poll_model),
+                count(u64::from(f.max_in_flight)),
+                enum_word(&f.connection),
+                fixed(f.offered_rps, 1),
+                fixed(f.achieved_rps, 1),
+                count(f.ticks_due),
+                count(f.ticks_sent),
+                count(f.ticks_late),
+                count(f.ticks_skipped),
+                fixed(f.burst_factor, 1),
+                ms(f.latency_from_send_us.p99),
+                ms(f.latency_from_tick_us.p99),
+            ]
+        })
+        .collect();
+    TextTable { header, rows }
+}
+
+/// A settings enum as its scenario word ("after-response").
+fn enum_word<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => "?".to_owned(),
+    }
+}
+
+/// The external app's database file as lockbench read it, if the scenario named one.
+pub(super) fn target_database_lines(r: &Report) -> Option<Vec<(&'static str, String)>> {
+    let db = r.target_database.as_ref()?;
+    Some(vec![
+        ("File", db.path.clone()),
+        ("Journal mode", db.journal_mode.clone()),
+        (
+            "Size",
+            format!(
+                "{} bytes; -wal file {} bytes",
+                count(db.size_bytes),
+                count(db.wal_bytes)
+            ),
+        ),
+        ("Acknowledged writes audited", count(db.audited_writes)),
+        (
+            "Unchanged by lockbench",
+            if db.sha256_before == db.sha256_after {
+                format!(
+                    "yes (SHA-256 {} before and after reading)",
+                    &db.sha256_before
+                )
+            } else {
+                format!(
+                    "the file changed while it was read (the app was writing): SHA-256 {} before, {} after",
+                    db.sha256_before, db.sha256_after
+                )
+            },
+        ),
+    ])
 }
 
 /// "reference" or "external" in words.
@@ -402,24 +543,29 @@ pub(super) fn effective_absent(r: &Report) -> String {
 /// The sentence above the lock-error tables: where the total comes from.
 pub(super) fn lock_error_origin(r: &Report) -> String {
     let le = &r.lock_errors;
-    if le.server_side {
-        format!(
+    match le.source {
+        LockSource::ServerCounters => format!(
             "{} lock errors counted by the server (every one seen, retried or not); {} reached a client as a 503 or an answer mentioning a lock.",
             count(le.total),
             count(le.client_visible)
-        )
-    } else {
-        format!(
-            "{} lock errors seen by the clients (503s and answers mentioning a lock); the server's own counters were {}.",
+        ),
+        LockSource::TargetLog => format!(
+            "{} lock errors in the app's log (lines matching the lock pattern while the load ran); {} reached a client as a 503 or an answer mentioning a lock, and {} other server errors reached clients.",
             count(le.total),
-            absent_reason(r, &["server-side", "server side", "counters"])
-        )
+            count(le.client_visible),
+            count(le.server_errors_unexplained)
+        ),
+        LockSource::ClientsOnly => format!(
+            "Lock errors as far as the clients can see: {} (503s and answers mentioning a lock), plus {} server errors whose cause cannot be seen from the client. The app's own count is unknown: set [target].log.",
+            count(le.client_visible),
+            count(le.server_errors_unexplained)
+        ),
     }
 }
 
 /// Why a by-code or by-endpoint breakdown is empty.
 pub(super) fn by_map_absent(r: &Report) -> String {
-    if r.lock_errors.server_side {
+    if r.lock_errors.source == LockSource::ServerCounters {
         "none".to_owned()
     } else {
         absent_reason(r, &["server-side", "server side", "counters"])

@@ -5,11 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::scenario::{Connection, PollModel};
+
 pub mod html;
 pub mod markdown;
 
 /// Bumped whenever a field changes meaning or disappears.
-pub const REPORT_SCHEMA_VERSION: u32 = 1;
+/// 2: per-role figures (`roles`), latency from the intended tick, `lock_errors.source`,
+/// `target_database`, timeline `sent` and `server_lock_errors`.
+pub const REPORT_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -30,6 +34,9 @@ pub struct Report {
     pub users: UsersInfo,
     /// Client-side figures per endpoint ("METHOD name"), complete in both modes.
     pub requests: BTreeMap<String, EndpointStats>,
+    /// Per role ("poller", "admin", "kiosk"): how the users behaved and what they got.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleFigures>,
     pub lock_errors: LockErrors,
     /// Server-side retries (absent with --target).
     pub retries: Option<u64>,
@@ -38,6 +45,9 @@ pub struct Report {
     pub batch: Option<BatchFigures>,
     pub audit: Option<Audit>,
     pub wal: Option<WalFigures>,
+    /// An external app's database file (`[target].database`), read-only after the run.
+    #[serde(default)]
+    pub target_database: Option<TargetDatabase>,
     pub gates: Vec<GateResult>,
     /// One point per second of the run.
     pub timeline: Vec<TimelinePoint>,
@@ -99,6 +109,8 @@ pub struct Latency {
     pub p95: u64,
     pub p99: u64,
     pub max: u64,
+    #[serde(default)]
+    pub mean: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -112,17 +124,70 @@ pub struct EndpointStats {
     pub status_503: u64,
     /// Answers whose body mentions a lock ("locked", "database_locked").
     pub lock_mentions: u64,
-    /// In microseconds.
+    /// 5xx answers that were not a 503 and did not mention a lock: their cause cannot be
+    /// seen from the client (a bare "500 Internal Server Error").
+    #[serde(default)]
+    pub server_errors_unexplained: u64,
+    /// From the moment each request was sent, in microseconds.
     pub latency_us: Latency,
+    /// From the tick each request was meant for (corrected for coordinated omission), µs.
+    #[serde(default)]
+    pub latency_from_tick_us: Latency,
+}
+
+/// One role of the user mix: its behaviour and what it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleFigures {
+    pub users: u32,
+    pub interval_ms: u64,
+    pub poll_model: PollModel,
+    pub max_in_flight: u32,
+    pub connection: Connection,
+    /// Ticks that came due over the run, sent or not.
+    pub ticks_due: u64,
+    pub ticks_sent: u64,
+    /// Sent 10 ms or more after their intended time.
+    pub ticks_late: u64,
+    /// Not sent: `max_in_flight` requests were out, or (after-response) the user was still
+    /// waiting when the tick passed.
+    pub ticks_skipped: u64,
+    pub requests: u64,
+    /// Requests per second the schedule asks for (users / interval × requests per tick).
+    pub offered_rps: f64,
+    /// Requests answered per second over the load.
+    pub achieved_rps: f64,
+    /// The busiest 100 ms of sends against an average 100 ms at the offered rate: about 1
+    /// when ticks are spread over the interval, up to the number of users in lock step.
+    pub burst_factor: f64,
+    /// A tick's requests, from its first send to its last answer, µs.
+    pub latency_from_send_us: Latency,
+    /// From the intended tick to the answer (skipped ticks: to the user's next answer), µs.
+    pub latency_from_tick_us: Latency,
+}
+
+/// Where a report's lock-error total comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockSource {
+    /// The reference server's own counters: every lock error, retried or not.
+    #[default]
+    ServerCounters,
+    /// Lines of the external app's log that match `[target].lock_pattern`.
+    TargetLog,
+    /// Only what the clients saw (503s, answers mentioning a lock): a lower bound.
+    ClientsOnly,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LockErrors {
-    /// Server-side lock errors (every one seen, retried or not); with --target, the
-    /// client-side count (503s and lock mentions).
+    /// Server-side lock errors (every one seen, retried or not), from `source`. With
+    /// `clients-only` it is a lower bound: see `server_errors_unexplained`.
     pub total: u64,
-    /// True when `total` comes from the server's own counters.
-    pub server_side: bool,
+    #[serde(default)]
+    pub source: LockSource,
+    /// With `clients-only`: 5xx answers whose cause the client cannot see; any of them may
+    /// have been a lock error.
+    pub server_errors_unexplained: u64,
     /// By SQLite code (server side).
     pub by_code: BTreeMap<String, u64>,
     /// By endpoint: server-side operations mapped to the endpoint that runs them, plus
@@ -165,6 +230,21 @@ pub struct WalFigures {
     pub checkpoints_busy: u64,
 }
 
+/// The external app's database file, opened read-only after the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetDatabase {
+    pub path: String,
+    pub journal_mode: String,
+    pub size_bytes: u64,
+    /// The `-wal` file's size, 0 when there is none.
+    pub wal_bytes: u64,
+    /// SHA-256 of the main file before and after lockbench read it.
+    pub sha256_before: String,
+    pub sha256_after: String,
+    /// Acknowledged kiosk writes looked up with `audit_query`.
+    pub audited_writes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateResult {
     pub name: String,
@@ -177,11 +257,18 @@ pub struct GateResult {
 pub struct TimelinePoint {
     /// Seconds since the load started.
     pub t_s: u32,
+    /// Requests sent in this second.
+    #[serde(default)]
+    pub sent: u64,
+    /// Requests answered in this second.
     pub requests: u64,
     /// Client-visible lock errors in this second (503s and lock mentions).
     pub lock_errors: u64,
     /// Other failures in this second.
     pub errors: u64,
+    /// Lock errors the server reported in this second (the external app's log).
+    #[serde(default)]
+    pub server_lock_errors: u64,
     /// p99 latency of this second's requests, µs.
     pub p99_us: u64,
     /// Photos processed so far.

@@ -118,6 +118,20 @@ pub enum PoolLayout {
     Split,
 }
 
+/// Which idle connection a pool hands out next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolOrder {
+    /// The connection idle the longest (SQLAlchemy's QueuePool default, `use_lifo=False`):
+    /// every connection of the pool takes turns, so a setting that reached only some
+    /// connections shows up in a share of the requests.
+    #[default]
+    Fifo,
+    /// The connection returned last (`use_lifo=True`, most Rust pools): a few warm
+    /// connections serve most requests.
+    Lifo,
+}
+
 /// Every SQLite setting the incident touches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
@@ -146,6 +160,9 @@ pub struct StorageConfig {
     /// Shared pool or one writer plus read-only readers.
     #[arg(long, value_enum, default_value_t = PoolLayout::default())]
     pub pool_layout: PoolLayout,
+    /// Which idle connection the pool hands out next (fifo: SQLAlchemy's QueuePool default).
+    #[arg(long, value_enum, default_value_t = PoolOrder::default())]
+    pub pool_order: PoolOrder,
     /// PRAGMA wal_autocheckpoint in pages (SQLite's default 1000).
     #[arg(long, default_value_t = 1000)]
     pub wal_autocheckpoint: u32,
@@ -171,6 +188,7 @@ impl Default for StorageConfig {
             tx_mode: TxMode::default(),
             pool_size: 10,
             pool_layout: PoolLayout::default(),
+            pool_order: PoolOrder::default(),
             wal_autocheckpoint: 1000,
             journal_size_limit: -1,
             sync_delay_ms: 0,
@@ -236,7 +254,7 @@ impl fmt::Display for StorageConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "driver={:?} journal_mode={} synchronous={} busy_timeout_ms={} ({:?}) tx_mode={:?} pool={}x{:?} sync_delay_ms={}",
+            "driver={:?} journal_mode={} synchronous={} busy_timeout_ms={} ({:?}) tx_mode={:?} pool={}x{:?} ({:?}) sync_delay_ms={}",
             self.driver,
             self.journal_mode.as_sql(),
             self.synchronous.as_sql(),
@@ -245,6 +263,7 @@ impl fmt::Display for StorageConfig {
             self.tx_mode,
             self.pool_size,
             self.pool_layout,
+            self.pool_order,
             self.sync_delay_ms
         )
     }

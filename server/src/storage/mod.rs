@@ -13,6 +13,7 @@ mod driver;
 pub mod error;
 pub mod migrations;
 mod pool;
+pub mod readonly;
 pub mod retry;
 pub mod stats;
 pub mod vfs;
@@ -26,9 +27,11 @@ use serde::Serialize;
 use tracing::warn;
 
 pub use config::{
-    BusyTimeoutScope, Driver, JournalMode, PoolLayout, StorageConfig, Synchronous, TxMode,
+    BusyTimeoutScope, Driver, JournalMode, PoolLayout, PoolOrder, StorageConfig, Synchronous,
+    TxMode,
 };
 pub use error::{ConfigError, DbError, LockCode, OpenError};
+pub use readonly::{ReadOnlyDb, ReadOnlyError};
 pub use retry::{Jitter, RetryConfig, RetryKind, RetryPolicy, RetryScope};
 pub use stats::{OpStats, Stats};
 
@@ -476,6 +479,7 @@ impl Store {
         let w = opener.clone();
         let writer = Pool::new(
             writer_size,
+            config.pool_order,
             POOL_TIMEOUT,
             Box::new(move |index| w.pooled(writer_role, index)),
         );
@@ -483,6 +487,7 @@ impl Store {
             let r = opener.clone();
             Pool::new(
                 config.reader_count(),
+                config.pool_order,
                 POOL_TIMEOUT,
                 Box::new(move |index| r.pooled(Role::Reader, index)),
             )

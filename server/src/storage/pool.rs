@@ -5,9 +5,11 @@
 //! order, and `busy_timeout_scope = first-connection` really reaches only the first one, as a
 //! PRAGMA run once through an application's pool does.
 
+use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::config::PoolOrder;
 use super::driver::RawConn;
 use super::error::DbError;
 
@@ -19,6 +21,7 @@ type Opener = Box<dyn Fn(u32) -> Result<Box<dyn RawConn>, DbError> + Send + Sync
 
 pub(crate) struct Pool {
     size: u32,
+    order: PoolOrder,
     timeout: Duration,
     state: Mutex<State>,
     freed: Condvar,
@@ -26,17 +29,19 @@ pub(crate) struct Pool {
 }
 
 struct State {
-    idle: Vec<Pooled>,
+    /// Returned connections at the back; FIFO takes from the front, LIFO from the back.
+    idle: VecDeque<Pooled>,
     opened: u32,
 }
 
 impl Pool {
-    pub fn new(size: u32, timeout: Duration, open: Opener) -> Pool {
+    pub fn new(size: u32, order: PoolOrder, timeout: Duration, open: Opener) -> Pool {
         Pool {
             size,
+            order,
             timeout,
             state: Mutex::new(State {
-                idle: Vec::with_capacity(size as usize),
+                idle: VecDeque::with_capacity(size as usize),
                 opened: 0,
             }),
             freed: Condvar::new(),
@@ -53,7 +58,11 @@ impl Pool {
         let started = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(pooled) = state.idle.pop() {
+            let next = match self.order {
+                PoolOrder::Fifo => state.idle.pop_front(),
+                PoolOrder::Lifo => state.idle.pop_back(),
+            };
+            if let Some(pooled) = next {
                 return Ok(Lease {
                     pool: self,
                     pooled: Some(pooled),
@@ -94,7 +103,7 @@ impl Pool {
 
     fn release(&self, pooled: Pooled) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.idle.push(pooled);
+        state.idle.push_back(pooled);
         drop(state);
         self.freed.notify_one();
     }

@@ -1,0 +1,228 @@
+//! Browser-like pollers against a server that stalls: a real HTTP server on a loopback port
+//! holds every request that arrives during a 3-second window, and `lockbench run --target`
+//! polls it. With `poll_model = "interval"` (setInterval) the pollers keep their phases after
+//! the stall; with `"after-response"` (a setTimeout chain) they all come back at once and stay
+//! in lock step. The server records when each poller's requests arrive, so the test judges
+//! the schedule from the server's side as well as from the report.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::Router;
+use lockbench::report::Report;
+use lockbench::run::{run_scenario, RunOptions};
+
+const POLLERS: u32 = 40;
+const INTERVAL: Duration = Duration::from_secs(1);
+const STALL: Duration = Duration::from_secs(3);
+/// The stall starts this long after the first request.
+const STALL_AFTER: Duration = Duration::from_secs(4);
+
+#[derive(Default)]
+struct Seen {
+    first: Option<Instant>,
+    /// Arrival times per poller.
+    arrivals: BTreeMap<u32, Vec<Instant>>,
+}
+
+#[derive(Clone, Default)]
+struct Stalling {
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Stalling {
+    fn stall_window(&self) -> Option<(Instant, Instant)> {
+        let first = self.seen.lock().unwrap().first?;
+        Some((first + STALL_AFTER, first + STALL_AFTER + STALL))
+    }
+}
+
+async fn poll(
+    State(s): State<Stalling>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> &'static str {
+    let now = Instant::now();
+    let user: u32 = q.get("u").and_then(|u| u.parse().ok()).unwrap_or(u32::MAX);
+    {
+        let mut seen = s.seen.lock().unwrap();
+        seen.first.get_or_insert(now);
+        seen.arrivals.entry(user).or_default().push(now);
+    }
+    if let Some((from, to)) = s.stall_window() {
+        if now >= from && now < to {
+            tokio::time::sleep_until(to.into()).await;
+        }
+    }
+    "{}"
+}
+
+/// Starts the stalling server on a loopback port; it runs until the test process ends.
+fn start_server() -> (String, Stalling) {
+    let state = Stalling::default();
+    let app = Router::new()
+        .route("/poll", get(poll))
+        .with_state(state.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr: SocketAddr = listener.local_addr().unwrap();
+            tx.send(addr).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    (format!("http://{addr}"), state)
+}
+
+fn scenario(model: &str) -> String {
+    format!(
+        r#"
+name = "stall-{model}"
+
+[users]
+pollers = {POLLERS}
+poll_interval = "1s"
+admins = 0
+kiosks = 0
+poll_model = "{model}"
+
+[duration]
+target_run = "13s"
+max = "30s"
+
+[endpoints]
+poller = {{ method = "GET", path = "/poll?u={{user}}" }}
+"#
+    )
+}
+
+fn run(model: &str) -> (Report, Stalling) {
+    let (url, server) = start_server();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{model}.toml"));
+    std::fs::write(&path, scenario(model)).unwrap();
+    let opts = RunOptions {
+        scenario: path,
+        out: Some(dir.path().join("report")),
+        target: Some(url),
+        server_exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_lockbench"))),
+        ..RunOptions::default()
+    };
+    let outcome = run_scenario(&opts).expect("run against the stalling server");
+    (outcome.report, server)
+}
+
+/// The share of the pollers' arrivals after the stall that fall into the busiest 100 ms of
+/// the interval (phases taken modulo the interval, on a circle): about 0.1 when the pollers
+/// are spread over the interval, 1 when they all arrive together.
+fn busiest_phase_share(server: &Stalling) -> f64 {
+    let (_, stall_end) = server.stall_window().expect("requests arrived");
+    let seen = server.seen.lock().unwrap();
+    // From one interval after the stall (the held answers and the restart are over) on.
+    let from = stall_end + INTERVAL;
+    let phases: Vec<f64> = seen
+        .arrivals
+        .values()
+        .flatten()
+        .filter(|t| **t >= from)
+        .map(|t| (t.duration_since(from).as_secs_f64() / INTERVAL.as_secs_f64()).fract())
+        .collect();
+    assert!(
+        phases.len() >= POLLERS as usize * 3,
+        "{} arrivals after the stall",
+        phases.len()
+    );
+    let window = 0.1;
+    let best = (0..100)
+        .map(|i| {
+            let start = i as f64 / 100.0;
+            phases
+                .iter()
+                .filter(|p| {
+                    let d = (**p - start).rem_euclid(1.0);
+                    d < window
+                })
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    best as f64 / phases.len() as f64
+}
+
+#[test]
+fn interval_pollers_keep_their_phase_after_a_stall_and_after_response_pollers_fall_into_step() {
+    let (interval, interval_server) = run("interval");
+    let (after, after_server) = run("after-response");
+
+    let spread = busiest_phase_share(&interval_server);
+    let in_step = busiest_phase_share(&after_server);
+    assert!(
+        spread < 0.35,
+        "interval: {spread:.2} of the arrivals after the stall fell in one 100 ms window"
+    );
+    assert!(
+        in_step > 0.8,
+        "after-response: only {in_step:.2} of the arrivals after the stall fell in one 100 ms window"
+    );
+
+    let i = &interval.roles["poller"];
+    eprintln!("phase share: interval {spread:.2}, after-response {in_step:.2}");
+    let a = &after.roles["poller"];
+    eprintln!("interval {i:?}\nafter-response {a:?}");
+    assert_eq!(i.poll_model, lockbench::scenario::PollModel::Interval);
+    assert_eq!(a.poll_model, lockbench::scenario::PollModel::AfterResponse);
+    // The report tells the same story: the busiest 100 ms of sends against the average.
+    assert!(
+        i.burst_factor < 4.0,
+        "interval burst factor {}",
+        i.burst_factor
+    );
+    assert!(
+        a.burst_factor > 6.0,
+        "after-response burst factor {}",
+        a.burst_factor
+    );
+    // Interval pollers fired through the stall (up to 4 in flight) and skipped nothing;
+    // after-response pollers each sent a late tick when the stall ended and skipped others.
+    assert_eq!(i.ticks_skipped, 0, "{i:?}");
+    assert!(i.ticks_late < u64::from(POLLERS), "{i:?}");
+    assert!(a.ticks_late >= u64::from(POLLERS), "{a:?}");
+    assert!(a.ticks_skipped >= u64::from(POLLERS), "{a:?}");
+
+    // Measured from the intended tick, latency includes the time a request waited to be
+    // sent: larger than from the send, by a wide margin where ticks were held back.
+    for (name, r) in [("interval", i), ("after-response", a)] {
+        assert!(
+            r.latency_from_tick_us.mean > r.latency_from_send_us.mean,
+            "{name}: from tick {:?} vs from send {:?}",
+            r.latency_from_tick_us,
+            r.latency_from_send_us
+        );
+        assert!(
+            r.latency_from_tick_us.p99 >= r.latency_from_send_us.p99,
+            "{name}: {r:?}"
+        );
+    }
+    assert!(
+        a.latency_from_tick_us.mean as f64 > 1.3 * a.latency_from_send_us.mean as f64,
+        "after-response: from tick {:?} vs from send {:?}",
+        a.latency_from_tick_us,
+        a.latency_from_send_us
+    );
+    // Both runs sent the offered load up to the stall; the stall shows on both time lines.
+    for r in [&interval, &after] {
+        assert!(r.timeline.iter().any(|p| p.sent > 0));
+        assert!(r.timeline.iter().map(|p| p.p99_us).max().unwrap_or(0) >= 2_000_000);
+    }
+}
