@@ -17,6 +17,16 @@ mkdir -p "$(dirname "$SEED_APP_DB")" "$(dirname "$SEED_APP_LOG")"
 # No __pycache__ folders in the source tree.
 export PYTHONDONTWRITEBYTECODE=1
 
+# A slow disk: every fsync()/fdatasync() of the app sleeps this long first (built by setup.sh).
+if [ "${SEED_APP_SYNC_DELAY_MS:-0}" != "0" ]; then
+    shim="$(dirname "$venv")/libslowsync.so"
+    if [ ! -f "$shim" ]; then
+        echo "seed-app: SEED_APP_SYNC_DELAY_MS is set but $shim was not built (no C compiler?)" >&2
+        exit 1
+    fi
+    export LD_PRELOAD="$shim${LD_PRELOAD:+:$LD_PRELOAD}"
+fi
+
 exec "$venv/bin/gunicorn" \
     --config "$here/gunicorn.conf.py" \
     --chdir "$here" \

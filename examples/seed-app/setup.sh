@@ -15,6 +15,18 @@ if ! command -v "$python" >/dev/null 2>&1; then
     exit 1
 fi
 
+# The slow-disk shim (SEED_APP_SYNC_DELAY_MS): built with the machine's C compiler beside the
+# venv, rebuilt when its source changes.
+shim="$(dirname "$venv")/libslowsync.so"
+if [ ! -f "$shim" ] || [ "$here/slowsync.c" -nt "$shim" ]; then
+    mkdir -p "$(dirname "$shim")"
+    if command -v cc >/dev/null 2>&1; then
+        cc -shared -fPIC -O2 -o "$shim.tmp" "$here/slowsync.c" -ldl && mv "$shim.tmp" "$shim"
+    else
+        echo "seed-app setup: no C compiler; SEED_APP_SYNC_DELAY_MS will not work" >&2
+    fi
+fi
+
 stamp="$venv/.requirements.sha256"
 want="$({ cat "$req"; "$python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
 

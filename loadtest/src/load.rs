@@ -12,9 +12,10 @@
 //! Every request is timed and classified by lockbench's own [`Recorder`] (µs histograms,
 //! status codes, 503s, bodies that mention a lock, a per-second timeline), twice: from the
 //! moment it was sent, and from the tick it was meant for (corrected for coordinated
-//! omission, as wrk2 measures). A tick skipped because too many requests were out is
-//! answered, for the user, by the next answer it gets: that wait is its latency from the
-//! tick.
+//! omission, as wrk2 measures). A tick that was skipped is served by the next request the
+//! user sends: its latency from the tick runs to that request's answer, as wrk2 measures a
+//! request it had to send late. So latency from the tick is never below latency from the
+//! send.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -202,7 +203,7 @@ impl Recorder {
         });
     }
 
-    /// A skipped tick's wait ended with the user's next answer.
+    /// A skipped tick was served by a later tick's answer.
     pub fn skipped_answered(&self, role: Role, intended: Instant, answered: Instant) {
         self.with_role(role, |r| {
             r.from_tick
@@ -478,24 +479,49 @@ struct Call {
     admin: bool,
 }
 
-fn fill(template: &str, user: usize, n: u64, batch: i64) -> String {
-    template
-        .replace("{user}", &user.to_string())
-        .replace("{n}", &n.to_string())
-        .replace("{batch}", &batch.to_string())
+/// What the placeholders of an external endpoint stand for in one request.
+#[derive(Clone, Copy)]
+struct Fill {
+    /// `{user}`: the user's number.
+    user: usize,
+    /// `{n}`: a counter (per user; shared by all kiosks, so every kiosk body differs).
+    n: u64,
+    /// `{batch}`: the posted batch's id.
+    batch: i64,
+    /// `{since}`: the poller's cursor, the `last_id` of its previous answer.
+    since: i64,
 }
 
-fn from_spec(endpoint: &str, spec: &EndpointSpec, user: usize, n: u64, batch: i64) -> Call {
+impl Fill {
+    fn apply(self, template: &str) -> String {
+        template
+            .replace("{user}", &self.user.to_string())
+            .replace("{n}", &self.n.to_string())
+            .replace("{batch}", &self.batch.to_string())
+            .replace("{since}", &self.since.to_string())
+    }
+}
+
+fn from_spec(endpoint: &str, spec: &EndpointSpec, fill: Fill) -> Call {
     let body = spec.body.as_deref().map(|b| {
-        let text = fill(b, user, n, batch);
+        let text = fill.apply(b);
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
     });
     Call {
         endpoint: endpoint.to_owned(),
         method: Method::parse(&spec.method),
-        path: fill(&spec.path, user, n, batch),
+        path: fill.apply(&spec.path),
         body,
         admin: false,
+    }
+}
+
+/// Moves a poller's cursor to the `last_id` of an answer, if it has one.
+fn advance_since(ctx: &UserCtx, body: &str) {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Some(last) = v["last_id"].as_i64() {
+            ctx.since.fetch_max(last, Ordering::Relaxed);
+        }
     }
 }
 
@@ -508,7 +534,7 @@ struct UserCtx {
     connection: Connection,
     shared: Arc<Shared>,
     in_flight: AtomicU32,
-    /// Intended times of skipped ticks still waiting for an answer.
+    /// Intended times of skipped ticks, to be served by the next tick sent.
     pending: Mutex<Vec<Instant>>,
     /// The poller's `since` cursor (the dashboard's last seen registration).
     since: AtomicI64,
@@ -575,23 +601,32 @@ async fn send(ctx: &UserCtx, call: Call, intended: Instant) -> (Option<u16>, Str
 /// One tick of one user: the role's requests, in order.
 async fn tick(ctx: &UserCtx, intended: Instant) {
     let shared = &ctx.shared;
+    // Ticks skipped before this one are served by this one's answer, as a request held back
+    // and sent late is (wrk2): their latency runs from their own tick to this answer.
+    let carried = std::mem::take(&mut *lock(&ctx.pending));
     let first_send = Instant::now();
-    let n = ctx.n.fetch_add(1, Ordering::Relaxed) + 1;
     let batch = shared.batch_id.load(Ordering::Relaxed);
+    let since = ctx.since.load(Ordering::Relaxed);
+    let fill = Fill {
+        user: ctx.index,
+        n: ctx.n.fetch_add(1, Ordering::Relaxed) + 1,
+        batch,
+        since,
+    };
     match ctx.role {
         Role::Poller => match &shared.endpoints {
             Some(e) => {
-                let call = from_spec("poller", &e.poller, ctx.index, n, batch);
-                send(ctx, call, intended).await;
+                let call = from_spec("poller", &e.poller, fill);
+                let (_, body) = send(ctx, call, intended).await;
+                advance_since(ctx, &body);
                 if let Some(status) = &e.status {
                     if batch > 0 || !status.path.contains("{batch}") {
-                        let call = from_spec("status", status, ctx.index, n, batch);
+                        let call = from_spec("status", status, fill);
                         send(ctx, call, intended).await;
                     }
                 }
             }
             None => {
-                let since = ctx.since.load(Ordering::Relaxed);
                 let call = Call {
                     endpoint: "GET /api/registrations/updates".into(),
                     method: Method::Get,
@@ -600,11 +635,7 @@ async fn tick(ctx: &UserCtx, intended: Instant) {
                     admin: false,
                 };
                 let (_, body) = send(ctx, call, intended).await;
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                    if let Some(last) = v["last_id"].as_i64() {
-                        ctx.since.fetch_max(last, Ordering::Relaxed);
-                    }
-                }
+                advance_since(ctx, &body);
                 if batch > 0 {
                     let call = Call {
                         endpoint: "GET /api/batches/{id}/status".into(),
@@ -619,7 +650,7 @@ async fn tick(ctx: &UserCtx, intended: Instant) {
         },
         Role::Admin => {
             let call = match shared.endpoints.as_ref().and_then(|e| e.admin.as_ref()) {
-                Some(spec) => from_spec("admin", spec, ctx.index, n, batch),
+                Some(spec) => from_spec("admin", spec, fill),
                 None => Call {
                     endpoint: "GET /admin".into(),
                     method: Method::Get,
@@ -633,7 +664,7 @@ async fn tick(ctx: &UserCtx, intended: Instant) {
         Role::Kiosk => {
             let k = shared.counter.fetch_add(1, Ordering::Relaxed);
             let call = match shared.endpoints.as_ref().and_then(|e| e.kiosk.as_ref()) {
-                Some(spec) => from_spec("kiosk", spec, ctx.index, k, batch),
+                Some(spec) => from_spec("kiosk", spec, Fill { n: k, ..fill }),
                 None => {
                     let email = format!("walkin-{}-{k}@example.org", ctx.index);
                     Call {
@@ -661,8 +692,7 @@ async fn tick(ctx: &UserCtx, intended: Instant) {
     shared
         .recorder
         .tick_answered(ctx.role, intended, first_send, done);
-    let pending = std::mem::take(&mut *lock(&ctx.pending));
-    for t in pending {
+    for t in carried {
         shared.recorder.skipped_answered(ctx.role, t, done);
     }
 }
@@ -787,7 +817,6 @@ pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result
     config.increase_rate = Some("1000".into());
     config.iterations = Some(1);
     config.no_telnet = true;
-    config.no_websocket = true;
     config.no_print_metrics = true;
     config.no_error_summary = true;
     config.quiet = 1;

@@ -605,7 +605,10 @@ struct ExternalBatch {
     photos: u64,
     status: serde_json::Value,
     posted: Instant,
+    /// When the status first said "done".
     done: Option<Duration>,
+    /// When the status first said "done" or "failed": the processor stopped.
+    ended: Option<Duration>,
 }
 
 fn fill_spec(template: &str, batch: i64, photos: &Path) -> String {
@@ -614,6 +617,7 @@ fn fill_spec(template: &str, batch: i64, photos: &Path) -> String {
         .replace("{photos}", &photos.display().to_string())
         .replace("{user}", "0")
         .replace("{n}", "0")
+        .replace("{since}", "0")
 }
 
 /// Sends one of the runner's own requests (not counted in the report) to the external app.
@@ -722,6 +726,7 @@ fn run_external(
             status: serde_json::Value::Null,
             posted: Instant::now(),
             done: None,
+            ended: None,
         });
     }
 
@@ -760,8 +765,13 @@ fn run_external(
                 if b.done.is_none() && b.status["status"] == "done" {
                     b.done = Some(b.posted.elapsed());
                 }
+                if b.ended.is_none()
+                    && matches!(b.status["status"].as_str(), Some("done" | "failed"))
+                {
+                    b.ended = Some(b.posted.elapsed());
+                }
                 let tail_over = b
-                    .done
+                    .ended
                     .is_some_and(|d| b.posted.elapsed() >= d + scenario.duration.tail);
                 if tail_over || started.elapsed() >= run_for {
                     break;

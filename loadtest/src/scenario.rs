@@ -313,8 +313,10 @@ pub const EXTERNAL_ENDPOINTS: [&str; 4] = ["poller", "status", "admin", "kiosk"]
 pub struct EndpointSpec {
     #[serde(default = "get")]
     pub method: String,
-    /// Path (and query) below the target URL. `{n}` is replaced by a per-user counter,
-    /// `{user}` by the user's number.
+    /// Path (and query) below the target URL. `{user}` is replaced by the user's number,
+    /// `{n}` by a counter (per user; one counter for all kiosks, so no two kiosk bodies are
+    /// alike), `{since}` by the poller's cursor (the `last_id` of its previous answer, 0 at
+    /// first) and `{batch}` by the posted batch's id.
     pub path: String,
     /// JSON body template, with the same replacements.
     #[serde(default)]
@@ -330,7 +332,9 @@ impl EndpointSpec {
     /// sample value); None when there is no body or it is not a JSON object.
     pub fn body_fields(&self) -> Option<Vec<String>> {
         let body = self.body.as_deref()?;
-        let filled = body.replace("{user}", "0").replace("{n}", "0");
+        let filled = ["{user}", "{n}", "{since}", "{batch}"]
+            .iter()
+            .fold(body.to_owned(), |text, p| text.replace(p, "0"));
         match serde_json::from_str::<serde_json::Value>(&filled).ok()? {
             serde_json::Value::Object(map) => Some(map.keys().cloned().collect()),
             _ => None,

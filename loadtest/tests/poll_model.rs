@@ -226,3 +226,94 @@ fn interval_pollers_keep_their_phase_after_a_stall_and_after_response_pollers_fa
         assert!(r.timeline.iter().map(|p| p.p99_us).max().unwrap_or(0) >= 2_000_000);
     }
 }
+
+/// A server that records the client address of every request: one address per connection.
+fn start_counting_server() -> (String, Arc<Mutex<Vec<SocketAddr>>>) {
+    use axum::extract::ConnectInfo;
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let app = {
+        let peers = peers.clone();
+        Router::new().route(
+            "/poll",
+            get(move |ConnectInfo(addr): ConnectInfo<SocketAddr>| {
+                let peers = peers.clone();
+                async move {
+                    peers.lock().unwrap().push(addr);
+                    "{}"
+                }
+            }),
+        )
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+    });
+    (format!("http://{}", rx.recv().unwrap()), peers)
+}
+
+/// Requests and distinct client connections of a short run with the given `connection`.
+fn connections_used(connection: &str) -> (usize, usize) {
+    let (url, peers) = start_counting_server();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conn.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+name = "connection-{connection}"
+[users]
+pollers = 5
+poll_interval = "200ms"
+admins = 0
+kiosks = 0
+connection = "{connection}"
+[duration]
+target_run = "3s"
+[endpoints]
+poller = {{ method = "GET", path = "/poll" }}
+"#
+        ),
+    )
+    .unwrap();
+    let opts = RunOptions {
+        scenario: path,
+        out: Some(dir.path().join("report")),
+        target: Some(url),
+        ..RunOptions::default()
+    };
+    let report = run_scenario(&opts).expect("run").report;
+    assert_eq!(
+        serde_json::to_value(report.roles["poller"].connection).unwrap(),
+        connection
+    );
+    let peers = peers.lock().unwrap();
+    let distinct: std::collections::BTreeSet<_> = peers.iter().collect();
+    (peers.len(), distinct.len())
+}
+
+#[test]
+fn keep_alive_users_reuse_their_connection_and_close_users_open_one_per_request() {
+    let (requests, conns) = connections_used("keep-alive");
+    assert!(requests >= 40, "{requests} requests");
+    assert!(
+        conns <= 5 * 2,
+        "keep-alive: {conns} connections for {requests} requests"
+    );
+    let (requests, conns) = connections_used("close");
+    assert!(requests >= 40, "{requests} requests");
+    assert_eq!(conns, requests, "close: one connection per request");
+}

@@ -220,3 +220,90 @@ fn a_bad_scenario_is_refused_with_its_line_and_key_and_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[endpoints]"));
 }
+
+/// `[target]` names files lockbench reads: each one that cannot be used is refused before any
+/// load starts (no connection reaches the app), with exit code 2 and the key named.
+#[test]
+fn a_target_whose_files_cannot_be_used_is_refused_before_any_load_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE registration (id INTEGER PRIMARY KEY, email TEXT)")
+            .unwrap();
+    }
+    let db_bytes = std::fs::read(&db).unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "started\n").unwrap();
+    // A listener standing in for the app: it counts the connections it is offered.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+
+    let endpoints = r#"
+[endpoints]
+poller = { method = "GET", path = "/api/registrations/updates?since={since}" }
+kiosk = { method = "POST", path = "/api/registrations", body = '{"name": "K {user}", "email": "k{user}-{n}@example.org"}' }
+"#;
+    let good_target = format!(
+        "log = \"{}\"\ndatabase = \"{}\"\naudit_query = \"SELECT count(*) FROM registration WHERE email = ?1\"\naudit_field = \"email\"\n",
+        log.display(),
+        db.display()
+    );
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "target.log",
+            good_target.replace(&log.display().to_string(), "/nonexistent/app.log"),
+        ),
+        (
+            "target.database",
+            good_target.replace(&db.display().to_string(), "/nonexistent/app.db"),
+        ),
+        (
+            "target.lock_pattern",
+            format!("{good_target}lock_pattern = \"database is (locked\"\n"),
+        ),
+        (
+            "target.audit_query",
+            good_target.replace("FROM registration", "FROM registrations"),
+        ),
+        (
+            "target.audit_query",
+            good_target.replace("SELECT count(*) FROM", "SELECT email FROM"),
+        ),
+        (
+            "target.audit_field",
+            good_target.replace("audit_field = \"email\"", "audit_field = \"mail\""),
+        ),
+        (
+            "target.database",
+            good_target.replace(&db.display().to_string(), &log.display().to_string()),
+        ),
+    ];
+    for (key, target) in cases {
+        let text = format!("{SMALL}{endpoints}\n[target]\n{target}");
+        let scenario = write_scenario(dir.path(), "target.toml", &text);
+        let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+            .args(["run", scenario.to_str().unwrap(), "--target", &url])
+            .args(["--out", dir.path().join("report").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {err}");
+        assert!(err.contains(key), "{key} not named in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            listener.accept().is_err(),
+            "{key}: a connection reached the app before the target was checked"
+        );
+        assert!(
+            !dir.path().join("report").exists(),
+            "{key}: a report was written"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        db_bytes,
+        "the app's database changed"
+    );
+}

@@ -368,7 +368,7 @@ fn write_audit(out: &mut String, r: &Report) -> fmt::Result {
     let Some(a) = &r.audit else {
         return absent(out, &facts::audit_absent(r));
     };
-    let mut lines = facts::audit_lines(a);
+    let mut lines = facts::audit_lines(r, a);
     lines.push((
         "Counter mismatches",
         if a.counter_mismatches.is_empty() {

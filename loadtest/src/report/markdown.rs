@@ -230,7 +230,7 @@ fn write_audit(out: &mut String, r: &Report) -> fmt::Result {
     let Some(a) = &r.audit else {
         return writeln!(out, "{}.", capitalised(&text(&audit_absent(r))));
     };
-    write_pairs(out, &audit_lines(a))?;
+    write_pairs(out, &audit_lines(r, a))?;
     if a.counter_mismatches.is_empty() {
         writeln!(out, "- Counter mismatches: none")
     } else {
@@ -402,7 +402,7 @@ pub(super) fn headline(r: &Report) -> Headline {
 pub(super) const LATENCY_NOTE: &str = "Latency is measured from the moment each request was sent; \"from tick\" measures from the tick it was meant for, so time a request spent waiting to be sent counts too (corrected for coordinated omission, as wrk2 measures).";
 
 /// What the role table's columns mean.
-pub(super) const ROLE_NOTE: &str = "interval: ticks keep their phase and fire while earlier requests are out, up to max in flight (a page polling with setInterval); after-response: the next tick waits for the answer and the schedule restarts when it is late (a setTimeout chain). Late: sent 10 ms or more after the tick. Skipped: not sent; its latency from the tick runs to the user's next answer. Burst factor: the busiest 100 ms of sends against an average 100 ms at the offered rate (about 1 when spread, up to the number of users in lock step).";
+pub(super) const ROLE_NOTE: &str = "interval: ticks keep their phase and fire while earlier requests are out, up to max in flight (a page polling with setInterval); after-response: the next tick waits for the answer and the schedule restarts when it is late (a setTimeout chain). Late: sent 10 ms or more after the tick. Skipped: not sent; the user's next request serves it, so its latency from the tick runs to that request's answer. Burst factor: the busiest 100 ms of sends against an average 100 ms at the offered rate (about 1 when spread, up to the number of users in lock step).";
 
 /// A table as plain text cells.
 pub(super) struct TextTable {
@@ -611,7 +611,17 @@ pub(super) fn batch_lines(r: &Report) -> Result<Vec<(&'static str, String)>, Str
     ])
 }
 
-pub(super) fn audit_lines(a: &super::Audit) -> Vec<(&'static str, String)> {
+pub(super) fn audit_lines(r: &Report, a: &super::Audit) -> Vec<(&'static str, String)> {
+    if r.target.kind == "external" {
+        // An external app's audit looks up the acknowledged kiosk writes only.
+        return vec![
+            ("Lost writes", count(a.lost_writes)),
+            (
+                "Acknowledged writes found more than once",
+                count(a.duplicate_writes),
+            ),
+        ];
+    }
     vec![
         ("Lost writes", count(a.lost_writes)),
         ("Duplicate writes", count(a.duplicate_writes)),

@@ -161,7 +161,8 @@ pub struct RoleFigures {
     pub burst_factor: f64,
     /// A tick's requests, from its first send to its last answer, µs.
     pub latency_from_send_us: Latency,
-    /// From the intended tick to the answer (skipped ticks: to the user's next answer), µs.
+    /// From the intended tick to the answer (a skipped tick: to the answer of the next request
+    /// the user sent), µs.
     pub latency_from_tick_us: Latency,
 }
 
