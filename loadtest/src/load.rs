@@ -75,8 +75,8 @@ struct RoleAcc {
     requests: u64,
     from_send: Histogram<u64>,
     from_tick: Histogram<u64>,
-    /// Requests sent per 100 ms since the recorder started.
-    sends: Vec<u32>,
+    /// Ticks started (first request sent) per 100 ms since the recorder started.
+    starts: Vec<u32>,
 }
 
 impl Default for RoleAcc {
@@ -89,7 +89,7 @@ impl Default for RoleAcc {
             requests: 0,
             from_send: histogram(),
             from_tick: histogram(),
-            sends: Vec::new(),
+            starts: Vec::new(),
         }
     }
 }
@@ -212,16 +212,20 @@ impl Recorder {
     }
 
     fn request_sent(&self, role: Role, at: Instant) {
+        self.with_role(role, |r| r.requests += 1);
+        self.with_second(at, |s| s.sent += 1);
+    }
+
+    /// A tick's first request went out: the schedule's phase, for the burst factor.
+    fn tick_started(&self, role: Role, at: Instant) {
         let bucket = (at.saturating_duration_since(self.started).as_millis()
             / BURST_BUCKET.as_millis()) as usize;
         self.with_role(role, |r| {
-            r.requests += 1;
-            if r.sends.len() <= bucket {
-                r.sends.resize(bucket + 1, 0);
+            if r.starts.len() <= bucket {
+                r.starts.resize(bucket + 1, 0);
             }
-            r.sends[bucket] += 1;
+            r.starts[bucket] += 1;
         });
-        self.with_second(at, |s| s.sent += 1);
     }
 
     /// One lock error the server itself reported (a matching line of the target's log).
@@ -355,7 +359,10 @@ impl Recorder {
                     requests: acc.requests,
                     offered_rps: round2(offered),
                     achieved_rps: round2(answered as f64 * per_tick / seconds),
-                    burst_factor: round2(burst_factor(&acc.sends, offered)),
+                    burst_factor: round2(burst_factor(
+                        &acc.starts,
+                        f64::from(b.users) / b.interval.as_secs_f64(),
+                    )),
                     latency_from_send_us: latency(&acc.from_send),
                     latency_from_tick_us: latency(&acc.from_tick),
                 },
@@ -394,12 +401,12 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The busiest 100 ms of sends against the average 100 ms at the offered rate: about 1 when
-/// the users' ticks are spread over their interval, up to the number of users when they all
-/// fire at once.
-fn burst_factor(sends: &[u32], offered_rps: f64) -> f64 {
-    let mean = offered_rps * BURST_BUCKET.as_secs_f64();
-    let peak = sends.iter().copied().max().unwrap_or(0);
+/// The busiest 100 ms of tick starts against the average 100 ms of the schedule: about 1
+/// when the users' ticks are spread over their interval, up to the number of users when they
+/// all fire at once.
+fn burst_factor(starts: &[u32], ticks_per_s: f64) -> f64 {
+    let mean = ticks_per_s * BURST_BUCKET.as_secs_f64();
+    let peak = starts.iter().copied().max().unwrap_or(0);
     if mean <= 0.0 || peak == 0 {
         return 0.0;
     }
@@ -605,6 +612,7 @@ async fn tick(ctx: &UserCtx, intended: Instant) {
     // and sent late is (wrk2): their latency runs from their own tick to this answer.
     let carried = std::mem::take(&mut *lock(&ctx.pending));
     let first_send = Instant::now();
+    shared.recorder.tick_started(ctx.role, first_send);
     let batch = shared.batch_id.load(Ordering::Relaxed);
     let since = ctx.since.load(Ordering::Relaxed);
     let fill = Fill {

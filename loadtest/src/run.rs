@@ -266,6 +266,7 @@ fn run_reference(
         retry: scenario.server.retry.clone(),
         processor: scenario.server.processor.clone(),
         workers: scenario.server.workers,
+        threads: scenario.server.threads,
         port: 0,
         db: db.clone(),
         data_dir: Some(work.path().join("data")),

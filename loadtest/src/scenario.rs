@@ -45,6 +45,9 @@ pub struct Scenario {
 pub struct ServerSettings {
     /// Worker processes (gunicorn's --workers).
     pub workers: u32,
+    /// Requests one worker handles at once, the others waiting their turn (gunicorn's
+    /// --threads with gthread workers); 0: no limit.
+    pub threads: u32,
     pub storage: StorageConfig,
     pub retry: RetryConfig,
     pub processor: ProcessorConfig,
@@ -54,6 +57,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             workers: 1,
+            threads: 0,
             storage: StorageConfig::default(),
             retry: RetryConfig::default(),
             processor: ProcessorConfig::default(),
@@ -391,6 +395,9 @@ impl Scenario {
         self.batch.validate()?;
         if self.server.workers == 0 || self.server.workers > 64 {
             bail!("server.workers: {} (1 to 64)", self.server.workers);
+        }
+        if self.server.threads > 10_000 {
+            bail!("server.threads: {} (0 for no limit, up to 10000)", self.server.threads);
         }
         if self.users.total() == 0 {
             bail!("users: no pollers, admins or kiosks");

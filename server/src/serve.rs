@@ -42,6 +42,10 @@ pub struct ServeConfig {
     /// Worker processes (gunicorn's --workers).
     #[arg(long, default_value_t = 1)]
     pub workers: u32,
+    /// Requests one worker handles at once, the others waiting their turn (gunicorn's
+    /// --threads with gthread workers); 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
     /// TCP port (0: pick a free one and print it).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -63,6 +67,7 @@ impl Default for ServeConfig {
             retry: RetryConfig::default(),
             processor: ProcessorConfig::default(),
             workers: 1,
+            threads: 0,
             port: 8080,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             db: PathBuf::from("lockbench.db"),
@@ -304,7 +309,13 @@ pub fn run_worker(
         let local = listener.local_addr()?;
         info!(worker, %local, pid = std::process::id(), "worker listening");
         ready(local);
-        axum::serve(listener, app::router(state))
+        let app = match config.threads {
+            0 => app::router(state),
+            n => app::router(state).layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                n as usize,
+            )),
+        };
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving")?;

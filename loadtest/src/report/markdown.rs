@@ -402,7 +402,7 @@ pub(super) fn headline(r: &Report) -> Headline {
 pub(super) const LATENCY_NOTE: &str = "Latency is measured from the moment each request was sent; \"from tick\" measures from the tick it was meant for, so time a request spent waiting to be sent counts too (corrected for coordinated omission, as wrk2 measures).";
 
 /// What the role table's columns mean.
-pub(super) const ROLE_NOTE: &str = "interval: ticks keep their phase and fire while earlier requests are out, up to max in flight (a page polling with setInterval); after-response: the next tick waits for the answer and the schedule restarts when it is late (a setTimeout chain). Late: sent 10 ms or more after the tick. Skipped: not sent; the user's next request serves it, so its latency from the tick runs to that request's answer. Burst factor: the busiest 100 ms of sends against an average 100 ms at the offered rate (about 1 when spread, up to the number of users in lock step).";
+pub(super) const ROLE_NOTE: &str = "interval: ticks keep their phase and fire while earlier requests are out, up to max in flight (a page polling with setInterval); after-response: the next tick waits for the answer and the schedule restarts when it is late (a setTimeout chain). Late: sent 10 ms or more after the tick. Skipped: not sent; the user's next request serves it, so its latency from the tick runs to that request's answer. Burst factor: the busiest 100 ms of tick starts against an average 100 ms of the schedule (about 1 when spread, up to the number of users in lock step).";
 
 /// A table as plain text cells.
 pub(super) struct TextTable {

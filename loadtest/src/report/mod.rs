@@ -156,7 +156,7 @@ pub struct RoleFigures {
     pub offered_rps: f64,
     /// Requests answered per second over the load.
     pub achieved_rps: f64,
-    /// The busiest 100 ms of sends against an average 100 ms at the offered rate: about 1
+    /// The busiest 100 ms of tick starts against an average 100 ms of the schedule: about 1
     /// when ticks are spread over the interval, up to the number of users in lock step.
     pub burst_factor: f64,
     /// A tick's requests, from its first send to its last answer, µs.
