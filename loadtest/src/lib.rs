@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub mod compare;
+pub mod faults;
 pub mod follow;
 pub mod load;
 pub mod report;
@@ -118,6 +119,21 @@ pub enum Command {
     },
     #[command(name = serve::WORKER_SUBCOMMAND, hide = true)]
     Worker,
+    /// A fault process of `lockbench run` (`[[faults]]`): holds the write lock or a read
+    /// transaction on a database for a while, then reports what it did as JSON lines.
+    #[command(name = "__fault", hide = true)]
+    Fault {
+        /// `lock` (the write lock) or `read` (one read transaction).
+        what: String,
+        #[arg(long)]
+        db: PathBuf,
+        /// How long to hold it ("35s").
+        #[arg(long, value_parser = lockbench_server::storage::config::parse_duration)]
+        hold: std::time::Duration,
+        /// How long to wait for it.
+        #[arg(long, value_parser = lockbench_server::storage::config::parse_duration, default_value = "60s")]
+        wait: std::time::Duration,
+    },
 }
 
 /// Parses the process arguments and runs the command.
@@ -191,6 +207,7 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             target,
             photos_cache,
         } => {
+            faults::install_ctrlc();
             let opts = run::RunOptions {
                 scenario,
                 out,
@@ -220,12 +237,17 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
                 .file_stem()
                 .map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
             let out = out.unwrap_or_else(|| PathBuf::from("reports/sweeps").join(stem));
+            faults::install_ctrlc();
             let report = sweep::sweep(&file, &out, None, true)?;
             println!(
                 "{} rows; {}",
                 report.rows.len(),
                 out.join("sweep.md").display()
             );
+            if report.interrupted {
+                println!("interrupted by Ctrl-C: run the same command again to resume");
+                return Ok(ExitCode::from(run::INTERRUPTED_EXIT));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Breakpoint {
@@ -251,6 +273,15 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         }
         Command::Worker => {
             serve::worker_from_env()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fault {
+            what,
+            db,
+            hold,
+            wait,
+        } => {
+            faults::fault_process(&what, &db, hold, wait)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -119,11 +119,14 @@ impl Default for Second {
 /// Every request's and every tick's outcome, per endpoint, per role and per second.
 pub struct Recorder {
     started: Instant,
+    started_wall: std::time::SystemTime,
     endpoints: Mutex<BTreeMap<String, EndpointAcc>>,
     roles: Mutex<BTreeMap<Role, RoleAcc>>,
     seconds: Mutex<Vec<Second>>,
     /// Photos processed, sampled each second by the runner.
     photos: Mutex<Vec<u64>>,
+    /// The WAL file's size, sampled by the runner.
+    wal: Mutex<Vec<u64>>,
 }
 
 /// How one request ended.
@@ -149,15 +152,32 @@ impl Recorder {
     pub fn new(started: Instant) -> Recorder {
         Recorder {
             started,
+            started_wall: std::time::SystemTime::now() - started.elapsed(),
             endpoints: Mutex::new(BTreeMap::new()),
             roles: Mutex::new(BTreeMap::new()),
             seconds: Mutex::new(Vec::new()),
             photos: Mutex::new(Vec::new()),
+            wal: Mutex::new(Vec::new()),
         }
     }
 
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// The wall-clock time the load started (time line zero).
+    pub fn started_wall(&self) -> std::time::SystemTime {
+        self.started_wall
+    }
+
+    /// Records the WAL file's size at this second (the largest sample of the second).
+    pub fn sample_wal(&self, bytes: u64) {
+        let second = self.started.elapsed().as_secs() as usize;
+        let mut wal = lock(&self.wal);
+        if wal.len() <= second {
+            wal.resize(second + 1, 0);
+        }
+        wal[second] = wal[second].max(bytes);
     }
 
     fn with_second(&self, at: Instant, f: impl FnOnce(&mut Second)) {
@@ -374,6 +394,7 @@ impl Recorder {
     pub fn timeline(&self) -> Vec<TimelinePoint> {
         let seconds = lock(&self.seconds);
         let photos = lock(&self.photos);
+        let wal = lock(&self.wal);
         let len = seconds.len().max(photos.len());
         let mut last_photos = 0;
         (0..len)
@@ -391,6 +412,7 @@ impl Recorder {
                     server_lock_errors: s.map_or(0, |s| s.server_lock_errors),
                     p99_us: s.map_or(0, |s| latency(&s.hist).p99),
                     photos_processed: last_photos,
+                    wal_bytes: wal.get(i).copied().unwrap_or(0),
                 }
             })
             .collect()

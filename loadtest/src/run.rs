@@ -19,13 +19,14 @@ use lockbench_server::photos::{self, FileKind, Manifest};
 use lockbench_server::serve::{ServeConfig, ENV_TOKEN};
 use lockbench_server::storage::{self, ReadOnlyDb, Value};
 
+use crate::faults::{FaultContext, FaultRecord, FaultRunner};
 use crate::follow::LogFollower;
 use crate::load::{self, Shared};
 use crate::report::{
     self, Audit, BatchFigures, GateResult, LockErrors, LockSource, Machine, Report, ScenarioInfo,
     Target, TargetDatabase, UsersInfo, Verdict, WalFigures, WorkerSettings,
 };
-use crate::scenario::Scenario;
+use crate::scenario::{Fault, KillTarget, Scenario};
 
 /// How to run a scenario.
 #[derive(Debug, Clone, Default)]
@@ -66,17 +67,20 @@ impl ServerProcess {
     ) -> anyhow::Result<ServerProcess> {
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(config_file)
-            .env(ENV_TOKEN, token)
-            .env("LOCKBENCH_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .with_context(|| format!("starting {} serve", exe.display()))?;
+        // Its own process group: the terminal's Ctrl-C reaches lockbench only, which stops
+        // the server after reading its figures.
+        let mut child = crate::faults::spawn_group(
+            Command::new(exe)
+                .arg("serve")
+                .arg("--config")
+                .arg(config_file)
+                .env(ENV_TOKEN, token)
+                .env("LOCKBENCH_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(log_file)),
+        )
+        .with_context(|| format!("starting {} serve", exe.display()))?;
         let stdout = child.stdout.take().context("server stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -123,6 +127,7 @@ impl ServerProcess {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        crate::faults::forget_child(self.child.id());
     }
 }
 
@@ -261,6 +266,12 @@ fn run_reference(
     let work = tempfile::tempdir().context("creating a temporary folder")?;
     let (photo_dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work.path())?;
     let db = work.path().join("app.db");
+    let data_dir = work.path().join("data");
+    let sync_delay_control = work.path().join("sync_delay_ms");
+    let slow_disk = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f, Fault::SlowDisk { .. }));
     let serve = ServeConfig {
         storage: scenario.server.storage.clone(),
         retry: scenario.server.retry.clone(),
@@ -269,7 +280,8 @@ fn run_reference(
         threads: scenario.server.threads,
         port: 0,
         db: db.clone(),
-        data_dir: Some(work.path().join("data")),
+        data_dir: Some(data_dir.clone()),
+        sync_delay_control: slow_disk.then(|| sync_delay_control.clone()),
         ..ServeConfig::default()
     };
     let config_file = work.path().join("serve.toml");
@@ -326,6 +338,31 @@ fn run_reference(
         .as_i64()
         .context("POST /api/batches gave no batch_id")?;
     shared.batch_id.store(batch_id, Ordering::Relaxed);
+    let fault_runner = FaultRunner::start(
+        &scenario.faults,
+        FaultContext {
+            exe: exe.clone(),
+            db: db.clone(),
+            sync_delay_control,
+            load_started: shared.recorder.started(),
+        },
+        posted,
+    );
+    let mut kills: Vec<Kill> = scenario
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::KillWorker { at_photo, worker } => Some(Kill {
+                fault: f.clone(),
+                at_photo: *at_photo,
+                target: *worker,
+                state: KillState::Waiting,
+            }),
+            _ => None,
+        })
+        .collect();
+    let restarts_file = data_dir.join("restarts.jsonl");
+    let mut interrupted = false;
 
     let total = manifest.files.len() as u64;
     let bar = progress_bar(opts, total);
@@ -336,7 +373,13 @@ fn run_reference(
     let mut status = serde_json::Value::Null;
     let wal_path = PathBuf::from(format!("{}-wal", db.display()));
     loop {
-        std::thread::sleep(Duration::from_millis(500));
+        // A kill waits for a photo: look closely while one is pending.
+        let pace = if kills.iter().any(|k| matches!(k.state, KillState::Waiting)) {
+            Duration::from_millis(20)
+        } else {
+            Duration::from_millis(500)
+        };
+        std::thread::sleep(pace);
         if let Ok(s) = client
             .get(format!("{url}/api/batches/{batch_id}/status"))
             .bearer_auth(&token)
@@ -349,7 +392,28 @@ fn run_reference(
         }
         let processed = status["processed"].as_u64().unwrap_or(0);
         shared.recorder.sample_photos(processed);
-        wal_max = wal_max.max(std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0));
+        let wal_now = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+        shared.recorder.sample_wal(wal_now);
+        wal_max = wal_max.max(wal_now);
+        if crate::faults::interrupted() {
+            interrupted = true;
+            break;
+        }
+        for kill in kills.iter_mut() {
+            kill.step(
+                processed,
+                &KillEnv {
+                    client: &client,
+                    url: &url,
+                    token: &token,
+                    workers: scenario.server.workers,
+                    batch_id,
+                    photo_dir: &photo_dir,
+                    restarts: &restarts_file,
+                    recorder: &shared.recorder,
+                },
+            );
+        }
         bar.set_position(processed);
         bar.set_message(format!(
             "{} requests, {} lock errors seen by clients",
@@ -392,6 +456,13 @@ fn run_reference(
     }
     shared.stop.store(true, Ordering::Relaxed);
     let load_time = shared.recorder.started().elapsed();
+    let mut fault_records = fault_runner.finish();
+    fault_records.extend(kills.into_iter().map(Kill::into_record));
+    fault_records.sort_by(|a, b| {
+        a.started_s
+            .unwrap_or(f64::MAX)
+            .total_cmp(&b.started_s.unwrap_or(f64::MAX))
+    });
     bar.finish_and_clear();
     match attack.join() {
         Ok(result) => result.context("the load generator failed")?,
@@ -426,7 +497,20 @@ fn run_reference(
         posted.elapsed(),
     );
 
+    let restarts = crate::faults::read_restarts(&restarts_file, shared.recorder.started_wall());
     let mut notes = Vec::new();
+    if interrupted {
+        notes.push("interrupted by Ctrl-C: the load, the batch and the server were stopped early; the figures cover the run up to then".into());
+    }
+    if !restarts.is_empty() {
+        let gave_up = restarts.iter().any(|r| r.action == "gave-up");
+        notes.push(format!(
+            "{} worker restart{} by the supervisor{}; the server's counters survive a restart (each worker keeps them in a file), so lock errors before a restart are in the totals",
+            restarts.len(),
+            if restarts.len() == 1 { "" } else { "s" },
+            if gave_up { ", and then it gave up" } else { "" }
+        ));
+    }
     if (metrics.len() as u32) < workers {
         notes.push(format!(
             "server-side counters from {} of {} workers only (the others never answered /metrics)",
@@ -434,7 +518,7 @@ fn run_reference(
             workers
         ));
     }
-    if batch_done.is_none() {
+    if batch_done.is_none() && !interrupted {
         notes.push(format!(
             "the batch did not finish within the cap of {:?}",
             cap
@@ -493,13 +577,228 @@ fn run_reference(
             checkpoints_busy: server_side.checkpoints_busy,
         }),
         target_database: None,
+        faults: fault_records,
+        restarts,
+        interrupted,
         gates: Vec::new(),
         timeline: shared.recorder.timeline(),
         notes,
     };
     judge(scenario, &mut report);
+    drop(server);
     drop(work);
     Ok(report)
+}
+
+/// A `kill-worker` fault on its way: waiting for its photo, killed and waiting for the
+/// restart, batch posted again.
+struct Kill {
+    fault: Fault,
+    at_photo: u64,
+    target: KillTarget,
+    state: KillState,
+}
+
+enum KillState {
+    Waiting,
+    /// Killed; the batch is posted again once the supervisor has restarted the worker.
+    Killed {
+        at: Instant,
+        worker: String,
+        pid: u32,
+        processor: bool,
+        processed: u64,
+        /// Lock errors the workers had counted just before the kill.
+        counted: u64,
+    },
+    Done(FaultRecord),
+}
+
+/// What a kill needs from the runner.
+struct KillEnv<'a> {
+    client: &'a reqwest::blocking::Client,
+    url: &'a str,
+    token: &'a str,
+    workers: u32,
+    batch_id: i64,
+    photo_dir: &'a Path,
+    restarts: &'a Path,
+    recorder: &'a crate::load::Recorder,
+}
+
+impl Kill {
+    fn record(&self, env: &KillEnv<'_>, started: Option<Instant>, outcome: String) -> FaultRecord {
+        let since = |t: Instant| {
+            (t.saturating_duration_since(env.recorder.started()).as_secs_f64() * 10.0).round()
+                / 10.0
+        };
+        FaultRecord {
+            kind: self.fault.kind().to_owned(),
+            description: self.fault.describe(),
+            spec: serde_json::to_value(&self.fault).unwrap_or_default(),
+            started_s: started.map(since),
+            ended_s: started.map(|_| since(Instant::now())),
+            outcome,
+            lock_errors_before: None,
+        }
+    }
+
+    fn step(&mut self, processed: u64, env: &KillEnv<'_>) {
+        match &self.state {
+            KillState::Waiting if processed >= self.at_photo => {
+                let pick = pick_worker(env, self.target);
+                self.state = match pick {
+                    Err(why) => KillState::Done(self.record(env, None, why)),
+                    Ok((worker, pid, processor, counted)) => {
+                        use nix::sys::signal::{kill, Signal};
+                        use nix::unistd::Pid;
+                        match kill(Pid::from_raw(pid as i32), Signal::SIGKILL) {
+                            Ok(()) => KillState::Killed {
+                                at: Instant::now(),
+                                worker,
+                                pid,
+                                processor,
+                                processed,
+                                counted,
+                            },
+                            Err(e) => KillState::Done(self.record(
+                                env,
+                                None,
+                                format!("could not kill worker {worker} (pid {pid}): {e}"),
+                            )),
+                        }
+                    }
+                };
+            }
+            KillState::Killed {
+                at,
+                worker,
+                pid,
+                processor,
+                processed,
+                counted,
+            } => {
+                let restarted = std::fs::read_to_string(env.restarts).is_ok_and(|t| {
+                    t.lines().any(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+                            v["pid"].as_u64() == Some(u64::from(*pid)) && v["action"] == "restarted"
+                        })
+                    })
+                });
+                if !restarted && at.elapsed() < Duration::from_secs(30) {
+                    return;
+                }
+                let killed = format!(
+                    "SIGKILL to worker {worker} (pid {pid}{}) at photo {processed}, when the workers had counted {counted} lock errors",
+                    if *processor { ", running the processor" } else { "" }
+                );
+                let outcome = if !restarted {
+                    format!("{killed}; the supervisor did not restart it within 30 s")
+                } else if !processor {
+                    format!("{killed}; the supervisor restarted it; the batch went on in its own worker")
+                } else {
+                    match repost_batch(env) {
+                        Ok(()) => format!(
+                            "{killed}; the supervisor restarted it and lockbench posted the batch again, as an admin would: the processor resumes from what was committed"
+                        ),
+                        Err(e) => format!("{killed}; posting the batch again failed: {e}"),
+                    }
+                };
+                let (at, counted) = (*at, *counted);
+                let mut record = self.record(env, Some(at), outcome);
+                record.lock_errors_before = Some(counted);
+                self.state = KillState::Done(record);
+            }
+            _ => {}
+        }
+    }
+
+    fn into_record(self) -> FaultRecord {
+        match self.state {
+            KillState::Done(r) => r,
+            KillState::Waiting => FaultRecord {
+                kind: self.fault.kind().to_owned(),
+                description: self.fault.describe(),
+                spec: serde_json::to_value(&self.fault).unwrap_or_default(),
+                started_s: None,
+                ended_s: None,
+                outcome: format!("not applied: the batch never reached photo {}", self.at_photo),
+                lock_errors_before: None,
+            },
+            KillState::Killed { worker, pid, .. } => FaultRecord {
+                kind: self.fault.kind().to_owned(),
+                description: self.fault.describe(),
+                spec: serde_json::to_value(&self.fault).unwrap_or_default(),
+                started_s: None,
+                ended_s: None,
+                outcome: format!(
+                    "SIGKILL to worker {worker} (pid {pid}); the run ended before it was restarted"
+                ),
+                lock_errors_before: None,
+            },
+        }
+    }
+}
+
+/// The worker to kill and its pid, from every worker's /metrics: the one running the batch's
+/// processor, or the first that answers.
+fn pick_worker(
+    env: &KillEnv<'_>,
+    target: KillTarget,
+) -> Result<(String, u32, bool, u64), String> {
+    let texts = scrape_all(env.client, &format!("{}/metrics", env.url), None, env.workers);
+    // The lock errors counted so far, so the report can show they survive the kill.
+    let counted: u64 = ServerFigures::parse(texts.values())
+        .lock_by_code
+        .values()
+        .sum();
+    let batch = env.batch_id.to_string();
+    let mut first = None;
+    for (worker, text) in &texts {
+        let pid = text
+            .lines()
+            .find(|l| l.starts_with("lockbench_worker_info"))
+            .and_then(|l| label(l, "pid"))
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        let running = text.lines().any(|l| {
+            l.starts_with("lockbench_batch_processor_running{")
+                && label(l, "batch").as_deref() == Some(batch.as_str())
+                && l.trim_end().ends_with(" 1")
+        });
+        if running {
+            return Ok((worker.clone(), pid, true, counted));
+        }
+        first.get_or_insert((worker.clone(), pid, false, counted));
+    }
+    match (target, first) {
+        (KillTarget::Any, Some(w)) => Ok(w),
+        (KillTarget::Any, None) => Err("no worker answered /metrics: nothing was killed".into()),
+        (KillTarget::Processor, _) => Err(format!(
+            "no worker was running the processor of batch {}: nothing was killed",
+            env.batch_id
+        )),
+    }
+}
+
+/// POST /api/batches again with the same folder, trying again on a 503 as a person would.
+fn repost_batch(env: &KillEnv<'_>) -> anyhow::Result<()> {
+    for _ in 0..30 {
+        let response = env
+            .client
+            .post(format!("{}/api/batches", env.url))
+            .bearer_auth(env.token)
+            .json(&serde_json::json!({"dir": env.photo_dir}))
+            .send();
+        match response {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status().as_u16() == 503 => {}
+            Ok(r) => bail!("{}: {}", r.status(), r.text().unwrap_or_default()),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bail!("no worker accepted the batch in 15 s")
 }
 
 /// What a run against an external app may look at, checked before any load starts.
@@ -732,8 +1031,13 @@ fn run_external(
     }
 
     let bar = progress_bar(opts, batch.as_ref().map_or(run_for.as_secs(), |b| b.photos));
+    let mut interrupted = false;
     loop {
         std::thread::sleep(Duration::from_millis(500));
+        if crate::faults::interrupted() {
+            interrupted = true;
+            break;
+        }
         let lock_seen = follower.as_ref().map_or_else(
             || {
                 format!(
@@ -827,9 +1131,13 @@ fn run_external(
             ..LockErrors::default()
         },
     };
-    let mut notes = vec![
+    let mut notes = Vec::new();
+    if interrupted {
+        notes.push("interrupted by Ctrl-C: the load was stopped early; the figures cover the run up to then".to_owned());
+    }
+    notes.extend([
         "external target: lock errors by SQLite code, retries, effective settings and WAL figures come from the reference server's own counters and are absent here".to_owned(),
-    ];
+    ]);
     match (&access.log, unexplained) {
         (Some((path, _)), _) => notes.push(format!(
             "lock errors are the lines of {} that match {:?}, counted while the load ran",
@@ -908,6 +1216,9 @@ fn run_external(
         audit,
         wal: None,
         target_database,
+        faults: Vec::new(),
+        restarts: Vec::new(),
+        interrupted,
         gates: Vec::new(),
         timeline: shared.recorder.timeline(),
         notes,
@@ -1159,6 +1470,9 @@ fn audit(db: &Path, batch_id: i64, manifest: &Manifest, acks: &[String]) -> anyh
     Ok(audit)
 }
 
+/// The exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const INTERRUPTED_EXIT: u8 = 130;
+
 /// The verdict's words on lock errors: where the count comes from, and never "0 lock
 /// errors" when the count cannot be seen.
 pub fn lock_summary(le: &LockErrors) -> String {
@@ -1267,11 +1581,28 @@ fn judge(scenario: &Scenario, report: &mut Report) {
         .map(|g| g.name.as_str())
         .collect();
     let unfinished = report.batch.as_ref().is_some_and(|b| !b.finished);
-    let passed = failed.is_empty() && !unfinished;
+    let passed = failed.is_empty() && !unfinished && !report.interrupted;
     let lost = report.audit.as_ref().map(|a| a.lost_writes);
+    let faults = if report.faults.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = report.faults.iter().map(|f| f.description.as_str()).collect();
+        format!("; faults: {}", names.join(", "))
+    };
+    let restarts = match report.restarts.len() {
+        0 => String::new(),
+        1 => "; 1 worker restart".to_owned(),
+        n => format!("; {n} worker restarts"),
+    };
     let summary = format!(
-        "{}: {}; {}; {}{}",
-        if passed { "PASSED" } else { "FAILED" },
+        "{}: {}; {}; {}{}{faults}{restarts}",
+        if report.interrupted {
+            "INTERRUPTED"
+        } else if passed {
+            "PASSED"
+        } else {
+            "FAILED"
+        },
         if failed.is_empty() {
             format!("all {} gates passed", gates.len())
         } else {
@@ -1296,6 +1627,12 @@ fn judge(scenario: &Scenario, report: &mut Report) {
     report.verdict = Verdict {
         passed,
         summary,
-        exit_code: if passed { 0 } else { 1 },
+        exit_code: if report.interrupted {
+            INTERRUPTED_EXIT
+        } else if passed {
+            0
+        } else {
+            1
+        },
     };
 }

@@ -124,6 +124,26 @@ pub struct SweepRow {
     /// Wall time of the whole row (server start to report), seconds.
     pub wall_s: f64,
     pub report: String,
+    /// SHA-256 of the row's whole scenario as it ran: an interrupted sweep reuses a finished
+    /// row only when its label and its settings are both unchanged.
+    #[serde(default)]
+    pub settings_key: String,
+    /// The faults the row applied, in words.
+    #[serde(default)]
+    pub faults: Vec<String>,
+    /// Worker restarts during the row.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Duplicate writes the audit found.
+    #[serde(default)]
+    pub duplicate_writes: Option<u64>,
+}
+
+/// The key a finished row is reused by: a hash of its whole scenario.
+pub fn settings_key(scenario: &Scenario) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let text = toml::to_string(scenario).context("scenario to TOML")?;
+    Ok(format!("{:x}", sha2::Sha256::digest(text.as_bytes())))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +153,10 @@ pub struct SweepReport {
     pub description: String,
     pub base: String,
     pub rows: Vec<SweepRow>,
+    /// True when Ctrl-C stopped the sweep: the rows finished so far are kept, and running
+    /// the sweep again resumes it.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 fn value_text(v: &toml::Value) -> String {
@@ -189,6 +213,10 @@ fn row_from(
             .collect(),
         wall_s: (wall_s * 10.0).round() / 10.0,
         report: path.join("report.json").display().to_string(),
+        settings_key: String::new(),
+        faults: report.faults.iter().map(|f| f.description.clone()).collect(),
+        restarts: report.restarts.len() as u64,
+        duplicate_writes: report.audit.as_ref().map(|a| a.duplicate_writes),
     }
 }
 
@@ -296,19 +324,29 @@ pub fn sweep(
         indicatif::ProgressBar::hidden()
     };
     let mut done = Vec::new();
-    let write = |done: &[SweepRow]| write_sweep(&file, &base_path, &base, done, out);
+    let mut interrupted = false;
+    let write =
+        |done: &[SweepRow], interrupted| write_sweep(&file, &base_path, &base, done, out, interrupted);
     for (i, (label, set, scenario)) in planned.into_iter().enumerate() {
+        if crate::faults::interrupted() {
+            interrupted = true;
+            break;
+        }
         bar.set_message(label.clone());
         let dir = out
             .join("rows")
             .join(format!("{:02}-{}", i + 1, slug(&label)));
         let marker = dir.join("row.json");
+        let key = settings_key(&scenario)?;
         if let Ok(existing) = std::fs::read_to_string(&marker) {
             if let Ok(row) = serde_json::from_str::<SweepRow>(&existing) {
-                done.push(row);
-                bar.inc(1);
-                continue;
+                if row.label == label && row.settings_key == key {
+                    done.push(row);
+                    bar.inc(1);
+                    continue;
+                }
             }
+            // The row's settings changed since it ran: run it again.
         }
         let started = Instant::now();
         let opts = RunOptions {
@@ -320,20 +358,26 @@ pub fn sweep(
             ..RunOptions::default()
         };
         let outcome = run_scenario(&opts).with_context(|| format!("row {label:?}"))?;
-        let row = row_from(
+        if outcome.report.interrupted {
+            // Not kept: the row runs again when the sweep is resumed.
+            interrupted = true;
+            break;
+        }
+        let mut row = row_from(
             &label,
             &set,
             &outcome.report,
             started.elapsed().as_secs_f64(),
             &dir,
         );
+        row.settings_key = key;
         std::fs::write(&marker, serde_json::to_string_pretty(&row)?)?;
         done.push(row);
         bar.inc(1);
-        write(&done)?;
+        write(&done, false)?;
     }
     bar.finish_and_clear();
-    write(&done)
+    write(&done, interrupted)
 }
 
 fn write_sweep(
@@ -342,6 +386,7 @@ fn write_sweep(
     scenario: &Scenario,
     rows: &[SweepRow],
     out: &Path,
+    interrupted: bool,
 ) -> anyhow::Result<SweepReport> {
     let report = SweepReport {
         schema_version: 1,
@@ -349,6 +394,7 @@ fn write_sweep(
         description: file.description.clone(),
         base: base.display().to_string(),
         rows: rows.to_vec(),
+        interrupted,
     };
     std::fs::write(
         out.join("sweep.json"),
@@ -383,8 +429,8 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
     for e in &endpoints {
         s.push_str(&format!(" p99 ms {e} |"));
     }
-    s.push_str(" batch s | lost writes | misassigned |\n|");
-    for _ in 0..(12 + endpoints.len()) {
+    s.push_str(" batch s | lost writes | duplicates | misassigned | restarts |\n|");
+    for _ in 0..(14 + endpoints.len()) {
         s.push_str(" --- |");
     }
     s.push('\n');
@@ -423,12 +469,17 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
             None => "–".into(),
         };
         s.push_str(&format!(
-            " {batch} | {} | {} |\n",
+            " {batch} | {} | {} | {} | {} |\n",
             opt(row.lost_writes),
-            opt(row.misassigned_photos)
+            opt(row.duplicate_writes),
+            opt(row.misassigned_photos),
+            row.restarts
         ));
     }
     s.push_str("\nEach row is a full `lockbench run` on its own fresh database; its report is in the row's folder.\n");
+    if r.interrupted {
+        s.push_str("\n**Interrupted** by Ctrl-C: the rows above are the finished ones; run the same command again to resume.\n");
+    }
     s
 }
 

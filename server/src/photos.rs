@@ -1011,6 +1011,45 @@ pub struct Scan {
     pub height: u32,
     /// Text of the first QR code found that decodes, if any.
     pub qr_payload: Option<String>,
+    /// Texts of every QR code found that decodes, each once, in the order found (the first is
+    /// `qr_payload`). More than one means several codes in one photo.
+    #[serde(default)]
+    pub qr_payloads: Vec<String>,
+}
+
+/// Why an email address is refused, or `None` when it is one: 1 to 254 bytes, an `@` with
+/// something on both sides, no whitespace. The kiosk endpoint and the QR payloads of
+/// registrations apply the same rule.
+pub fn email_problem(email: &str) -> Option<&'static str> {
+    if email.is_empty() {
+        return Some("is empty");
+    }
+    if email.len() > 254 {
+        return Some("is longer than 254 bytes");
+    }
+    if email.contains(char::is_whitespace) {
+        return Some("contains whitespace");
+    }
+    match email.find('@') {
+        Some(i) if i > 0 && i + 1 < email.len() => None,
+        _ => Some("has no @ with text on both sides"),
+    }
+}
+
+/// The email of a registration QR payload (`LOCKBENCH-REG:` + an email), or why the payload
+/// is not one.
+pub fn registration_email(payload: &str) -> Result<&str, String> {
+    let Some(email) = payload.strip_prefix(QR_PREFIX) else {
+        return Err(format!(
+            "QR payload {payload:?} is not a registration (expected {QR_PREFIX} + an email)"
+        ));
+    };
+    match email_problem(email) {
+        None => Ok(email),
+        Some(problem) => Err(format!(
+            "malformed registration QR payload {payload:?}: the email {email:?} {problem}"
+        )),
+    }
 }
 
 /// Decodes the image bytes (format guessed from the content) and looks for a QR code (rqrr on
@@ -1022,7 +1061,7 @@ pub struct Scan {
 /// panics: a panic inside a decoder becomes a `Decode` error.
 pub fn scan(bytes: &[u8]) -> Result<Scan, PhotoError> {
     let content_hash = content_hash(bytes);
-    let (width, height, qr_payload) =
+    let (width, height, qr_payloads) =
         match panic::catch_unwind(AssertUnwindSafe(|| scan_image(bytes))) {
             Ok(result) => result?,
             Err(payload) => {
@@ -1038,20 +1077,25 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, PhotoError> {
         content_hash,
         width,
         height,
-        qr_payload,
+        qr_payload: qr_payloads.first().cloned(),
+        qr_payloads,
     })
 }
 
-fn scan_image(bytes: &[u8]) -> Result<(u32, u32, Option<String>), PhotoError> {
+fn scan_image(bytes: &[u8]) -> Result<(u32, u32, Vec<String>), PhotoError> {
     let image = decode_image(bytes)?;
     let (width, height) = (image.width(), image.height());
     let luma = to_luma(image);
     let mut prepared = rqrr::PreparedImage::prepare(luma);
-    let payload = prepared
-        .detect_grids()
-        .iter()
-        .find_map(|grid| grid.decode().ok().map(|(_, text)| text));
-    Ok((width, height, payload))
+    let mut payloads: Vec<String> = Vec::new();
+    for grid in prepared.detect_grids() {
+        if let Ok((_, text)) = grid.decode() {
+            if !payloads.contains(&text) {
+                payloads.push(text);
+            }
+        }
+    }
+    Ok((width, height, payloads))
 }
 
 /// Grayscale for rqrr. RGB8 (every JPEG photo) takes an integer Rec. 709 conversion, several

@@ -60,11 +60,13 @@ pub struct ProcessorConfig {
     pub upload_latency_ms: u64,
 }
 
-/// Where the processor writes: per-person folders and the upload folder.
+/// Where the processor writes: per-person folders, the upload folder, and the batches' claim
+/// files (see `app`'s POST /api/batches).
 #[derive(Debug, Clone)]
 pub struct DataDirs {
     pub persons: PathBuf,
     pub uploads: PathBuf,
+    pub batches: PathBuf,
 }
 
 impl DataDirs {
@@ -72,27 +74,37 @@ impl DataDirs {
         DataDirs {
             persons: root.join("persons"),
             uploads: root.join("uploads"),
+            batches: root.join("batches"),
         }
     }
 }
 
-/// Lists a batch folder's photos in name order: regular files ending in .jpg, .jpeg or .png.
+/// Lists a batch folder's photos in name order: the entries whose name ends in .jpg, .jpeg or
+/// .png (any case) and that are not folders. Symbolic links are listed too, so that the
+/// processor records them as failed (it never follows them) instead of leaving them out
+/// without a word; so are names that are not UTF-8 (recorded under their lossy name).
 pub fn list_photos(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut photos = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if !entry.file_type()?.is_file() {
-            continue; // symlinks and folders are not photos
+        if entry.file_type()?.is_dir() {
+            continue;
         }
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let lower = name.to_ascii_lowercase();
-        if lower.ends_with(".jpg") || lower.ends_with(".jpeg") || lower.ends_with(".png") {
+        let lower = name.as_encoded_bytes().to_ascii_lowercase();
+        if lower.ends_with(b".jpg") || lower.ends_with(b".jpeg") || lower.ends_with(b".png") {
             photos.push(entry.path());
         }
     }
     photos.sort();
     Ok(photos)
+}
+
+/// A photo's file name as recorded: the name itself, or its lossy form when it is not UTF-8.
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The person whose photos are being collected.
@@ -137,18 +149,52 @@ fn slug(text: &str) -> String {
     }
 }
 
-/// Joins a file name read from disk under `dir`, refusing anything that is not a plain name.
+/// Joins a file name read from disk (or a folder name read from the database) under `dir`,
+/// refusing anything that is not a plain name, so that nothing is written outside `dir`.
+/// A backslash is refused too: it is a plain character here, but a separator wherever the
+/// uploads may be copied next.
 fn inside(dir: &Path, name: &str) -> Result<PathBuf, String> {
-    let plain = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains('/')
-        && !name.contains('\\')
-        && !name.contains('\0');
-    if !plain {
-        return Err(format!("refusing file name {name:?}"));
+    let why = if name.is_empty() {
+        Some("it is empty")
+    } else if name == "." || name == ".." {
+        Some("it names a folder, not a file")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("it contains a path separator")
+    } else if name.contains('\0') {
+        Some("it contains a NUL byte")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!("refusing file name {name:?}: {why}")),
+        None => Ok(dir.join(name)),
     }
-    Ok(dir.join(name))
+}
+
+/// Creates `folder` (and its parents) and checks it is a real folder, not a symbolic link to
+/// somewhere else.
+fn real_folder(folder: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(folder).map_err(|e| format!("creating {}: {e}", folder.display()))?;
+    let meta = std::fs::symlink_metadata(folder)
+        .map_err(|e| format!("checking {}: {e}", folder.display()))?;
+    if !meta.file_type().is_dir() {
+        return Err(format!(
+            "refusing to write into {}: it is not a folder (a symbolic link?)",
+            folder.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to`, first removing a symbolic link found at `to` (copying onto it would
+/// write wherever it points).
+fn copy_file(from: &Path, to: &Path, label: &str) -> Result<(), String> {
+    if std::fs::symlink_metadata(to).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(to).map_err(|e| format!("removing the link {}: {e}", to.display()))?;
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("{label}: {e}"))
 }
 
 /// Runs one batch to the end. Returns the number of photos processed in this run.
@@ -162,6 +208,7 @@ pub fn process_batch(
 ) -> u64 {
     let span = info_span!("processor", batch = batch_id);
     let _enter = span.enter();
+    let _running = Running::start(metrics, batch_id);
     let total = photos.len() as u64;
     metrics
         .batches
@@ -199,6 +246,34 @@ pub fn process_batch(
         .unwrap_or_else(|p| p.into_inner())
         .insert(batch_id);
     done
+}
+
+/// Marks a batch's processor as running in this worker's metrics while it lives (a panic
+/// included).
+struct Running<'a> {
+    metrics: &'a Metrics,
+    batch_id: i64,
+}
+
+impl<'a> Running<'a> {
+    fn start(metrics: &'a Metrics, batch_id: i64) -> Running<'a> {
+        metrics
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(batch_id);
+        Running { metrics, batch_id }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.batch_id);
+    }
 }
 
 /// Decodes and scans photos on two threads, handing them to `each` in name order.
@@ -256,19 +331,31 @@ pub fn scan_photos(photos: &[PathBuf]) -> Vec<Option<String>> {
 }
 
 fn decode(path: &Path) -> Decoded {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let result = std::fs::read(path)
-        .map_err(|e| format!("cannot read: {e}"))
-        .and_then(|bytes| photos::scan(&bytes).map_err(|e| e.to_string()));
+    let name = file_name_of(path);
+    let result = read_photo(path).and_then(|bytes| photos::scan(&bytes).map_err(|e| e.to_string()));
     Decoded {
         path: path.to_path_buf(),
         name,
         result,
     }
+}
+
+/// A photo's bytes; a symbolic link is refused, not followed (it may point anywhere, `../`
+/// included).
+fn read_photo(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        return Err(format!(
+            "is a symbolic link{target}, not a photo file: links are not followed"
+        ));
+    }
+    if !meta.file_type().is_file() {
+        return Err("is not a regular file".into());
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
 struct Processor<'a> {
@@ -323,6 +410,12 @@ impl Processor<'_> {
         let _enter = span.enter();
         let Decoded { path, name, result } = decoded;
         let decoded = Named { path, name };
+        if let Err(reason) = inside(Path::new(""), &decoded.name) {
+            // Never copied anywhere: the name could not be written safely.
+            info!(reason, "photo refused by name");
+            self.record_failed(&decoded.name, None, &reason);
+            return;
+        }
         let scan = match result {
             Ok(scan) => scan,
             Err(reason) => {
@@ -332,7 +425,12 @@ impl Processor<'_> {
             }
         };
         match self.already_recorded(&scan.content_hash) {
-            Ok(Some((person_id, is_qr))) => {
+            Ok(Some((_, _, true))) => {
+                // Failed before (a refused QR code, a unit of work that failed): it belongs to
+                // nobody, and failing it again would count it twice.
+                return;
+            }
+            Ok(Some((person_id, is_qr, false))) => {
                 // Re-processing (a second POST, or after a crash): nothing new to record, but
                 // the person sequence must be followed.
                 if is_qr {
@@ -361,17 +459,22 @@ impl Processor<'_> {
                 return;
             }
         }
-        let registration = scan
-            .qr_payload
-            .as_deref()
-            .filter(|p| p.starts_with(photos::QR_PREFIX))
-            .map(str::to_owned);
-        let outcome = match registration {
-            Some(payload) => {
+        let outcome = match qr_meaning(&scan.qr_payloads) {
+            QrMeaning::Registration(payload) => {
                 self.finish_person();
                 self.start_new_person(&decoded, &scan, &payload)
             }
-            None => self.assign_to_current_person(&decoded, &scan),
+            QrMeaning::None => self.assign_to_current_person(&decoded, &scan, None),
+            QrMeaning::Foreign(note) => {
+                self.assign_to_current_person(&decoded, &scan, Some(&note))
+            }
+            QrMeaning::Refused(reason) => {
+                // The current person stays: a photo that cannot say whose it is does not
+                // start anyone.
+                info!(reason, "photo's QR code refused");
+                self.record_failed(&decoded.name, Some(&scan.content_hash), &reason);
+                return;
+            }
         };
         match outcome {
             Ok(()) => {
@@ -391,16 +494,21 @@ impl Processor<'_> {
         }
     }
 
-    fn already_recorded(&self, hash: &str) -> Result<Option<(Option<i64>, bool)>, DbError> {
+    /// The photo already recorded with this content: (person, is a QR photo, failed).
+    fn already_recorded(&self, hash: &str) -> Result<Option<(Option<i64>, bool, bool)>, DbError> {
         let rows = self.store.read("photo_lookup", |tx| {
             tx.query(
-                "SELECT person_id, is_qr FROM photos WHERE content_hash = ?1",
+                "SELECT person_id, is_qr, status FROM photos WHERE content_hash = ?1",
                 &[Value::from(hash)],
             )
         })?;
-        Ok(rows
-            .first()
-            .map(|r| (r[0].as_i64(), r[1].as_i64() == Some(1))))
+        Ok(rows.first().map(|r| {
+            (
+                r[0].as_i64(),
+                r[1].as_i64() == Some(1),
+                r[2].as_str() == Some("failed"),
+            )
+        }))
     }
 
     /// _start_new_person: a QR photo for a registration.
@@ -486,11 +594,18 @@ impl Processor<'_> {
         Ok(())
     }
 
-    /// _assign_to_current_person: a regular photo.
-    fn assign_to_current_person(&mut self, decoded: &Named, scan: &Scan) -> Result<(), DbError> {
+    /// _assign_to_current_person: a regular photo. `note` (a QR code that is not a
+    /// registration) is kept in the photo's `error` column and in the log.
+    fn assign_to_current_person(
+        &mut self,
+        decoded: &Named,
+        scan: &Scan,
+        note: Option<&str>,
+    ) -> Result<(), DbError> {
         let batch_id = self.batch_id;
         let name = decoded.name.clone();
         let hash = scan.content_hash.clone();
+        let note: Option<String> = note.map(str::to_owned);
         let person_id = self.current.as_ref().map(|p| p.id);
         let steps: Vec<(&'static str, Step<'_>)> = vec![
             (
@@ -504,8 +619,8 @@ impl Processor<'_> {
                                 &[Value::Int(pid)],
                             )?;
                             tx.insert(
-                                "INSERT INTO photos (batch_id, person_id, file_name, content_hash, status) VALUES (?1, ?2, ?3, ?4, 'assigned')",
-                                &[Value::Int(batch_id), Value::Int(pid), Value::from(name.as_str()), Value::from(hash.as_str())],
+                                "INSERT INTO photos (batch_id, person_id, file_name, content_hash, status, error) VALUES (?1, ?2, ?3, ?4, 'assigned', ?5)",
+                                &[Value::Int(batch_id), Value::Int(pid), Value::from(name.as_str()), Value::from(hash.as_str()), Value::from(note.clone())],
                             )?;
                             tx.execute(
                                 "UPDATE persons SET photo_count = photo_count + 1 WHERE id = ?1",
@@ -514,8 +629,8 @@ impl Processor<'_> {
                         }
                         None => {
                             tx.insert(
-                                "INSERT INTO photos (batch_id, file_name, content_hash, status) VALUES (?1, ?2, ?3, 'unassigned')",
-                                &[Value::Int(batch_id), Value::from(name.as_str()), Value::from(hash.as_str())],
+                                "INSERT INTO photos (batch_id, file_name, content_hash, status, error) VALUES (?1, ?2, ?3, 'unassigned', ?4)",
+                                &[Value::Int(batch_id), Value::from(name.as_str()), Value::from(hash.as_str()), Value::from(note.clone())],
                             )?;
                         }
                     }
@@ -525,8 +640,11 @@ impl Processor<'_> {
             (
                 "log_action",
                 Box::new(|tx: &mut dyn Tx| {
-                    let detail =
+                    let mut detail =
                         person_id.map_or("no current person".to_owned(), |p| format!("person {p}"));
+                    if let Some(note) = &note {
+                        detail = format!("{detail}; {note}");
+                    }
                     log_action(
                         tx,
                         batch_id,
@@ -623,7 +741,8 @@ impl Processor<'_> {
     }
 
     fn save_person(&self, person: &Person) -> Result<(), DbError> {
-        let folder = self.dirs.persons.join(&person.folder);
+        let folder =
+            inside(&self.dirs.persons, &person.folder).map_err(io_error("save_current_person"))?;
         let copy = || copy_photos(&person.photos, &folder, person.id, Duration::ZERO);
         if !self.io_in_tx() {
             copy().map_err(io_error("save_current_person"))?;
@@ -649,8 +768,8 @@ impl Processor<'_> {
     }
 
     fn upload_person(&self, person: &Person) -> Result<(), DbError> {
-        let source = self.dirs.persons.join(&person.folder);
-        let target = self.dirs.uploads.join(&person.folder);
+        let source = inside(&self.dirs.persons, &person.folder).map_err(io_error("upload_person"))?;
+        let target = inside(&self.dirs.uploads, &person.folder).map_err(io_error("upload_person"))?;
         let latency = Duration::from_millis(self.config.upload_latency_ms);
         let upload = || upload_folder(&source, &target, latency);
         if !self.io_in_tx() {
@@ -720,6 +839,50 @@ impl Processor<'_> {
     }
 }
 
+/// What the QR codes of one photo mean to the processor.
+#[derive(Debug, PartialEq, Eq)]
+enum QrMeaning {
+    /// No QR code: a regular photo.
+    None,
+    /// Exactly one registration code, well formed: the photo starts that person.
+    Registration(String),
+    /// Only codes that are not registrations (a poster, a URL): a regular photo, with a note.
+    Foreign(String),
+    /// A registration code that is malformed, or several different ones: the photo is failed
+    /// with this reason, since it cannot say whose it is.
+    Refused(String),
+}
+
+fn qr_meaning(payloads: &[String]) -> QrMeaning {
+    let (registrations, foreign): (Vec<&String>, Vec<&String>) = payloads
+        .iter()
+        .partition(|p| p.starts_with(photos::QR_PREFIX));
+    match registrations.as_slice() {
+        [] if foreign.is_empty() => QrMeaning::None,
+        [] => QrMeaning::Foreign(format!(
+            "QR code ignored: {}",
+            foreign
+                .iter()
+                .map(|p| photos::registration_email(p).unwrap_err())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        [one] => match photos::registration_email(one) {
+            Ok(_) => QrMeaning::Registration((*one).clone()),
+            Err(reason) => QrMeaning::Refused(reason),
+        },
+        several => QrMeaning::Refused(format!(
+            "{} registration QR codes in one photo ({}): cannot tell whose photo it is",
+            several.len(),
+            several
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 fn folder_of(store: &Store, person_id: i64) -> Result<String, DbError> {
     store.read("person_folder", |tx| {
         let rows = tx.query(
@@ -779,29 +942,29 @@ fn copy_photos(
     person_id: i64,
     latency: Duration,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(folder).map_err(|e| format!("creating {}: {e}", folder.display()))?;
+    real_folder(folder)?;
     let mut names = Vec::with_capacity(photos.len());
     for photo in photos {
-        let name = photo
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| format!("unreadable file name {}", photo.display()))?;
-        let target = inside(folder, name)?;
-        std::fs::copy(photo, &target).map_err(|e| format!("copying {name}: {e}"))?;
+        let name = file_name_of(photo);
+        let target = inside(folder, &name)?;
+        copy_file(photo, &target, &format!("copying {name}"))?;
         if !latency.is_zero() {
             std::thread::sleep(latency);
         }
-        names.push(name.to_owned());
+        names.push(name);
     }
     let metadata = serde_json::json!({"person_id": person_id, "photos": names});
     let path = inside(folder, "metadata.json")?;
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+    }
     std::fs::write(&path, metadata.to_string())
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// Copies a person's folder into the upload folder, `latency` per file (the Drive upload).
 fn upload_folder(source: &Path, target: &Path, latency: Duration) -> Result<(), String> {
-    std::fs::create_dir_all(target).map_err(|e| format!("creating {}: {e}", target.display()))?;
+    real_folder(target)?;
     let entries =
         std::fs::read_dir(source).map_err(|e| format!("reading {}: {e}", source.display()))?;
     let mut files: Vec<PathBuf> = entries
@@ -811,12 +974,9 @@ fn upload_folder(source: &Path, target: &Path, latency: Duration) -> Result<(), 
         .collect();
     files.sort();
     for file in files {
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| format!("unreadable file name {}", file.display()))?;
-        let dest = inside(target, name)?;
-        std::fs::copy(&file, &dest).map_err(|e| format!("uploading {name}: {e}"))?;
+        let name = file_name_of(&file);
+        let dest = inside(target, &name)?;
+        copy_file(&file, &dest, &format!("uploading {name}"))?;
         if !latency.is_zero() {
             std::thread::sleep(latency);
         }
@@ -841,5 +1001,52 @@ mod tests {
         );
         assert_eq!(slug("../../Ada Lovelace!"), "ada-lovelace");
         assert_eq!(slug("///"), "person");
+        assert!(inside(dir, "a\\..\\b.jpg")
+            .unwrap_err()
+            .contains("separator"));
+        assert_eq!(
+            inside(dir, "Café ü 写真 (1).jpg").unwrap(),
+            Path::new("/out/Café ü 写真 (1).jpg")
+        );
+        assert_eq!(inside(dir, "..jpg").unwrap(), Path::new("/out/..jpg"));
+    }
+
+    #[test]
+    fn qr_codes_mean_a_person_only_when_there_is_one_well_formed_registration() {
+        let reg = |e: &str| format!("{}{e}", photos::QR_PREFIX);
+        let of = |p: &[String]| qr_meaning(p);
+        assert_eq!(of(&[]), QrMeaning::None);
+        assert_eq!(
+            of(&[reg("ada@example.org")]),
+            QrMeaning::Registration(reg("ada@example.org"))
+        );
+        // A registration beside a poster's code still starts the person.
+        assert_eq!(
+            of(&["https://example.org".into(), reg("ada@example.org")]),
+            QrMeaning::Registration(reg("ada@example.org"))
+        );
+        match of(&["https://example.org".into()]) {
+            QrMeaning::Foreign(note) => {
+                assert!(note.contains("https://example.org"), "{note}");
+                assert!(note.contains("not a registration"), "{note}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["", "nobody", "@example.org", "ada@", "a b@example.org"] {
+            match of(&[reg(bad)]) {
+                QrMeaning::Refused(reason) => {
+                    assert!(reason.contains("malformed registration"), "{reason}");
+                    assert!(reason.contains(&format!("{bad:?}")), "{reason}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        match of(&[reg("ada@example.org"), reg("bob@example.org")]) {
+            QrMeaning::Refused(reason) => {
+                assert!(reason.starts_with("2 registration QR codes"), "{reason}");
+                assert!(reason.contains("bob@example.org"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -424,6 +424,147 @@ async fn bad_input_gets_the_right_status_naming_what_was_wrong_and_loses_nothing
             StatusCode::UNPROCESSABLE_ENTITY,
             "folder",
         ),
+        // Wrong types name the field and what was expected.
+        (
+            "POST",
+            "/api/registrations",
+            Some(r#"{"name": 5, "email": "b@example.org"}"#),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "POST",
+            "/api/registrations",
+            Some(r#"{"name": "Bob", "email": ["b@example.org"]}"#),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "email: invalid type: sequence",
+        ),
+        (
+            "POST",
+            "/api/registrations",
+            Some(r#"{"name": null, "email": "b@example.org"}"#),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name: invalid type: null",
+        ),
+        (
+            "POST",
+            "/api/batches",
+            Some(r#"{"dir": 5}"#),
+            Some(TOKEN),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "dir: invalid type: integer `5`",
+        ),
+        (
+            "POST",
+            "/api/registrations",
+            Some(r#"["Bob", "b@example.org"]"#),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid type: sequence",
+        ),
+        (
+            "POST",
+            "/api/registrations",
+            Some(r#"{"name":"Bob","email":"b@example.org","admin":true}"#),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown field `admin`",
+        ),
+        // Malformed JSON: cut short, empty, trailing text.
+        (
+            "POST",
+            "/api/registrations",
+            Some(r#"{"name":"Bob","email":"b@exa"#),
+            None,
+            StatusCode::BAD_REQUEST,
+            "EOF while parsing",
+        ),
+        (
+            "POST",
+            "/api/registrations",
+            Some(""),
+            None,
+            StatusCode::BAD_REQUEST,
+            "EOF while parsing",
+        ),
+        (
+            "POST",
+            "/api/registrations",
+            Some(r#"{"name":"Bob","email":"b@example.org"} and more"#),
+            None,
+            StatusCode::BAD_REQUEST,
+            "trailing characters",
+        ),
+        // Email rules name the problem.
+        (
+            "POST",
+            "/api/registrations",
+            Some(r#"{"name":"Bob","email":"b ob@example.org"}"#),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "contains whitespace",
+        ),
+        (
+            "POST",
+            "/api/registrations",
+            Some(r#"{"name":"Bob","email":"bob@"}"#),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no @ with text on both sides",
+        ),
+        // Unknown and impossible ids.
+        (
+            "GET",
+            "/api/batches/-1/status",
+            None,
+            Some(TOKEN),
+            StatusCode::NOT_FOUND,
+            "batch -1",
+        ),
+        (
+            "GET",
+            "/api/batches/99999999999999999999/status",
+            None,
+            Some(TOKEN),
+            StatusCode::BAD_REQUEST,
+            "batch id",
+        ),
+        (
+            "GET",
+            "/api/registrations/updates?since=99999999999999999999",
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+            "since",
+        ),
+        (
+            "GET",
+            "/api/no-such-route",
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "",
+        ),
+        // Missing or wrong token on a route that writes.
+        (
+            "POST",
+            "/api/batches",
+            Some(r#"{"dir":"/tmp"}"#),
+            None,
+            StatusCode::UNAUTHORIZED,
+            "admin token required",
+        ),
+        (
+            "POST",
+            "/api/batches",
+            Some(r#"{"dir":"/tmp"}"#),
+            Some("test-token-but-longer"),
+            StatusCode::UNAUTHORIZED,
+            "admin token required",
+        ),
     ];
     for (method, uri, body, auth, status, named) in cases {
         let r = call(&f.router, method, uri, *body, *auth).await;
@@ -434,12 +575,46 @@ async fn bad_input_gets_the_right_status_naming_what_was_wrong_and_loses_nothing
             r.text
         );
     }
+    // A batch folder that is a file (the database itself).
+    let file_body = json!({"dir": f.root.join("app.db")}).to_string();
+    let r = call(&f.router, "POST", "/api/batches", Some(&file_body), Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["field"], "dir");
+    assert!(r.text.contains("is not a folder"), "{}", r.text);
+
     let huge = format!(
         r#"{{"name":"{}","email":"x@example.org"}}"#,
         "x".repeat(app::MAX_BODY_BYTES + 1)
     );
     let r = call(&f.router, "POST", "/api/registrations", Some(&huge), None).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+    assert_eq!(r.body["error"], "payload_too_large");
+    // Oversized and malformed at once: the size is what is refused.
+    let huge_broken = format!("{{\"name\":\"{}", "x".repeat(app::MAX_BODY_BYTES + 1));
+    let r = call(&f.router, "POST", "/api/registrations", Some(&huge_broken), None).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+
+    // A body that is not JSON at all, or not UTF-8, or sent as something else than JSON.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/registrations")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(vec![b'{', 0xff, 0xfe, b'}']))
+        .unwrap();
+    let response = f.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/registrations")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(r#"{"name":"Bob","email":"b@example.org"}"#))
+        .unwrap();
+    let response = f.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("unsupported_media_type"), "{text}");
+    assert!(text.contains("Content-Type"), "{text}");
 
     let regs = f
         .store
@@ -452,6 +627,11 @@ async fn bad_input_gets_the_right_status_naming_what_was_wrong_and_loses_nothing
         Some(1),
         "the committed registration is still there, nothing else was written"
     );
+    let batches = f
+        .store
+        .read("n", |tx| tx.query_i64("SELECT count(*) FROM batches", &[]))
+        .unwrap();
+    assert_eq!(batches, Some(0), "no refused POST created a batch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,4 +690,339 @@ async fn a_lock_error_that_survives_the_retries_is_a_503_naming_the_code_and_ope
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+/// A PNG of the given QR payloads side by side on white: one code, or several in one photo.
+fn qr_png(payloads: &[&str]) -> Vec<u8> {
+    use image::{GrayImage, Luma};
+    let codes: Vec<GrayImage> = payloads
+        .iter()
+        .map(|p| {
+            qrcode::QrCode::new(p.as_bytes())
+                .expect("QR code")
+                .render::<Luma<u8>>()
+                .module_dimensions(4, 4)
+                .quiet_zone(true)
+                .build()
+        })
+        .collect();
+    let gap = 40;
+    let width = codes.iter().map(|c| c.width()).sum::<u32>() + gap * (codes.len() as u32 + 1);
+    let height = codes.iter().map(|c| c.height()).max().unwrap_or(0) + 2 * gap;
+    let mut canvas = GrayImage::from_pixel(width, height, Luma([255]));
+    let mut x = gap;
+    for code in &codes {
+        image::imageops::overlay(&mut canvas, code, i64::from(x), i64::from(gap));
+        x += code.width() + gap;
+    }
+    encode(image::DynamicImage::ImageLuma8(canvas), image::ImageFormat::Png)
+}
+
+/// A photo without a QR code; `shade` makes each one's bytes (and content hash) its own.
+fn plain_photo(shade: u8, format: image::ImageFormat) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(160, 120, |x, y| {
+        image::Rgb([shade, (x % 256) as u8, (y % 256) as u8])
+    });
+    encode(image::DynamicImage::ImageRgb8(img), format)
+}
+
+fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), format)
+        .expect("encode");
+    out
+}
+
+/// Every file under `root` (relative paths), not following symbolic links, skipping `skip`.
+fn files_under(root: &Path, skip: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if skip.iter().any(|s| rel == *s || rel.starts_with(&format!("{s}/"))) {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_photos_are_failed_with_their_reason_and_odd_names_are_recorded_as_they_are() {
+    use image::ImageFormat::{Jpeg, Png};
+    let f = fixture(StorageConfig {
+        journal_mode: JournalMode::Wal,
+        tx_mode: TxMode::Immediate,
+        ..StorageConfig::default()
+    });
+    for (name, email) in [("Ada", "ada@example.org"), ("Bob", "bob@example.org")] {
+        let body = json!({"name": name, "email": email}).to_string();
+        let r = call(&f.router, "POST", "/api/registrations", Some(&body), None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let ada = "LOCKBENCH-REG:ada@example.org";
+    let bob = "LOCKBENCH-REG:bob@example.org";
+    let outside = f.root.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let secret = plain_photo(200, Jpeg);
+    std::fs::write(outside.join("secret.jpg"), &secret).unwrap();
+
+    let dir = f.root.join("photos");
+    std::fs::create_dir(&dir).unwrap();
+    let jpeg = plain_photo(3, Jpeg);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("IMG_0001.jpg", qr_png(&[ada])),
+        ("IMG_0002 with spaces.jpg", plain_photo(1, Jpeg)),
+        ("IMG_0003 Café ü 写真.png", plain_photo(2, Png)),
+        ("IMG_0004.jpg", Vec::new()),
+        ("IMG_0005.jpg", jpeg[..jpeg.len() / 2].to_vec()),
+        ("IMG_0006.jpg", b"this is not an image\n".to_vec()),
+        ("IMG_0007.png", qr_png(&["https://example.org/poster"])),
+        ("IMG_0008.png", qr_png(&["LOCKBENCH-REG:not-an-email"])),
+        ("IMG_0009.png", qr_png(&[ada, bob])),
+        ("IMG_0011 a\\..\\..\\b.jpg", plain_photo(4, Jpeg)),
+        ("IMG_0012.png", qr_png(&[bob])),
+        ("IMG_0013.png", plain_photo(5, Png)),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    // A name that leads out of the folder can only be a link: it is refused, not followed.
+    std::os::unix::fs::symlink("../outside/secret.jpg", dir.join("IMG_0010.jpg")).unwrap();
+    // A folder named like a photo is not one.
+    std::fs::create_dir(dir.join("IMG_0014.jpg")).unwrap();
+
+    let body = json!({"dir": dir}).to_string();
+    let r = call(&f.router, "POST", "/api/batches", Some(&body), Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["photos"], 13);
+    let batch_id = r.body["batch_id"].as_i64().unwrap();
+    let status = wait_done(&f.router, batch_id).await;
+    assert_eq!(status["processed"], 13, "{status}");
+    assert_eq!(status["failed"], 7, "{status}");
+    assert_eq!(status["persons"], 2, "{status}");
+    assert_eq!(status["uploaded"], 2, "{status}");
+
+    let rows = f
+        .store
+        .read("audit", |tx| {
+            tx.query(
+                "SELECT ph.file_name, ph.status, p.qr_payload, coalesce(ph.error, '') \
+                 FROM photos ph LEFT JOIN persons p ON p.id = ph.person_id ORDER BY ph.file_name",
+                &[],
+            )
+        })
+        .unwrap();
+    let got: Vec<(String, String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap_or_default().to_owned(),
+                r[1].as_str().unwrap_or_default().to_owned(),
+                r[2].as_str().unwrap_or("-").to_owned(),
+                r[3].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    // (file, status, person, what the error must say)
+    let expected: &[(&str, &str, &str, &str)] = &[
+        ("IMG_0001.jpg", "qr", ada, ""),
+        ("IMG_0002 with spaces.jpg", "assigned", ada, ""),
+        ("IMG_0003 Café ü 写真.png", "assigned", ada, ""),
+        ("IMG_0004.jpg", "failed", "-", "empty file (0 bytes)"),
+        ("IMG_0005.jpg", "failed", "-", "truncated JPEG"),
+        ("IMG_0006.jpg", "failed", "-", "not an image"),
+        (
+            "IMG_0007.png",
+            "assigned",
+            ada,
+            "QR code ignored: QR payload \"https://example.org/poster\" is not a registration",
+        ),
+        (
+            "IMG_0008.png",
+            "failed",
+            "-",
+            "malformed registration QR payload \"LOCKBENCH-REG:not-an-email\"",
+        ),
+        (
+            "IMG_0009.png",
+            "failed",
+            "-",
+            "2 registration QR codes in one photo",
+        ),
+        ("IMG_0010.jpg", "failed", "-", "is a symbolic link (to ../outside/secret.jpg)"),
+        (
+            "IMG_0011 a\\..\\..\\b.jpg",
+            "failed",
+            "-",
+            "it contains a path separator",
+        ),
+        ("IMG_0012.png", "qr", bob, ""),
+        ("IMG_0013.png", "assigned", bob, ""),
+    ];
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for (row, (file, status, person, error)) in got.iter().zip(expected) {
+        assert_eq!(row.0, *file);
+        assert_eq!(row.1, *status, "{row:?}");
+        assert_eq!(row.2, *person, "{row:?}");
+        if error.is_empty() {
+            assert_eq!(row.3, "", "{row:?}");
+        } else {
+            assert!(row.3.contains(error), "{row:?} should say {error:?}");
+        }
+    }
+
+    // The people's folders hold their photos under their own names, uploaded as well.
+    let folders: Vec<String> = f
+        .store
+        .read("folders", |tx| {
+            tx.query("SELECT folder FROM persons ORDER BY id", &[])
+        })
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(folders, ["00001-ada", "00002-bob"]);
+    for (folder, photos) in [
+        (
+            "00001-ada",
+            vec![
+                "IMG_0002 with spaces.jpg",
+                "IMG_0003 Café ü 写真.png",
+                "IMG_0007.png",
+                "metadata.json",
+            ],
+        ),
+        ("00002-bob", vec!["IMG_0013.png", "metadata.json"]),
+    ] {
+        for root in ["data/persons", "data/uploads"] {
+            let mut names: Vec<String> = std::fs::read_dir(f.root.join(root).join(folder))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            assert_eq!(names, photos, "{root}/{folder}");
+        }
+    }
+    // Nothing was written outside the data folder, and the link's target is untouched.
+    assert_eq!(
+        files_under(&f.root, &["data", "photos", "app.db", "app.db-wal", "app.db-shm"]),
+        ["outside/secret.jpg"]
+    );
+    assert_eq!(std::fs::read(outside.join("secret.jpg")).unwrap(), secret);
+
+    // Posting it again records nothing twice and fails nothing twice.
+    let before = counts(&f.store);
+    let r = call(&f.router, "POST", "/api/batches", Some(&body), Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    wait_done(&f.router, batch_id).await;
+    wait_idle(&f.router).await;
+    assert_eq!(counts(&f.store), before);
+}
+
+/// Waits until no processor runs in this worker (its /metrics has no running series).
+async fn wait_idle(router: &Router) {
+    let started = Instant::now();
+    loop {
+        let text = call(router, "GET", "/metrics", None, None).await.text;
+        if !text
+            .lines()
+            .any(|l| l.starts_with("lockbench_batch_processor_running{"))
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "a processor never ended: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn batch_status_of(store: &Store, id: i64) -> String {
+    store
+        .read("status", |tx| {
+            let rows = tx.query(
+                "SELECT status FROM batches WHERE id = ?1",
+                &[Value::Int(id)],
+            )?;
+            Ok(rows[0][0].as_str().unwrap_or_default().to_owned())
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_leaves_a_batch_to_the_processor_holding_it_and_takes_over_an_abandoned_one() {
+    let f = fixture(StorageConfig {
+        journal_mode: JournalMode::Wal,
+        tx_mode: TxMode::Immediate,
+        ..StorageConfig::default()
+    });
+    let (dir, manifest) = batch(&f.root, 12, 2, 1);
+    register_all(&f.router, &manifest).await;
+    let body = json!({"dir": dir}).to_string();
+    let r = call(&f.router, "POST", "/api/batches", Some(&body), Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["already_running"], false);
+    let batch_id = r.body["batch_id"].as_i64().unwrap();
+    wait_done(&f.router, batch_id).await;
+    let before = counts(&f.store);
+
+    // Another worker's processor holds the batch (its claim is the lock on this file; a
+    // second open file description conflicts just as another process does). Waiting for
+    // the lock also waits for this worker's own processor to let go of it.
+    let claim_path = f.root.join(format!("data/batches/{batch_id}.lock"));
+    let claim = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(claim_path)
+            .expect("the claim file of a batch that ran");
+        file.lock().expect("lock");
+        file
+    })
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let r = call(&f.router, "POST", "/api/batches", Some(&body), Some(TOKEN)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        assert_eq!(r.body["batch_id"], batch_id);
+        assert_eq!(r.body["already_running"], true, "{}", r.text);
+        assert_eq!(
+            batch_status_of(&f.store, batch_id),
+            "done",
+            "a POST that does not process the batch leaves its status alone"
+        );
+    }
+
+    // The holder died, leaving the batch `running` (its lock went with it): the next POST
+    // takes it over and its processor finishes it.
+    f.store
+        .write("crash", |tx| {
+            tx.execute(
+                "UPDATE batches SET status = 'running', finished_at = NULL WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )
+        })
+        .unwrap();
+    drop(claim);
+    let r = call(&f.router, "POST", "/api/batches", Some(&body), Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["already_running"], false, "{}", r.text);
+    wait_done(&f.router, batch_id).await;
+    wait_idle(&f.router).await;
+    assert_eq!(batch_status_of(&f.store, batch_id), "done");
+    assert_eq!(counts(&f.store), before, "nothing recorded twice");
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use lockbench_server::probe::{self, ProbeConfig, ProbeReport};
 use lockbench_server::storage::{
-    BusyTimeoutScope, DbError, Driver, JournalMode, LockCode, PoolLayout, RetryConfig, RetryKind,
-    RetryScope, Role, StorageConfig, Store, Synchronous, TxMode, Value,
+    vfs, BusyTimeoutScope, DbError, Driver, JournalMode, LockCode, PoolLayout, RetryConfig,
+    RetryKind, RetryScope, Role, StorageConfig, Store, Synchronous, TxMode, Value,
 };
 
 /// A temporary folder and the database path inside it.
@@ -324,48 +324,87 @@ fn commit_only_retries_lose_writes_that_unit_of_work_retries_keep() {
     assert_eq!(unit.counter, unit.counter_rows);
 }
 
-fn one_writer_with_slow_disk(journal_mode: JournalMode, synchronous: Synchronous) -> ProbeReport {
+/// xSync calls of each of `n` single-row commits on a fresh store with the given modes,
+/// through the delay VFS of `delay` (each caller its own delay, so that its counter is its
+/// own: the counters are per delay and process-wide).
+fn syncs_per_commit(
+    journal_mode: JournalMode,
+    synchronous: Synchronous,
+    delay: Duration,
+    n: usize,
+) -> Vec<u64> {
+    let (_dir, path) = temp_db();
     let cfg = StorageConfig {
         journal_mode,
         synchronous,
-        sync_delay_ms: 20,
+        sync_delay_ms: u64::try_from(delay.as_millis()).unwrap(),
         tx_mode: TxMode::Immediate,
         ..StorageConfig::default()
     };
-    contend(cfg, RetryConfig::default(), 1, 0, 600)
+    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    assert!(store
+        .effective_settings()
+        .iter()
+        .all(|c| c.vfs.starts_with("lockbench-delay-")));
+    (0..n)
+        .map(|i| {
+            let before = vfs::sync_calls(delay);
+            store
+                .write("commit", |tx| {
+                    tx.insert(
+                        "INSERT INTO processing_log (action, detail) VALUES ('commit', ?1)",
+                        &[Value::Int(i as i64)],
+                    )
+                })
+                .expect("commit");
+            vfs::sync_calls(delay) - before
+        })
+        .collect()
 }
 
+/// What a slow disk costs is the number of syncs times the delay, and the number of syncs
+/// per commit is the journal mode's: counted exactly by the VFS, not timed.
 #[test]
 fn sync_delay_costs_what_the_journal_mode_syncs() {
-    let delay_us = 20_000;
-    let rollback_full = one_writer_with_slow_disk(JournalMode::Delete, Synchronous::Full);
-    assert!(rollback_full.writes_ok > 0);
-    assert!(
-        rollback_full.latency_us.write.p50 >= 2 * delay_us,
-        "rollback journal, full: at least two syncs per commit: {}",
-        rollback_full.summary()
+    // Rollback journal, FULL: the journal, then the database, at every commit.
+    let rollback_full = syncs_per_commit(
+        JournalMode::Delete,
+        Synchronous::Full,
+        Duration::from_millis(1),
+        10,
     );
-    assert!(rollback_full.syncs.unwrap() >= 2 * rollback_full.writes_ok);
+    assert!(rollback_full.iter().all(|&s| s >= 2), "{rollback_full:?}");
+    // WAL, FULL: the WAL at every commit.
+    let wal_full = syncs_per_commit(
+        JournalMode::Wal,
+        Synchronous::Full,
+        Duration::from_millis(2),
+        10,
+    );
+    assert!(wal_full.iter().all(|&s| s >= 1), "{wal_full:?}");
+    // WAL, NORMAL: no sync at commit (only checkpoints sync, and 10 small commits stay far
+    // below wal_autocheckpoint's 1000 pages).
+    let wal_normal = syncs_per_commit(
+        JournalMode::Wal,
+        Synchronous::Normal,
+        Duration::from_millis(3),
+        10,
+    );
+    assert!(wal_normal.iter().all(|&s| s == 0), "{wal_normal:?}");
 
-    let wal_full = one_writer_with_slow_disk(JournalMode::Wal, Synchronous::Full);
+    // The probe reports the same counts: a rollback journal syncs twice per commit.
+    let cfg = StorageConfig {
+        journal_mode: JournalMode::Delete,
+        synchronous: Synchronous::Full,
+        sync_delay_ms: 4,
+        tx_mode: TxMode::Immediate,
+        ..StorageConfig::default()
+    };
+    let probe = contend(cfg, RetryConfig::default(), 1, 0, 300);
     assert!(
-        wal_full.latency_us.write.p50 >= delay_us,
+        probe.syncs.unwrap() >= 2 * probe.writes_ok,
         "{}",
-        wal_full.summary()
-    );
-    assert!(wal_full.syncs.unwrap() >= wal_full.writes_ok);
-
-    let wal_normal = one_writer_with_slow_disk(JournalMode::Wal, Synchronous::Normal);
-    // No sync at commit: only the WAL header's first write and checkpoints sync.
-    assert!(
-        wal_normal.writes_ok > 10 * wal_full.writes_ok.max(1) / 2,
-        "{}",
-        wal_normal.summary()
-    );
-    assert!(
-        wal_normal.syncs.unwrap() * 10 < wal_normal.writes_ok,
-        "{}",
-        wal_normal.summary()
+        probe.summary()
     );
 }
 

@@ -48,13 +48,23 @@ figure{margin:10px 0 18px}
 svg{display:block;width:100%;height:auto;max-width:900px;background:#fff}
 svg text{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:12px;fill:#2d3748}
 svg .title{font-size:14px;font-weight:600}
+svg rect.fault{fill:#ed8936;fill-opacity:.16;stroke:#dd6b20;stroke-opacity:.5}
+svg text.fault{fill:#c05621;font-size:11px}
+.verdict.interrupted{background:#fefcbf;border-color:#b7791f}
+.interrupted .word{color:#b7791f}
 svg .grid{stroke:#e2e8f0;stroke-width:1}
 svg .axis{stroke:#4a5568;stroke-width:1}
 ";
 
 fn write_page(out: &mut String, r: &Report) -> fmt::Result {
     let word = facts::verdict_word(r);
-    let class = if r.verdict.passed { "passed" } else { "failed" };
+    let class = if r.interrupted {
+        "interrupted"
+    } else if r.verdict.passed {
+        "passed"
+    } else {
+        "failed"
+    };
     writeln!(out, "<!DOCTYPE html>")?;
     writeln!(out, "<html lang=\"en\">")?;
     writeln!(out, "<head>")?;
@@ -116,6 +126,7 @@ fn write_page(out: &mut String, r: &Report) -> fmt::Result {
     write_gates(out, r)?;
 
     writeln!(out, "<h2>Figures</h2>")?;
+    write_faults(out, r)?;
     write_timeline_charts(out, r)?;
     write_requests(out, r)?;
     write_lock_errors(out, r)?;
@@ -176,6 +187,19 @@ fn write_gates(out: &mut String, r: &Report) -> fmt::Result {
 fn write_timeline_charts(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out, "<h3>Over time</h3>")?;
     let xs: Vec<f64> = r.timeline.iter().map(|p| f64::from(p.t_s)).collect();
+    let mut bands: Vec<(f64, f64, String)> = r
+        .faults
+        .iter()
+        .filter_map(|f| {
+            let from = f.started_s?;
+            Some((from, f.ended_s.unwrap_or(from).max(from), f.kind.clone()))
+        })
+        .collect();
+    bands.extend(
+        r.restarts
+            .iter()
+            .map(|x| (x.t_s, x.t_s, format!("{} worker {}", x.action, x.worker))),
+    );
     let series = |f: &dyn Fn(&super::TimelinePoint) -> f64| -> Vec<f64> {
         r.timeline.iter().map(f).collect()
     };
@@ -222,6 +246,7 @@ fn write_timeline_charts(out: &mut String, r: &Report) -> fmt::Result {
                 }]
             },
         }),
+        bands: &bands,
     };
     writeln!(out, "<figure>{}</figure>", chart.svg())?;
     let chart = LineChart {
@@ -245,8 +270,28 @@ fn write_timeline_charts(out: &mut String, r: &Report) -> fmt::Result {
                 values: series(&|p| p.photos_processed as f64),
             }],
         }),
+        bands: &bands,
     };
-    writeln!(out, "<figure>{}</figure>", chart.svg())
+    writeln!(out, "<figure>{}</figure>", chart.svg())?;
+    if r.timeline.iter().any(|p| p.wal_bytes > 0) {
+        let chart = LineChart {
+            title: "WAL file size (a reader that stays open keeps checkpoints from finishing)",
+            xs: &xs,
+            left: Axis {
+                label: "WAL, MiB",
+                integer: false,
+                series: vec![Series {
+                    name: "WAL size (MiB)",
+                    color: PURPLE,
+                    values: series(&|p| p.wal_bytes as f64 / 1_048_576.0),
+                }],
+            },
+            right: None,
+            bands: &bands,
+        };
+        writeln!(out, "<figure>{}</figure>", chart.svg())?;
+    }
+    Ok(())
 }
 
 fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
@@ -277,6 +322,44 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     }
     writeln!(out, "<figure>{}</figure>", latency_bars(r))?;
     write_roles(out, r)
+}
+
+fn write_text_table(out: &mut String, table: &facts::TextTable) -> fmt::Result {
+    write!(out, "<table><tr>")?;
+    for (i, h) in table.header.iter().enumerate() {
+        let class = if table.numeric.contains(&i) { " class=\"n\"" } else { "" };
+        write!(out, "<th{class}>{}</th>", esc(h))?;
+    }
+    writeln!(out, "</tr>")?;
+    for row in &table.rows {
+        write!(out, "<tr>")?;
+        for (i, c) in row.iter().enumerate() {
+            if table.numeric.contains(&i) {
+                write!(out, "{}", num_td(c))?;
+            } else {
+                write!(out, "<td>{}</td>", esc(c))?;
+            }
+        }
+        writeln!(out, "</tr>")?;
+    }
+    writeln!(out, "</table>")
+}
+
+fn write_faults(out: &mut String, r: &Report) -> fmt::Result {
+    if r.faults.is_empty() && r.restarts.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "<h3>Faults and restarts</h3>")?;
+    let faults = facts::fault_table(r);
+    if !faults.rows.is_empty() {
+        write_text_table(out, &faults)?;
+    }
+    writeln!(out, "<p>{}</p>", esc(&facts::restart_line(r)))?;
+    let restarts = facts::restart_table(r);
+    if !restarts.rows.is_empty() {
+        write_text_table(out, &restarts)?;
+    }
+    Ok(())
 }
 
 fn write_roles(out: &mut String, r: &Report) -> fmt::Result {
@@ -636,6 +719,8 @@ struct LineChart<'a> {
     xs: &'a [f64],
     left: Axis<'a>,
     right: Option<Axis<'a>>,
+    /// Shaded spans (faults) and marks (restarts): (from s, to s, label).
+    bands: &'a [(f64, f64, String)],
 }
 
 impl LineChart<'_> {
@@ -738,6 +823,21 @@ impl LineChart<'_> {
         let x_max = self.xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let span = (x_max - x_min).max(1.0);
         let x_at = |x: f64| left + ((x - x_min) / span).clamp(0.0, 1.0) * plot_w;
+        for (from, to, label) in self.bands {
+            let (x0, x1) = (x_at(*from), x_at(*to));
+            let _ = write!(
+                s,
+                "<rect class=\"fault\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect><text class=\"fault\" x=\"{}\" y=\"{}\">{}</text>",
+                coord(x0),
+                coord(top),
+                coord((x1 - x0).max(2.0)),
+                coord(plot_h),
+                esc(label),
+                coord(x0 + 3.0),
+                coord(top + 12.0),
+                esc(label)
+            );
+        }
         let x_scale = Scale::zero_to_in(span, true, 10.0);
         let steps = (span / x_scale.step).floor() as usize;
         for i in 0..=steps {

@@ -77,6 +77,7 @@ fn write_report(out: &mut String, r: &Report) -> fmt::Result {
 
     writeln!(out)?;
     writeln!(out, "## Figures")?;
+    write_faults(out, r)?;
     write_requests(out, r)?;
     write_lock_errors(out, r)?;
     write_retries(out, r)?;
@@ -145,6 +146,43 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "{}", text(LATENCY_NOTE))?;
     write_roles(out, r)
+}
+
+fn write_faults(out: &mut String, r: &Report) -> fmt::Result {
+    if r.faults.is_empty() && r.restarts.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(out, "### Faults and restarts")?;
+    writeln!(out)?;
+    let faults = fault_table(r);
+    if !faults.rows.is_empty() {
+        write_text_table(out, &faults)?;
+        writeln!(out)?;
+    }
+    writeln!(out, "{}", text(&restart_line(r)))?;
+    let restarts = restart_table(r);
+    if !restarts.rows.is_empty() {
+        writeln!(out)?;
+        write_text_table(out, &restarts)?;
+    }
+    Ok(())
+}
+
+fn write_text_table(out: &mut String, table: &TextTable) -> fmt::Result {
+    writeln!(out, "| {} |", table.header.join(" | "))?;
+    let aligns: Vec<&str> = table
+        .header
+        .iter()
+        .enumerate()
+        .map(|(i, _)| if table.numeric.contains(&i) { "---:" } else { "---" })
+        .collect();
+    writeln!(out, "| {} |", aligns.join(" | "))?;
+    for row in &table.rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        writeln!(out, "| {} |", cells.join(" | "))?;
+    }
+    Ok(())
 }
 
 fn write_roles(out: &mut String, r: &Report) -> fmt::Result {
@@ -332,7 +370,9 @@ fn write_pairs(out: &mut String, pairs: &[(&str, String)]) -> fmt::Result {
 
 /// "PASSED" or "FAILED".
 pub(super) fn verdict_word(r: &Report) -> &'static str {
-    if r.verdict.passed {
+    if r.interrupted {
+        "INTERRUPTED"
+    } else if r.verdict.passed {
         "PASSED"
     } else {
         "FAILED"
@@ -408,6 +448,67 @@ pub(super) const ROLE_NOTE: &str = "interval: ticks keep their phase and fire wh
 pub(super) struct TextTable {
     pub header: Vec<&'static str>,
     pub rows: Vec<Vec<String>>,
+    /// Columns holding numbers (right-aligned).
+    pub numeric: Vec<usize>,
+}
+
+/// One row per fault the run applied: what, when, what happened.
+pub(super) fn fault_table(r: &Report) -> TextTable {
+    let secs = |t: Option<f64>| t.map_or_else(|| "–".to_owned(), |t| fixed(t, 1));
+    TextTable {
+        header: vec!["fault", "from s", "to s", "what happened"],
+        rows: r
+            .faults
+            .iter()
+            .map(|f| {
+                vec![
+                    f.description.clone(),
+                    secs(f.started_s),
+                    secs(f.ended_s),
+                    f.outcome.clone(),
+                ]
+            })
+            .collect(),
+        numeric: vec![1, 2],
+    }
+}
+
+/// The restarts in one sentence.
+pub(super) fn restart_line(r: &Report) -> String {
+    let gave_up = r.restarts.iter().any(|x| x.action == "gave-up");
+    let restarted = r.restarts.iter().filter(|x| x.action == "restarted").count();
+    match (restarted, gave_up) {
+        (0, false) => "Worker restarts: none.".to_owned(),
+        (n, false) => format!(
+            "Worker restarts: {n}. Each worker keeps its counters in a file, so lock errors counted before a restart are in the totals."
+        ),
+        (n, true) => format!(
+            "Worker restarts: {n}, then the supervisor gave up on a worker that kept crashing, and the server stopped."
+        ),
+    }
+}
+
+/// One row per restart.
+pub(super) fn restart_table(r: &Report) -> TextTable {
+    TextTable {
+        header: vec!["at s", "worker", "pid", "exit status", "action", "restarted after ms", "new pid"],
+        rows: r
+            .restarts
+            .iter()
+            .map(|x| {
+                vec![
+                    fixed(x.t_s, 1),
+                    x.worker.to_string(),
+                    x.pid.to_string(),
+                    x.status.clone(),
+                    x.action.clone(),
+                    count(x.delay_ms),
+                    x.new_pid.map_or_else(|| "–".to_owned(), |p| p.to_string()),
+                ]
+            })
+            .collect(),
+        numeric: vec![0, 1, 2, 5, 6],
+    }
 }
 
 /// One row per role: its behaviour, its rates, its ticks and both latencies.
@@ -452,7 +553,12 @@ pub(super) fn role_table(r: &Report) -> TextTable {
             ]
         })
         .collect();
-    TextTable { header, rows }
+    let numeric = (1..header.len()).collect();
+    TextTable {
+        header,
+        rows,
+        numeric,
+    }
 }
 
 /// A settings enum as its scenario word ("after-response").

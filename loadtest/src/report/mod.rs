@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::faults::{FaultRecord, RestartRecord};
 use crate::scenario::{Connection, PollModel};
 
 pub mod html;
@@ -12,7 +13,8 @@ pub mod markdown;
 
 /// Bumped whenever a field changes meaning or disappears.
 /// 2: per-role figures (`roles`), latency from the intended tick, `lock_errors.source`,
-/// `target_database`, timeline `sent` and `server_lock_errors`.
+/// `target_database`, `faults`, `restarts`, `interrupted`, timeline `sent`,
+/// `server_lock_errors` and `wal_bytes`.
 pub const REPORT_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,15 @@ pub struct Report {
     /// An external app's database file (`[target].database`), read-only after the run.
     #[serde(default)]
     pub target_database: Option<TargetDatabase>,
+    /// The faults the run applied (`[[faults]]`), in time order.
+    #[serde(default)]
+    pub faults: Vec<FaultRecord>,
+    /// Worker restarts by the supervisor (and its giving up), in time order.
+    #[serde(default)]
+    pub restarts: Vec<RestartRecord>,
+    /// True when Ctrl-C stopped the run early: the figures cover the run up to then.
+    #[serde(default)]
+    pub interrupted: bool,
     pub gates: Vec<GateResult>,
     /// One point per second of the run.
     pub timeline: Vec<TimelinePoint>,
@@ -274,4 +285,7 @@ pub struct TimelinePoint {
     pub p99_us: u64,
     /// Photos processed so far.
     pub photos_processed: u64,
+    /// Size of the WAL file at this second (reference server, WAL mode), bytes.
+    #[serde(default)]
+    pub wal_bytes: u64,
 }

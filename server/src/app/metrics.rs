@@ -1,13 +1,13 @@
 //! Per-worker metrics, rendered as Prometheus text. Every series carries the worker id, so a
 //! scraper that reaches several workers through one port can tell them apart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::storage::Store;
+use crate::storage::{vfs, Store};
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -44,7 +44,9 @@ pub struct Metrics {
     /// Batch id → (total photos, photos done) for batches this worker processes.
     pub batches: Mutex<BTreeMap<i64, (u64, u64)>>,
     /// Batches whose processor run has ended here (whether or not its last writes landed).
-    pub finished: Mutex<std::collections::BTreeSet<i64>>,
+    pub finished: Mutex<BTreeSet<i64>>,
+    /// Batches whose processor is running in this worker now.
+    pub running: Mutex<BTreeSet<i64>>,
 }
 
 impl Metrics {
@@ -216,6 +218,38 @@ impl Metrics {
                 "lockbench_batch_processor_finished{{worker=\"{w}\",batch=\"{batch}\"}} 1"
             );
         }
+        let _ = writeln!(out, "# HELP lockbench_batch_processor_running A processor is running this batch in this worker now.");
+        let _ = writeln!(out, "# TYPE lockbench_batch_processor_running gauge");
+        for batch in self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "lockbench_batch_processor_running{{worker=\"{w}\",batch=\"{batch}\"}} 1"
+            );
+        }
+        let configured = store.config().sync_delay();
+        let (delay, source) = match vfs::sync_delay_override() {
+            Some(d) => (d, "control"),
+            None => (configured, "config"),
+        };
+        let _ = writeln!(out, "# HELP lockbench_sync_delay_ms Delay before every fsync in effect now: the configured sync_delay_ms, or the sync_delay_control file's.");
+        let _ = writeln!(out, "# TYPE lockbench_sync_delay_ms gauge");
+        let _ = writeln!(
+            out,
+            "lockbench_sync_delay_ms{{worker=\"{w}\",source=\"{source}\"}} {}",
+            delay.as_secs_f64() * 1000.0
+        );
+        let _ = writeln!(out, "# HELP lockbench_db_syncs_total fsync calls through the slow-disk VFS (0 when the database is on the default VFS).");
+        let _ = writeln!(out, "# TYPE lockbench_db_syncs_total counter");
+        let _ = writeln!(
+            out,
+            "lockbench_db_syncs_total{{worker=\"{w}\"}} {}",
+            vfs::sync_calls(configured)
+        );
         let wal = wal_bytes(store);
         let _ = writeln!(out, "# TYPE lockbench_wal_bytes gauge");
         let _ = writeln!(out, "lockbench_wal_bytes{{worker=\"{w}\"}} {wal}");

@@ -7,9 +7,9 @@ mod admin;
 pub mod error;
 pub mod metrics;
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::fs::File;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
@@ -46,8 +46,6 @@ pub struct AppState {
     pub processor: Arc<ProcessorConfig>,
     pub retry: Arc<RetryConfig>,
     pub dirs: Arc<DataDirs>,
-    /// Batches this worker is processing now.
-    running: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl AppState {
@@ -67,7 +65,6 @@ impl AppState {
             processor: Arc::new(processor),
             retry: Arc::new(retry),
             dirs: Arc::new(DataDirs::under(&data_dir)),
-            running: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
@@ -227,14 +224,10 @@ async fn register(
             reason: "must be 1 to 200 characters".into(),
         });
     }
-    let at = email.find('@');
-    if email.len() > 254
-        || !at.is_some_and(|i| i > 0 && i + 1 < email.len())
-        || email.contains(char::is_whitespace)
-    {
+    if let Some(problem) = photos::email_problem(&email) {
         return Err(AppError::Invalid {
             field: "email",
-            reason: "must be an address like name@example.org".into(),
+            reason: format!("{problem}: must be an address like name@example.org"),
         });
     }
     let payload = photos::registration_payload(&email);
@@ -404,6 +397,14 @@ pub struct NewBatch {
 }
 
 /// POST /api/batches: start processing a folder; answers at once, processing runs behind.
+///
+/// The same folder is the same batch. Whoever processes a batch holds its claim (an exclusive
+/// `flock` on `<data_dir>/batches/<id>.lock`, released when the processor ends or its process
+/// dies), so across all workers at most one processor runs a batch, and a POST that finds the
+/// claim taken leaves the batch to that processor (`already_running`) without touching its
+/// status. A POST that gets the claim sets the batch `running` and starts a processor, which
+/// ends by setting it `done`: a finished batch posted again is run again (nothing is recorded
+/// twice) and ends `done` again; a batch left `running` by a worker that died is taken over.
 async fn create_batch(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewBatch>,
@@ -428,7 +429,9 @@ async fn create_batch(
     })?;
     let total = photos.len() as i64;
     let source = dir.display().to_string();
-    let batch_id = state
+    // Find the batch, or create it already `running` (nobody can be processing a batch that
+    // did not exist; if another POST claims it first, that one processes it).
+    let (batch_id, created) = state
         .db(move |store| {
             store.write("create_batch", |tx| {
                 let existing = tx.query_i64(
@@ -436,56 +439,88 @@ async fn create_batch(
                     &[Value::from(source.as_str())],
                 )?;
                 match existing {
-                    Some(id) => {
-                        tx.execute(
-                            "UPDATE batches SET status = 'running', total = ?2, finished_at = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
-                            &[Value::Int(id), Value::Int(total)],
-                        )?;
-                        Ok(id)
-                    }
+                    Some(id) => Ok((id, false)),
                     None => tx.insert(
                         "INSERT INTO batches (source_dir, status, total, started_at, updated_at) VALUES (?1, 'running', ?2, strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
                         &[Value::from(source.as_str()), Value::Int(total)],
-                    ),
+                    ).map(|id| (id, true)),
                 }
             })
         })
         .await?;
 
-    let already = !state
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(batch_id);
-    if !already {
-        let state2 = state.clone();
-        let span = Span::current();
-        std::thread::Builder::new()
-            .name(format!("processor-{batch_id}"))
-            .spawn(move || {
-                let _enter = span.enter();
-                processor::process_batch(
-                    &state2.store,
-                    &state2.processor,
-                    &state2.dirs,
-                    batch_id,
-                    photos,
-                    &state2.metrics,
-                );
-                state2
-                    .running
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&batch_id);
+    let claims = state.dirs.batches.clone();
+    let claim = tokio::task::spawn_blocking(move || claim_batch(&claims, batch_id))
+        .await?
+        .map_err(|e| {
+            AppError::Internal(anyhow::anyhow!(
+                "cannot claim batch {batch_id} in {}: {e}",
+                state.dirs.batches.display()
+            ))
+        })?;
+    let Some(claim) = claim else {
+        info!(batch_id, "batch already being processed; left to its processor");
+        return Ok(accepted(batch_id, total, true));
+    };
+    if !created {
+        // Ours now: nobody else processes it. If this write fails (a lock error), the claim
+        // is dropped with the error and the batch keeps its status.
+        state
+            .db(move |store| {
+                store.write("create_batch", |tx| {
+                    tx.execute(
+                        "UPDATE batches SET status = 'running', total = ?2, finished_at = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                        &[Value::Int(batch_id), Value::Int(total)],
+                    )
+                })
             })
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot start the processor: {e}")))?;
-        info!(batch_id, total, "batch accepted");
+            .await?;
     }
-    Ok((
+    let state2 = state.clone();
+    let span = Span::current();
+    std::thread::Builder::new()
+        .name(format!("processor-{batch_id}"))
+        .spawn(move || {
+            let _enter = span.enter();
+            processor::process_batch(
+                &state2.store,
+                &state2.processor,
+                &state2.dirs,
+                batch_id,
+                photos,
+                &state2.metrics,
+            );
+            // Released only now, after the batch was marked done.
+            drop(claim);
+        })
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot start the processor: {e}")))?;
+    info!(batch_id, total, "batch accepted");
+    Ok(accepted(batch_id, total, false))
+}
+
+fn accepted(batch_id: i64, total: i64, already_running: bool) -> Response {
+    (
         StatusCode::ACCEPTED,
-        Json(json!({"batch_id": batch_id, "photos": total, "already_running": already})),
+        Json(json!({"batch_id": batch_id, "photos": total, "already_running": already_running})),
     )
-        .into_response())
+        .into_response()
+}
+
+/// Takes the batch's claim without waiting: `Some(file)` holds it until dropped, `None` when
+/// a processor (in this process or another) holds it. The lock dies with its process, so a
+/// worker killed mid-batch never leaves a stale claim.
+fn claim_batch(dir: &FsPath, batch_id: i64) -> std::io::Result<Option<File>> {
+    std::fs::create_dir_all(dir)?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{batch_id}.lock")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 /// GET /api/settings: the effective settings of every connection of this worker.

@@ -11,6 +11,7 @@
 pub mod config;
 mod driver;
 pub mod error;
+pub mod hold;
 pub mod migrations;
 mod pool;
 pub mod readonly;
@@ -429,7 +430,9 @@ impl Store {
         config.validate()?;
         retry.validate()?;
         check_path(path)?;
-        let vfs = if config.sync_delay_ms > 0 {
+        // The delay VFS when the config asks for a slow disk, or when this process may be
+        // given one later (`vfs::require_delay_vfs`: the server's sync_delay_control).
+        let vfs = if config.sync_delay_ms > 0 || vfs::delay_vfs_required() {
             Some(vfs::delay_vfs(config.sync_delay())?)
         } else {
             None

@@ -19,7 +19,7 @@
 //! # Invariants
 //!
 //! * Everything SQLite keeps a pointer to (the `sqlite3_vfs` object, its name,
-//!   the per-VFS `DelayState` and its sync counter) is leaked and therefore
+//!   the per-VFS `DelayState` and its counters) is leaked and therefore
 //!   lives for `'static`; a registered VFS is never unregistered or freed.
 //! * The root (default) VFS is a built-in SQLite VFS, which lives in static
 //!   storage inside SQLite and is never freed, so our copy of its pointer
@@ -41,13 +41,23 @@
 //! * No callback unwinds into C: each one only forwards raw arguments, bumps an
 //!   atomic counter and sleeps; the sleep (the only thing with a conceivable
 //!   panic path inside std) is wrapped in `catch_unwind`.
+//!
+//! # The override (a slow disk switched on and off while the server runs)
+//!
+//! [`set_sync_delay_override`] sets one process-wide delay that every xSync of
+//! every delay VFS of the process sleeps instead of its own, until it is
+//! cleared. It is a plain atomic the sync shim reads, so it needs no `unsafe`
+//! and takes effect at the next sync. It can only reach connections opened
+//! through a delay VFS: a process that wants it (the server with
+//! `sync_delay_control`) calls [`require_delay_vfs`] before opening its
+//! connections, so they go through the shim even when their own delay is 0.
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void};
 use std::mem;
 use std::panic;
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -66,7 +76,59 @@ pub enum VfsError {
 #[derive(Clone, Copy)]
 struct Registered {
     name: &'static str,
-    syncs: &'static AtomicU64,
+    counters: &'static Counters,
+}
+
+/// What one delay VFS has done so far.
+#[derive(Default)]
+struct Counters {
+    /// xSync calls.
+    syncs: AtomicU64,
+    /// Microseconds of delay its syncs asked to sleep (the delay in effect, own or
+    /// override, added once per sync that slept: what was asked, not a measured time).
+    slept_us: AtomicU64,
+}
+
+/// No override: every VFS sleeps its own delay.
+const NO_OVERRIDE: u64 = u64::MAX;
+
+/// The process-wide sync delay override in microseconds, or [`NO_OVERRIDE`].
+static OVERRIDE_US: AtomicU64 = AtomicU64::new(NO_OVERRIDE);
+
+/// Whether this process opens every store through a delay VFS, even at 0 delay.
+static REQUIRE_DELAY_VFS: AtomicBool = AtomicBool::new(false);
+
+/// Sets (Some) or clears (None) the sync delay every delay VFS of this process sleeps before
+/// each xSync, in place of its own delay. Takes effect at the next sync of every open
+/// connection that goes through a delay VFS; connections on SQLite's default VFS never see it
+/// (see [`require_delay_vfs`]). Truncated to whole microseconds.
+pub fn set_sync_delay_override(delay: Option<Duration>) {
+    let us = match delay {
+        // u64::MAX is the "none" marker; one microsecond less is still 584,000 years.
+        Some(d) => micros_of(d).min(NO_OVERRIDE - 1),
+        None => NO_OVERRIDE,
+    };
+    OVERRIDE_US.store(us, Ordering::Relaxed);
+}
+
+/// The override [`set_sync_delay_override`] set, if any.
+pub fn sync_delay_override() -> Option<Duration> {
+    match OVERRIDE_US.load(Ordering::Relaxed) {
+        NO_OVERRIDE => None,
+        us => Some(Duration::from_micros(us)),
+    }
+}
+
+/// From now on, every store this process opens goes through a delay VFS, even with
+/// `sync_delay_ms = 0`, so that [`set_sync_delay_override`] reaches its connections.
+/// Process-wide and one-way: a server calls it once, before opening its store.
+pub fn require_delay_vfs() {
+    REQUIRE_DELAY_VFS.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`require_delay_vfs`] was called in this process.
+pub fn delay_vfs_required() -> bool {
+    REQUIRE_DELAY_VFS.load(Ordering::Relaxed)
 }
 
 /// Delay VFSes registered so far, keyed by delay in microseconds.
@@ -77,7 +139,7 @@ struct DelayState {
     /// The wrapped (default) VFS.
     root: *mut ffi::sqlite3_vfs,
     delay: Duration,
-    syncs: &'static AtomicU64,
+    counters: &'static Counters,
 }
 
 /// Header of every file opened through a delay VFS. The root VFS's own file
@@ -89,7 +151,7 @@ struct DelayFile {
     /// The inner file (points into the same allocation, at `REAL_OFFSET`).
     real: *mut ffi::sqlite3_file,
     delay: Duration,
-    syncs: &'static AtomicU64,
+    counters: &'static Counters,
 }
 
 /// Offset of the inner file in the buffer SQLite allocates: the header size
@@ -134,7 +196,18 @@ pub fn sync_calls(delay: Duration) -> u64 {
     let registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     registry
         .get(&micros_of(delay))
-        .map_or(0, |entry| entry.syncs.load(Ordering::Relaxed))
+        .map_or(0, |entry| entry.counters.syncs.load(Ordering::Relaxed))
+}
+
+/// Total delay the syncs of the VFS registered for `delay` asked to sleep so far: for each
+/// sync, the delay in effect at that moment (the override, or the VFS's own delay), summed.
+/// It is what was asked, not a measured time, so it is exact: with an override of N ms, k
+/// syncs add exactly k × N ms. Zero if no such VFS is registered.
+pub fn sync_delay_slept(delay: Duration) -> Duration {
+    let registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    registry.get(&micros_of(delay)).map_or(Duration::ZERO, |entry| {
+        Duration::from_micros(entry.counters.slept_us.load(Ordering::Relaxed))
+    })
 }
 
 fn micros_of(delay: Duration) -> u64 {
@@ -165,7 +238,7 @@ fn register(micros: u64) -> Result<Registered, VfsError> {
         .and_then(|total| c_int::try_from(total).ok())
         .ok_or(VfsError::Register(ffi::SQLITE_MISUSE))?;
 
-    let syncs: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+    let counters: &'static Counters = Box::leak(Box::default());
     // One leaked allocation holds the name and its NUL terminator.
     let name_nul: &'static str =
         Box::leak(format!("lockbench-delay-{micros}us\0").into_boxed_str());
@@ -173,7 +246,7 @@ fn register(micros: u64) -> Result<Registered, VfsError> {
     let state: &'static DelayState = Box::leak(Box::new(DelayState {
         root,
         delay: Duration::from_micros(micros),
-        syncs,
+        counters,
     }));
 
     vfs.iVersion = vfs.iVersion.clamp(1, 3);
@@ -210,7 +283,7 @@ fn register(micros: u64) -> Result<Registered, VfsError> {
         drop(unsafe { Box::from_raw(vfs) });
         return Err(VfsError::Register(rc));
     }
-    Ok(Registered { name, syncs })
+    Ok(Registered { name, counters })
 }
 
 /// The per-VFS state behind one of our registered VFS objects.
@@ -245,7 +318,7 @@ unsafe extern "C" fn delay_open(
             },
             real,
             delay: state.delay,
-            syncs: state.syncs,
+            counters: state.counters,
         });
         (*real).pMethods = ptr::null();
     }
@@ -413,15 +486,22 @@ unsafe extern "C" fn io_shm_barrier(file: *mut ffi::sqlite3_file) {
     }
 }
 
-/// The point of the shim: count, sleep, then delegate.
+/// The point of the shim: count, sleep (the override if one is set, else the VFS's own
+/// delay), then delegate.
 unsafe extern "C" fn io_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     // SAFETY: SQLite calls xSync only on files `delay_open` opened
     // successfully, whose header is initialised and not mutated afterwards.
     let header = unsafe { &*file.cast::<DelayFile>() };
-    let (delay, syncs) = (header.delay, header.syncs);
-    syncs.fetch_add(1, Ordering::Relaxed);
-    if !delay.is_zero() && panic::catch_unwind(|| std::thread::sleep(delay)).is_err() {
-        return ffi::SQLITE_IOERR_FSYNC;
+    let counters = header.counters;
+    let delay = sync_delay_override().unwrap_or(header.delay);
+    counters.syncs.fetch_add(1, Ordering::Relaxed);
+    if !delay.is_zero() {
+        counters
+            .slept_us
+            .fetch_add(micros_of(delay), Ordering::Relaxed);
+        if panic::catch_unwind(|| std::thread::sleep(delay)).is_err() {
+            return ffi::SQLITE_IOERR_FSYNC;
+        }
     }
     // SAFETY: as in `delegate_io!`: `file` is an open file of ours.
     let (real, methods) = unsafe { inner(file) };

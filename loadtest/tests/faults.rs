@@ -1,0 +1,169 @@
+//! Faults injected on purpose (`[[faults]]`), against real server processes on real files:
+//! a killed worker, a write lock held by another process, a reader that stays open, a slow
+//! disk. Each test checks what the report says happened and what the audit found.
+
+use std::path::{Path, PathBuf};
+
+use lockbench::report::Report;
+use lockbench::run::{run_scenario, RunOptions};
+
+fn run(dir: &Path, name: &str, text: &str) -> Report {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let opts = RunOptions {
+        scenario: path,
+        out: Some(dir.join(name)),
+        server_exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_lockbench"))),
+        photos_cache: Some(dir.join("photos")),
+        ..RunOptions::default()
+    };
+    run_scenario(&opts).expect("run").report
+}
+
+/// WAL with deferred transactions and unit-of-work retries: the kiosks' read-then-write
+/// registrations meet lock errors that the retries absorb, so lock errors are counted all
+/// along while nothing is lost.
+const RETRIED_LOCKS: &str = r#"
+[server]
+workers = 2
+
+[server.storage]
+journal_mode = "wal"
+synchronous = "normal"
+tx_mode = "deferred"
+busy_timeout_ms = 2000
+pool_size = 4
+
+[server.retry]
+retry = "fixed"
+retry_attempts = 50
+retry_delay_ms = 2
+retry_scope = "unit-of-work"
+
+[server.processor]
+upload_latency_ms = 20
+
+[batch]
+count = 80
+people = 8
+size = "320x240"
+seed = 5
+
+[users]
+pollers = 6
+poll_interval = "200ms"
+admins = 0
+kiosks = 8
+kiosk_interval = "20ms"
+
+[duration]
+tail = "1s"
+max = "60s"
+"#;
+
+#[test]
+fn a_killed_worker_is_restarted_the_batch_resumes_and_its_lock_errors_stay_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "name = \"kill\"\n{RETRIED_LOCKS}\n[[faults]]\nkind = \"kill-worker\"\nat_photo = 40\n"
+    );
+    let report = run(dir.path(), "kill", &text);
+
+    let kill = &report.faults[0];
+    assert_eq!(kill.kind, "kill-worker");
+    assert!(
+        kill.outcome.contains("running the processor") && kill.outcome.contains("posted the batch again"),
+        "{}",
+        kill.outcome
+    );
+    let restarted: Vec<_> = report
+        .restarts
+        .iter()
+        .filter(|r| r.action == "restarted")
+        .collect();
+    assert!(!restarted.is_empty(), "{:?}", report.restarts);
+    // Lock errors the workers had counted before the kill are still in the total.
+    let before = kill.lock_errors_before.expect("counted before the kill");
+    assert!(before > 0, "the scenario should meet lock errors before the kill");
+    assert!(
+        report.lock_errors.total >= before,
+        "total {} < {before} counted before the kill",
+        report.lock_errors.total
+    );
+    // The batch resumed from what was committed: every photo recorded once.
+    let batch = report.batch.as_ref().unwrap();
+    assert!(batch.finished, "{}", report.verdict.summary);
+    let audit = report.audit.as_ref().unwrap();
+    assert_eq!(audit.missing_photos, 0, "{audit:?}");
+    assert_eq!(audit.duplicate_writes, 0, "{audit:?}");
+    assert_eq!(audit.lost_registrations, 0, "{audit:?}");
+    assert!(report.verdict.summary.contains("kill-worker"));
+    assert!(report.verdict.summary.contains("worker restart"));
+}
+
+#[test]
+fn a_reader_that_stays_open_keeps_the_wal_from_being_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Per-photo commits of a bigger batch write well past the 1,000-page autocheckpoint.
+    let base = RETRIED_LOCKS
+        .replace("count = 80", "count = 240")
+        .replace("people = 8", "people = 16")
+        .replace("kiosks = 8", "kiosks = 1")
+        .replace("tx_mode = \"deferred\"", "tx_mode = \"immediate\"");
+    let calm = run(dir.path(), "calm", &format!("name = \"calm\"\n{base}"));
+    let starved = run(
+        dir.path(),
+        "starved",
+        &format!(
+            "name = \"starved\"\n{base}\n[[faults]]\nkind = \"long-reader\"\nat = \"0s\"\nhold = \"60s\"\n"
+        ),
+    );
+    let largest = |r: &Report| r.timeline.iter().map(|p| p.wal_bytes).max().unwrap_or(0);
+    let reader = &starved.faults[0];
+    assert_eq!(reader.kind, "long-reader");
+    assert!(reader.started_s.is_some(), "{reader:?}");
+    assert!(
+        largest(&starved) > largest(&calm),
+        "WAL with a reader open {} bytes, without {} bytes",
+        largest(&starved),
+        largest(&calm)
+    );
+    // With the reader open from the start no frame can be checkpointed: the WAL holds the
+    // whole batch's writes, far past the 1,000-page autocheckpoint mark.
+    assert!(largest(&starved) > 1_100 * 4096, "{}", largest(&starved));
+}
+
+#[test]
+fn a_slow_disk_fault_slows_every_commit_while_it_lasts() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = RETRIED_LOCKS
+        .replace("synchronous = \"normal\"", "synchronous = \"full\"")
+        .replace("tx_mode = \"deferred\"", "tx_mode = \"immediate\"")
+        .replace("count = 80", "count = 120");
+    let report = run(
+        dir.path(),
+        "slow",
+        &format!(
+            "name = \"slow\"\n{base}\n[[faults]]\nkind = \"slow-disk\"\nat = \"1s\"\nhold = \"3s\"\nsync_delay_ms = 150\n"
+        ),
+    );
+    let fault = &report.faults[0];
+    let (from, to) = (fault.started_s.unwrap(), fault.ended_s.unwrap());
+    assert!(to > from);
+    // WAL with synchronous=full syncs on every commit: while the fault lasts, no
+    // registration can be answered in less than the delay.
+    let inside: Vec<_> = report
+        .timeline
+        .iter()
+        .filter(|p| f64::from(p.t_s) >= from.ceil() && f64::from(p.t_s) + 1.0 <= to.floor())
+        .collect();
+    assert!(!inside.is_empty(), "{fault:?}");
+    for p in inside {
+        assert!(
+            p.p99_us >= 150_000,
+            "second {}: p99 {} µs while every sync waited 150 ms",
+            p.t_s,
+            p.p99_us
+        );
+    }
+}
