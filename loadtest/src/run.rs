@@ -569,6 +569,7 @@ fn run_reference(
         lock_errors,
         retries: Some(server_side.retries),
         commit_only_dropped: Some(server_side.commit_only_dropped),
+        commit_only_dropped_by_endpoint: server_side.dropped_by_endpoint.clone(),
         batch: Some(batch),
         audit: Some(audit),
         wal: Some(WalFigures {
@@ -1212,6 +1213,7 @@ fn run_external(
         lock_errors,
         retries: None,
         commit_only_dropped: None,
+        commit_only_dropped_by_endpoint: BTreeMap::new(),
         batch: batch_figures,
         audit,
         wal: None,
@@ -1343,6 +1345,7 @@ struct ServerFigures {
     lock_by_endpoint: BTreeMap<String, u64>,
     retries: u64,
     commit_only_dropped: u64,
+    dropped_by_endpoint: BTreeMap<String, u64>,
     wal_bytes: u64,
     checkpoints_ok: u64,
     checkpoints_busy: u64,
@@ -1366,7 +1369,15 @@ impl ServerFigures {
                 } else if line.starts_with("lockbench_db_retries_total{") {
                     f.retries += value(line);
                 } else if line.starts_with("lockbench_db_commit_only_dropped_total{") {
-                    f.commit_only_dropped += value(line);
+                    let n = value(line);
+                    f.commit_only_dropped += n;
+                    if let Some(op) = label(line, "op") {
+                        if n > 0 {
+                            *f.dropped_by_endpoint
+                                .entry(endpoint_of(&op).to_owned())
+                                .or_default() += n;
+                        }
+                    }
                 } else if line.starts_with("lockbench_wal_bytes{") {
                     f.wal_bytes = f.wal_bytes.max(value(line));
                 } else if line.starts_with("lockbench_checkpoints_total{") {

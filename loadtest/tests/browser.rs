@@ -21,6 +21,8 @@ struct Driver {
     base: String,
     session: String,
     client: reqwest::blocking::Client,
+    /// Chromium's profile folder, removed with the driver.
+    _profile: tempfile::TempDir,
 }
 
 impl Driver {
@@ -50,14 +52,14 @@ impl Driver {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        let profile = tempfile::tempdir().unwrap().keep();
+        let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.display())]
+                         "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
             }
         }}});
         let created: Value = client
@@ -75,6 +77,7 @@ impl Driver {
             base,
             session,
             client,
+            _profile: profile,
         }
     }
 
@@ -123,21 +126,30 @@ impl Drop for Driver {
 fn the_admin_page_in_chromium_shows_batch_progress_changing_while_a_batch_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (photos, manifest) = small_batch(dir.path(), 60, 6, 0);
-    // Slow uploads keep the batch running for several seconds.
+    // Slow uploads keep the batch running for seconds once it may go on; the long busy
+    // timeout lets the processor wait for the write lock the test holds.
+    let db = dir.path().join("app.db");
     let server = Server::start(
-        &dir.path().join("app.db"),
+        &db,
         &[
             "--journal-mode",
             "wal",
             "--tx-mode",
             "immediate",
             "--upload-latency-ms",
-            "80",
+            "400",
+            "--busy-timeout-ms",
+            "120000",
         ],
     );
     lockbench::register_people(&server.url, &manifest).unwrap();
     let client = fresh_client();
     let id = post_batch(&client, &server.url, &photos);
+    // The batch cannot finish before the browser watches: the test takes the write lock
+    // (readers go on in WAL mode, the processor waits at its next write) until the page is up.
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.busy_timeout(Duration::from_secs(30)).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
 
     let driver = Driver::start();
     // The token in the query sets the HttpOnly cookie that the page's fetches then carry.
@@ -155,10 +167,13 @@ fn the_admin_page_in_chromium_shows_batch_progress_changing_while_a_batch_runs()
         )
     };
     let (first, first_state) = read(&driver);
+    assert!(first < 60, "the batch was held back: {first}");
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = vec![first];
     loop {
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(250));
         let (processed, state) = read(&driver);
         if *seen.last().unwrap() != processed {
             seen.push(processed);

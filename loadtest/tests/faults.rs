@@ -167,3 +167,82 @@ fn a_slow_disk_fault_slows_every_commit_while_it_lasts() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_stops_a_run_and_writes_a_report_marked_interrupted_leaving_nothing_behind() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // A long batch under a cap of ten minutes: only Ctrl-C ends this run early.
+    let text = format!(
+        "name = \"long\"\n{}",
+        RETRIED_LOCKS
+            .replace("count = 80", "count = 600")
+            .replace("people = 8", "people = 30")
+            .replace("upload_latency_ms = 20", "upload_latency_ms = 500")
+            .replace("max = \"60s\"", "max = \"10m\"")
+    );
+    let scenario = dir.path().join("long.toml");
+    std::fs::write(&scenario, text).unwrap();
+    let out = dir.path().join("report");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run's database exists in its temporary folder: the server is up.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let started = loop {
+        let db = std::fs::read_dir(&tmp)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.path().join("app.db").is_file());
+        if db {
+            break true;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(started, "the run never started its server");
+    std::thread::sleep(Duration::from_secs(3));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+
+    let report: Report =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(report.interrupted);
+    assert_eq!(report.verdict.exit_code, 130);
+    assert!(report.verdict.summary.starts_with("INTERRUPTED"), "{}", report.verdict.summary);
+    assert!(!report.batch.as_ref().unwrap().finished);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.starts_with("# lockbench: long — INTERRUPTED"), "{md}");
+    // Nothing is left in the temporary folder, and no worker of the run is alive.
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().filter_map(Result::ok).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    for worker in report.settings_effective.unwrap_or_default() {
+        let alive = std::path::Path::new(&format!("/proc/{}", worker.pid)).exists();
+        assert!(!alive, "worker {} (pid {}) still runs", worker.worker, worker.pid);
+    }
+}

@@ -307,3 +307,71 @@ kiosk = { method = "POST", path = "/api/registrations", body = '{"name": "K {use
         "the app's database changed"
     );
 }
+
+/// Mistakes in a scenario are found when it is loaded, before any server starts: exit code 2,
+/// the key named, nothing written.
+#[test]
+fn scenario_mistakes_are_refused_at_load_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, String)> = vec![
+        ("workers", SMALL.replace("workers = 2", "workers = \"two\"")),
+        (
+            "pool_layout",
+            SMALL.replace("pool_size = 4", "pool_size = 1"),
+        ),
+        (
+            "GET /api/registration/updates",
+            format!("{SMALL}\n[gates.p99_ms]\n\"GET /api/registration/updates\" = 100\n"),
+        ),
+        (
+            "at_photo",
+            format!("{SMALL}\n[[faults]]\nkind = \"kill-worker\"\nat_photo = 5000\n"),
+        ),
+        (
+            "explode",
+            format!("{SMALL}\n[[faults]]\nkind = \"explode\"\nat = \"1s\"\n"),
+        ),
+        (
+            "every",
+            format!("{SMALL}\n[[faults]]\nkind = \"external-lock\"\nat = \"1s\"\nhold = \"5s\"\nevery = \"2s\"\n"),
+        ),
+        (
+            "sometimes",
+            SMALL.replace("kiosks = 2", "kiosks = 2\npoll_model = \"sometimes\""),
+        ),
+        (
+            "max_in_flight",
+            SMALL.replace("kiosks = 2", "kiosks = 2\nmax_in_flight = 0"),
+        ),
+        (
+            "p99_corrected_ms",
+            format!("{SMALL}\n[gates.p99_corrected_ms]\npollers = 100\n"),
+        ),
+    ];
+    for (key, text) in cases {
+        let scenario = write_scenario(dir.path(), "bad.toml", &text);
+        let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+            .args(["run", scenario.to_str().unwrap()])
+            .args(["--out", dir.path().join("report").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {err}");
+        assert!(err.contains(key), "{key} not named in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!dir.path().join("report").exists(), "{key}: a report was written");
+    }
+
+    // A photo folder that cannot be created is named.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let scenario = write_scenario(dir.path(), "small.toml", SMALL);
+    let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["run", scenario.to_str().unwrap(), "--photos-cache"])
+        .arg(file.join("photos"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("a-file/photos"), "{err}");
+}

@@ -76,6 +76,20 @@ fn a_sweep_runs_each_row_on_its_own_database_writes_its_table_and_resumes() {
         .modified()
         .unwrap();
     assert_eq!(first, after, "a finished row is not run again");
+
+    // A row whose settings changed since it ran is run again, even under the same label.
+    std::fs::write(
+        dir.path().join("tiny.toml"),
+        BASE.replace("poll_interval = \"200ms\"", "poll_interval = \"250ms\""),
+    )
+    .unwrap();
+    let changed = sweep(&file, &out, exe(), false).expect("resume after a change");
+    let rerun = std::fs::metadata(PathBuf::from(&changed.rows[0].report))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert!(rerun > after, "a row whose settings changed is run again");
+    assert_ne!(changed.rows[0].settings_key, again.rows[0].settings_key);
 }
 
 #[test]

@@ -685,6 +685,14 @@ pub(super) fn retry_lines(r: &Report) -> (String, String) {
         None => absent_reason(r, &["retry", "retries"]),
     };
     let dropped = match r.commit_only_dropped {
+        Some(n) if !r.commit_only_dropped_by_endpoint.is_empty() => {
+            let parts: Vec<String> = r
+                .commit_only_dropped_by_endpoint
+                .iter()
+                .map(|(e, n)| format!("{} on {e}", count(*n)))
+                .collect();
+            format!("{} ({})", count(n), parts.join(", "))
+        }
         Some(n) => count(n),
         None => absent_reason(r, &["commit-only", "commit only", "retry_scope"]),
     };

@@ -44,6 +44,9 @@ pub struct Report {
     pub retries: Option<u64>,
     /// Writes the commit-only retry scope reported as saved after rolling them back.
     pub commit_only_dropped: Option<u64>,
+    /// The same, by endpoint ("processor" for the batch): where the writes were lost.
+    #[serde(default)]
+    pub commit_only_dropped_by_endpoint: BTreeMap<String, u64>,
     pub batch: Option<BatchFigures>,
     pub audit: Option<Audit>,
     pub wal: Option<WalFigures>,
