@@ -208,7 +208,8 @@ impl FaultRunner {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        let mut records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut records =
+            std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
         records.sort_by(|a, b| {
             a.started_s
                 .unwrap_or(f64::MAX)
@@ -224,7 +225,10 @@ fn sleep_until(at: Instant, stop: &AtomicBool) -> bool {
         if stop.load(Ordering::SeqCst) || interrupted() {
             return false;
         }
-        std::thread::sleep(at.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
+        std::thread::sleep(
+            at.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50)),
+        );
     }
     true
 }
@@ -241,7 +245,12 @@ fn run_timed(
     records: &Mutex<Vec<FaultRecord>>,
 ) {
     let spec = serde_json::to_value(fault).unwrap_or_default();
-    let push = |record: FaultRecord| records.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+    let push = |record: FaultRecord| {
+        records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record)
+    };
     let record = |started: Option<Instant>, ended: Option<Instant>, outcome: String| FaultRecord {
         kind: fault.kind().to_owned(),
         description: fault.describe(),
@@ -281,8 +290,16 @@ fn run_timed(
             if !sleep_until(posted + *at, stop) {
                 return;
             }
-            if let Err(e) = std::fs::write(&ctx.sync_delay_control, sync_delay_ms.to_string()) {
-                push(record(None, None, format!("could not set the sync delay: {e}")));
+            // Written beside and renamed, so a worker never reads a half-written file.
+            let tmp = ctx.sync_delay_control.with_extension("tmp");
+            let written = std::fs::write(&tmp, sync_delay_ms.to_string())
+                .and_then(|()| std::fs::rename(&tmp, &ctx.sync_delay_control));
+            if let Err(e) = written {
+                push(record(
+                    None,
+                    None,
+                    format!("could not set the sync delay: {e}"),
+                ));
                 return;
             }
             let started = Instant::now();
@@ -323,7 +340,13 @@ fn hold_in_child(
         .stderr(Stdio::piped());
     let mut child = match spawn_group(&mut command) {
         Ok(c) => c,
-        Err(e) => return (None, None, format!("could not start the fault process: {e}")),
+        Err(e) => {
+            return (
+                None,
+                None,
+                format!("could not start the fault process: {e}"),
+            )
+        }
     };
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel::<(Instant, serde_json::Value)>();

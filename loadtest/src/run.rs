@@ -630,7 +630,10 @@ struct KillEnv<'a> {
 impl Kill {
     fn record(&self, env: &KillEnv<'_>, started: Option<Instant>, outcome: String) -> FaultRecord {
         let since = |t: Instant| {
-            (t.saturating_duration_since(env.recorder.started()).as_secs_f64() * 10.0).round()
+            (t.saturating_duration_since(env.recorder.started())
+                .as_secs_f64()
+                * 10.0)
+                .round()
                 / 10.0
         };
         FaultRecord {
@@ -723,7 +726,10 @@ impl Kill {
                 spec: serde_json::to_value(&self.fault).unwrap_or_default(),
                 started_s: None,
                 ended_s: None,
-                outcome: format!("not applied: the batch never reached photo {}", self.at_photo),
+                outcome: format!(
+                    "not applied: the batch never reached photo {}",
+                    self.at_photo
+                ),
                 lock_errors_before: None,
             },
             KillState::Killed { worker, pid, .. } => FaultRecord {
@@ -743,11 +749,13 @@ impl Kill {
 
 /// The worker to kill and its pid, from every worker's /metrics: the one running the batch's
 /// processor, or the first that answers.
-fn pick_worker(
-    env: &KillEnv<'_>,
-    target: KillTarget,
-) -> Result<(String, u32, bool, u64), String> {
-    let texts = scrape_all(env.client, &format!("{}/metrics", env.url), None, env.workers);
+fn pick_worker(env: &KillEnv<'_>, target: KillTarget) -> Result<(String, u32, bool, u64), String> {
+    let texts = scrape_all(
+        env.client,
+        &format!("{}/metrics", env.url),
+        None,
+        env.workers,
+    );
     // The lock errors counted so far, so the report can show they survive the kill.
     let counted: u64 = ServerFigures::parse(texts.values())
         .lock_by_code
@@ -1597,7 +1605,11 @@ fn judge(scenario: &Scenario, report: &mut Report) {
     let faults = if report.faults.is_empty() {
         String::new()
     } else {
-        let names: Vec<&str> = report.faults.iter().map(|f| f.description.as_str()).collect();
+        let names: Vec<&str> = report
+            .faults
+            .iter()
+            .map(|f| f.description.as_str())
+            .collect();
         format!("; faults: {}", names.join(", "))
     };
     let restarts = match report.restarts.len() {

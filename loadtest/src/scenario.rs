@@ -54,7 +54,11 @@ pub enum Fault {
         at: Duration,
         #[serde(with = "duration_text")]
         hold: Duration,
-        #[serde(default, with = "optional_duration", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            with = "optional_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
         every: Option<Duration>,
     },
     /// SIGKILL a worker process when the batch reaches `at_photo` photos processed.
@@ -523,7 +527,10 @@ impl Scenario {
             bail!("server.workers: {} (1 to 64)", self.server.workers);
         }
         if self.server.threads > 10_000 {
-            bail!("server.threads: {} (0 for no limit, up to 10000)", self.server.threads);
+            bail!(
+                "server.threads: {} (0 for no limit, up to 10000)",
+                self.server.threads
+            );
         }
         if self.users.total() == 0 {
             bail!("users: no pollers, admins or kiosks");

@@ -214,7 +214,11 @@ fn row_from(
         wall_s: (wall_s * 10.0).round() / 10.0,
         report: path.join("report.json").display().to_string(),
         settings_key: String::new(),
-        faults: report.faults.iter().map(|f| f.description.clone()).collect(),
+        faults: report
+            .faults
+            .iter()
+            .map(|f| f.description.clone())
+            .collect(),
         restarts: report.restarts.len() as u64,
         duplicate_writes: report.audit.as_ref().map(|a| a.duplicate_writes),
     }
@@ -325,8 +329,9 @@ pub fn sweep(
     };
     let mut done = Vec::new();
     let mut interrupted = false;
-    let write =
-        |done: &[SweepRow], interrupted| write_sweep(&file, &base_path, &base, done, out, interrupted);
+    let write = |done: &[SweepRow], interrupted| {
+        write_sweep(&file, &base_path, &base, done, out, interrupted)
+    };
     for (i, (label, set, scenario)) in planned.into_iter().enumerate() {
         if crate::faults::interrupted() {
             interrupted = true;

@@ -72,7 +72,8 @@ fn a_killed_worker_is_restarted_the_batch_resumes_and_its_lock_errors_stay_count
     let kill = &report.faults[0];
     assert_eq!(kill.kind, "kill-worker");
     assert!(
-        kill.outcome.contains("running the processor") && kill.outcome.contains("posted the batch again"),
+        kill.outcome.contains("running the processor")
+            && kill.outcome.contains("posted the batch again"),
         "{}",
         kill.outcome
     );
@@ -84,7 +85,10 @@ fn a_killed_worker_is_restarted_the_batch_resumes_and_its_lock_errors_stay_count
     assert!(!restarted.is_empty(), "{:?}", report.restarts);
     // Lock errors the workers had counted before the kill are still in the total.
     let before = kill.lock_errors_before.expect("counted before the kill");
-    assert!(before > 0, "the scenario should meet lock errors before the kill");
+    assert!(
+        before > 0,
+        "the scenario should meet lock errors before the kill"
+    );
     assert!(
         report.lock_errors.total >= before,
         "total {} < {before} counted before the kill",
@@ -189,7 +193,12 @@ fn ctrl_c_stops_a_run_and_writes_a_report_marked_interrupted_leaving_nothing_beh
     std::fs::write(&scenario, text).unwrap();
     let out = dir.path().join("report");
     let mut child = Command::new(env!("CARGO_BIN_EXE_lockbench"))
-        .args(["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -223,7 +232,10 @@ fn ctrl_c_stops_a_run_and_writes_a_report_marked_interrupted_leaving_nothing_beh
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "the run did not stop after Ctrl-C");
+        assert!(
+            Instant::now() < deadline,
+            "the run did not stop after Ctrl-C"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut err = String::new();
@@ -234,15 +246,26 @@ fn ctrl_c_stops_a_run_and_writes_a_report_marked_interrupted_leaving_nothing_beh
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert!(report.interrupted);
     assert_eq!(report.verdict.exit_code, 130);
-    assert!(report.verdict.summary.starts_with("INTERRUPTED"), "{}", report.verdict.summary);
+    assert!(
+        report.verdict.summary.starts_with("INTERRUPTED"),
+        "{}",
+        report.verdict.summary
+    );
     assert!(!report.batch.as_ref().unwrap().finished);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.starts_with("# lockbench: long — INTERRUPTED"), "{md}");
     // Nothing is left in the temporary folder, and no worker of the run is alive.
-    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().filter_map(Result::ok).collect();
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     for worker in report.settings_effective.unwrap_or_default() {
         let alive = std::path::Path::new(&format!("/proc/{}", worker.pid)).exists();
-        assert!(!alive, "worker {} (pid {}) still runs", worker.worker, worker.pid);
+        assert!(
+            !alive,
+            "worker {} (pid {}) still runs",
+            worker.worker, worker.pid
+        );
     }
 }

@@ -359,7 +359,10 @@ fn scenario_mistakes_are_refused_at_load_naming_the_key() {
         assert_eq!(out.status.code(), Some(2), "{key}: {err}");
         assert!(err.contains(key), "{key} not named in: {err}");
         assert!(!err.contains("panicked"), "{err}");
-        assert!(!dir.path().join("report").exists(), "{key}: a report was written");
+        assert!(
+            !dir.path().join("report").exists(),
+            "{key}: a report was written"
+        );
     }
 
     // A photo folder that cannot be created is named.

@@ -76,6 +76,8 @@ struct Load {
     lock_errors: f64,
     client_503: u64,
     requests: u64,
+    /// The batch's status once its processor ended.
+    status: serde_json::Value,
 }
 
 /// The incident in miniature: 2 workers, a batch committing at every step, dashboard pollers
@@ -133,7 +135,11 @@ fn incident_in_miniature(storage_args: &[&str]) -> Load {
     }
     let client = fresh_client();
     let id = post_batch(&client, &server.url, &photos);
-    wait_done(&client, &server.url, id);
+    // The end of the processor's run, not the batch's status: under the incident's settings
+    // the status update can itself fail on a lock (no retries), and the batch then stays
+    // `running` although its processor is done.
+    wait_processor_finished(&server.url, id);
+    let status = batch_status(&client, &server.url, id)["status"].clone();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
@@ -148,6 +154,28 @@ fn incident_in_miniature(storage_args: &[&str]) -> Load {
         lock_errors,
         client_503: client_503.load(Ordering::Relaxed),
         requests: requests.load(Ordering::Relaxed),
+        status,
+    }
+}
+
+/// Waits until a worker's /metrics says its processor's run over `batch` has ended.
+fn wait_processor_finished(url: &str, batch: i64) {
+    let series = format!(",batch=\"{batch}\"}} 1");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let finished = scrape_workers(url, 2).values().any(|t| {
+            t.lines().any(|l| {
+                l.starts_with("lockbench_batch_processor_finished{") && l.ends_with(&series)
+            })
+        });
+        if finished {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the processor of batch {batch} never ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -178,6 +206,10 @@ fn the_incident_in_miniature_locks_and_wal_immediate_every_connection_does_not()
         "every-connection",
     ]);
     assert_eq!(fixed.lock_errors, 0.0, "{} requests", fixed.requests);
+    assert_eq!(
+        fixed.status, "done",
+        "without lock errors every write lands"
+    );
     assert_eq!(fixed.client_503, 0);
     assert!(fixed.requests > 0);
 }
@@ -186,7 +218,7 @@ fn the_incident_in_miniature_locks_and_wal_immediate_every_connection_does_not()
 
 /// How long a test waits for something that must happen (a restart, a metric) before it
 /// fails: a bound on a hang, never a measurement.
-const PATIENCE: Duration = Duration::from_secs(120);
+const PATIENCE: Duration = Duration::from_secs(300);
 
 /// `lockbench serve` as a child process whose exit status, stdout and stderr the test reads.
 struct Serve {
@@ -214,7 +246,10 @@ impl Serve {
         loop {
             let line = rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!("lockbench serve did not announce itself: {}", stderr.lock().unwrap())
+                panic!(
+                    "lockbench serve did not announce itself: {}",
+                    stderr.lock().unwrap()
+                )
             });
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let url = rest.split_whitespace().next().unwrap().to_owned();
@@ -291,7 +326,11 @@ fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
 
 /// A value of a label on a metric line.
 fn label(line: &str, name: &str) -> Option<String> {
-    line.split(&format!("{name}=\"")).nth(1)?.split('"').next().map(str::to_owned)
+    line.split(&format!("{name}=\""))
+        .nth(1)?
+        .split('"')
+        .next()
+        .map(str::to_owned)
 }
 
 /// Each worker's pid, from its /metrics.
@@ -312,7 +351,12 @@ fn worker_pids(scraped: &BTreeMap<String, String>) -> BTreeMap<String, u32> {
 
 /// Scrapes every worker until `worker` answers with a pid other than `old_pid`; returns
 /// every worker's text from that round.
-fn scrape_until_replaced(url: &str, workers: u32, worker: &str, old_pid: u32) -> BTreeMap<String, String> {
+fn scrape_until_replaced(
+    url: &str,
+    workers: u32,
+    worker: &str,
+    old_pid: u32,
+) -> BTreeMap<String, String> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let scraped = scrape_workers(url, workers);
@@ -320,7 +364,10 @@ fn scrape_until_replaced(url: &str, workers: u32, worker: &str, old_pid: u32) ->
         if scraped.len() == workers as usize && pids.get(worker).is_some_and(|p| *p != old_pid) {
             return scraped;
         }
-        assert!(Instant::now() < deadline, "worker {worker} never came back: {pids:?}");
+        assert!(
+            Instant::now() < deadline,
+            "worker {worker} never came back: {pids:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -348,7 +395,10 @@ fn wait_restarts(data_dir: &Path, n: usize) -> Vec<serde_json::Value> {
         if lines.len() > n {
             return lines;
         }
-        assert!(Instant::now() < deadline, "no new line in restarts.jsonl: {lines:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no new line in restarts.jsonl: {lines:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -418,10 +468,12 @@ fn a_killed_worker_comes_back_with_its_lock_error_counts_and_the_restart_is_reco
 
     let before = scrape_workers(&server.url, 2);
     assert_eq!(before.len(), 2, "both workers scraped");
-    let lock_errors =
-        |t: &str| sum_metric(t, "lockbench_db_lock_errors_total{");
+    let lock_errors = |t: &str| sum_metric(t, "lockbench_db_lock_errors_total{");
     let total_before: f64 = before.values().map(|t| lock_errors(t)).sum();
-    assert_eq!(total_before, 20.0, "one lock error per refused registration");
+    assert_eq!(
+        total_before, 20.0,
+        "one lock error per refused registration"
+    );
     // The worker with the most lock errors (at least 10 of the 20) is killed.
     let (victim, victim_text) = before
         .iter()
@@ -457,7 +509,10 @@ fn a_killed_worker_comes_back_with_its_lock_error_counts_and_the_restart_is_reco
     assert_eq!(line["action"], "restarted");
     assert_eq!(line["delay_ms"], 200);
     assert_eq!(line["new_pid"], worker_pids(&after)[victim]);
-    assert!(line["status"].as_str().unwrap().contains("SIGKILL"), "{line}");
+    assert!(
+        line["status"].as_str().unwrap().contains("SIGKILL"),
+        "{line}"
+    );
     assert!(line["unix_ms"].as_u64().unwrap() > 0);
     let said = server.stdout.lock().unwrap().join("\n");
     assert!(
@@ -467,8 +522,8 @@ fn a_killed_worker_comes_back_with_its_lock_error_counts_and_the_restart_is_reco
         "{said}"
     );
     // The events file of the victim holds its counts, one line per event or total.
-    let events = std::fs::read_to_string(data_dir.join(format!("stats/worker-{victim}.events")))
-        .unwrap();
+    let events =
+        std::fs::read_to_string(data_dir.join(format!("stats/worker-{victim}.events"))).unwrap();
     assert!(events.contains("lock register SQLITE_BUSY"), "{events}");
 }
 
@@ -515,8 +570,8 @@ fn a_worker_that_keeps_crashing_makes_the_supervisor_stop_everything_and_fail() 
     assert_eq!(last["new_pid"], serde_json::Value::Null);
     // Every worker was stopped, the one that never crashed too.
     for pid in [pid, other] {
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.contains(") Z "));
+        let alive =
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
         assert!(!alive, "worker {pid} still runs");
     }
 }
@@ -585,7 +640,9 @@ fn a_batch_posted_again_during_and_after_its_run_ends_done_with_nothing_recorded
         let id = answer["batch_id"].as_i64().unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
         let status: String = holder
-            .query_row("SELECT status FROM batches WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT status FROM batches WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .unwrap();
         if status != "done" {
             break id;
@@ -595,7 +652,11 @@ fn a_batch_posted_again_during_and_after_its_run_ends_done_with_nothing_recorded
         wait_for_no_processor(&server.url);
     };
     let running = wait_for_processor(&server.url, batch_id);
-    assert_eq!(running.len(), 1, "one processor runs the batch: {running:?}");
+    assert_eq!(
+        running.len(),
+        1,
+        "one processor runs the batch: {running:?}"
+    );
     // Posts meanwhile, whichever worker they reach, leave the batch to that processor.
     for _ in 0..6 {
         let answer = post_batch_answer(&client, &server.url, &photos);
@@ -614,7 +675,10 @@ fn a_batch_posted_again_during_and_after_its_run_ends_done_with_nothing_recorded
         wait_done(&client, &server.url, batch_id);
     }
     wait_for_no_processor(&server.url);
-    assert_eq!(batch_status(&client, &server.url, batch_id)["status"], "done");
+    assert_eq!(
+        batch_status(&client, &server.url, batch_id)["status"],
+        "done"
+    );
 
     let audit = audit_db(&db);
     let one = |sql: &str| -> i64 { audit.query_row(sql, [], |r| r.get(0)).unwrap() };
@@ -627,7 +691,10 @@ fn a_batch_posted_again_during_and_after_its_run_ends_done_with_nothing_recorded
         0,
         "a photo recorded twice"
     );
-    assert_eq!(one("SELECT count(*) FROM persons") as usize, manifest.people.len());
+    assert_eq!(
+        one("SELECT count(*) FROM persons") as usize,
+        manifest.people.len()
+    );
     assert_eq!(one("SELECT failed FROM batches"), 1);
     assert_eq!(one("SELECT persons FROM batches"), 3);
 }
@@ -656,7 +723,10 @@ fn wait_for_no_processor(url: &str) {
         if running.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "processors never ended: {running:?}");
+        assert!(
+            Instant::now() < deadline,
+            "processors never ended: {running:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -691,7 +761,10 @@ fn the_sync_delay_control_file_switches_a_slow_disk_on_and_off() {
             {
                 return scraped;
             }
-            assert!(Instant::now() < deadline, "{source} {ms} never applied: {scraped:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{source} {ms} never applied: {scraped:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
@@ -755,7 +828,10 @@ fn serve_refuses_a_port_in_use_a_database_it_cannot_write_and_contradictory_sett
             .stdout(Stdio::null())
             .output()
             .expect("run lockbench serve");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
 
     // A port another program listens on (without SO_REUSEPORT).
@@ -764,7 +840,10 @@ fn serve_refuses_a_port_in_use_a_database_it_cannot_write_and_contradictory_sett
     let db = dir.path().join("a.db");
     let (code, stderr) = run(&db, &[], &port);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("port {port} is already in use")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {port} is already in use")),
+        "{stderr}"
+    );
     assert!(!db.exists(), "nothing created before the refusal");
     drop(taken);
 
@@ -814,13 +893,22 @@ fn serve_refuses_a_port_in_use_a_database_it_cannot_write_and_contradictory_sett
         (vec!["--workers", "0"], "workers"),
         (vec!["--data-dir", db_text.as_str()], "data_dir"),
         (vec!["--data-dir", file_text.as_str()], "data_dir"),
-        (vec!["--sync-delay-control", db_text.as_str()], "sync_delay_control"),
-        (vec!["--sync-delay-control", folder_text.as_str()], "sync_delay_control"),
+        (
+            vec!["--sync-delay-control", db_text.as_str()],
+            "sync_delay_control",
+        ),
+        (
+            vec!["--sync-delay-control", folder_text.as_str()],
+            "sync_delay_control",
+        ),
         (
             vec!["--sync-delay-control", "/no/such/folder/ctl"],
             "sync_delay_control",
         ),
-        (vec!["--retry", "fixed", "--retry-attempts", "0"], "retry_attempts"),
+        (
+            vec!["--retry", "fixed", "--retry-attempts", "0"],
+            "retry_attempts",
+        ),
         (vec!["--sync-delay-ms", "600000"], "sync_delay_ms"),
     ] {
         let (code, stderr) = run(&db, &args, "0");

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,9 @@ use tracing::{info, info_span, warn};
 use crate::app::metrics::Metrics;
 use crate::photos::{self, Scan};
 use crate::storage::{DbError, JournalMode, Store, Tx, Value};
+
+/// The pause between the processor's tries while the database stays locked.
+const LOCK_WAIT_STEP: Duration = Duration::from_millis(100);
 
 /// How often the processor commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
@@ -58,6 +61,12 @@ pub struct ProcessorConfig {
     /// Latency per uploaded file, standing in for the Drive upload.
     #[arg(long, default_value_t = 0)]
     pub upload_latency_ms: u64,
+    /// How long the processor keeps running a unit of work again that failed on a lock (after
+    /// the retry policy gave up) before it gives up on that step: a background job can wait
+    /// out a backup or a migration instead of dropping a photo. 0: it gives up at once, as
+    /// the incident's processor did.
+    #[arg(long, default_value_t = 0)]
+    pub lock_wait_ms: u64,
 }
 
 /// Where the processor writes: per-person folders, the upload folder, and the batches' claim
@@ -370,6 +379,27 @@ struct Processor<'a> {
 type Step<'s> = Box<dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + 's>;
 
 impl Processor<'_> {
+    /// A write unit of work, run again while it fails on a lock, for up to `lock_wait_ms`;
+    /// every new try is counted as a retry.
+    fn write<T>(
+        &self,
+        op: &str,
+        mut work: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let wait = Duration::from_millis(self.config.lock_wait_ms);
+        let started = Instant::now();
+        loop {
+            match self.store.write(op, &mut work) {
+                Err(e) if e.is_lock() && started.elapsed() < wait => {
+                    warn!(op, error = %e, "the database stays locked; the processor waits and tries again");
+                    self.store.count_retry(op);
+                    std::thread::sleep(LOCK_WAIT_STEP.min(wait.saturating_sub(started.elapsed())));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn io_in_tx(&self) -> bool {
         self.config.io_in_transaction == Switch::On
     }
@@ -379,13 +409,13 @@ impl Processor<'_> {
         match self.config.commit_granularity {
             crate::processor::CommitGranularity::PerStep => {
                 for (op, mut step) in steps {
-                    self.store.write(op, |tx| step(tx))?;
+                    self.write(op, |tx| step(tx))?;
                 }
                 Ok(())
             }
             crate::processor::CommitGranularity::PerPhoto => {
                 let mut steps = steps;
-                self.store.write("process_photo", |tx| {
+                self.write("process_photo", |tx| {
                     for (_, step) in steps.iter_mut() {
                         step(tx)?;
                     }
@@ -397,7 +427,7 @@ impl Processor<'_> {
 
     fn log_or_warn(&self, action: &str, photo: Option<&str>, detail: &str) {
         let batch_id = self.batch_id;
-        let result = self.store.write("log_action", |tx| {
+        let result = self.write("log_action", |tx| {
             log_action(tx, batch_id, action, photo, detail)
         });
         if let Err(e) = result {
@@ -465,9 +495,7 @@ impl Processor<'_> {
                 self.start_new_person(&decoded, &scan, &payload)
             }
             QrMeaning::None => self.assign_to_current_person(&decoded, &scan, None),
-            QrMeaning::Foreign(note) => {
-                self.assign_to_current_person(&decoded, &scan, Some(&note))
-            }
+            QrMeaning::Foreign(note) => self.assign_to_current_person(&decoded, &scan, Some(&note)),
             QrMeaning::Refused(reason) => {
                 // The current person stays: a photo that cannot say whose it is does not
                 // start anyone.
@@ -675,7 +703,7 @@ impl Processor<'_> {
         let batch_id = self.batch_id;
         // Undecodable files have no trustworthy content; key them by batch and name.
         let key = hash.map_or_else(|| format!("failed:{batch_id}:{name}"), str::to_owned);
-        let result = self.store.write("record_failed_photo", |tx| {
+        let result = self.write("record_failed_photo", |tx| {
             let exists = tx.query_i64("SELECT id FROM photos WHERE content_hash = ?1", &[Value::from(key.as_str())])?;
             if exists.is_none() {
                 tx.insert(
@@ -749,7 +777,7 @@ impl Processor<'_> {
         }
         let batch_id = self.batch_id;
         let folder_text = folder.display().to_string();
-        self.store.write("save_current_person", |tx| {
+        self.write("save_current_person", |tx| {
             tx.query_i64(
                 "SELECT photo_count FROM persons WHERE id = ?1",
                 &[Value::Int(person.id)],
@@ -768,15 +796,17 @@ impl Processor<'_> {
     }
 
     fn upload_person(&self, person: &Person) -> Result<(), DbError> {
-        let source = inside(&self.dirs.persons, &person.folder).map_err(io_error("upload_person"))?;
-        let target = inside(&self.dirs.uploads, &person.folder).map_err(io_error("upload_person"))?;
+        let source =
+            inside(&self.dirs.persons, &person.folder).map_err(io_error("upload_person"))?;
+        let target =
+            inside(&self.dirs.uploads, &person.folder).map_err(io_error("upload_person"))?;
         let latency = Duration::from_millis(self.config.upload_latency_ms);
         let upload = || upload_folder(&source, &target, latency);
         if !self.io_in_tx() {
             upload().map_err(io_error("upload_person"))?;
         }
         let batch_id = self.batch_id;
-        self.store.write("upload_person", |tx| {
+        self.write("upload_person", |tx| {
             tx.query_i64(
                 "SELECT upload_state FROM persons WHERE id = ?1",
                 &[Value::Int(person.id)],
@@ -824,7 +854,7 @@ impl Processor<'_> {
 
     fn finish_batch(&self) {
         let batch_id = self.batch_id;
-        let result = self.store.write("finish_batch", |tx| {
+        let result = self.write("finish_batch", |tx| {
             tx.query_i64("SELECT processed FROM batches WHERE id = ?1", &[Value::Int(batch_id)])?;
             tx.execute(
                 "UPDATE batches SET status = 'done', current_photo = NULL, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",

@@ -39,7 +39,7 @@ use tracing::{info, warn};
 
 use crate::app::{self, AppState};
 use crate::processor::ProcessorConfig;
-use crate::storage::{vfs, RetryConfig, StorageConfig, Store};
+use crate::storage::{vfs, ConfigError, OpenError, RetryConfig, StorageConfig, Store};
 
 /// The hidden subcommand a supervisor starts its workers with.
 pub const WORKER_SUBCOMMAND: &str = "__worker";
@@ -175,7 +175,9 @@ pub fn restarts_path(data_dir: &Path) -> PathBuf {
 
 /// The stats events file of one worker.
 pub fn stats_events_path(data_dir: &Path, worker: u32) -> PathBuf {
-    data_dir.join("stats").join(format!("worker-{worker}.events"))
+    data_dir
+        .join("stats")
+        .join(format!("worker-{worker}.events"))
 }
 
 /// When the supervisor restarts a dead worker, and when it gives up.
@@ -283,7 +285,10 @@ fn apply_sync_delay_control(path: &Path, last: &mut Option<Result<Option<Duratio
         return;
     }
     match &now {
-        Ok(Some(d)) => info!(ms = d.as_millis() as u64, "sync delay set by the control file"),
+        Ok(Some(d)) => info!(
+            ms = d.as_millis() as u64,
+            "sync delay set by the control file"
+        ),
         Ok(None) => info!("sync delay back to the configured sync_delay_ms"),
         Err(e) => warn!(error = %e, "ignoring the sync delay control file; using sync_delay_ms"),
     }
@@ -326,7 +331,9 @@ fn check_port_free(addr: SocketAddr) -> anyhow::Result<()> {
             addr.port(),
             addr.ip()
         ),
-        Err(e) => Err(e).with_context(|| format!("cannot bind port {} on {}", addr.port(), addr.ip())),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot bind port {} on {}", addr.port(), addr.ip()))
+        }
     }
 }
 
@@ -364,9 +371,13 @@ pub fn serve(config: ServeConfig, announce: impl FnOnce(SocketAddr, &str)) -> an
     }
     let addr = SocketAddr::new(config.bind, config.port);
     if config.workers == 1 {
-        let listener = reuseport_listener(addr, true)?;
-        let local = listener.local_addr()?;
-        return run_worker(config, 0, token, listener, |_| announce(local, "1 worker"));
+        return run_worker(
+            config,
+            0,
+            token,
+            move || reuseport_listener(addr, true),
+            |local| announce(local, "1 worker"),
+        );
     }
     // Reserve the port (bound, not listening: it takes no connections) so that port 0 gives
     // every worker the same port.
@@ -423,7 +434,10 @@ struct Death {
 enum SlotState {
     Running(Child),
     /// Dead; to be started again at `at`.
-    Waiting { at: Instant, death: Death },
+    Waiting {
+        at: Instant,
+        death: Death,
+    },
 }
 
 /// One worker id under supervision.
@@ -653,16 +667,60 @@ pub fn worker_from_env() -> anyhow::Result<()> {
         .and_then(|w| w.parse().ok())
         .context("worker started without its id")?;
     let token = std::env::var(ENV_TOKEN).context("worker started without the admin token")?;
-    let listener = reuseport_listener(SocketAddr::new(config.bind, config.port), true)?;
-    run_worker(config, worker, token, listener, |_| {})
+    let addr = SocketAddr::new(config.bind, config.port);
+    run_worker(
+        config,
+        worker,
+        token,
+        move || reuseport_listener(addr, true),
+        |_| {},
+    )
 }
 
-/// Serves one worker until SIGTERM or Ctrl-C.
+/// How long a worker keeps trying to open the database while another process holds a lock
+/// on it (an external write lock while the worker restarts, say) before it gives up.
+const WORKER_OPEN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Whether opening failed only because another connection held a lock.
+fn open_error_is_lock(e: &OpenError) -> bool {
+    match e {
+        OpenError::Open { source, .. } | OpenError::Migration { source, .. } => source.is_lock(),
+        // Setting the journal mode reports its error as text (configure's NotApplied).
+        OpenError::Config(ConfigError::NotApplied { effective, .. }) => {
+            effective.contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
+/// Opens the store, waiting (up to [`WORKER_OPEN_PATIENCE`]) while the database is locked:
+/// the supervisor prepared it already, so a lock is another process's, and passes.
+fn open_store_patiently(config: &ServeConfig) -> anyhow::Result<Store> {
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        match Store::open(&config.db, &config.storage, &config.retry) {
+            Ok(store) => return Ok(store),
+            Err(e) if open_error_is_lock(&e) && started.elapsed() < WORKER_OPEN_PATIENCE => {
+                if !warned {
+                    warn!(error = %e, "the database is locked; the worker waits to open it");
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening {}", config.db.display())),
+        }
+    }
+}
+
+/// Serves one worker until SIGTERM or Ctrl-C. `bind` makes the listening socket; it is called
+/// only once the worker can answer (its store open, its counters replayed), so that no
+/// connection waits in the backlog of a worker that may still fail to start.
 pub fn run_worker(
     config: ServeConfig,
     worker: u32,
     token: String,
-    listener: std::net::TcpListener,
+    bind: impl FnOnce() -> anyhow::Result<std::net::TcpListener>,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -677,19 +735,18 @@ pub fn run_worker(
     }
     runtime.block_on(async move {
         let cfg = config.clone();
-        let store =
-            tokio::task::spawn_blocking(move || Store::open(&cfg.db, &cfg.storage, &cfg.retry))
-                .await?
-                .with_context(|| format!("opening {}", config.db.display()))?;
+        let store = tokio::task::spawn_blocking(move || open_store_patiently(&cfg)).await??;
         let events = stats_events_path(&config.data_dir(), worker);
         let journaled = store.clone();
         let events2 = events.clone();
-        let replayed =
-            tokio::task::spawn_blocking(move || journaled.stats().journal_to(&events2))
-                .await?
-                .with_context(|| format!("keeping the counters in {}", events.display()))?;
+        let replayed = tokio::task::spawn_blocking(move || journaled.stats().journal_to(&events2))
+            .await?
+            .with_context(|| format!("keeping the counters in {}", events.display()))?;
         if replayed > 0 {
-            info!(worker, replayed, "counters go on from the previous worker's");
+            info!(
+                worker,
+                replayed, "counters go on from the previous worker's"
+            );
         }
         if let Some(path) = config.sync_delay_control.clone() {
             tokio::spawn(async move {
@@ -718,15 +775,15 @@ pub fn run_worker(
             config.retry.clone(),
             config.data_dir(),
         );
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let listener = tokio::net::TcpListener::from_std(bind()?)?;
         let local = listener.local_addr()?;
         info!(worker, %local, pid = std::process::id(), "worker listening");
         ready(local);
         let app = match config.threads {
             0 => app::router(state),
-            n => app::router(state).layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                n as usize,
-            )),
+            n => {
+                app::router(state).layer(tower::limit::GlobalConcurrencyLimitLayer::new(n as usize))
+            }
         };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
@@ -804,7 +861,10 @@ mod tests {
         );
         // Only crashes of the last 60 s count towards giving up: 4 in the window (40, 41,
         // 61, 62; 0 and 1 are older), then the fifth.
-        assert_eq!(h.died(&policy, at(61), ms(10)), AfterDeath::Restart(ms(800)));
+        assert_eq!(
+            h.died(&policy, at(61), ms(10)),
+            AfterDeath::Restart(ms(800))
+        );
         assert_eq!(
             h.died(&policy, at(62), ms(10)),
             AfterDeath::Restart(ms(1600))

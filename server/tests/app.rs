@@ -463,7 +463,15 @@ async fn bad_input_gets_the_right_status_naming_what_was_wrong_and_loses_nothing
             Some(r#"["Bob", "b@example.org"]"#),
             None,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid type: sequence",
+            "expected a JSON object, got an array",
+        ),
+        (
+            "POST",
+            "/api/batches",
+            Some(r#""/tmp""#),
+            Some(TOKEN),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "expected a JSON object, got a string",
         ),
         (
             "POST",
@@ -577,7 +585,14 @@ async fn bad_input_gets_the_right_status_naming_what_was_wrong_and_loses_nothing
     }
     // A batch folder that is a file (the database itself).
     let file_body = json!({"dir": f.root.join("app.db")}).to_string();
-    let r = call(&f.router, "POST", "/api/batches", Some(&file_body), Some(TOKEN)).await;
+    let r = call(
+        &f.router,
+        "POST",
+        "/api/batches",
+        Some(&file_body),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert_eq!(r.body["field"], "dir");
     assert!(r.text.contains("is not a folder"), "{}", r.text);
@@ -591,7 +606,14 @@ async fn bad_input_gets_the_right_status_naming_what_was_wrong_and_loses_nothing
     assert_eq!(r.body["error"], "payload_too_large");
     // Oversized and malformed at once: the size is what is refused.
     let huge_broken = format!("{{\"name\":\"{}", "x".repeat(app::MAX_BODY_BYTES + 1));
-    let r = call(&f.router, "POST", "/api/registrations", Some(&huge_broken), None).await;
+    let r = call(
+        &f.router,
+        "POST",
+        "/api/registrations",
+        Some(&huge_broken),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
 
     // A body that is not JSON at all, or not UTF-8, or sent as something else than JSON.
@@ -715,7 +737,10 @@ fn qr_png(payloads: &[&str]) -> Vec<u8> {
         image::imageops::overlay(&mut canvas, code, i64::from(x), i64::from(gap));
         x += code.width() + gap;
     }
-    encode(image::DynamicImage::ImageLuma8(canvas), image::ImageFormat::Png)
+    encode(
+        image::DynamicImage::ImageLuma8(canvas),
+        image::ImageFormat::Png,
+    )
 }
 
 /// A photo without a QR code; `shade` makes each one's bytes (and content hash) its own.
@@ -746,7 +771,10 @@ fn files_under(root: &Path, skip: &[&str]) -> Vec<String> {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            if skip.iter().any(|s| rel == *s || rel.starts_with(&format!("{s}/"))) {
+            if skip
+                .iter()
+                .any(|s| rel == *s || rel.starts_with(&format!("{s}/")))
+            {
                 continue;
             }
             if entry.file_type().unwrap().is_dir() {
@@ -863,7 +891,12 @@ async fn bad_photos_are_failed_with_their_reason_and_odd_names_are_recorded_as_t
             "-",
             "2 registration QR codes in one photo",
         ),
-        ("IMG_0010.jpg", "failed", "-", "is a symbolic link (to ../outside/secret.jpg)"),
+        (
+            "IMG_0010.jpg",
+            "failed",
+            "-",
+            "is a symbolic link (to ../outside/secret.jpg)",
+        ),
         (
             "IMG_0011 a\\..\\..\\b.jpg",
             "failed",
@@ -919,7 +952,10 @@ async fn bad_photos_are_failed_with_their_reason_and_odd_names_are_recorded_as_t
     }
     // Nothing was written outside the data folder, and the link's target is untouched.
     assert_eq!(
-        files_under(&f.root, &["data", "photos", "app.db", "app.db-wal", "app.db-shm"]),
+        files_under(
+            &f.root,
+            &["data", "photos", "app.db", "app.db-wal", "app.db-shm"]
+        ),
         ["outside/secret.jpg"]
     );
     assert_eq!(std::fs::read(outside.join("secret.jpg")).unwrap(), secret);

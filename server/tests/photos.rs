@@ -459,3 +459,54 @@ fn scan_never_panics_and_reads_png_too() {
         }
     }
 }
+
+#[test]
+fn scan_reads_every_qr_code_of_a_photo_and_registration_payloads_are_checked() {
+    use image::{GrayImage, Luma};
+    let code = |p: &str| -> GrayImage {
+        qrcode::QrCode::new(p.as_bytes())
+            .unwrap()
+            .render::<Luma<u8>>()
+            .module_dimensions(4, 4)
+            .quiet_zone(true)
+            .build()
+    };
+    let (a, b) = (
+        registration_payload("ada@example.org"),
+        registration_payload("bob@example.org"),
+    );
+    let (ca, cb) = (code(&a), code(&b));
+    let mut canvas =
+        GrayImage::from_pixel(ca.width() + cb.width() + 60, ca.height() + 40, Luma([255]));
+    image::imageops::overlay(&mut canvas, &ca, 20, 20);
+    image::imageops::overlay(&mut canvas, &cb, i64::from(ca.width()) + 40, 20);
+    let mut png = Vec::new();
+    canvas
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let s = scan(&png).unwrap();
+    let mut found = s.qr_payloads.clone();
+    found.sort();
+    assert_eq!(found, [a.clone(), b.clone()]);
+    assert_eq!(s.qr_payload.as_ref(), s.qr_payloads.first());
+
+    use lockbench_server::photos::{email_problem, registration_email};
+    assert_eq!(registration_email(&a), Ok("ada@example.org"));
+    let err = registration_email("https://example.org").unwrap_err();
+    assert!(err.contains("is not a registration"), "{err}");
+    for (email, problem) in [
+        ("", "is empty"),
+        ("ada", "no @"),
+        ("@example.org", "no @"),
+        ("ada@", "no @"),
+        ("a da@example.org", "whitespace"),
+    ] {
+        assert!(email_problem(email).unwrap().contains(problem), "{email:?}");
+        let err = registration_email(&format!("{QR_PREFIX}{email}")).unwrap_err();
+        assert!(
+            err.starts_with("malformed registration QR payload"),
+            "{err}"
+        );
+    }
+    assert!(email_problem(&format!("{}@example.org", "a".repeat(250))).is_some());
+}

@@ -40,8 +40,12 @@ fn the_override_reaches_a_store_at_zero_delay_is_applied_to_every_sync_and_clear
 
     // Without require_delay_vfs, a 0 delay means SQLite's default VFS: no override can reach it.
     assert!(!vfs::delay_vfs_required());
-    let plain = Store::open(&dir.path().join("plain.db"), &config, &RetryConfig::default())
-        .expect("open");
+    let plain = Store::open(
+        &dir.path().join("plain.db"),
+        &config,
+        &RetryConfig::default(),
+    )
+    .expect("open");
     assert!(plain
         .effective_settings()
         .iter()
@@ -72,10 +76,7 @@ fn the_override_reaches_a_store_at_zero_delay_is_applied_to_every_sync_and_clear
 
     // Override on: every sync asks for exactly the override.
     vfs::set_sync_delay_override(Some(Duration::from_millis(3)));
-    assert_eq!(
-        vfs::sync_delay_override(),
-        Some(Duration::from_millis(3))
-    );
+    assert_eq!(vfs::sync_delay_override(), Some(Duration::from_millis(3)));
     for n in 0..3 {
         commit(&store, 10 + n);
     }

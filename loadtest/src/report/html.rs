@@ -327,7 +327,11 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
 fn write_text_table(out: &mut String, table: &facts::TextTable) -> fmt::Result {
     write!(out, "<table><tr>")?;
     for (i, h) in table.header.iter().enumerate() {
-        let class = if table.numeric.contains(&i) { " class=\"n\"" } else { "" };
+        let class = if table.numeric.contains(&i) {
+            " class=\"n\""
+        } else {
+            ""
+        };
         write!(out, "<th{class}>{}</th>", esc(h))?;
     }
     writeln!(out, "</tr>")?;

@@ -175,7 +175,13 @@ fn write_text_table(out: &mut String, table: &TextTable) -> fmt::Result {
         .header
         .iter()
         .enumerate()
-        .map(|(i, _)| if table.numeric.contains(&i) { "---:" } else { "---" })
+        .map(|(i, _)| {
+            if table.numeric.contains(&i) {
+                "---:"
+            } else {
+                "---"
+            }
+        })
         .collect();
     writeln!(out, "| {} |", aligns.join(" | "))?;
     for row in &table.rows {
@@ -476,7 +482,11 @@ pub(super) fn fault_table(r: &Report) -> TextTable {
 /// The restarts in one sentence.
 pub(super) fn restart_line(r: &Report) -> String {
     let gave_up = r.restarts.iter().any(|x| x.action == "gave-up");
-    let restarted = r.restarts.iter().filter(|x| x.action == "restarted").count();
+    let restarted = r
+        .restarts
+        .iter()
+        .filter(|x| x.action == "restarted")
+        .count();
     match (restarted, gave_up) {
         (0, false) => "Worker restarts: none.".to_owned(),
         (n, false) => format!(
@@ -491,7 +501,15 @@ pub(super) fn restart_line(r: &Report) -> String {
 /// One row per restart.
 pub(super) fn restart_table(r: &Report) -> TextTable {
     TextTable {
-        header: vec!["at s", "worker", "pid", "exit status", "action", "restarted after ms", "new pid"],
+        header: vec![
+            "at s",
+            "worker",
+            "pid",
+            "exit status",
+            "action",
+            "restarted after ms",
+            "new pid",
+        ],
         rows: r
             .restarts
             .iter()

@@ -78,10 +78,70 @@ impl AppState {
     }
 }
 
-/// JSON body extractor whose rejections are the app's errors (400, 413, 415, 422).
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
+/// JSON body extractor whose rejections are the app's errors (400, 413, 415, 422). The body
+/// must be a JSON object: serde would also fill a struct from an array of its fields in
+/// order (`["Ada", "ada@example.org"]`), which no client of this API means to send.
 pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        if !json_content_type(req.headers()) {
+            return Err(AppError::UnsupportedMedia(
+                "Expected request with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge,
+                _ => AppError::BadRequest(e.body_text()),
+            })?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        if first != Some(b'{') {
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let kind = match value {
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Object(_) => "an object",
+                };
+                return Err(AppError::Invalid {
+                    field: "body",
+                    reason: format!("expected a JSON object, got {kind}"),
+                });
+            }
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// `Content-Type: application/json`, or another JSON type (`application/*+json`), as axum's
+/// own `Json` accepts.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
@@ -459,7 +519,10 @@ async fn create_batch(
             ))
         })?;
     let Some(claim) = claim else {
-        info!(batch_id, "batch already being processed; left to its processor");
+        info!(
+            batch_id,
+            "batch already being processed; left to its processor"
+        );
         return Ok(accepted(batch_id, total, true));
     };
     if !created {

@@ -534,6 +534,12 @@ impl Store {
         &self.inner.config
     }
 
+    /// Counts one retry of `op` made by a caller above the store (a background job that runs
+    /// a unit of work again after the store's own retry policy gave up).
+    pub fn count_retry(&self, op: &str) {
+        self.inner.stats.retried(op);
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
     }

@@ -370,7 +370,10 @@ mod tests {
         assert_eq!(second.journal_to(&path).unwrap(), 9);
         assert_eq!(second.snapshot(), before);
         second.lock_seen("register", LockCode::Busy);
-        assert_eq!(second.snapshot()["register"].lock_errors[&LockCode::Busy], 2);
+        assert_eq!(
+            second.snapshot()["register"].lock_errors[&LockCode::Busy],
+            2
+        );
         // The file was compacted to one line per counter, then appended to.
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("ok register 2\n"), "{text}");

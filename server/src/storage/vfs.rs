@@ -205,9 +205,11 @@ pub fn sync_calls(delay: Duration) -> u64 {
 /// syncs add exactly k × N ms. Zero if no such VFS is registered.
 pub fn sync_delay_slept(delay: Duration) -> Duration {
     let registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    registry.get(&micros_of(delay)).map_or(Duration::ZERO, |entry| {
-        Duration::from_micros(entry.counters.slept_us.load(Ordering::Relaxed))
-    })
+    registry
+        .get(&micros_of(delay))
+        .map_or(Duration::ZERO, |entry| {
+            Duration::from_micros(entry.counters.slept_us.load(Ordering::Relaxed))
+        })
 }
 
 fn micros_of(delay: Duration) -> u64 {
