@@ -453,8 +453,8 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {:.4} | {} | {} |",
             i + 1,
-            row.label,
-            gates,
+            crate::report::markdown::cell(&row.label),
+            crate::report::markdown::cell(&gates),
             row.lock_errors,
             codes.join(" "),
             row.client_visible_lock_errors,

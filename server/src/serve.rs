@@ -65,6 +65,11 @@ pub struct ServeConfig {
     /// --threads with gthread workers); 0: no limit.
     #[arg(long, default_value_t = 0)]
     pub threads: u32,
+    /// all: the dashboard, the kiosks and the processor; web: no processor (POST
+    /// /api/batches answers 409), for servers that share a PostgreSQL database with one
+    /// that runs it.
+    #[arg(long, value_enum, default_value_t = ServeRole::default())]
+    pub role: ServeRole,
     /// TCP port (0: pick a free one and print it).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -84,6 +89,17 @@ pub struct ServeConfig {
     pub sync_delay_control: Option<PathBuf>,
 }
 
+/// What one `lockbench serve` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServeRole {
+    /// The dashboard, the kiosks and the photo processor.
+    #[default]
+    All,
+    /// The dashboard and the kiosks only: batches go to a server that runs the processor.
+    Web,
+}
+
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
@@ -92,6 +108,7 @@ impl Default for ServeConfig {
             processor: ProcessorConfig::default(),
             workers: 1,
             threads: 0,
+            role: ServeRole::default(),
             port: 8080,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             db: PathBuf::from("lockbench.db"),
@@ -775,6 +792,10 @@ pub fn run_worker(
             config.retry.clone(),
             config.data_dir(),
         );
+        let state = match config.role {
+            ServeRole::All => state,
+            ServeRole::Web => state.web_only(),
+        };
         let listener = tokio::net::TcpListener::from_std(bind()?)?;
         let local = listener.local_addr()?;
         info!(worker, %local, pid = std::process::id(), "worker listening");

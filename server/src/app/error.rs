@@ -22,6 +22,9 @@ pub enum AppError {
     Invalid { field: &'static str, reason: String },
     #[error("{0} not found")]
     NotFound(String),
+    /// A request this server does not serve in its role: 409.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("admin token required")]
     Unauthorized,
     #[error("request body too large")]
@@ -91,6 +94,10 @@ impl IntoResponse for AppError {
             AppError::NotFound(what) => (
                 StatusCode::NOT_FOUND,
                 json!({"error": "not_found", "detail": format!("{what} not found")}),
+            ),
+            AppError::Conflict(detail) => (
+                StatusCode::CONFLICT,
+                json!({"error": "conflict", "detail": detail}),
             ),
             AppError::Unauthorized => {
                 return (

@@ -46,6 +46,9 @@ pub struct AppState {
     pub processor: Arc<ProcessorConfig>,
     pub retry: Arc<RetryConfig>,
     pub dirs: Arc<DataDirs>,
+    /// False for a web-only server (`--role web`): it serves the dashboard and the kiosks
+    /// and leaves batches to a server that runs the processor.
+    pub runs_processor: bool,
 }
 
 impl AppState {
@@ -65,7 +68,14 @@ impl AppState {
             processor: Arc::new(processor),
             retry: Arc::new(retry),
             dirs: Arc::new(DataDirs::under(&data_dir)),
+            runs_processor: true,
         }
+    }
+
+    /// A web-only state (`--role web`): POST /api/batches is refused with 409.
+    pub fn web_only(mut self) -> AppState {
+        self.runs_processor = false;
+        self
     }
 
     /// Runs a blocking storage call off the async workers.
@@ -469,6 +479,11 @@ async fn create_batch(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewBatch>,
 ) -> Result<Response, AppError> {
+    if !state.runs_processor {
+        return Err(AppError::Conflict(
+            "this server runs with --role web and does not process batches: post the batch to a server with --role all".into(),
+        ));
+    }
     let dir = std::fs::canonicalize(&body.dir).map_err(|e| AppError::Invalid {
         field: "dir",
         reason: format!("{}: {e}", body.dir),
@@ -509,15 +524,25 @@ async fn create_batch(
         })
         .await?;
 
-    let claims = state.dirs.batches.clone();
-    let claim = tokio::task::spawn_blocking(move || claim_batch(&claims, batch_id))
-        .await?
-        .map_err(|e| {
-            AppError::Internal(anyhow::anyhow!(
-                "cannot claim batch {batch_id} in {}: {e}",
-                state.dirs.batches.display()
-            ))
-        })?;
+    let claim = if state.store.config().driver.is_postgres() {
+        // Servers on other machines share the database, not the folder: the claim is a
+        // PostgreSQL advisory lock.
+        let store = state.store.clone();
+        tokio::task::spawn_blocking(move || store.claim_batch_postgres(batch_id))
+            .await??
+            .map(|held| Claim::Postgres { _held: held })
+    } else {
+        let claims = state.dirs.batches.clone();
+        tokio::task::spawn_blocking(move || claim_batch(&claims, batch_id))
+            .await?
+            .map_err(|e| {
+                AppError::Internal(anyhow::anyhow!(
+                    "cannot claim batch {batch_id} in {}: {e}",
+                    state.dirs.batches.display()
+                ))
+            })?
+            .map(|held| Claim::File { _held: held })
+    };
     let Some(claim) = claim else {
         info!(
             batch_id,
@@ -567,6 +592,14 @@ fn accepted(batch_id: i64, total: i64, already_running: bool) -> Response {
         Json(json!({"batch_id": batch_id, "photos": total, "already_running": already_running})),
     )
         .into_response()
+}
+
+/// Whoever holds a batch's claim processes it; dropping it lets the next one take over.
+enum Claim {
+    /// An exclusive flock on `<data_dir>/batches/<id>.lock` (one machine, one SQLite file).
+    File { _held: File },
+    /// A PostgreSQL advisory lock (servers on several machines, one database).
+    Postgres { _held: storage::postgres::PgClaim },
 }
 
 /// Takes the batch's claim without waiting: `Some(file)` holds it until dropped, `None` when

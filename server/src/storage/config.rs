@@ -12,13 +12,45 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ConfigError;
 
-/// Which Rust SQLite driver issues the statements. Both link the same bundled SQLite.
+/// Which driver issues the statements: two for SQLite (both link the same bundled SQLite),
+/// and PostgreSQL (sqlx), the way out when one writer is not enough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Driver {
     #[default]
     Rusqlite,
     Sqlx,
+    /// A PostgreSQL server at `database_url`.
+    Postgres,
+}
+
+impl Driver {
+    pub fn is_postgres(self) -> bool {
+        self == Driver::Postgres
+    }
+}
+
+/// PostgreSQL's transaction isolation level (the driver `postgres` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// PostgreSQL's default: each statement sees what was committed before it began.
+    #[default]
+    ReadCommitted,
+    RepeatableRead,
+    /// Concurrent writers that could not run one after the other fail with
+    /// serialization_failure (40001); the retry policy runs them again.
+    Serializable,
+}
+
+impl Isolation {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "READ COMMITTED",
+            Isolation::RepeatableRead => "REPEATABLE READ",
+            Isolation::Serializable => "SERIALIZABLE",
+        }
+    }
 }
 
 /// `PRAGMA journal_mode`. `delete` is the rollback journal of the incident.
@@ -172,6 +204,20 @@ pub struct StorageConfig {
     /// Extra latency before every fsync, in milliseconds (a slow disk).
     #[arg(long, default_value_t = 0)]
     pub sync_delay_ms: u64,
+    /// PostgreSQL only: the server (postgres://user:password@host:port/database).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// PostgreSQL only: the schema the app's tables live in (created if missing).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// PostgreSQL only: the isolation level of every transaction.
+    #[arg(long, value_enum, default_value_t = Isolation::default())]
+    pub isolation: Isolation,
+    /// PostgreSQL only: statement_timeout in milliseconds (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub statement_timeout_ms: u64,
 }
 
 /// The busy timeout rusqlite and sqlx set on every connection they open.
@@ -192,6 +238,10 @@ impl Default for StorageConfig {
             wal_autocheckpoint: 1000,
             journal_size_limit: -1,
             sync_delay_ms: 0,
+            database_url: None,
+            schema: None,
+            isolation: Isolation::default(),
+            statement_timeout_ms: 0,
         }
     }
 }
@@ -199,6 +249,50 @@ impl Default for StorageConfig {
 impl StorageConfig {
     /// Rejects combinations that cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match (self.driver, &self.database_url) {
+            (Driver::Postgres, None) => {
+                return Err(ConfigError::Invalid {
+                    setting: "database_url",
+                    reason: "the postgres driver needs a database_url (--database-url postgres://user@host:5432/db)".into(),
+                })
+            }
+            (Driver::Postgres, Some(url))
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                return Err(ConfigError::Invalid {
+                    setting: "database_url",
+                    reason: format!(
+                        "{} is not a postgres:// URL",
+                        super::postgres::redact_url(url)
+                    ),
+                })
+            }
+            (Driver::Rusqlite | Driver::Sqlx, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    setting: "database_url",
+                    reason: "set only with driver = \"postgres\"; the SQLite drivers use a database file".into(),
+                })
+            }
+            _ => {}
+        }
+        if let Some(schema) = &self.schema {
+            if self.driver != Driver::Postgres {
+                return Err(ConfigError::Invalid {
+                    setting: "schema",
+                    reason: "set only with driver = \"postgres\"".into(),
+                });
+            }
+            super::postgres::check_schema(schema).map_err(|e| ConfigError::Invalid {
+                setting: "schema",
+                reason: e.to_string(),
+            })?;
+        }
+        if self.driver == Driver::Postgres && self.sync_delay_ms > 0 {
+            return Err(ConfigError::Invalid {
+                setting: "sync_delay_ms",
+                reason: "a slow disk is modelled for SQLite files only; PostgreSQL's disk is the server's".into(),
+            });
+        }
         if self.pool_size == 0 {
             return Err(ConfigError::Invalid {
                 setting: "pool_size",

@@ -24,15 +24,29 @@ pub enum LockCode {
     /// SQLITE_LOCKED (6) and its extended codes: a conflict inside one connection or shared cache.
     #[serde(rename = "SQLITE_LOCKED")]
     Locked,
+    /// PostgreSQL serialization_failure (SQLSTATE 40001): a transaction that could not run as
+    /// if alone; running it again may succeed.
+    #[serde(rename = "serialization_failure")]
+    SerializationFailure,
+    /// PostgreSQL deadlock_detected (SQLSTATE 40P01): the server chose this transaction to
+    /// break a deadlock.
+    #[serde(rename = "deadlock_detected")]
+    DeadlockDetected,
+    /// PostgreSQL lock_not_available (SQLSTATE 55P03): a lock wait hit lock_timeout or NOWAIT.
+    #[serde(rename = "lock_not_available")]
+    LockNotAvailable,
 }
 
 impl LockCode {
-    pub const ALL: [LockCode; 5] = [
+    pub const ALL: [LockCode; 8] = [
         LockCode::Busy,
         LockCode::BusySnapshot,
         LockCode::BusyRecovery,
         LockCode::BusyTimeout,
         LockCode::Locked,
+        LockCode::SerializationFailure,
+        LockCode::DeadlockDetected,
+        LockCode::LockNotAvailable,
     ];
 
     /// Classifies an extended result code; `None` for anything that is not a lock error.
@@ -54,6 +68,9 @@ impl LockCode {
             LockCode::BusyRecovery => "SQLITE_BUSY_RECOVERY",
             LockCode::BusyTimeout => "SQLITE_BUSY_TIMEOUT",
             LockCode::Locked => "SQLITE_LOCKED",
+            LockCode::SerializationFailure => "serialization_failure",
+            LockCode::DeadlockDetected => "deadlock_detected",
+            LockCode::LockNotAvailable => "lock_not_available",
         }
     }
 }

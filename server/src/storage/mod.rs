@@ -14,6 +14,7 @@ pub mod error;
 pub mod hold;
 pub mod migrations;
 mod pool;
+pub mod postgres;
 pub mod readonly;
 pub mod retry;
 pub mod stats;
@@ -140,6 +141,21 @@ pub struct ConnectionSettings {
     pub foreign_keys: bool,
     /// The VFS the connection was opened through ("default" or the sync-delay shim).
     pub vfs: String,
+    /// PostgreSQL: what the server reports for this connection (`SHOW`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSettings>,
+}
+
+/// One PostgreSQL connection's settings as the server reports them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PostgresSettings {
+    pub server_version: String,
+    /// `SHOW default_transaction_isolation`: what every BEGIN gets unless it says otherwise
+    /// (lockbench's BEGIN names `isolation` itself).
+    pub isolation: String,
+    pub statement_timeout: String,
+    pub lock_timeout: String,
+    pub search_path: String,
 }
 
 /// The SQLite library version both drivers link (bundled, so the same on every machine).
@@ -156,7 +172,7 @@ enum Runtime {
 
 impl Runtime {
     fn for_driver(driver: Driver) -> Result<Runtime, OpenError> {
-        if driver != Driver::Sqlx {
+        if !matches!(driver, Driver::Sqlx | Driver::Postgres) {
             return Ok(Runtime::None);
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -250,12 +266,67 @@ impl Opener {
         };
         Ok(match (self.config.driver, &self.rt) {
             (Driver::Sqlx, Some(rt)) => Box::new(SqlxConn::open(&spec, rt.clone())?),
+            (Driver::Postgres, Some(rt)) => Box::new(self.postgres(rt)?),
             _ => Box::new(RusqliteConn::open(&spec)?),
         })
     }
 
+    fn postgres(&self, rt: &tokio::runtime::Handle) -> Result<postgres::PgConn, DbError> {
+        let url = self.config.database_url.as_deref().unwrap_or_default();
+        postgres::PgConn::connect(
+            url,
+            Some(self.config.schema.as_deref().unwrap_or("public")),
+            self.config.isolation,
+            self.config.statement_timeout_ms,
+            rt.clone(),
+        )
+    }
+
+    /// Opens one PostgreSQL connection and reads back what the server says of it.
+    fn pooled_postgres(&self, role: Role) -> Result<Box<dyn RawConn>, DbError> {
+        let rt = self.rt.as_ref().ok_or_else(|| DbError::Driver {
+            op: "open".into(),
+            message: "no runtime for the postgres driver".into(),
+        })?;
+        let read_only = role == Role::Reader;
+        let mut conn = self.postgres(rt)?;
+        if read_only {
+            conn.batch("configure", "SET default_transaction_read_only = on")?;
+        }
+        let pg = PostgresSettings {
+            server_version: conn.show("server_version")?,
+            isolation: self.config.isolation.as_sql().to_ascii_lowercase(),
+            statement_timeout: conn.show("statement_timeout")?,
+            lock_timeout: conn.show("lock_timeout")?,
+            search_path: conn.show("search_path")?,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ConnectionSettings {
+                id,
+                role,
+                driver: Driver::Postgres,
+                read_only,
+                journal_mode: "postgres".into(),
+                busy_timeout_ms: -1,
+                synchronous: conn.show("synchronous_commit")?,
+                wal_autocheckpoint: -1,
+                journal_size_limit: -1,
+                locking_mode: "-".into(),
+                foreign_keys: true,
+                vfs: "-".into(),
+                postgres: Some(pg),
+            });
+        Ok(Box::new(conn))
+    }
+
     /// Opens, configures and reads back one pooled connection.
     fn pooled(&self, role: Role, index: u32) -> Result<Box<dyn RawConn>, DbError> {
+        if self.config.driver == Driver::Postgres {
+            return self.pooled_postgres(role);
+        }
         let read_only = role == Role::Reader;
         let mut conn = self.raw(read_only, false)?;
         // first-connection scope: only the pool's first connection gets the PRAGMA (the
@@ -384,6 +455,7 @@ fn configure(
         locking_mode: pragma_text(conn, "locking_mode")?,
         foreign_keys: pragma_int(conn, "foreign_keys")? == 1,
         vfs: String::new(),
+        postgres: None,
     })
 }
 
@@ -429,10 +501,14 @@ impl Store {
     ) -> Result<Store, OpenError> {
         config.validate()?;
         retry.validate()?;
-        check_path(path)?;
+        if config.driver != Driver::Postgres {
+            check_path(path)?;
+        }
         // The delay VFS when the config asks for a slow disk, or when this process may be
         // given one later (`vfs::require_delay_vfs`: the server's sync_delay_control).
-        let vfs = if config.sync_delay_ms > 0 || vfs::delay_vfs_required() {
+        let vfs = if config.driver == Driver::Postgres {
+            None
+        } else if config.sync_delay_ms > 0 || vfs::delay_vfs_required() {
             Some(vfs::delay_vfs(config.sync_delay())?)
         } else {
             None
@@ -453,8 +529,18 @@ impl Store {
         };
 
         // A setup connection creates the file, fixes the journal mode (WAL is stored in the
-        // file; the rollback modes are set per connection again below) and migrates.
-        {
+        // file; the rollback modes are set per connection again below) and migrates. On
+        // PostgreSQL it creates the schema and its tables.
+        if let (Driver::Postgres, Some(rt)) = (config.driver, opener.rt.as_ref()) {
+            let mut setup = opener.postgres(rt).map_err(open_err)?;
+            let schema = config.schema.as_deref().unwrap_or("public");
+            postgres::prepare(&mut setup, schema).map_err(|source| OpenError::Migration {
+                version: 1,
+                name: "photo app schema (postgres)",
+                source,
+            })?;
+            setup.close();
+        } else {
             let mut setup = opener.raw(false, true).map_err(open_err)?;
             setup
                 .batch(
@@ -534,6 +620,25 @@ impl Store {
         &self.inner.config
     }
 
+    /// PostgreSQL: takes a batch's claim (a session advisory lock on a connection of its
+    /// own) without waiting; None when another process holds it. The SQLite stores keep
+    /// their claims in files instead (see the app).
+    pub fn claim_batch_postgres(&self, batch_id: i64) -> Result<Option<postgres::PgClaim>, DbError> {
+        let rt = self.inner._runtime.handle().ok_or_else(|| DbError::Driver {
+            op: "claim".into(),
+            message: "claims on PostgreSQL need the postgres driver".into(),
+        })?;
+        let c = &self.inner.config;
+        let conn = postgres::PgConn::connect(
+            c.database_url.as_deref().unwrap_or_default(),
+            Some(c.schema.as_deref().unwrap_or("public")),
+            c.isolation,
+            0,
+            rt,
+        )?;
+        postgres::PgClaim::try_take(conn, batch_id)
+    }
+
     /// Counts one retry of `op` made by a caller above the store (a background job that runs
     /// a unit of work again after the store's own retry policy gave up).
     pub fn count_retry(&self, op: &str) {
@@ -556,6 +661,10 @@ impl Store {
     /// `PRAGMA wal_checkpoint(PASSIVE)` on a writer connection; true when it completed
     /// (false: readers kept some frames from being copied back).
     pub fn checkpoint_passive(&self) -> Result<bool, DbError> {
+        if self.inner.config.driver == Driver::Postgres {
+            // PostgreSQL checkpoints on its own; there is no WAL file of the app's to tend.
+            return Ok(true);
+        }
         let mut lease = self.inner.writer.acquire("checkpoint")?;
         let rows = lease
             .conn()
