@@ -150,6 +150,8 @@ pub struct FaultContext {
     /// lockbench's own binary (`__fault lock|read`).
     pub exe: PathBuf,
     pub db: PathBuf,
+    /// PostgreSQL: (database URL, the run's schema) instead of the file.
+    pub postgres: Option<(String, String)>,
     /// The file the workers read their sync delay from (`sync_delay_control`).
     pub sync_delay_control: PathBuf,
     /// When the load started (time line zero).
@@ -328,9 +330,17 @@ fn hold_in_child(
     stop: &AtomicBool,
 ) -> (Option<Instant>, Option<Instant>, String) {
     let mut command = Command::new(&ctx.exe);
+    command.args(["__fault", what]);
+    match &ctx.postgres {
+        // The URL may hold a password: it goes by the environment, not the command line.
+        Some((url, schema)) => {
+            command.env(FAULT_URL_ENV, url).args(["--schema", schema]);
+        }
+        None => {
+            command.arg("--db").arg(&ctx.db);
+        }
+    }
     command
-        .args(["__fault", what, "--db"])
-        .arg(&ctx.db)
         .arg("--hold")
         .arg(humantime::format_duration(hold).to_string())
         .arg("--wait")
@@ -413,26 +423,51 @@ fn hold_in_child(
     (started, ended, outcome)
 }
 
+/// The environment variable that gives a fault process its PostgreSQL URL.
+pub const FAULT_URL_ENV: &str = "LOCKBENCH_FAULT_DATABASE_URL";
+
+/// Where a fault process acts: a SQLite file, or a PostgreSQL schema.
+pub enum FaultTarget {
+    File(PathBuf),
+    Postgres { url: String, schema: String },
+}
+
 /// `lockbench __fault lock|read`: the fault process itself. Prints JSON lines: `started`,
-/// then `ended` with the times, or `error`.
-pub fn fault_process(what: &str, db: &Path, hold: Duration, wait: Duration) -> anyhow::Result<()> {
-    use lockbench_server::storage::hold;
+/// then `ended` with the times, or `error`. On PostgreSQL `lock` is a `LOCK TABLE` on the
+/// app's tables and `read` a long transaction holding row locks.
+pub fn fault_process(
+    what: &str,
+    target: &FaultTarget,
+    hold: Duration,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    use lockbench_server::storage::{hold, postgres};
     use std::io::Write;
     let say = |v: serde_json::Value| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{v}");
         let _ = out.flush();
     };
-    let result = match what {
-        "lock" => hold::hold_write_lock(db, hold, wait, |begin| {
-            say(serde_json::json!({"event": "started", "detail": begin}))
-        })
-        .map(|h| (h, "the write lock")),
-        "read" => hold::hold_read_transaction(db, "registrations", hold, wait, || {
-            say(serde_json::json!({"event": "started", "detail": "a read transaction"}))
-        })
-        .map(|h| (h, "a read transaction")),
-        other => anyhow::bail!("__fault: unknown fault {other:?} (lock or read)"),
+    let started = |detail: &str| say(serde_json::json!({"event": "started", "detail": detail}));
+    let result = match (what, target) {
+        ("lock", FaultTarget::File(db)) => {
+            hold::hold_write_lock(db, hold, wait, started).map(|h| (h, "the write lock"))
+        }
+        ("read", FaultTarget::File(db)) => {
+            hold::hold_read_transaction(db, "registrations", hold, wait, || {
+                started("a read transaction")
+            })
+            .map(|h| (h, "a read transaction"))
+        }
+        ("lock", FaultTarget::Postgres { url, schema }) => {
+            postgres::hold_table_locks(url, schema, hold, wait, started)
+                .map(|h| (h, "LOCK TABLE on the app's tables"))
+        }
+        ("read", FaultTarget::Postgres { url, schema }) => {
+            postgres::hold_row_locks(url, schema, hold, wait, started)
+                .map(|h| (h, "a transaction holding the batches' row locks"))
+        }
+        (other, _) => anyhow::bail!("__fault: unknown fault {other:?} (lock or read)"),
     };
     match result {
         Ok((held, detail)) => {

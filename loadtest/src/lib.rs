@@ -74,6 +74,14 @@ pub enum Command {
         /// Keep the generated photo batch here and reuse it when the spec matches.
         #[arg(long, value_name = "DIR")]
         photos_cache: Option<PathBuf>,
+        /// Override a scenario setting without editing the file, e.g. --set batch.count=120
+        /// (the same dotted keys as a sweep); checked as the file is.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// The PostgreSQL server for a scenario with driver = "postgres"
+        /// (postgres://user:password@host:5432/database).
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
     },
     /// Compare two reports of one scenario: figures side by side, settings that differ.
     /// Exit code 0: no regression; 1: B regressed against A past the tolerance; 2: the
@@ -125,8 +133,12 @@ pub enum Command {
     Fault {
         /// `lock` (the write lock) or `read` (one read transaction).
         what: String,
+        /// The SQLite file.
+        #[arg(long, required_unless_present = "schema")]
+        db: Option<PathBuf>,
+        /// PostgreSQL: the run's schema (the URL comes from LOCKBENCH_FAULT_DATABASE_URL).
         #[arg(long)]
-        db: PathBuf,
+        schema: Option<String>,
         /// How long to hold it ("35s").
         #[arg(long, value_parser = lockbench_server::storage::config::parse_duration)]
         hold: std::time::Duration,
@@ -206,14 +218,22 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             out,
             target,
             photos_cache,
+            sets,
+            database_url,
         } => {
             faults::install_ctrlc();
+            let sets = sets
+                .iter()
+                .map(|s| sweep::parse_set(s))
+                .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
             let opts = run::RunOptions {
                 scenario,
                 out,
                 target,
                 photos_cache,
                 progress: true,
+                sets,
+                database_url,
                 ..run::RunOptions::default()
             };
             let outcome = run::run_scenario(&opts)?;
@@ -278,10 +298,21 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Fault {
             what,
             db,
+            schema,
             hold,
             wait,
         } => {
-            faults::fault_process(&what, &db, hold, wait)?;
+            let target = match (db, schema) {
+                (Some(db), _) => faults::FaultTarget::File(db),
+                (None, Some(schema)) => faults::FaultTarget::Postgres {
+                    url: std::env::var(faults::FAULT_URL_ENV).with_context(|| {
+                        format!("__fault --schema needs {}", faults::FAULT_URL_ENV)
+                    })?,
+                    schema,
+                },
+                (None, None) => anyhow::bail!("__fault needs --db or --schema"),
+            };
+            faults::fault_process(&what, &target, hold, wait)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -44,6 +44,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Overrides applied to the scenario after loading (sweeps, breakpoints).
     pub scenario_override: Option<Scenario>,
+    /// Dotted-key overrides laid over the scenario file before it is checked (`--set`).
+    pub sets: BTreeMap<String, toml::Value>,
+    /// The PostgreSQL server for a `driver = "postgres"` scenario (`--database-url`).
+    pub database_url: Option<String>,
 }
 
 /// A finished run: its report and where the report files are.
@@ -212,10 +216,22 @@ fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
 
 /// Runs a scenario end to end and writes its report.
 pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
-    let scenario = match &opts.scenario_override {
+    let mut scenario = match &opts.scenario_override {
         Some(s) => s.clone(),
-        None => Scenario::load(&opts.scenario)?,
+        None => {
+            let mut sets = opts.sets.clone();
+            if let Some(url) = &opts.database_url {
+                sets.insert(
+                    "server.storage.database_url".into(),
+                    toml::Value::String(url.clone()),
+                );
+            }
+            Scenario::load_with(&opts.scenario, &sets)?
+        }
     };
+    if let (Some(url), Some(_)) = (&opts.database_url, &opts.scenario_override) {
+        scenario.server.storage.database_url = Some(url.clone());
+    }
     let started_at = utc_now();
     let target = opts
         .target
@@ -267,13 +283,26 @@ fn run_reference(
     let (photo_dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work.path())?;
     let db = work.path().join("app.db");
     let data_dir = work.path().join("data");
+    // PostgreSQL: a schema of this run's own, dropped when the run ends (whatever happens).
+    let postgres = match (
+        scenario.server.storage.driver.is_postgres(),
+        &scenario.server.storage.database_url,
+    ) {
+        (true, Some(url)) => Some(PgSchema::create(url, &scenario.name)?),
+        (true, None) => bail!("server.storage.database_url: the postgres driver needs a database_url (or --database-url)"),
+        _ => None,
+    };
+    let mut storage_config = scenario.server.storage.clone();
+    if let Some(pg) = &postgres {
+        storage_config.schema = Some(pg.schema.clone());
+    }
     let sync_delay_control = work.path().join("sync_delay_ms");
     let slow_disk = scenario
         .faults
         .iter()
         .any(|f| matches!(f, Fault::SlowDisk { .. }));
     let serve = ServeConfig {
-        storage: scenario.server.storage.clone(),
+        storage: storage_config.clone(),
         retry: scenario.server.retry.clone(),
         processor: scenario.server.processor.clone(),
         workers: scenario.server.workers,
@@ -343,6 +372,9 @@ fn run_reference(
         FaultContext {
             exe: exe.clone(),
             db: db.clone(),
+            postgres: postgres
+                .as_ref()
+                .map(|pg| (pg.url.clone(), pg.schema.clone())),
             sync_delay_control,
             load_started: shared.recorder.started(),
         },
@@ -489,7 +521,16 @@ fn run_reference(
         .iter()
         .filter_map(|b| b["email"].as_str().map(str::to_owned))
         .collect();
-    let audit = audit(&db, batch_id, &manifest, &acks).context("auditing the database")?;
+    let mut audit_db = match &postgres {
+        Some(pg) => AuditDb::Postgres(
+            lockbench_server::storage::postgres::ReadOnlyPg::open(&pg.url, &pg.schema)
+                .context("opening the PostgreSQL schema read-only for the audit")?,
+        ),
+        None => AuditDb::Sqlite(ReadOnlyDb::open(&db)?),
+    };
+    let audit =
+        audit(&mut audit_db, batch_id, &manifest, &acks).context("auditing the database")?;
+    drop(audit_db);
     let batch = batch_figures(
         &status,
         manifest.files.len() as u64,
@@ -535,6 +576,15 @@ fn run_reference(
             })
         })
         .collect();
+    if let Some(pg) = &postgres {
+        let version = settings_effective_version(&settings);
+        notes.push(format!(
+            "database: PostgreSQL {version} at {}, in the schema {} made for this run and dropped after it; isolation {}; no WAL file or SQLite version to report",
+            lockbench_server::storage::postgres::redact_url(&pg.url),
+            pg.schema,
+            storage_config.isolation.as_sql().to_ascii_lowercase()
+        ));
+    }
     let requests = shared.recorder.endpoint_stats();
     let client_visible = shared.recorder.lock_visible_total();
     let lock_errors = LockErrors {
@@ -559,9 +609,11 @@ fn run_reference(
             summary: String::new(),
             exit_code: 1,
         },
-        settings_requested: serde_json::to_value(&scenario.server)?,
+        settings_requested: redacted_settings(&scenario.server)?,
         settings_effective: Some(settings_effective),
-        sqlite_version: Some(storage::sqlite_version().to_owned()),
+        sqlite_version: postgres
+            .is_none()
+            .then(|| storage::sqlite_version().to_owned()),
         machine: machine(),
         users: users_info(scenario),
         roles: shared.recorder.role_figures(&scenario.users, load_time),
@@ -572,7 +624,7 @@ fn run_reference(
         commit_only_dropped_by_endpoint: server_side.dropped_by_endpoint.clone(),
         batch: Some(batch),
         audit: Some(audit),
-        wal: Some(WalFigures {
+        wal: postgres.is_none().then(|| WalFigures {
             max_bytes: wal_max.max(server_side.wal_bytes),
             checkpoints_ok: server_side.checkpoints_ok,
             checkpoints_busy: server_side.checkpoints_busy,
@@ -587,8 +639,91 @@ fn run_reference(
     };
     judge(scenario, &mut report);
     drop(server);
+    drop(postgres);
     drop(work);
     Ok(report)
+}
+
+/// The server settings as the report shows them: a database URL's password replaced.
+fn redacted_settings(
+    server: &crate::scenario::ServerSettings,
+) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(server)?;
+    if let Some(url) = v["storage"]["database_url"].as_str() {
+        let shown = lockbench_server::storage::postgres::redact_url(url);
+        v["storage"]["database_url"] = serde_json::Value::String(shown);
+    }
+    Ok(v)
+}
+
+/// The PostgreSQL server version one worker's connections report.
+fn settings_effective_version(settings: &BTreeMap<String, String>) -> String {
+    settings
+        .values()
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .find_map(|v| {
+            v["effective"]
+                .as_array()?
+                .iter()
+                .find_map(|c| c["postgres"]["server_version"].as_str().map(str::to_owned))
+        })
+        .unwrap_or_else(|| "(version not reported)".into())
+}
+
+/// The database the audit reads, read-only: the run's SQLite file or its PostgreSQL schema.
+enum AuditDb {
+    Sqlite(ReadOnlyDb),
+    Postgres(lockbench_server::storage::postgres::ReadOnlyPg),
+}
+
+impl AuditDb {
+    fn query(
+        &mut self,
+        op: &str,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, lockbench_server::storage::DbError> {
+        match self {
+            AuditDb::Sqlite(db) => db.query(op, sql, params),
+            AuditDb::Postgres(db) => db.query(op, sql, params),
+        }
+    }
+}
+
+/// A PostgreSQL schema of one run's own: created before the servers start, dropped when
+/// the run ends, on every path, so runs never see each other's rows and a failed run leaves
+/// nothing behind.
+struct PgSchema {
+    url: String,
+    schema: String,
+}
+
+impl PgSchema {
+    fn create(url: &str, scenario: &str) -> anyhow::Result<PgSchema> {
+        use lockbench_server::storage::postgres;
+        let schema = postgres::unique_schema(scenario);
+        postgres::create_schema(url, &schema).map_err(|e| {
+            anyhow::anyhow!(
+                "server.storage.database_url {}: {e}",
+                postgres::redact_url(url)
+            )
+        })?;
+        Ok(PgSchema {
+            url: url.to_owned(),
+            schema,
+        })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Err(e) = lockbench_server::storage::postgres::drop_schema(&self.url, &self.schema) {
+            eprintln!(
+                "lockbench: could not drop the run's schema {}: {e}",
+                self.schema
+            );
+        }
+    }
 }
 
 /// A `kill-worker` fault on its way: waiting for its photo, killed and waiting for the
@@ -1402,8 +1537,12 @@ impl ServerFigures {
 
 /// Compares what clients were told with what the database holds. The file is opened
 /// read-only: the audit changes nothing in what it audits.
-fn audit(db: &Path, batch_id: i64, manifest: &Manifest, acks: &[String]) -> anyhow::Result<Audit> {
-    let ro = ReadOnlyDb::open(db)?;
+fn audit(
+    ro: &mut AuditDb,
+    batch_id: i64,
+    manifest: &Manifest,
+    acks: &[String],
+) -> anyhow::Result<Audit> {
     let photos = ro.query(
         "audit",
         "SELECT ph.file_name, ph.content_hash, ph.status, p.qr_payload FROM photos ph \
@@ -1421,7 +1560,6 @@ fn audit(db: &Path, batch_id: i64, manifest: &Manifest, acks: &[String]) -> anyh
          FROM batches WHERE id = ?1",
         &[Value::Int(batch_id)],
     )?;
-    drop(ro);
     let mut by_hash: HashMap<&str, Vec<&[Value]>> = HashMap::new();
     let mut by_name: HashMap<&str, u64> = HashMap::new();
     for row in &photos {

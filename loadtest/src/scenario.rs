@@ -493,13 +493,52 @@ pub struct Endpoints {
     pub batch: Option<EndpointSpec>,
 }
 
+/// Sets one dotted key (`server.storage.journal_mode`) of a scenario's TOML form.
+pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> anyhow::Result<()> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|l| !l.is_empty()).context("empty key")?;
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .with_context(|| format!("{key}: {part} is not a table"))?;
+    }
+    current.insert(last.to_owned(), value);
+    Ok(())
+}
+
 impl Scenario {
     /// Reads and checks a scenario file; errors name the file, line and key.
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        Scenario::load_with(path, &BTreeMap::new())
+    }
+
+    /// Reads a scenario file, lays dotted-key overrides over it (`--set key=value`,
+    /// `--database-url`), and checks the result as a file is checked.
+    pub fn load_with(
+        path: &Path,
+        overrides: &BTreeMap<String, toml::Value>,
+    ) -> anyhow::Result<Scenario> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading scenario {}", path.display()))?;
+        // Parsed as the real type first, so a mistake in the file names its line and key.
         let scenario: Scenario = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))?;
+        let scenario = if overrides.is_empty() {
+            scenario
+        } else {
+            let mut table: toml::Table = toml::from_str(&text)?;
+            for (key, value) in overrides {
+                set_key(&mut table, key, value.clone()).with_context(|| format!("--set {key}"))?;
+            }
+            toml::Value::Table(table).try_into().map_err(|e| {
+                let keys: Vec<&str> = overrides.keys().map(String::as_str).collect();
+                anyhow::anyhow!("scenario {} with {keys:?}: {e}", path.display())
+            })?
+        };
         scenario
             .validate()
             .with_context(|| format!("scenario {}", path.display()))?;
@@ -660,6 +699,14 @@ impl Scenario {
                     }
                 }
             }
+        }
+        if self.server.storage.driver.is_postgres()
+            && self
+                .faults
+                .iter()
+                .any(|f| matches!(f, Fault::SlowDisk { .. }))
+        {
+            bail!("faults: slow-disk models a SQLite file's disk; on PostgreSQL the disk is the server's");
         }
         if !self.faults.is_empty() && self.target.as_ref().is_some_and(|t| t.url.is_some()) {
             bail!("faults: apply to the reference server only; lockbench does not touch an external app's database or processes");

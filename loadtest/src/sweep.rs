@@ -14,24 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::report::Report;
 use crate::run::{run_scenario, RunOptions};
-use crate::scenario::Scenario;
-
-/// Sets one dotted key of a scenario's TOML form.
-fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> anyhow::Result<()> {
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().context("empty key")?;
-    let mut current = table;
-    for part in parts {
-        let entry = current
-            .entry(part.to_owned())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = entry
-            .as_table_mut()
-            .with_context(|| format!("{key}: {part} is not a table"))?;
-    }
-    current.insert(last.to_owned(), value);
-    Ok(())
-}
+use crate::scenario::{set_key, Scenario};
 
 /// The scenario with `overrides` applied; errors name the key.
 pub fn apply(

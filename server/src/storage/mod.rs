@@ -623,11 +623,18 @@ impl Store {
     /// PostgreSQL: takes a batch's claim (a session advisory lock on a connection of its
     /// own) without waiting; None when another process holds it. The SQLite stores keep
     /// their claims in files instead (see the app).
-    pub fn claim_batch_postgres(&self, batch_id: i64) -> Result<Option<postgres::PgClaim>, DbError> {
-        let rt = self.inner._runtime.handle().ok_or_else(|| DbError::Driver {
-            op: "claim".into(),
-            message: "claims on PostgreSQL need the postgres driver".into(),
-        })?;
+    pub fn claim_batch_postgres(
+        &self,
+        batch_id: i64,
+    ) -> Result<Option<postgres::PgClaim>, DbError> {
+        let rt = self
+            .inner
+            ._runtime
+            .handle()
+            .ok_or_else(|| DbError::Driver {
+                op: "claim".into(),
+                message: "claims on PostgreSQL need the postgres driver".into(),
+            })?;
         let c = &self.inner.config;
         let conn = postgres::PgConn::connect(
             c.database_url.as_deref().unwrap_or_default(),

@@ -102,7 +102,9 @@ pub fn translate(sql: &str, isolation: Isolation) -> Cow<'_, str> {
 
 fn is_insert(sql: &str) -> bool {
     let t = sql.trim_start();
-    t.len() >= 6 && t[..6].eq_ignore_ascii_case("insert") && !t.to_ascii_uppercase().contains("RETURNING")
+    t.len() >= 6
+        && t[..6].eq_ignore_ascii_case("insert")
+        && !t.to_ascii_uppercase().contains("RETURNING")
 }
 
 /// A NULL whose type the server infers from where it is used (parameter type OID 0), as an
@@ -340,13 +342,7 @@ pub fn check_schema(name: &str) -> Result<(), DbError> {
 /// Drops a run's schema and everything in it.
 pub fn drop_schema(url: &str, schema: &str) -> Result<(), DbError> {
     check_schema(schema)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| DbError::Driver {
-            op: "drop schema".into(),
-            message: e.to_string(),
-        })?;
+    let rt = own_runtime("drop schema")?;
     let mut conn = PgConn::connect(url, None, Isolation::default(), 0, rt.handle().clone())?;
     let result = conn.batch(
         "drop schema",
@@ -505,4 +501,159 @@ impl Drop for PgClaim {
             }
         }
     }
+}
+
+/// A runtime for the blocking callers outside a server (the runner, faults). Multi-threaded
+/// with one worker, because connections are driven through a `Handle`, and a handle cannot
+/// drive a current-thread runtime's I/O.
+fn own_runtime(op: &str) -> Result<tokio::runtime::Runtime, DbError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| DbError::Driver {
+            op: op.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Creates a run's schema with the app's tables (before any server starts).
+pub fn create_schema(url: &str, schema: &str) -> Result<(), DbError> {
+    check_schema(schema)?;
+    let rt = own_runtime("create schema")?;
+    let mut conn = PgConn::connect(
+        url,
+        Some(schema),
+        Isolation::default(),
+        0,
+        rt.handle().clone(),
+    )?;
+    let result = prepare(&mut conn, schema);
+    conn.close();
+    result
+}
+
+/// A read-only connection to a run's schema, for the audit: every transaction is read-only,
+/// so the audit changes nothing in what it audits.
+pub struct ReadOnlyPg {
+    conn: Option<PgConn>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl ReadOnlyPg {
+    pub fn open(url: &str, schema: &str) -> Result<ReadOnlyPg, DbError> {
+        check_schema(schema)?;
+        let rt = own_runtime("audit")?;
+        let mut conn = PgConn::connect(
+            url,
+            Some(schema),
+            Isolation::RepeatableRead,
+            0,
+            rt.handle().clone(),
+        )?;
+        conn.batch("audit", "SET default_transaction_read_only = on")?;
+        Ok(ReadOnlyPg {
+            conn: Some(conn),
+            _rt: rt,
+        })
+    }
+
+    /// Runs a query (the app's SQL, translated) and collects its rows.
+    pub fn query(&mut self, op: &str, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        match self.conn.as_mut() {
+            Some(conn) => conn.rows(op, sql, params),
+            None => Err(DbError::Driver {
+                op: op.to_owned(),
+                message: "connection closed".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for ReadOnlyPg {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close();
+        }
+    }
+}
+
+/// The app's tables, in the order a `LOCK TABLE` takes them.
+const APP_TABLES: &str = "registrations, batches, persons, photos, processing_log";
+
+/// A fault on PostgreSQL: another session takes `LOCK TABLE ... IN ACCESS EXCLUSIVE MODE`
+/// on the app's tables (as a migration would) and holds it; everyone waits, readers too.
+pub fn hold_table_locks(
+    url: &str,
+    schema: &str,
+    hold: Duration,
+    wait: Duration,
+    started: impl FnOnce(&str),
+) -> Result<super::hold::Held, DbError> {
+    hold_in_transaction(
+        url,
+        schema,
+        hold,
+        wait,
+        &format!("LOCK TABLE {APP_TABLES} IN ACCESS EXCLUSIVE MODE"),
+        started,
+    )
+}
+
+/// A fault on PostgreSQL: a long transaction holding row locks (`SELECT ... FOR UPDATE` on
+/// every batch row), as a stuck job would; writers of those rows wait.
+pub fn hold_row_locks(
+    url: &str,
+    schema: &str,
+    hold: Duration,
+    wait: Duration,
+    started: impl FnOnce(&str),
+) -> Result<super::hold::Held, DbError> {
+    hold_in_transaction(
+        url,
+        schema,
+        hold,
+        wait,
+        "SELECT id FROM batches FOR UPDATE",
+        started,
+    )
+}
+
+fn hold_in_transaction(
+    url: &str,
+    schema: &str,
+    hold: Duration,
+    wait: Duration,
+    statement: &str,
+    started: impl FnOnce(&str),
+) -> Result<super::hold::Held, DbError> {
+    check_schema(schema)?;
+    let asked = std::time::Instant::now();
+    let rt = own_runtime("fault")?;
+    let mut conn = PgConn::connect(
+        url,
+        Some(schema),
+        Isolation::default(),
+        0,
+        rt.handle().clone(),
+    )?;
+    let result = (|| {
+        conn.batch("fault", "BEGIN")?;
+        conn.batch(
+            "fault",
+            &format!("SET LOCAL lock_timeout = {}", wait.as_millis()),
+        )?;
+        conn.batch("fault", statement)?;
+        let waited = asked.elapsed();
+        started(statement);
+        let from = std::time::Instant::now();
+        std::thread::sleep(hold);
+        conn.batch("fault", "ROLLBACK")?;
+        Ok(super::hold::Held {
+            waited,
+            held: from.elapsed(),
+        })
+    })();
+    conn.close();
+    result
 }
