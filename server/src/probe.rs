@@ -191,6 +191,23 @@ fn note_error(errors: &mut BTreeMap<String, u64>, e: &DbError) {
     }
 }
 
+/// Drops the probe's own PostgreSQL schema when the probe ends, however it ends.
+struct DropSchema {
+    url: String,
+    schema: String,
+}
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        if let Err(e) = storage::postgres::drop_schema(&self.url, &self.schema) {
+            eprintln!(
+                "lockbench contend: could not drop the schema {}: {e}",
+                self.schema
+            );
+        }
+    }
+}
+
 /// Runs the probe and audits the database afterwards.
 pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
     let tempdir;
@@ -201,8 +218,34 @@ pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
             tempdir.path().join("contend.db")
         }
     };
-    let store = Store::open(&path, &config.storage, &config.retry)
-        .with_context(|| format!("opening the database {}", path.display()))?;
+    // PostgreSQL: the probe works in a schema of its own, dropped when it ends (unless the
+    // caller named one with --schema).
+    let mut storage = config.storage.clone();
+    let _schema = match (
+        &storage.database_url,
+        storage.driver.is_postgres(),
+        &storage.schema,
+    ) {
+        (Some(url), true, None) => {
+            let schema = storage::postgres::unique_schema("contend");
+            storage::postgres::create_schema(url, &schema)
+                .with_context(|| format!("database_url {}", storage::postgres::redact_url(url)))?;
+            storage.schema = Some(schema.clone());
+            Some(DropSchema {
+                url: url.clone(),
+                schema,
+            })
+        }
+        _ => None,
+    };
+    let store = Store::open(&path, &storage, &config.retry).with_context(|| {
+        match &storage.database_url {
+            Some(url) if storage.driver.is_postgres() => {
+                format!("opening {}", storage::postgres::redact_url(url))
+            }
+            _ => format!("opening the database {}", path.display()),
+        }
+    })?;
     let batch_id = store
         .write("probe_setup", |tx| {
             tx.insert(
@@ -281,7 +324,13 @@ pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
         schema_version: PROBE_SCHEMA_VERSION,
         sqlite_version: storage::sqlite_version().to_owned(),
         settings_requested: RequestedSettings {
-            storage: config.storage.clone(),
+            storage: StorageConfig {
+                database_url: storage
+                    .database_url
+                    .as_deref()
+                    .map(storage::postgres::redact_url),
+                ..storage.clone()
+            },
             retry: config.retry.clone(),
         },
         settings_effective: store.effective_settings(),

@@ -204,7 +204,8 @@ pub struct StorageConfig {
     /// Extra latency before every fsync, in milliseconds (a slow disk).
     #[arg(long, default_value_t = 0)]
     pub sync_delay_ms: u64,
-    /// PostgreSQL only: the server (postgres://user:password@host:port/database).
+    /// PostgreSQL only: the server (postgres://user:password@host:port/database). Empty is
+    /// the same as none.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
@@ -249,7 +250,9 @@ impl Default for StorageConfig {
 impl StorageConfig {
     /// Rejects combinations that cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match (self.driver, &self.database_url) {
+        // An empty URL is no URL (so a sweep row can take one away).
+        let url = self.database_url.as_ref().filter(|u| !u.trim().is_empty());
+        match (self.driver, url) {
             (Driver::Postgres, None) => {
                 return Err(ConfigError::Invalid {
                     setting: "database_url",

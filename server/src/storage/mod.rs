@@ -29,8 +29,8 @@ use serde::Serialize;
 use tracing::warn;
 
 pub use config::{
-    BusyTimeoutScope, Driver, JournalMode, PoolLayout, PoolOrder, StorageConfig, Synchronous,
-    TxMode,
+    BusyTimeoutScope, Driver, Isolation, JournalMode, PoolLayout, PoolOrder, StorageConfig,
+    Synchronous, TxMode,
 };
 pub use error::{ConfigError, DbError, LockCode, OpenError};
 pub use readonly::{ReadOnlyDb, ReadOnlyError};
