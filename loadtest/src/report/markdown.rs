@@ -921,8 +921,22 @@ pub(super) fn connection_table(workers: &[WorkerSettings]) -> ConnectionTable {
                 pid: w.pid,
                 id: field(c, "id"),
                 role: field(c, "role"),
-                journal_mode: field(c, "journal_mode"),
-                busy_timeout_ms: field(c, "busy_timeout_ms"),
+                // A PostgreSQL connection has no journal mode or busy timeout: the columns
+                // say what it has instead.
+                journal_mode: match c.get("postgres") {
+                    Some(pg) if pg.is_object() => format!(
+                        "PostgreSQL {}, {}",
+                        field(pg, "server_version"),
+                        field(pg, "isolation")
+                    ),
+                    _ => field(c, "journal_mode"),
+                },
+                busy_timeout_ms: match c.get("postgres") {
+                    Some(pg) if pg.is_object() => {
+                        format!("statement_timeout {}", field(pg, "statement_timeout"))
+                    }
+                    _ => field(c, "busy_timeout_ms"),
+                },
                 synchronous: field(c, "synchronous"),
                 read_only: field(c, "read_only"),
                 odd_timeout: false,
