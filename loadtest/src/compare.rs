@@ -310,36 +310,35 @@ impl std::error::Error for CompareError {
 }
 
 /// What the command prints and the process's exit code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CliOutput {
     pub stdout: String,
     pub stderr: String,
     /// 0 no regression, 1 a regression, 2 the reports could not be compared.
     pub code: u8,
+    /// The comparison, when the reports could be compared (for --junit and step summaries).
+    pub comparison: Option<Comparison>,
 }
 
 /// `lockbench compare A B --tolerance T --format F`: the document on stdout and exit code
 /// 0 or 1, or a message naming the problem on stderr and exit code 2.
 pub fn run_cli(a: &Path, b: &Path, tolerance: &str, format: Format) -> CliOutput {
-    let result = parse_tolerance(tolerance)
-        .and_then(|tol| compare_files(a, b, tol))
-        .map(|c| {
-            let doc = match format {
+    let result = parse_tolerance(tolerance).and_then(|tol| compare_files(a, b, tol));
+    match result {
+        Ok(c) => CliOutput {
+            stdout: match format {
                 Format::Md => render_markdown(&c),
                 Format::Json => render_json(&c),
-            };
-            (doc, c.exit_code)
-        });
-    match result {
-        Ok((stdout, code)) => CliOutput {
-            stdout,
+            },
             stderr: String::new(),
-            code,
+            code: c.exit_code,
+            comparison: Some(c),
         },
         Err(e) => CliOutput {
             stdout: String::new(),
             stderr: format!("error: {e}\n"),
             code: 2,
+            comparison: None,
         },
     }
 }

@@ -14,6 +14,7 @@ use lockbench_server::serve::{self, ServeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod ci;
 pub mod compare;
 pub mod faults;
 pub mod follow;
@@ -31,15 +32,49 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Gates given on the command line (`contend`, `sweep`, `breakpoint`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CliGates {
+    /// Fail (exit 1) above this many lock errors.
+    #[arg(long, value_name = "N")]
+    pub max_lock_errors: Option<u64>,
+    /// Fail (exit 1) above this many lost writes (acknowledged writes the audit did not find).
+    #[arg(long, value_name = "N")]
+    pub max_lost_writes: Option<u64>,
+}
+
+impl CliGates {
+    /// The gates as scenario overrides (`gates.max_lock_errors = N`).
+    pub fn as_sets(&self) -> std::collections::BTreeMap<String, toml::Value> {
+        let mut sets = std::collections::BTreeMap::new();
+        if let Some(n) = self.max_lock_errors {
+            sets.insert(
+                "gates.max_lock_errors".into(),
+                toml::Value::Integer(n as i64),
+            );
+        }
+        if let Some(n) = self.max_lost_writes {
+            sets.insert(
+                "gates.max_lost_writes".into(),
+                toml::Value::Integer(n as i64),
+            );
+        }
+        sets
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Writers and readers against one database file: lock errors, retries, lost writes, latency.
+    /// Exit code 0: within the gates given; 1: a gate failed; 2: the probe could not run.
     Contend {
         #[command(flatten)]
         probe: ProbeConfig,
         /// Print the full report as JSON instead of the summary.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        gates: CliGates,
     },
     /// The reference server: the photo processor and the dashboard, with worker processes.
     Serve {
@@ -82,6 +117,9 @@ pub enum Command {
         /// (postgres://user:password@host:5432/database).
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
+        /// Also write JUnit XML here: one test case per gate.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Compare two reports of one scenario: figures side by side, settings that differ.
     /// Exit code 0: no regression; 1: B regressed against A past the tolerance; 2: the
@@ -96,6 +134,9 @@ pub enum Command {
         tolerance: String,
         #[arg(long, value_enum, default_value = "md")]
         format: compare::Format,
+        /// Also write JUnit XML here: one test case per gated figure.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Run a scenario many times with settings changed (rows or a cartesian product).
     Sweep {
@@ -104,6 +145,12 @@ pub enum Command {
         /// Output folder (default: reports/sweeps/<file name>); an interrupted sweep resumes here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Gates added to every row, besides the scenario's own.
+        #[command(flatten)]
+        gates: CliGates,
+        /// Also write JUnit XML here: one test case per row.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Raise one load dimension until a gate first fails: the headroom before "database is locked".
     Breakpoint {
@@ -124,6 +171,21 @@ pub enum Command {
         /// Output folder (default: reports/breakpoints/<dimension>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Gates added to every step, besides the scenario's own.
+        #[command(flatten)]
+        gates: CliGates,
+        /// Exit 1 unless every configuration passes at this value of the dimension (the
+        /// headroom a team requires).
+        #[arg(long, value_name = "N")]
+        require: Option<u64>,
+    },
+    /// Check scenario and sweep files without running them: keys, types, endpoint names in
+    /// gates, contradictions. Prints each file's resolved settings. Exit code 0: all valid;
+    /// 2: one is not (named).
+    Validate {
+        /// Scenario or sweep files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     #[command(name = serve::WORKER_SUBCOMMAND, hide = true)]
     Worker,
@@ -166,7 +228,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Contend { probe, json } => {
+        Command::Contend { probe, json, gates } => {
             let report = probe::run(&probe)?;
             let mut out = std::io::stdout().lock();
             if json {
@@ -175,7 +237,31 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             } else {
                 write!(out, "{}", report.summary())?;
             }
-            Ok(ExitCode::SUCCESS)
+            let mut failed = Vec::new();
+            if let Some(limit) = gates.max_lock_errors {
+                if report.lock_errors.total > limit {
+                    failed.push(format!(
+                        "max_lock_errors: {} lock errors, limit {limit}",
+                        report.lock_errors.total
+                    ));
+                }
+            }
+            if let Some(limit) = gates.max_lost_writes {
+                if report.lost_writes > limit {
+                    failed.push(format!(
+                        "max_lost_writes: {} lost writes, limit {limit}",
+                        report.lost_writes
+                    ));
+                }
+            }
+            for f in &failed {
+                eprintln!("gate failed: {f}");
+            }
+            Ok(if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Serve {
             config,
@@ -220,6 +306,7 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             photos_cache,
             sets,
             database_url,
+            junit,
         } => {
             faults::install_ctrlc();
             let sets = sets
@@ -239,6 +326,11 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             let outcome = run::run_scenario(&opts)?;
             println!("{}", outcome.report.verdict.summary);
             println!("report: {}", outcome.out_dir.join("report.md").display());
+            if let Some(path) = &junit {
+                ci::write_junit(path, &ci::junit_for_report(&outcome.report))?;
+            }
+            let md = report::markdown::render(&outcome.report);
+            ci::append_step_summary(ci::verdict_and_gates(&md))?;
             Ok(ExitCode::from(outcome.report.verdict.exit_code))
         }
         Command::Compare {
@@ -246,29 +338,60 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             b,
             tolerance,
             format,
+            junit,
         } => {
             let out = compare::run_cli(&a, &b, &tolerance, format);
             print!("{}", out.stdout);
             eprint!("{}", out.stderr);
+            if let Some(c) = &out.comparison {
+                if let Some(path) = &junit {
+                    ci::write_junit(path, &ci::junit_for_comparison(c))?;
+                }
+                ci::append_step_summary(&compare::render_markdown(c))?;
+            }
             Ok(ExitCode::from(out.code))
         }
-        Command::Sweep { file, out } => {
+        Command::Sweep {
+            file,
+            out,
+            gates,
+            junit,
+        } => {
             let stem = file
                 .file_stem()
                 .map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
             let out = out.unwrap_or_else(|| PathBuf::from("reports/sweeps").join(stem));
             faults::install_ctrlc();
-            let report = sweep::sweep(&file, &out, None, true)?;
+            let report = sweep::sweep_with(&file, &out, None, true, &gates.as_sets())?;
             println!(
                 "{} rows; {}",
                 report.rows.len(),
                 out.join("sweep.md").display()
             );
+            if let Some(path) = &junit {
+                ci::write_junit(path, &ci::junit_for_sweep(&report))?;
+            }
+            ci::append_step_summary(&sweep::sweep_markdown(&report))?;
             if report.interrupted {
                 println!("interrupted by Ctrl-C: run the same command again to resume");
                 return Ok(ExitCode::from(run::INTERRUPTED_EXIT));
             }
-            Ok(ExitCode::SUCCESS)
+            let failed: Vec<&str> = report
+                .rows
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| r.label.as_str())
+                .collect();
+            if failed.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "{} of {} rows failed their gates",
+                    failed.len(),
+                    report.rows.len()
+                );
+                Ok(ExitCode::from(1))
+            }
         }
         Command::Breakpoint {
             scenario,
@@ -277,19 +400,66 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             max,
             sets,
             out,
+            gates,
+            require,
         } => {
             let mut all = vec![scenario];
             all.extend(configs);
-            let sets = sets
+            let mut sets = sets
                 .iter()
                 .map(|s| sweep::parse_set(s))
                 .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+            sets.extend(gates.as_sets());
             let out = out.unwrap_or_else(|| {
                 PathBuf::from("reports/breakpoints").join(format!("{vary:?}").to_lowercase())
             });
             let report = sweep::breakpoint(&all, vary, max, &sets, &out, None)?;
-            print!("{}", sweep::breakpoint_markdown(&report));
-            Ok(ExitCode::SUCCESS)
+            let md = sweep::breakpoint_markdown(&report);
+            print!("{md}");
+            ci::append_step_summary(&md)?;
+            // Exit 1 when a configuration has no headroom at all, or less than required.
+            let short: Vec<String> = report
+                .results
+                .iter()
+                .filter(|r| match (r.breaking_point, require) {
+                    (None, _) => true,
+                    (Some(bp), Some(need)) => bp < need,
+                    (Some(_), None) => false,
+                })
+                .map(|r| r.config.clone())
+                .collect();
+            if short.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "{}: {}",
+                    match require {
+                        Some(n) => format!("below the required {n}"),
+                        None => "failing at the lowest value tried".to_owned(),
+                    },
+                    short.join(", ")
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Validate { files } => {
+            let mut bad = 0;
+            for file in &files {
+                match sweep::validate_file(file) {
+                    Ok(resolved) => {
+                        println!("# {}: valid\n{resolved}", file.display());
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        eprintln!("error: {}: {e:#}", file.display());
+                    }
+                }
+            }
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
         Command::Worker => {
             serve::worker_from_env()?;

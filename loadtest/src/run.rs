@@ -176,6 +176,8 @@ fn machine() -> Machine {
         .map_or(0, |kb| kb * 1024);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     Machine {
+        load_average_start: None,
+        load_average_end: None,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         memory_bytes,
         os: format!(
@@ -233,14 +235,18 @@ pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         scenario.server.storage.database_url = Some(url.clone());
     }
     let started_at = utc_now();
+    let load_start = crate::ci::load_average();
     let target = opts
         .target
         .clone()
         .or_else(|| scenario.target.as_ref().and_then(|t| t.url.clone()));
-    let report = match &target {
+    let mut report = match &target {
         Some(url) => run_external(&scenario, opts, url, started_at)?,
         None => run_reference(&scenario, opts, started_at)?,
     };
+    report.git_commit = crate::ci::git_commit();
+    report.machine.load_average_start = load_start;
+    report.machine.load_average_end = crate::ci::load_average();
     let out_dir = match &opts.out {
         Some(d) => d.clone(),
         None => PathBuf::from("reports")
@@ -598,6 +604,7 @@ fn run_reference(
     let mut report = Report {
         schema_version: report::REPORT_SCHEMA_VERSION,
         lockbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_commit: None,
         scenario: scenario_info(scenario, opts),
         started_at,
         target: Target {
@@ -1332,6 +1339,7 @@ fn run_external(
     let mut report = Report {
         schema_version: report::REPORT_SCHEMA_VERSION,
         lockbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_commit: None,
         scenario: scenario_info(scenario, opts),
         started_at,
         target: Target {

@@ -278,13 +278,18 @@ pub fn expand(file: &SweepFile) -> anyhow::Result<Vec<RowSpec>> {
     Ok(rows)
 }
 
-/// Runs a sweep; rows whose report already exists in `out` are kept, not run again.
-pub fn sweep(
-    file_path: &Path,
-    out: &Path,
-    server_exe: Option<PathBuf>,
-    progress: bool,
-) -> anyhow::Result<SweepReport> {
+/// A sweep file with every row's scenario resolved and checked.
+struct Planned {
+    file: SweepFile,
+    base_path: PathBuf,
+    base: Scenario,
+    /// (label, overrides, scenario) per row.
+    rows: Vec<(String, BTreeMap<String, toml::Value>, Scenario)>,
+}
+
+/// Reads a sweep file and resolves every row (the file's `set`, the row's, then `extra`),
+/// checking each as a scenario file is checked, before anything runs.
+fn plan(file_path: &Path, extra: &BTreeMap<String, toml::Value>) -> anyhow::Result<Planned> {
     let text = std::fs::read_to_string(file_path)
         .with_context(|| format!("reading {}", file_path.display()))?;
     let file: SweepFile =
@@ -294,15 +299,72 @@ pub fn sweep(
         .unwrap_or(Path::new("."))
         .join(&file.base);
     let base = Scenario::load(&base_path)?;
-    let rows = expand(&file)?;
-    // Check every row before running any.
-    let mut planned = Vec::new();
-    for row in &rows {
+    let mut rows = Vec::new();
+    for row in expand(&file)? {
         let mut set = file.set.clone();
         set.extend(row.set.clone());
+        set.extend(extra.clone());
         let scenario = apply(&base, &set).with_context(|| format!("row {:?}", row.label))?;
-        planned.push((row.label.clone(), set, scenario));
+        rows.push((row.label, set, scenario));
     }
+    Ok(Planned {
+        file,
+        base_path,
+        base,
+        rows,
+    })
+}
+
+/// `lockbench validate`: a scenario file, or a sweep file (one with `base`) with all its
+/// rows; returns the resolved settings as TOML.
+pub fn validate_file(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if table.contains_key("base") {
+        let planned = plan(path, &BTreeMap::new())?;
+        let mut out = format!(
+            "# sweep {:?} over {}: {} rows\n",
+            planned.file.name,
+            planned.base_path.display(),
+            planned.rows.len()
+        );
+        for (label, set, _) in &planned.rows {
+            let sets: Vec<String> = set.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            out.push_str(&format!("# row {label:?}: {}\n", sets.join(", ")));
+        }
+        Ok(out)
+    } else {
+        let scenario = Scenario::load(path)?;
+        toml::to_string(&scenario).context("scenario to TOML")
+    }
+}
+
+/// Runs a sweep; rows whose report already exists in `out` are kept, not run again.
+pub fn sweep(
+    file_path: &Path,
+    out: &Path,
+    server_exe: Option<PathBuf>,
+    progress: bool,
+) -> anyhow::Result<SweepReport> {
+    sweep_with(file_path, out, server_exe, progress, &BTreeMap::new())
+}
+
+/// A sweep with `extra` overrides laid over every row (gates given on the command line).
+pub fn sweep_with(
+    file_path: &Path,
+    out: &Path,
+    server_exe: Option<PathBuf>,
+    progress: bool,
+    extra: &BTreeMap<String, toml::Value>,
+) -> anyhow::Result<SweepReport> {
+    let Planned {
+        file,
+        base_path,
+        base,
+        rows: planned,
+    } = plan(file_path, extra)?;
     std::fs::create_dir_all(out)?;
     let cache = out.join("photos");
     let bar = if progress {

@@ -807,10 +807,31 @@ pub(super) fn users_line(r: &Report) -> String {
 
 pub(super) fn machine_lines(r: &Report) -> Vec<(&'static str, String)> {
     let m = &r.machine;
+    let load = |l: Option<[f64; 3]>| {
+        l.map_or_else(
+            || "not read".to_owned(),
+            |l| format!("{} {} {}", fixed(l[0], 2), fixed(l[1], 2), fixed(l[2], 2)),
+        )
+    };
     vec![
         ("Cores", count(m.cores as u64)),
         ("Memory", format!("{} GiB", gib(m.memory_bytes))),
         ("OS", m.os.clone()),
+        (
+            "Load average (1, 5, 15 min) at start / end",
+            format!(
+                "{} / {}",
+                load(m.load_average_start),
+                load(m.load_average_end)
+            ),
+        ),
+        (
+            "Project under test",
+            r.git_commit.as_ref().map_or_else(
+                || "not a git checkout".to_owned(),
+                |c| format!("git commit {c}"),
+            ),
+        ),
         (
             "SQLite",
             match &r.sqlite_version {
@@ -1032,7 +1053,7 @@ pub(crate) fn fixed(x: f64, decimals: usize) -> String {
 
 /// A gate's limit or value: whole numbers as counts, others with up to four significant
 /// decimals, trailing zeros dropped.
-pub(super) fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     if !x.is_finite() {
         return "n/a".to_owned();
     }

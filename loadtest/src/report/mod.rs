@@ -21,6 +21,10 @@ pub const REPORT_SCHEMA_VERSION: u32 = 2;
 pub struct Report {
     pub schema_version: u32,
     pub lockbench_version: String,
+    /// The git commit of the checkout lockbench ran in ("-dirty" when it had changes), when
+    /// it is one: the project under test.
+    #[serde(default)]
+    pub git_commit: Option<String>,
     pub scenario: ScenarioInfo,
     /// UTC, RFC 3339.
     pub started_at: String,
@@ -105,6 +109,12 @@ pub struct Machine {
     pub cores: usize,
     pub memory_bytes: u64,
     pub os: String,
+    /// Load average (1, 5, 15 minutes) when the run started and when it ended: a busy
+    /// machine makes timings noisy.
+    #[serde(default)]
+    pub load_average_start: Option<[f64; 3]>,
+    #[serde(default)]
+    pub load_average_end: Option<[f64; 3]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,158 @@
+//! What CI systems read from lockbench besides the exit code: JUnit XML (`--junit FILE`, one
+//! test case per gate, per sweep row or per compared figure), GitHub's step summary (when
+//! `GITHUB_STEP_SUMMARY` is set, the verdict and the gate table are appended to it), and
+//! where a report came from (the git commit of the project under test, the machine's load).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+
+use crate::compare::Comparison;
+use crate::report::markdown::num;
+use crate::report::Report;
+use crate::sweep::SweepReport;
+
+/// The environment variable GitHub Actions points at the job's summary file.
+pub const STEP_SUMMARY_ENV: &str = "GITHUB_STEP_SUMMARY";
+
+fn case(name: &str, classname: &str, failure: Option<String>) -> TestCase {
+    let status = match failure {
+        None => TestCaseStatus::success(),
+        Some(message) => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(message.clone());
+            s.set_description(message);
+            s
+        }
+    };
+    let mut case = TestCase::new(name, status);
+    case.set_classname(classname);
+    case
+}
+
+/// One test case per gate of a run (a run without gates: one for its verdict); a failing
+/// gate names its figure and its limit.
+pub fn junit_for_report(report: &Report) -> quick_junit::Report {
+    let name = format!("lockbench run {}", report.scenario.name);
+    let class = format!("lockbench.run.{}", report.scenario.name);
+    let mut suite = TestSuite::new(name.as_str());
+    for g in &report.gates {
+        let failure = (!g.passed).then(|| {
+            let value = if g.value < 0.0 {
+                "not measured".to_owned()
+            } else {
+                num(g.value)
+            };
+            format!("{}: {value}, limit {}", g.name, num(g.limit))
+        });
+        suite.add_test_case(case(&g.name, &class, failure));
+    }
+    let unfinished = report.batch.as_ref().is_some_and(|b| !b.finished);
+    if report.gates.is_empty() || report.interrupted || unfinished {
+        let failure = (!report.verdict.passed).then(|| report.verdict.summary.clone());
+        suite.add_test_case(case("verdict", &class, failure));
+    }
+    let mut out = quick_junit::Report::new("lockbench");
+    out.add_test_suite(suite);
+    out
+}
+
+/// One test case per sweep row; a failing row names the gates it failed.
+pub fn junit_for_sweep(sweep: &SweepReport) -> quick_junit::Report {
+    let class = format!("lockbench.sweep.{}", sweep.name);
+    let mut suite = TestSuite::new(format!("lockbench sweep {}", sweep.name).as_str());
+    for row in &sweep.rows {
+        let failure = (!row.passed).then(|| {
+            if row.gates_failed.is_empty() {
+                format!("exit code {}", row.exit_code)
+            } else {
+                format!("gates failed: {}", row.gates_failed.join(", "))
+            }
+        });
+        suite.add_test_case(case(&row.label, &class, failure));
+    }
+    let mut out = quick_junit::Report::new("lockbench");
+    out.add_test_suite(suite);
+    out
+}
+
+/// One test case per gated figure of a comparison; a regression names the figure, both
+/// values and the tolerance.
+pub fn junit_for_comparison(c: &Comparison) -> quick_junit::Report {
+    let class = format!("lockbench.compare.{}", c.scenario);
+    let mut suite = TestSuite::new(format!("lockbench compare {}", c.scenario).as_str());
+    for f in c.figures.iter().filter(|f| f.gated) {
+        let failure = f.regression.then(|| {
+            c.regressions
+                .iter()
+                .find(|r| r.name == f.name)
+                .map_or_else(|| format!("{} regressed", f.name), |r| r.message.clone())
+        });
+        suite.add_test_case(case(&f.name, &class, failure));
+    }
+    let mut out = quick_junit::Report::new("lockbench");
+    out.add_test_suite(suite);
+    out
+}
+
+/// Writes JUnit XML to `path`, naming it on failure.
+pub fn write_junit(path: &Path, report: &quick_junit::Report) -> anyhow::Result<()> {
+    let xml = report
+        .to_string()
+        .map_err(|e| anyhow::anyhow!("--junit {}: {e}", path.display()))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| {
+            format!("--junit {}: creating {}", path.display(), parent.display())
+        })?;
+    }
+    std::fs::write(path, xml).with_context(|| format!("--junit {}", path.display()))
+}
+
+/// Appends `markdown` to GitHub's step summary when `GITHUB_STEP_SUMMARY` names a file.
+pub fn append_step_summary(markdown: &str) -> anyhow::Result<()> {
+    let Some(path) = std::env::var_os(STEP_SUMMARY_ENV) else {
+        return Ok(());
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("{STEP_SUMMARY_ENV} {}", Path::new(&path).display()))?;
+    writeln!(file, "{markdown}")
+        .with_context(|| format!("{STEP_SUMMARY_ENV} {}", Path::new(&path).display()))
+}
+
+/// The head of a report's Markdown: the verdict, its three lines and the gate table (up to
+/// the figures), which is what a step summary shows.
+pub fn verdict_and_gates(markdown: &str) -> &str {
+    match markdown.find("\n## Figures") {
+        Some(end) => &markdown[..end],
+        None => markdown,
+    }
+}
+
+/// The git commit of the checkout lockbench runs in, if it is one ("<sha>" or "<sha>-dirty").
+pub fn git_commit() -> Option<String> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let sha = run(&["rev-parse", "HEAD"]).filter(|s| !s.is_empty())?;
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{sha}-dirty") } else { sha })
+}
+
+/// The machine's load average over 1, 5 and 15 minutes (Linux), if it can be read.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut parts = text.split_whitespace().map(|p| p.parse::<f64>().ok());
+    Some([parts.next()??, parts.next()??, parts.next()??])
+}

@@ -1,0 +1,272 @@
+//! lockbench as a CI citizen: every command gates with its exit code, JUnit XML that a real
+//! XML parser reads, GitHub's step summary, and scenario checks before a run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lockbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run lockbench")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// (name, failure message) of every test case in a JUnit file, read with an XML parser.
+fn junit_cases(path: &Path) -> Vec<(String, Option<String>)> {
+    let text = std::fs::read_to_string(path).expect("the JUnit file");
+    let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    root.descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|case| {
+            let failure = case
+                .children()
+                .find(|c| c.has_tag_name("failure"))
+                .map(|f| f.attribute("message").unwrap_or_default().to_owned());
+            (
+                case.attribute("name").unwrap_or_default().to_owned(),
+                failure,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn run_writes_junit_with_one_test_case_per_gate_and_a_failing_gate_is_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    let junit = dir.path().join("junit.xml");
+    let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["run", "scenarios/ci-smoke.toml", "--out"])
+        .arg(dir.path().join("ok"))
+        .arg("--junit")
+        .arg(&junit)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("ok/report.json")).unwrap())
+            .unwrap();
+    let gates: Vec<&str> = report["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    let cases = junit_cases(&junit);
+    assert_eq!(
+        cases.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        gates,
+        "one test case per gate"
+    );
+    assert!(cases.iter().all(|(_, f)| f.is_none()), "{cases:?}");
+    // The step summary has the verdict and the gate table.
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("# lockbench: ci-smoke — PASSED"), "{md}");
+    assert!(md.contains("| gate | limit | value | result |"), "{md}");
+    assert!(!md.contains("## Figures"), "{md}");
+    // The report says where it came from.
+    assert!(report["machine"]["load_average_start"].is_array());
+
+    // A gate that cannot pass: exit 1, and its test case is a <failure> naming the figure.
+    let junit = dir.path().join("failing.xml");
+    let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args([
+            "run",
+            "scenarios/ci-smoke.toml",
+            "--set",
+            "gates.max_batch_seconds=0.001",
+        ])
+        .arg("--out")
+        .arg(dir.path().join("failing"))
+        .arg("--junit")
+        .arg(&junit)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let cases = junit_cases(&junit);
+    let failed: Vec<&(String, Option<String>)> =
+        cases.iter().filter(|(_, f)| f.is_some()).collect();
+    assert_eq!(failed.len(), 1, "{cases:?}");
+    assert_eq!(failed[0].0, "max_batch_seconds");
+    let message = failed[0].1.as_deref().unwrap();
+    assert!(
+        message.contains("max_batch_seconds") && message.contains("limit 0.001"),
+        "{message}"
+    );
+}
+
+#[test]
+fn contend_gates_exit_1_on_the_incident_settings_and_0_on_the_recommended_ones() {
+    let incident = lockbench(&[
+        "contend",
+        "--journal-mode",
+        "delete",
+        "--tx-mode",
+        "deferred",
+        "--writers",
+        "4",
+        "--readers",
+        "4",
+        "--duration",
+        "2s",
+        "--max-lock-errors",
+        "0",
+    ]);
+    let err = String::from_utf8_lossy(&incident.stderr);
+    assert_eq!(incident.status.code(), Some(1), "{err}");
+    assert!(err.contains("gate failed: max_lock_errors"), "{err}");
+    let recommended = lockbench(&[
+        "contend",
+        "--journal-mode",
+        "wal",
+        "--tx-mode",
+        "immediate",
+        "--writers",
+        "4",
+        "--readers",
+        "4",
+        "--duration",
+        "2s",
+        "--max-lock-errors",
+        "0",
+        "--max-lost-writes",
+        "0",
+    ]);
+    assert_eq!(
+        recommended.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&recommended.stdout)
+    );
+}
+
+#[test]
+fn validate_accepts_the_shipped_scenarios_and_names_what_is_wrong_in_a_bad_one() {
+    let mut files: Vec<String> = std::fs::read_dir(repo().join("scenarios"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| format!("scenarios/{}", e.file_name().to_string_lossy()))
+        .filter(|f| f.ends_with(".toml"))
+        .collect();
+    files.sort();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = lockbench(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in &files {
+        assert!(
+            text.contains(&format!("# {f}: valid")),
+            "{f} not listed: {text}"
+        );
+    }
+    // Resolved settings, defaults included, are printed.
+    assert!(text.contains("pool_order = \"fifo\""), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    for (key, text) in [
+        (
+            "journal_mood",
+            "name = \"x\"\n[server.storage]\njournal_mood = \"wal\"\n",
+        ),
+        (
+            "GET /api/registrations/updatez",
+            "name = \"x\"\n[gates.p99_ms]\n\"GET /api/registrations/updatez\" = 100\n",
+        ),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = lockbench(&["validate", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(key), "{key} not named: {err}");
+    }
+}
+
+#[test]
+fn a_sweep_exits_1_when_a_row_fails_its_gates_and_writes_one_test_case_per_row() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tiny.toml"),
+        r#"
+name = "tiny"
+[server.storage]
+journal_mode = "wal"
+tx_mode = "immediate"
+[batch]
+count = 8
+people = 2
+size = "160x120"
+[users]
+pollers = 2
+poll_interval = "200ms"
+admins = 0
+kiosks = 1
+kiosk_interval = "200ms"
+[duration]
+tail = "300ms"
+max = "60s"
+"#,
+    )
+    .unwrap();
+    let sweep = dir.path().join("sweep.toml");
+    std::fs::write(
+        &sweep,
+        "name = \"s\"\nbase = \"tiny.toml\"\n[[rows]]\nlabel = \"fine\"\n[[rows]]\nlabel = \"impossible\"\nset = { \"gates.max_batch_seconds\" = 0.0001 }\n",
+    )
+    .unwrap();
+    let junit = dir.path().join("sweep.xml");
+    let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .arg("sweep")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--max-lost-writes", "0", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases = junit_cases(&junit);
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[0], ("fine".to_owned(), None));
+    assert_eq!(cases[1].0, "impossible");
+    assert!(cases[1].1.as_deref().unwrap().contains("max_batch_seconds"));
+    // The gate given on the command line was applied to every row.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/sweep.json")).unwrap())
+            .unwrap();
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(json["rows"][0]["report"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(report["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["name"] == "max_lost_writes"));
+}
