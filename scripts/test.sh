@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# LOCKBENCH_CHROMIUM / LOCKBENCH_CHROMEDRIVER name another browser (a CI runner's Chrome).
+[ -x "${LOCKBENCH_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+[ -x "${LOCKBENCH_CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} (Debian packages)"

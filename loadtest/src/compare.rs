@@ -100,6 +100,10 @@ pub struct Figure {
     /// A is 0 and B is not: there is no relative change to state.
     pub new: bool,
     pub regression: bool,
+    /// With repeated runs (`run --repeat`): the larger of A's and B's ranges (max − min) of
+    /// this figure. A gated change within it is noise, not a regression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<f64>,
 }
 
 /// A requested setting that differs; `None` where a report does not have the key.
@@ -467,6 +471,7 @@ pub fn compare(a: &Report, b: &Report, tolerance: f64) -> Result<Comparison, Inc
         push("max_ms", Unit::Ms, false, ms(la.max), ms(lb.max));
     }
     server_figures(a, b, tolerance, &mut figures);
+    apply_spread(a, b, &mut figures);
 
     let regressions: Vec<Regression> = figures
         .iter()
@@ -645,6 +650,46 @@ fn figure(
         relative_pct,
         new,
         regression,
+        spread: None,
+    }
+}
+
+/// With repeated runs on either side, a gated figure regresses only when B − A also exceeds
+/// the larger of the two sides' ranges across their runs.
+fn apply_spread(a: &Report, b: &Report, figures: &mut [Figure]) {
+    if a.repeat.is_none() && b.repeat.is_none() {
+        return;
+    }
+    let range = |r: &Report, name: &str| {
+        r.repeat
+            .as_ref()
+            .and_then(|rep| rep.spread.get(name))
+            .map(|s| s.range())
+    };
+    for f in figures.iter_mut() {
+        let spread = match (range(a, &f.name), range(b, &f.name)) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+        f.spread = spread;
+        if let (Some(spread), true) = (spread, f.regression) {
+            let delta = f.b.unwrap_or(0.0) - f.a.unwrap_or(0.0);
+            if delta <= spread {
+                f.regression = false;
+            }
+        }
+    }
+}
+
+/// Every figure `compare` reads from one report, by name, with its value.
+pub fn figure_values(r: &Report) -> BTreeMap<String, f64> {
+    match compare(r, r, 0.0) {
+        Ok(c) => c
+            .figures
+            .into_iter()
+            .filter_map(|f| f.a.map(|v| (f.name, v)))
+            .collect(),
+        Err(_) => BTreeMap::new(),
     }
 }
 

@@ -120,6 +120,10 @@ pub enum Command {
         /// Also write JUnit XML here: one test case per gate.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Run the scenario N times: the report keeps the median and the spread of every
+        /// figure, and `compare` on two such reports flags only changes past both.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        repeat: u32,
     },
     /// Compare two reports of one scenario: figures side by side, settings that differ.
     /// Exit code 0: no regression; 1: B regressed against A past the tolerance; 2: the
@@ -307,6 +311,7 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             sets,
             database_url,
             junit,
+            repeat,
         } => {
             faults::install_ctrlc();
             let sets = sets
@@ -321,6 +326,7 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
                 progress: true,
                 sets,
                 database_url,
+                repeat,
                 ..run::RunOptions::default()
             };
             let outcome = run::run_scenario(&opts)?;

@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub sets: BTreeMap<String, toml::Value>,
     /// The PostgreSQL server for a `driver = "postgres"` scenario (`--database-url`).
     pub database_url: Option<String>,
+    /// Run the scenario this many times; the report keeps the median and the spread of
+    /// every figure (`--repeat`). 0 and 1 both mean once.
+    pub repeat: u32,
 }
 
 /// A finished run: its report and where the report files are.
@@ -216,8 +219,141 @@ fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
         .build()?)
 }
 
-/// Runs a scenario end to end and writes its report.
+/// Runs a scenario end to end and writes its report; with `repeat` > 1, runs it that many
+/// times (each run's report in `run-<k>/` of the report folder) and writes a report of the
+/// medians, with each figure's spread.
 pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
+    if opts.repeat <= 1 {
+        return run_once(opts);
+    }
+    let scenario = match &opts.scenario_override {
+        Some(s) => s.clone(),
+        None => Scenario::load_with(&opts.scenario, &opts.sets)?,
+    };
+    let started_at = utc_now();
+    let out_dir = match &opts.out {
+        Some(d) => d.clone(),
+        None => PathBuf::from("reports")
+            .join(&scenario.name)
+            .join(started_at.replace(':', "-")),
+    };
+    let mut reports = Vec::new();
+    let mut paths = Vec::new();
+    for k in 1..=opts.repeat {
+        let dir = out_dir.join(format!("run-{k}"));
+        let once = RunOptions {
+            out: Some(dir.clone()),
+            repeat: 1,
+            ..opts.clone()
+        };
+        let outcome = run_once(&once)?;
+        let interrupted = outcome.report.interrupted;
+        paths.push(dir.join("report.json").display().to_string());
+        reports.push(outcome.report);
+        if interrupted {
+            break;
+        }
+    }
+    let mut report = median_report(&reports, paths);
+    judge(&scenario, &mut report);
+    write_report(&report, &out_dir)?;
+    Ok(RunOutcome { report, out_dir })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The report of repeated runs: the first run's report with every compared figure replaced
+/// by its median across the runs, and each figure's spread.
+fn median_report(reports: &[Report], paths: Vec<String>) -> Report {
+    use crate::report::{Repeat, Spread};
+    let mut out = reports[0].clone();
+    let values: Vec<BTreeMap<String, f64>> =
+        reports.iter().map(crate::compare::figure_values).collect();
+    let mut spread = BTreeMap::new();
+    for name in values[0].keys() {
+        let all: Vec<f64> = values.iter().filter_map(|v| v.get(name).copied()).collect();
+        let (min, max) = all
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+        spread.insert(
+            name.clone(),
+            Spread {
+                median: median(all),
+                min,
+                max,
+            },
+        );
+    }
+    let med_u64 = |f: &dyn Fn(&Report) -> Option<u64>| -> Option<u64> {
+        let all: Vec<f64> = reports
+            .iter()
+            .filter_map(|r| f(r).map(|v| v as f64))
+            .collect();
+        (!all.is_empty()).then(|| median(all).round() as u64)
+    };
+    for (endpoint, stats) in out.requests.iter_mut() {
+        let pick = |f: fn(&crate::report::EndpointStats) -> u64| {
+            med_u64(&|r: &Report| r.requests.get(endpoint).map(f)).unwrap_or(0)
+        };
+        stats.count = pick(|s| s.count);
+        stats.failures = pick(|s| s.failures);
+        stats.status_503 = pick(|s| s.status_503);
+        stats.latency_us.p50 = pick(|s| s.latency_us.p50);
+        stats.latency_us.p95 = pick(|s| s.latency_us.p95);
+        stats.latency_us.p99 = pick(|s| s.latency_us.p99);
+        stats.latency_us.max = pick(|s| s.latency_us.max);
+        stats.latency_us.mean = pick(|s| s.latency_us.mean);
+        stats.latency_from_tick_us.p99 = pick(|s| s.latency_from_tick_us.p99);
+    }
+    out.lock_errors.total = med_u64(&|r: &Report| Some(r.lock_errors.total)).unwrap_or(0);
+    out.lock_errors.client_visible =
+        med_u64(&|r: &Report| Some(r.lock_errors.client_visible)).unwrap_or(0);
+    out.retries = med_u64(&|r: &Report| r.retries);
+    out.commit_only_dropped = med_u64(&|r: &Report| r.commit_only_dropped);
+    if let Some(b) = out.batch.as_mut() {
+        let durations: Vec<f64> = reports
+            .iter()
+            .filter_map(|r| r.batch.as_ref().map(|b| b.duration_s))
+            .collect();
+        b.duration_s = median(durations);
+        b.finished = reports
+            .iter()
+            .all(|r| r.batch.as_ref().is_some_and(|b| b.finished));
+    }
+    if let Some(a) = out.audit.as_mut() {
+        let m = |f: fn(&Audit) -> u64| med_u64(&|r: &Report| r.audit.as_ref().map(f)).unwrap_or(0);
+        a.lost_writes = m(|a| a.lost_writes);
+        a.duplicate_writes = m(|a| a.duplicate_writes);
+        a.misassigned_photos = m(|a| a.misassigned_photos);
+        a.missing_photos = m(|a| a.missing_photos);
+        a.lost_registrations = m(|a| a.lost_registrations);
+    }
+    out.interrupted = reports.iter().any(|r| r.interrupted);
+    out.notes.insert(
+        0,
+        format!(
+            "{} runs (run --repeat): every figure compared by lockbench compare is the median of the runs, with its spread under repeat; the time line, roles and settings are the first run's; each run's own report: {}",
+            reports.len(),
+            paths.join(", ")
+        ),
+    );
+    out.repeat = Some(Repeat {
+        runs: reports.len() as u32,
+        reports: paths,
+        spread,
+    });
+    out
+}
+
+/// One run of a scenario, end to end, and its report.
+fn run_once(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     let mut scenario = match &opts.scenario_override {
         Some(s) => s.clone(),
         None => {
@@ -640,6 +776,7 @@ fn run_reference(
         faults: fault_records,
         restarts,
         interrupted,
+        repeat: None,
         gates: Vec::new(),
         timeline: shared.recorder.timeline(),
         notes,
@@ -1372,6 +1509,7 @@ fn run_external(
         faults: Vec::new(),
         restarts: Vec::new(),
         interrupted,
+        repeat: None,
         gates: Vec::new(),
         timeline: shared.recorder.timeline(),
         notes,

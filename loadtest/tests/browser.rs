@@ -13,8 +13,15 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::{fresh_client, post_batch, small_batch, Server, TOKEN};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Debian's chromium, or the browser LOCKBENCH_CHROMIUM names (a CI runner's own Chrome).
+fn chromium() -> String {
+    std::env::var("LOCKBENCH_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+/// Debian's chromedriver, or the one LOCKBENCH_CHROMEDRIVER names.
+fn chromedriver() -> String {
+    std::env::var("LOCKBENCH_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into())
+}
 
 struct Driver {
     child: Child,
@@ -27,16 +34,17 @@ struct Driver {
 
 impl Driver {
     fn start() -> Driver {
+        let (browser, driver) = (chromium(), chromedriver());
         assert!(
-            std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
-            "this test needs {CHROMIUM} and {CHROMEDRIVER}: run scripts/test.sh, which installs them"
+            std::path::Path::new(&browser).exists() && std::path::Path::new(&driver).exists(),
+            "this test needs {browser} and {driver}: run scripts/test.sh, which installs them"
         );
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(CHROMEDRIVER)
+        let child = Command::new(&driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -56,7 +64,7 @@ impl Driver {
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
-                "binary": CHROMIUM,
+                "binary": browser,
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
                          "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]

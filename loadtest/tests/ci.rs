@@ -270,3 +270,108 @@ max = "60s"
         .iter()
         .any(|g| g["name"] == "max_lost_writes"));
 }
+
+#[test]
+fn repeated_runs_keep_medians_and_spreads_and_compare_ignores_changes_within_the_spread() {
+    use lockbench::report::{Repeat, Report, Spread};
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+name = "tiny-repeat"
+[server.storage]
+journal_mode = "wal"
+tx_mode = "immediate"
+[batch]
+count = 6
+people = 2
+size = "160x120"
+[users]
+pollers = 3
+poll_interval = "100ms"
+admins = 0
+kiosks = 1
+kiosk_interval = "100ms"
+[duration]
+tail = "300ms"
+max = "60s"
+[gates]
+max_lost_writes = 0
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("repeat");
+    let status = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .arg("run")
+        .arg(&scenario)
+        .args(["--repeat", "3", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let report: Report =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let repeat = report.repeat.as_ref().expect("the repeat section");
+    assert_eq!(repeat.runs, 3);
+    for k in 1..=3 {
+        assert!(out.join(format!("run-{k}/report.json")).is_file());
+    }
+    let p99 = "requests[GET /api/registrations/updates].p99_ms";
+    let s = &repeat.spread[p99];
+    assert!(s.min <= s.median && s.median <= s.max, "{s:?}");
+    assert_eq!(
+        report.requests["GET /api/registrations/updates"]
+            .latency_us
+            .p99 as f64
+            / 1000.0,
+        s.median
+    );
+
+    // B is A with one p99 grown by 50%: a regression past a 10% tolerance, unless both runs'
+    // spreads cover the change.
+    let with_spread = |r: &Report, range: f64| {
+        let mut r = r.clone();
+        let v = r.requests["GET /api/registrations/updates"].latency_us.p99 as f64 / 1000.0;
+        r.repeat = Some(Repeat {
+            runs: 3,
+            reports: Vec::new(),
+            spread: [(
+                p99.to_owned(),
+                Spread {
+                    median: v,
+                    min: v - range / 2.0,
+                    max: v + range / 2.0,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        });
+        r
+    };
+    let mut b = report.clone();
+    let base = b.requests["GET /api/registrations/updates"].latency_us.p99;
+    b.requests
+        .get_mut("GET /api/registrations/updates")
+        .unwrap()
+        .latency_us
+        .p99 = base + base / 2 + 2_000;
+    let grown =
+        (b.requests["GET /api/registrations/updates"].latency_us.p99 - base) as f64 / 1000.0;
+    let regressed = |a: &Report, b: &Report| {
+        lockbench::compare::compare(a, b, 0.1)
+            .unwrap()
+            .regressions
+            .iter()
+            .any(|r| r.name == p99)
+    };
+    assert!(regressed(&with_spread(&report, 0.0), &with_spread(&b, 0.0)));
+    assert!(!regressed(
+        &with_spread(&report, grown * 2.0),
+        &with_spread(&b, grown * 2.0)
+    ));
+    assert!(regressed(
+        &with_spread(&report, grown / 2.0),
+        &with_spread(&b, grown / 2.0)
+    ));
+}

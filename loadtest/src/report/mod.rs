@@ -66,6 +66,9 @@ pub struct Report {
     /// True when Ctrl-C stopped the run early: the figures cover the run up to then.
     #[serde(default)]
     pub interrupted: bool,
+    /// `run --repeat N`: the figures above are medians of N runs; here is each figure's spread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeat>,
     pub gates: Vec<GateResult>,
     /// One point per second of the run.
     pub timeline: Vec<TimelinePoint>,
@@ -253,6 +256,32 @@ pub struct WalFigures {
     pub max_bytes: u64,
     pub checkpoints_ok: u64,
     pub checkpoints_busy: u64,
+}
+
+/// A report of `run --repeat N`: how many runs, where their own reports are, and each
+/// compared figure's median and range across them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Repeat {
+    pub runs: u32,
+    /// Each run's report.json.
+    pub reports: Vec<String>,
+    /// By figure name as `lockbench compare` names them (`requests[E].p99_ms`).
+    pub spread: BTreeMap<String, Spread>,
+}
+
+/// One figure across repeated runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// max − min.
+    pub fn range(&self) -> f64 {
+        self.max - self.min
+    }
 }
 
 /// The external app's database file, opened read-only after the run.
