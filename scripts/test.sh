@@ -28,4 +28,4 @@ if [ -z "${LOCKBENCH_TEST_PG:-}" ]; then
     fi
 fi
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
