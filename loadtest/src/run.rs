@@ -537,6 +537,8 @@ fn run_reference(
         .collect();
     let restarts_file = data_dir.join("restarts.jsonl");
     let mut interrupted = false;
+    let pg_watch = postgres.as_ref().map(|pg| PgWatch::start(&pg.url, posted));
+    let mut database_gone: Option<String> = None;
 
     let total = manifest.files.len() as u64;
     let bar = progress_bar(opts, total);
@@ -571,6 +573,10 @@ fn run_reference(
         wal_max = wal_max.max(wal_now);
         if crate::faults::interrupted() {
             interrupted = true;
+            break;
+        }
+        if let Some(why) = pg_watch.as_ref().and_then(PgWatch::gone) {
+            database_gone = Some(why);
             break;
         }
         for kill in kills.iter_mut() {
@@ -638,6 +644,15 @@ fn run_reference(
             .total_cmp(&b.started_s.unwrap_or(f64::MAX))
     });
     bar.finish_and_clear();
+    drop(pg_watch);
+    if let Some(why) = database_gone {
+        // Nothing more can be measured or audited: stop everything, then say so (exit 2).
+        // The run's schema holds only this run's rows and no later run uses it; it is
+        // dropped on the way out when the server answers again, or named for dropping.
+        server.stop();
+        let _ = attack.join();
+        bail!("{why}; the run was stopped and no report was written");
+    }
     match attack.join() {
         Ok(result) => result.context("the load generator failed")?,
         Err(_) => bail!("the load generator panicked"),
@@ -863,9 +878,67 @@ impl Drop for PgSchema {
     fn drop(&mut self) {
         if let Err(e) = lockbench_server::storage::postgres::drop_schema(&self.url, &self.schema) {
             eprintln!(
-                "lockbench: could not drop the run's schema {}: {e}",
-                self.schema
+                "lockbench: could not drop the run's schema {schema} ({e}); it holds only that run's rows and no later run uses it; drop it with: DROP SCHEMA \"{schema}\" CASCADE;",
+                schema = self.schema
             );
+        }
+    }
+}
+
+/// Watches a run's PostgreSQL server from a thread of its own: it connects once a second,
+/// and after three failures in a row says the server has gone (with when and why), so the
+/// run stops instead of measuring a server that is not there.
+struct PgWatch {
+    gone: Arc<std::sync::Mutex<Option<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PgWatch {
+    fn start(url: &str, started: Instant) -> PgWatch {
+        let gone = Arc::new(std::sync::Mutex::new(None));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (gone, stop, url) = (gone.clone(), stop.clone(), url.to_owned());
+            std::thread::spawn(move || {
+                let mut failures: Vec<(f64, String)> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let at = started.elapsed().as_secs_f64();
+                    match lockbench_server::storage::postgres::ping(&url) {
+                        Ok(()) => failures.clear(),
+                        Err(e) => failures.push((at, e.to_string())),
+                    }
+                    if failures.len() >= 3 {
+                        let (first, why) = &failures[0];
+                        *gone.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                            "the PostgreSQL server at {} stopped answering {first:.1} s into the run and did not come back in {} tries ({why})",
+                            lockbench_server::storage::postgres::redact_url(&url),
+                            failures.len()
+                        ));
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        };
+        PgWatch {
+            gone,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Why the server is taken for gone, once it is.
+    fn gone(&self) -> Option<String> {
+        self.gone.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for PgWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

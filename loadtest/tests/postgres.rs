@@ -342,3 +342,150 @@ fn a_lock_table_held_by_another_session_makes_requests_wait_and_loses_nothing() 
         .unwrap();
     assert!(slowest >= 1_000_000, "{slowest} µs");
 }
+
+/// A TCP proxy on a loopback port in front of PostgreSQL: what lockbench sees as "the
+/// server". Shutting it down refuses new connections and cuts the open ones, as a server
+/// that goes away does.
+struct Proxy {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Proxy {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let accept = {
+            let (stop, streams) = (stop.clone(), streams.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((client, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    client.set_nonblocking(false).unwrap();
+                    let Ok(server) = TcpStream::connect(upstream) else {
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    };
+                    let mut open = streams.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                    for (mut from, mut to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(Shutdown::Both);
+                        });
+                    }
+                }
+            })
+        };
+        Proxy {
+            port,
+            stop,
+            streams,
+            accept: Some(accept),
+        }
+    }
+
+    /// The server goes away: no new connections, the open ones cut.
+    fn shut_down(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.accept.take() {
+            t.join().unwrap();
+        }
+        for s in self.streams.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn a_server_that_goes_away_mid_run_stops_the_run_with_exit_code_2_and_the_next_run_is_clean() {
+    let Some(url) = pg_url("server goes away") else {
+        return;
+    };
+    let parsed = url.strip_prefix("postgres://").expect("a postgres:// URL");
+    let (userinfo, rest) = parsed.split_once('@').expect("user@host in the URL");
+    let (hostport, database) = rest.split_once('/').expect("/database in the URL");
+    let upstream: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .unwrap()
+        .next()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A batch big enough to be in the middle of it when the server goes.
+    let text = SMALL_PG
+        .replace("name = \"pg_small\"", "name = \"pg_gone\"")
+        .replace("count = 40", "count = 400")
+        .replace("upload_latency_ms = 5", "upload_latency_ms = 50");
+    let path = dir.path().join("gone.toml");
+    std::fs::write(&path, text).unwrap();
+    let before = schemas_like(&url, "lockbench_pg_gone_");
+
+    let mut proxy = Proxy::start(upstream);
+    let via_proxy = format!("postgres://{userinfo}@127.0.0.1:{}/{database}", proxy.port);
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["run", path.to_str().unwrap(), "--database-url", &via_proxy])
+        .args(["--out", dir.path().join("report").to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The schema exists once the run has started; give the batch a few seconds more.
+    while schemas_like(&url, "lockbench_pg_gone_") == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never made its schema"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    proxy.shut_down();
+    let gone_at = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("stopped answering") && err.contains(&format!("127.0.0.1:{}", proxy.port)),
+        "the error names the server that went away: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        gone_at.elapsed() < Duration::from_secs(60),
+        "the run stopped {:?} after the server went",
+        gone_at.elapsed()
+    );
+    assert!(!dir.path().join("report").exists(), "no half report");
+    // The schema it could not drop is named, so it can be dropped by hand.
+    let left = err
+        .split("DROP SCHEMA \"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the schema left behind is named")
+        .to_owned();
+    assert!(left.starts_with("lockbench_pg_gone_"), "{left}");
+
+    // The server is back (a new proxy): the next run starts from a schema of its own and
+    // passes, untroubled by what the stopped run left.
+    let proxy2 = Proxy::start(upstream);
+    let via_proxy2 = format!("postgres://{userinfo}@127.0.0.1:{}/{database}", proxy2.port);
+    let report = run_scenario(&options(dir.path(), "after", SMALL_PG, &via_proxy2))
+        .expect("the run after")
+        .report;
+    assert!(report.verdict.passed, "{}", report.verdict.summary);
+    assert_eq!(report.audit.as_ref().unwrap().lost_writes, 0);
+    postgres::drop_schema(&url, &left).unwrap();
+    assert_eq!(schemas_like(&url, "lockbench_pg_gone_"), before);
+}

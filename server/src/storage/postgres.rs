@@ -352,6 +352,16 @@ pub fn drop_schema(url: &str, schema: &str) -> Result<(), DbError> {
     result
 }
 
+/// Connects and runs `SELECT 1`: whether the server at `url` still answers (a run watches
+/// its database with this, so a server that goes away mid-run stops the run).
+pub fn ping(url: &str) -> Result<(), DbError> {
+    let rt = own_runtime("ping")?;
+    let mut conn = PgConn::connect(url, None, Isolation::default(), 0, rt.handle().clone())?;
+    let result = conn.batch("ping", "SELECT 1");
+    conn.close();
+    result
+}
+
 /// The schema version table and the app's tables, in PostgreSQL.
 pub(crate) const SCHEMA_SQL: &str = r#"
 CREATE TABLE registrations (
