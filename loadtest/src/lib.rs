@@ -18,6 +18,7 @@ pub mod ci;
 pub mod compare;
 pub mod faults;
 pub mod follow;
+pub mod http;
 pub mod load;
 pub mod report;
 pub mod run;
@@ -221,12 +222,6 @@ pub fn main_entry() -> anyhow::Result<ExitCode> {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    run_with(cli, &matches)
-}
-
-/// Runs one parsed command (flags only: no `--config` overlay); the exit code is the process's.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let matches = ArgMatches::default();
     run_with(cli, &matches)
 }
 
@@ -496,25 +491,24 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
 
 /// Creates the batch's registrations through the kiosk endpoint.
 pub fn register_people(base: &str, manifest: &photos::Manifest) -> anyhow::Result<usize> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()?;
+    let client = http::client()?;
     let url = format!("{}/api/registrations", base.trim_end_matches('/'));
+    // A 503 means the database was locked: try again, as the kiosk's user would.
+    let again = http::Again {
+        tries: 30,
+        pause: std::time::Duration::from_millis(500),
+        on_send_error: false,
+    };
     for person in &manifest.people {
-        // A 503 means the database was locked: try again, as the kiosk's user would.
-        let mut tries = 0;
-        let response = loop {
-            tries += 1;
-            let response = client
-                .post(&url)
-                .json(&serde_json::json!({"name": person.name, "email": person.email}))
-                .send()
-                .with_context(|| format!("POST {url}"))?;
-            if response.status().as_u16() != 503 || tries >= 30 {
-                break response;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        };
+        let (response, _) = http::send_again_on_503(
+            || {
+                client
+                    .post(&url)
+                    .json(&serde_json::json!({"name": person.name, "email": person.email}))
+            },
+            again,
+        )
+        .with_context(|| format!("POST {url}"))?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().unwrap_or_default();

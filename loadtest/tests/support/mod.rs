@@ -4,86 +4,50 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lockbench::http;
+use lockbench::run::ServerProcess;
 use lockbench_server::photos::{self, BatchSpec, ImageSize, Manifest};
 
 pub const TOKEN: &str = "process-test-token";
 
-/// A `lockbench serve` child process; stopped with SIGTERM on drop.
+/// A `lockbench serve` child process (lockbench's own [`ServerProcess`]); stopped with
+/// SIGTERM on drop.
 pub struct Server {
-    child: Child,
+    process: ServerProcess,
     pub url: String,
 }
 
 impl Server {
     /// Starts `lockbench serve --port 0 --db DB ARGS...` and waits for its announce line.
     pub fn start(db: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lockbench"))
-            .args(["serve", "--port", "0", "--db"])
-            .arg(db)
-            .args(args)
-            .env("LOCKBENCH_ADMIN_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lockbench serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        let url = rest.split_whitespace().next().unwrap().to_owned();
-                        return Server { child, url };
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("lockbench serve did not announce itself within 60 s");
-                }
-            }
+        let process = ServerProcess::spawn(
+            Command::new(env!("CARGO_BIN_EXE_lockbench"))
+                .args(["serve", "--port", "0", "--db"])
+                .arg(db)
+                .args(args)
+                .env("LOCKBENCH_ADMIN_TOKEN", TOKEN)
+                .stderr(Stdio::inherit()),
+            None,
+            Duration::from_secs(60),
+        )
+        .expect("start lockbench serve");
+        Server {
+            url: process.url.clone(),
+            process,
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// SIGTERM, then waits for the supervisor to exit; returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        false
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
+        self.process.stop()
     }
 }
 
@@ -114,22 +78,23 @@ pub fn small_batch(dir: &Path, count: usize, people: usize, corrupt: usize) -> (
 
 /// Posts the batch, trying again on a 503 (the database was locked) as the admin would.
 pub fn post_batch(client: &reqwest::blocking::Client, url: &str, dir: &Path) -> i64 {
-    for _ in 0..30 {
-        let r = client
-            .post(format!("{url}/api/batches"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"dir": dir}))
-            .send()
-            .expect("POST /api/batches");
-        if r.status() == 503 {
-            std::thread::sleep(Duration::from_millis(500));
-            continue;
-        }
-        assert_eq!(r.status(), 202);
-        let body: serde_json::Value = r.json().unwrap();
-        return body["batch_id"].as_i64().unwrap();
-    }
-    panic!("POST /api/batches answered 503 thirty times");
+    let (r, tries) = http::send_again_on_503(
+        || {
+            client
+                .post(format!("{url}/api/batches"))
+                .bearer_auth(TOKEN)
+                .json(&serde_json::json!({"dir": dir}))
+        },
+        http::Again {
+            tries: 30,
+            pause: Duration::from_millis(500),
+            on_send_error: false,
+        },
+    )
+    .expect("POST /api/batches");
+    assert_eq!(r.status(), 202, "POST /api/batches after {tries} tries");
+    let body: serde_json::Value = r.json().unwrap();
+    body["batch_id"].as_i64().unwrap()
 }
 
 pub fn batch_status(client: &reqwest::blocking::Client, url: &str, id: i64) -> serde_json::Value {

@@ -74,10 +74,6 @@ impl JournalMode {
             JournalMode::Wal => "wal",
         }
     }
-
-    pub fn is_wal(self) -> bool {
-        self == JournalMode::Wal
-    }
 }
 
 /// `PRAGMA synchronous`.
@@ -328,10 +324,6 @@ impl StorageConfig {
             });
         }
         Ok(())
-    }
-
-    pub fn busy_timeout(&self) -> Duration {
-        Duration::from_millis(self.busy_timeout_ms)
     }
 
     pub fn sync_delay(&self) -> Duration {

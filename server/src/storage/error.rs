@@ -170,10 +170,6 @@ impl DbError {
                     message: err.to_string(),
                 },
             },
-            sqlx::Error::PoolTimedOut => DbError::PoolTimeout {
-                op: op.to_owned(),
-                waited_ms: 0,
-            },
             _ => DbError::Driver {
                 op: op.to_owned(),
                 message: err.to_string(),

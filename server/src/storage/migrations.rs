@@ -74,8 +74,3 @@ CREATE TABLE processing_log (
 CREATE INDEX processing_log_batch ON processing_log (batch_id, id);
 "#,
 )];
-
-/// The newest schema version.
-pub fn latest() -> i64 {
-    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
-}

@@ -55,15 +55,9 @@ pub fn pg_error(err: sqlx::Error, op: &str) -> DbError {
             },
         };
     }
-    match err {
-        sqlx::Error::PoolTimedOut => DbError::PoolTimeout {
-            op: op.to_owned(),
-            waited_ms: 0,
-        },
-        other => DbError::Driver {
-            op: op.to_owned(),
-            message: other.to_string(),
-        },
+    DbError::Driver {
+        op: op.to_owned(),
+        message: err.to_string(),
     }
 }
 

@@ -1,0 +1,321 @@
+//! `lockbench run`: one scenario end to end, and the pieces of a run.
+//!
+//! The sequence: a fresh database and photo batch in a temporary folder; `lockbench serve`
+//! workers started as child processes with the scenario's settings (or a user's own app as
+//! the target); the load; the batch posted and watched until it is done plus the tail
+//! (never past the cap); everything stopped; the audit; the report and the gates. The load
+//! generator talks to the server only over HTTP and through child processes.
+//!
+//! - `reference.rs`: a run against the reference server; `external.rs`: against a user's app.
+//! - `processes.rs`: the server process, the run's PostgreSQL schema and the watch on it.
+//! - `scrape.rs`: the server's counters; `audit.rs`: the read-only audit; `gates.rs`: the
+//!   verdict; `kill.rs`: the kill-worker fault; `repeat.rs`: `--repeat`'s medians.
+//!
+//! This file holds what both kinds of run share: the options, the photo batch, the report's
+//! common fields and writing the report files.
+
+mod audit;
+mod external;
+mod gates;
+mod kill;
+mod processes;
+mod reference;
+mod repeat;
+mod scrape;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use lockbench_server::photos::{self, Manifest};
+
+pub use gates::{lock_summary, INTERRUPTED_EXIT};
+pub use processes::ServerProcess;
+
+use crate::load::Shared;
+use crate::report::{
+    self, BatchFigures, LockErrors, Machine, Report, ScenarioInfo, Target, UsersInfo, Verdict,
+};
+use crate::scenario::Scenario;
+
+/// How to run a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub scenario: PathBuf,
+    /// Report folder (default: reports/<scenario>/<UTC timestamp>/).
+    pub out: Option<PathBuf>,
+    /// Run the user mix against an external app instead of the reference server.
+    pub target: Option<String>,
+    /// The lockbench binary to start servers with (default: this process's own binary).
+    pub server_exe: Option<PathBuf>,
+    /// A folder to keep the generated photo batch in and reuse when its spec matches.
+    pub photos_cache: Option<PathBuf>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Overrides applied to the scenario after loading (sweeps, breakpoints).
+    pub scenario_override: Option<Scenario>,
+    /// Dotted-key overrides laid over the scenario file before it is checked (`--set`).
+    pub sets: BTreeMap<String, toml::Value>,
+    /// The PostgreSQL server for a `driver = "postgres"` scenario (`--database-url`).
+    pub database_url: Option<String>,
+    /// Run the scenario this many times; the report keeps the median and the spread of
+    /// every figure (`--repeat`). 0 and 1 both mean once.
+    pub repeat: u32,
+}
+
+/// A finished run: its report and where the report files are.
+pub struct RunOutcome {
+    pub report: Report,
+    pub out_dir: PathBuf,
+}
+
+fn utc_now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn machine() -> Machine {
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    Machine {
+        load_average_start: None,
+        load_average_end: None,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_bytes,
+        os: format!(
+            "{} {} {}",
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            kernel.trim()
+        ),
+    }
+}
+
+/// The batch folder: from the cache when its manifest has the same spec, else generated.
+pub(super) fn photo_batch(
+    scenario: &Scenario,
+    cache: Option<&Path>,
+    work: &Path,
+) -> anyhow::Result<(PathBuf, Manifest)> {
+    let dir = match cache {
+        Some(c) => c.to_path_buf(),
+        None => work.join("photos"),
+    };
+    if let Ok(manifest) = photos::read_manifest(&dir) {
+        if manifest.spec == scenario.batch {
+            return Ok((dir, manifest));
+        }
+    }
+    let manifest = photos::generate(&dir, &scenario.batch)
+        .with_context(|| format!("generating the photo batch in {}", dir.display()))?;
+    Ok((dir, manifest))
+}
+
+/// Runs a scenario end to end and writes its report; with `repeat` > 1, runs it that many
+/// times (each run's report in `run-<k>/` of the report folder) and writes a report of the
+/// medians, with each figure's spread.
+pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
+    if opts.repeat <= 1 {
+        return run_once(opts);
+    }
+    let scenario = match &opts.scenario_override {
+        Some(s) => s.clone(),
+        None => Scenario::load_with(&opts.scenario, &opts.sets)?,
+    };
+    let started_at = utc_now();
+    let out_dir = match &opts.out {
+        Some(d) => d.clone(),
+        None => PathBuf::from("reports")
+            .join(&scenario.name)
+            .join(started_at.replace(':', "-")),
+    };
+    let mut reports = Vec::new();
+    let mut paths = Vec::new();
+    for k in 1..=opts.repeat {
+        let dir = out_dir.join(format!("run-{k}"));
+        let once = RunOptions {
+            out: Some(dir.clone()),
+            repeat: 1,
+            ..opts.clone()
+        };
+        let outcome = run_once(&once)?;
+        let interrupted = outcome.report.interrupted;
+        paths.push(dir.join("report.json").display().to_string());
+        reports.push(outcome.report);
+        if interrupted {
+            break;
+        }
+    }
+    let mut report = repeat::median_report(&reports, paths);
+    gates::judge(&scenario, &mut report);
+    write_report(&report, &out_dir)?;
+    Ok(RunOutcome { report, out_dir })
+}
+
+/// One run of a scenario, end to end, and its report.
+fn run_once(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
+    let mut scenario = match &opts.scenario_override {
+        Some(s) => s.clone(),
+        None => {
+            let mut sets = opts.sets.clone();
+            if let Some(url) = &opts.database_url {
+                sets.insert(
+                    "server.storage.database_url".into(),
+                    toml::Value::String(url.clone()),
+                );
+            }
+            Scenario::load_with(&opts.scenario, &sets)?
+        }
+    };
+    if let (Some(url), Some(_)) = (&opts.database_url, &opts.scenario_override) {
+        scenario.server.storage.database_url = Some(url.clone());
+    }
+    let started_at = utc_now();
+    let load_start = crate::ci::load_average();
+    let target = opts
+        .target
+        .clone()
+        .or_else(|| scenario.target.as_ref().and_then(|t| t.url.clone()));
+    let mut report = match &target {
+        Some(url) => external::run_external(&scenario, opts, url, started_at)?,
+        None => reference::run_reference(&scenario, opts, started_at)?,
+    };
+    report.git_commit = crate::ci::git_commit();
+    report.machine.load_average_start = load_start;
+    report.machine.load_average_end = crate::ci::load_average();
+    let out_dir = match &opts.out {
+        Some(d) => d.clone(),
+        None => PathBuf::from("reports")
+            .join(&scenario.name)
+            .join(report.started_at.replace(':', "-")),
+    };
+    write_report(&report, &out_dir)?;
+    Ok(RunOutcome { report, out_dir })
+}
+
+/// Writes report.json, report.md and report.html into `dir`.
+pub fn write_report(report: &Report, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(dir.join("report.json"), json + "\n")?;
+    std::fs::write(dir.join("report.md"), report::markdown::render(report))?;
+    std::fs::write(dir.join("report.html"), report::html::render(report))?;
+    Ok(())
+}
+
+pub(super) fn progress_bar(opts: &RunOptions, len: u64) -> indicatif::ProgressBar {
+    if !opts.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} photos  {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+pub(super) fn count_text(n: u64) -> String {
+    report::markdown::count(n)
+}
+
+fn scenario_info(scenario: &Scenario, opts: &RunOptions) -> ScenarioInfo {
+    ScenarioInfo {
+        name: scenario.name.clone(),
+        description: scenario.description.clone(),
+        file: opts.scenario.display().to_string(),
+    }
+}
+
+fn users_info(scenario: &Scenario) -> UsersInfo {
+    let u = &scenario.users;
+    UsersInfo {
+        pollers: u.pollers,
+        poll_interval_ms: u.poll_interval.as_millis() as u64,
+        admins: u.admins,
+        admin_interval_ms: u.admin_interval.as_millis() as u64,
+        kiosks: u.kiosks,
+        kiosk_interval_ms: u.kiosk_interval.as_millis() as u64,
+    }
+}
+
+pub(super) fn batch_figures(
+    status: &serde_json::Value,
+    photos: u64,
+    done: Option<Duration>,
+    elapsed: Duration,
+) -> BatchFigures {
+    let processed = status["processed"].as_u64().unwrap_or(0);
+    let duration_s = done.unwrap_or(elapsed).as_secs_f64();
+    BatchFigures {
+        photos,
+        processed,
+        failed: status["failed"].as_u64().unwrap_or(0),
+        persons: status["persons"].as_u64().unwrap_or(0),
+        uploaded: status["uploaded"].as_u64().unwrap_or(0),
+        duration_s: (duration_s * 1000.0).round() / 1000.0,
+        photos_per_s: if duration_s > 0.0 {
+            ((processed as f64 / duration_s) * 100.0).round() / 100.0
+        } else {
+            0.0
+        },
+        finished: done.is_some(),
+    }
+}
+
+/// The report with the fields every run fills the same way: the scenario, the machine, the
+/// users, the load's own figures and time line. Each kind of run then adds what it can see
+/// (server counters, the audit, the batch, faults); the verdict comes last, from the gates.
+pub(super) fn base_report(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    started_at: String,
+    target: Target,
+    shared: &Shared,
+    load_time: Duration,
+) -> Report {
+    Report {
+        schema_version: report::REPORT_SCHEMA_VERSION,
+        lockbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_commit: None,
+        scenario: scenario_info(scenario, opts),
+        started_at,
+        target,
+        verdict: Verdict {
+            passed: false,
+            summary: String::new(),
+            exit_code: 1,
+        },
+        settings_requested: serde_json::Value::Null,
+        settings_effective: None,
+        sqlite_version: None,
+        machine: machine(),
+        users: users_info(scenario),
+        roles: shared.recorder.role_figures(&scenario.users, load_time),
+        requests: shared.recorder.endpoint_stats(),
+        lock_errors: LockErrors::default(),
+        retries: None,
+        commit_only_dropped: None,
+        commit_only_dropped_by_endpoint: BTreeMap::new(),
+        batch: None,
+        audit: None,
+        wal: None,
+        target_database: None,
+        faults: Vec::new(),
+        restarts: Vec::new(),
+        interrupted: false,
+        repeat: None,
+        gates: Vec::new(),
+        timeline: shared.recorder.timeline(),
+        notes: Vec::new(),
+    }
+}

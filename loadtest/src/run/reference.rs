@@ -1,0 +1,516 @@
+//! A run against the reference server: the workers started as child processes, the batch
+//! posted and watched until it is done (plus the tail), the faults applied, then the
+//! server's own counters, the read-only audit and the report. Owns the sequence only: the
+//! processes, scrapes, audit and gates each have a file of their own.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use lockbench_server::photos::Manifest;
+use lockbench_server::serve::ServeConfig;
+use lockbench_server::storage::{self, postgres, ReadOnlyDb, StorageConfig};
+
+use super::audit::{audit, AuditDb};
+use super::gates::judge;
+use super::kill::{Kill, KillEnv};
+use super::processes::{token, PgSchema, PgWatch, ServerProcess};
+use super::scrape::{label, scrape_all, ServerFigures};
+use super::{base_report, batch_figures, photo_batch, progress_bar, RunOptions};
+use crate::faults::{FaultContext, FaultRunner};
+use crate::http::{self, Again};
+use crate::load::{self, Shared};
+use crate::report::{LockErrors, LockSource, Report, Target, WalFigures, WorkerSettings};
+use crate::scenario::{Fault, Scenario};
+
+/// The reference server of one run and what the runner needs to talk to it.
+struct Reference {
+    server: ServerProcess,
+    url: String,
+    token: String,
+    exe: PathBuf,
+    db: PathBuf,
+    data_dir: PathBuf,
+    storage: StorageConfig,
+    sync_delay_control: PathBuf,
+}
+
+/// Writes the server's settings file and starts `lockbench serve` with it.
+fn start_reference(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    work: &Path,
+    postgres: Option<&PgSchema>,
+) -> anyhow::Result<Reference> {
+    let db = work.join("app.db");
+    let data_dir = work.join("data");
+    let mut storage = scenario.server.storage.clone();
+    if let Some(pg) = postgres {
+        storage.schema = Some(pg.schema.clone());
+    }
+    let sync_delay_control = work.join("sync_delay_ms");
+    let slow_disk = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f, Fault::SlowDisk { .. }));
+    let serve = ServeConfig {
+        storage: storage.clone(),
+        retry: scenario.server.retry.clone(),
+        processor: scenario.server.processor.clone(),
+        workers: scenario.server.workers,
+        threads: scenario.server.threads,
+        port: 0,
+        db: db.clone(),
+        data_dir: Some(data_dir.clone()),
+        sync_delay_control: slow_disk.then(|| sync_delay_control.clone()),
+        ..ServeConfig::default()
+    };
+    let config_file = work.join("serve.toml");
+    std::fs::write(&config_file, toml::to_string(&serve)?)?;
+    let exe = match &opts.server_exe {
+        Some(e) => e.clone(),
+        None => std::env::current_exe().context("finding lockbench's own binary")?,
+    };
+    let token = token();
+    let server = ServerProcess::serve(&exe, &config_file, &token, &work.join("server.log"))?;
+    Ok(Reference {
+        url: server.url.clone(),
+        server,
+        token,
+        exe,
+        db,
+        data_dir,
+        storage,
+        sync_delay_control,
+    })
+}
+
+/// The admin posts the batch as a person would: a 503 ("database is locked", with
+/// Retry-After) is answered by trying again, up to a point.
+fn post_batch(
+    client: &reqwest::blocking::Client,
+    server: &Reference,
+    photo_dir: &Path,
+) -> anyhow::Result<i64> {
+    let (response, tries) = http::send_again_on_503(
+        || {
+            client
+                .post(format!("{}/api/batches", server.url))
+                .bearer_auth(&server.token)
+                .json(&serde_json::json!({"dir": photo_dir}))
+        },
+        Again::ADMIN,
+    )
+    .context("POST /api/batches")?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!(
+            "POST /api/batches answered {status} (try {tries}): {}",
+            response.text().unwrap_or_default()
+        );
+    }
+    response.json::<serde_json::Value>()?["batch_id"]
+        .as_i64()
+        .context("POST /api/batches gave no batch_id")
+}
+
+/// How the watch over the batch ended, and what it saw.
+#[derive(Default)]
+struct Watched {
+    interrupted: bool,
+    /// Why the PostgreSQL server is taken for gone, when it went away mid-run.
+    database_gone: Option<String>,
+    batch_done: Option<Duration>,
+    status: serde_json::Value,
+    wal_max: u64,
+}
+
+/// Polls the batch's status (and the WAL file) until the batch is done plus the tail, the
+/// cap is reached, Ctrl-C is pressed or PostgreSQL goes away; applies kill-worker faults
+/// when the batch reaches their photo.
+fn watch_batch(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    reference: &Reference,
+    shared: &Shared,
+    batch: (i64, Instant, u64, &Path),
+    kills: &mut [Kill],
+    pg_watch: Option<&PgWatch>,
+) -> Watched {
+    let (batch_id, posted, total, photo_dir) = batch;
+    let Ok(client) = http::client() else {
+        return Watched::default();
+    };
+    let url = reference.url.as_str();
+    let restarts_file = reference.data_dir.join("restarts.jsonl");
+    let wal_path = PathBuf::from(format!("{}-wal", reference.db.display()));
+    let bar = progress_bar(opts, total);
+    let mut w = Watched::default();
+    let mut processor_ended: Option<Duration> = None;
+    let mut last_check = Instant::now();
+    loop {
+        // A kill waits for a photo: look closely while one is pending.
+        let pending = kills.iter().any(Kill::waiting);
+        std::thread::sleep(Duration::from_millis(if pending { 20 } else { 500 }));
+        if let Ok(s) = client
+            .get(format!("{url}/api/batches/{batch_id}/status"))
+            .bearer_auth(&reference.token)
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>())
+        {
+            if s["status"].is_string() {
+                w.status = s;
+            }
+        }
+        let processed = w.status["processed"].as_u64().unwrap_or(0);
+        shared.recorder.sample_photos(processed);
+        let wal_now = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+        shared.recorder.sample_wal(wal_now);
+        w.wal_max = w.wal_max.max(wal_now);
+        if crate::faults::interrupted() {
+            w.interrupted = true;
+            break;
+        }
+        if let Some(why) = pg_watch.and_then(PgWatch::gone) {
+            w.database_gone = Some(why);
+            break;
+        }
+        let env = KillEnv {
+            client: &client,
+            url,
+            token: &reference.token,
+            workers: scenario.server.workers,
+            batch_id,
+            photo_dir,
+            restarts: &restarts_file,
+            recorder: &shared.recorder,
+        };
+        for kill in kills.iter_mut() {
+            kill.step(processed, &env);
+        }
+        bar.set_position(processed);
+        bar.set_message(format!(
+            "{} requests, {} lock errors seen by clients",
+            shared.recorder.requests_total(),
+            shared.recorder.lock_visible_total()
+        ));
+        if w.batch_done.is_none() && w.status["status"] == "done" {
+            w.batch_done = Some(posted.elapsed());
+        }
+        // The batch row may never say "done" when the app's last write fails: the workers'
+        // metrics say when the processor itself has gone through the batch.
+        if w.batch_done.is_none()
+            && processor_ended.is_none()
+            && last_check.elapsed() >= Duration::from_secs(3)
+        {
+            last_check = Instant::now();
+            if processor_finished(&client, url, scenario.server.workers, batch_id) {
+                processor_ended = Some(posted.elapsed());
+            }
+        }
+        let ended_at = w.batch_done.or(processor_ended);
+        let tail_over = ended_at.is_some_and(|d| posted.elapsed() >= d + scenario.duration.tail);
+        if tail_over || posted.elapsed() >= scenario.duration.max {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    w
+}
+
+/// Whether a worker's metrics say the processor has gone through the batch.
+fn processor_finished(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    workers: u32,
+    batch_id: i64,
+) -> bool {
+    let needle = "lockbench_batch_processor_finished{";
+    scrape_all(client, &format!("{url}/metrics"), None, workers)
+        .values()
+        .any(|text| {
+            text.lines().any(|l| {
+                l.starts_with(needle)
+                    && label(l, "batch").as_deref() == Some(batch_id.to_string().as_str())
+            })
+        })
+}
+
+pub(super) fn run_reference(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    started_at: String,
+) -> anyhow::Result<Report> {
+    let work = tempfile::tempdir().context("creating a temporary folder")?;
+    let (photo_dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work.path())?;
+    // PostgreSQL: a schema of this run's own, dropped when the run ends (whatever happens).
+    let postgres = PgSchema::for_scenario(scenario)?;
+    let mut reference = start_reference(scenario, opts, work.path(), postgres.as_ref())?;
+    crate::register_people(&reference.url, &manifest).context("registering the batch's people")?;
+
+    let shared = Arc::new(Shared::new(
+        scenario.users.clone(),
+        None,
+        Some(reference.token.clone()),
+    ));
+    let cap = scenario.duration.max;
+    let attack = {
+        let (shared, url) = (shared.clone(), reference.url.clone());
+        std::thread::spawn(move || load::attack(&url, &shared, cap + Duration::from_secs(5)))
+    };
+    let client = http::client()?;
+    let posted = Instant::now();
+    let batch_id = post_batch(&client, &reference, &photo_dir)?;
+    shared.batch_id.store(batch_id, Ordering::Relaxed);
+    let fault_runner = FaultRunner::start(
+        &scenario.faults,
+        FaultContext {
+            exe: reference.exe.clone(),
+            db: reference.db.clone(),
+            postgres: postgres
+                .as_ref()
+                .map(|pg| (pg.url.clone(), pg.schema.clone())),
+            sync_delay_control: reference.sync_delay_control.clone(),
+            load_started: shared.recorder.started(),
+        },
+        posted,
+    );
+    let mut kills = Kill::from_faults(&scenario.faults);
+    let pg_watch = postgres.as_ref().map(|pg| PgWatch::start(&pg.url, posted));
+    let total = manifest.files.len() as u64;
+    let watched = watch_batch(
+        scenario,
+        opts,
+        &reference,
+        &shared,
+        (batch_id, posted, total, &photo_dir),
+        &mut kills,
+        pg_watch.as_ref(),
+    );
+    shared.stop.store(true, Ordering::Relaxed);
+    let load_time = shared.recorder.started().elapsed();
+    let mut faults = fault_runner.finish();
+    faults.extend(kills.into_iter().map(Kill::into_record));
+    faults.sort_by(|a, b| {
+        a.started_s
+            .unwrap_or(f64::MAX)
+            .total_cmp(&b.started_s.unwrap_or(f64::MAX))
+    });
+    drop(pg_watch);
+    if let Some(why) = watched.database_gone {
+        // Nothing more can be measured or audited: stop everything, then say so (exit 2).
+        // The run's schema holds only this run's rows and no later run uses it; it is
+        // dropped on the way out when the server answers again, or named for dropping.
+        reference.server.stop();
+        let _ = attack.join();
+        bail!("{why}; the run was stopped and no report was written");
+    }
+    match attack.join() {
+        Ok(result) => result.context("the load generator failed")?,
+        Err(_) => bail!("the load generator panicked"),
+    }
+
+    let workers = scenario.server.workers;
+    let metrics = scrape_all(
+        &client,
+        &format!("{}/metrics", reference.url),
+        None,
+        workers,
+    );
+    let settings = scrape_all(
+        &client,
+        &format!("{}/api/settings", reference.url),
+        Some(&reference.token),
+        workers,
+    );
+    reference.server.stop();
+
+    let server_side = ServerFigures::parse(metrics.values());
+    let audit = audit_run(
+        postgres.as_ref(),
+        &reference.db,
+        batch_id,
+        &manifest,
+        &shared,
+    )?;
+    let mut report = base_report(
+        scenario,
+        opts,
+        started_at,
+        Target {
+            kind: "reference".into(),
+            url: reference.url.clone(),
+        },
+        &shared,
+        load_time,
+    );
+    report.restarts = crate::faults::read_restarts(
+        &reference.data_dir.join("restarts.jsonl"),
+        shared.recorder.started_wall(),
+    );
+    report.notes = reference_notes(
+        scenario,
+        &watched,
+        &report.restarts,
+        &reference,
+        postgres.as_ref(),
+        &settings,
+        metrics.len() as u32,
+    );
+    report.settings_requested = redacted_settings(&scenario.server)?;
+    report.settings_effective = Some(effective_settings(&settings));
+    report.sqlite_version = postgres
+        .is_none()
+        .then(|| storage::sqlite_version().to_owned());
+    report.lock_errors = LockErrors {
+        total: server_side.lock_by_code.values().sum(),
+        source: LockSource::ServerCounters,
+        server_errors_unexplained: 0,
+        by_code: server_side.lock_by_code.clone(),
+        by_endpoint: server_side.lock_by_endpoint.clone(),
+        client_visible: shared.recorder.lock_visible_total(),
+    };
+    report.retries = Some(server_side.retries);
+    report.commit_only_dropped = Some(server_side.commit_only_dropped);
+    report.commit_only_dropped_by_endpoint = server_side.dropped_by_endpoint.clone();
+    report.batch = Some(batch_figures(
+        &watched.status,
+        total,
+        watched.batch_done,
+        posted.elapsed(),
+    ));
+    report.audit = Some(audit);
+    report.wal = postgres.is_none().then(|| WalFigures {
+        max_bytes: watched.wal_max.max(server_side.wal_bytes),
+        checkpoints_ok: server_side.checkpoints_ok,
+        checkpoints_busy: server_side.checkpoints_busy,
+    });
+    report.faults = faults;
+    report.interrupted = watched.interrupted;
+    judge(scenario, &mut report);
+    drop(reference);
+    drop(postgres);
+    drop(work);
+    Ok(report)
+}
+
+/// The audit of the run's database, opened read-only: the SQLite file or the run's schema.
+fn audit_run(
+    postgres: Option<&PgSchema>,
+    db: &Path,
+    batch_id: i64,
+    manifest: &Manifest,
+    shared: &Shared,
+) -> anyhow::Result<crate::report::Audit> {
+    let acks: Vec<String> = shared
+        .kiosk_acks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(|b| b["email"].as_str().map(str::to_owned))
+        .collect();
+    let mut audit_db = match postgres {
+        Some(pg) => AuditDb::Postgres(
+            postgres::ReadOnlyPg::open(&pg.url, &pg.schema)
+                .context("opening the PostgreSQL schema read-only for the audit")?,
+        ),
+        None => AuditDb::Sqlite(ReadOnlyDb::open(db)?),
+    };
+    audit(&mut audit_db, batch_id, manifest, &acks).context("auditing the database")
+}
+
+/// The report's notes on a reference run: how it ended, what could not be seen, and on
+/// PostgreSQL which server and schema.
+fn reference_notes(
+    scenario: &Scenario,
+    watched: &Watched,
+    restarts: &[crate::report::RestartRecord],
+    reference: &Reference,
+    postgres: Option<&PgSchema>,
+    settings: &BTreeMap<String, String>,
+    answered: u32,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if watched.interrupted {
+        notes.push("interrupted by Ctrl-C: the load, the batch and the server were stopped early; the figures cover the run up to then".into());
+    }
+    if !restarts.is_empty() {
+        notes.push(restarts_note(restarts));
+    }
+    let workers = scenario.server.workers;
+    if answered < workers {
+        notes.push(format!(
+            "server-side counters from {answered} of {workers} workers only (the others never answered /metrics)"
+        ));
+    }
+    if watched.batch_done.is_none() && !watched.interrupted {
+        notes.push(format!(
+            "the batch did not finish within the cap of {:?}",
+            scenario.duration.max
+        ));
+    }
+    if let Some(pg) = postgres {
+        notes.push(format!(
+            "database: PostgreSQL {} at {}, in the schema {} made for this run and dropped after it; isolation {}; no WAL file or SQLite version to report",
+            settings_effective_version(settings),
+            postgres::redact_url(&pg.url),
+            pg.schema,
+            reference.storage.isolation.as_sql().to_ascii_lowercase()
+        ));
+    }
+    notes
+}
+
+fn restarts_note(restarts: &[crate::report::RestartRecord]) -> String {
+    let gave_up = restarts.iter().any(|r| r.action == "gave-up");
+    format!(
+        "{} worker restart{} by the supervisor{}; the server's counters survive a restart (each worker keeps them in a file), so lock errors before a restart are in the totals",
+        restarts.len(),
+        if restarts.len() == 1 { "" } else { "s" },
+        if gave_up { ", and then it gave up" } else { "" }
+    )
+}
+
+/// Each worker's connections' settings as read back from SQLite or PostgreSQL.
+fn effective_settings(settings: &BTreeMap<String, String>) -> Vec<WorkerSettings> {
+    settings
+        .iter()
+        .filter_map(|(w, text)| {
+            let v: serde_json::Value = serde_json::from_str(text).ok()?;
+            Some(WorkerSettings {
+                worker: w.parse().ok()?,
+                pid: v["pid"].as_u64().unwrap_or(0) as u32,
+                connections: v["effective"].as_array().cloned().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The server settings as the report shows them: a database URL's password replaced.
+fn redacted_settings(
+    server: &crate::scenario::ServerSettings,
+) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(server)?;
+    if let Some(url) = v["storage"]["database_url"].as_str() {
+        let shown = postgres::redact_url(url);
+        v["storage"]["database_url"] = serde_json::Value::String(shown);
+    }
+    Ok(v)
+}
+
+/// The PostgreSQL server version one worker's connections report.
+fn settings_effective_version(settings: &BTreeMap<String, String>) -> String {
+    settings
+        .values()
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .find_map(|v| {
+            v["effective"]
+                .as_array()?
+                .iter()
+                .find_map(|c| c["postgres"]["server_version"].as_str().map(str::to_owned))
+        })
+        .unwrap_or_else(|| "(version not reported)".into())
+}
