@@ -10,7 +10,7 @@ use anyhow::Context;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
 use crate::compare::Comparison;
-use crate::report::markdown::num;
+use crate::report::format::num;
 use crate::report::Report;
 use crate::sweep::SweepReport;
 

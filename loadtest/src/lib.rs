@@ -15,15 +15,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub mod ci;
-pub mod compare;
+pub mod decide;
 pub mod faults;
 pub mod follow;
 pub mod http;
 pub mod load;
 pub mod report;
 pub mod run;
+pub use decide::{breakpoint, compare, sweep};
 pub mod scenario;
-pub mod sweep;
 
 /// Reproduce and measure SQLite "database is locked".
 #[derive(Debug, Parser)]
@@ -163,7 +163,7 @@ pub enum Command {
         scenario: PathBuf,
         /// The dimension to raise.
         #[arg(long, value_enum)]
-        vary: sweep::Vary,
+        vary: breakpoint::Vary,
         /// Other scenario files to search too, comma separated.
         #[arg(long, value_delimiter = ',')]
         configs: Vec<PathBuf>,
@@ -227,41 +227,7 @@ pub fn main_entry() -> anyhow::Result<ExitCode> {
 
 fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Contend { probe, json, gates } => {
-            let report = probe::run(&probe)?;
-            let mut out = std::io::stdout().lock();
-            if json {
-                serde_json::to_writer_pretty(&mut out, &report).context("writing JSON")?;
-                writeln!(out)?;
-            } else {
-                write!(out, "{}", report.summary())?;
-            }
-            let mut failed = Vec::new();
-            if let Some(limit) = gates.max_lock_errors {
-                if report.lock_errors.total > limit {
-                    failed.push(format!(
-                        "max_lock_errors: {} lock errors, limit {limit}",
-                        report.lock_errors.total
-                    ));
-                }
-            }
-            if let Some(limit) = gates.max_lost_writes {
-                if report.lost_writes > limit {
-                    failed.push(format!(
-                        "max_lost_writes: {} lost writes, limit {limit}",
-                        report.lost_writes
-                    ));
-                }
-            }
-            for f in &failed {
-                eprintln!("gate failed: {f}");
-            }
-            Ok(if failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        Command::Contend { probe, json, gates } => contend_command(probe, json, gates),
         Command::Serve {
             config,
             config_file,
@@ -283,21 +249,7 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             out,
             spec,
             register,
-        } => {
-            let manifest = photos::generate(&out, &spec)
-                .with_context(|| format!("writing the batch into {}", out.display()))?;
-            println!(
-                "wrote {} files for {} people into {} (manifest.json has the ground truth)",
-                manifest.files.len(),
-                manifest.people.len(),
-                out.display()
-            );
-            if let Some(url) = register {
-                let n = register_people(&url, &manifest)?;
-                println!("registered {n} people at {url}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => photos_command(out, spec, register),
         Command::Run {
             scenario,
             out,
@@ -307,33 +259,16 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             database_url,
             junit,
             repeat,
-        } => {
-            faults::install_ctrlc();
-            let sets = sets
-                .iter()
-                .map(|s| sweep::parse_set(s))
-                .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
-            let opts = run::RunOptions {
-                scenario,
-                out,
-                target,
-                photos_cache,
-                progress: true,
-                sets,
-                database_url,
-                repeat,
-                ..run::RunOptions::default()
-            };
-            let outcome = run::run_scenario(&opts)?;
-            println!("{}", outcome.report.verdict.summary);
-            println!("report: {}", outcome.out_dir.join("report.md").display());
-            if let Some(path) = &junit {
-                ci::write_junit(path, &ci::junit_for_report(&outcome.report))?;
-            }
-            let md = report::markdown::render(&outcome.report);
-            ci::append_step_summary(ci::verdict_and_gates(&md))?;
-            Ok(ExitCode::from(outcome.report.verdict.exit_code))
-        }
+        } => run_command(
+            scenario,
+            out,
+            target,
+            photos_cache,
+            sets,
+            database_url,
+            junit,
+            repeat,
+        ),
         Command::Compare {
             a,
             b,
@@ -357,43 +292,7 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             out,
             gates,
             junit,
-        } => {
-            let stem = file
-                .file_stem()
-                .map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
-            let out = out.unwrap_or_else(|| PathBuf::from("reports/sweeps").join(stem));
-            faults::install_ctrlc();
-            let report = sweep::sweep_with(&file, &out, None, true, &gates.as_sets())?;
-            println!(
-                "{} rows; {}",
-                report.rows.len(),
-                out.join("sweep.md").display()
-            );
-            if let Some(path) = &junit {
-                ci::write_junit(path, &ci::junit_for_sweep(&report))?;
-            }
-            ci::append_step_summary(&sweep::sweep_markdown(&report))?;
-            if report.interrupted {
-                println!("interrupted by Ctrl-C: run the same command again to resume");
-                return Ok(ExitCode::from(run::INTERRUPTED_EXIT));
-            }
-            let failed: Vec<&str> = report
-                .rows
-                .iter()
-                .filter(|r| !r.passed)
-                .map(|r| r.label.as_str())
-                .collect();
-            if failed.is_empty() {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!(
-                    "{} of {} rows failed their gates",
-                    failed.len(),
-                    report.rows.len()
-                );
-                Ok(ExitCode::from(1))
-            }
-        }
+        } => sweep_command(file, out, gates, junit),
         Command::Breakpoint {
             scenario,
             vary,
@@ -403,65 +302,8 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             out,
             gates,
             require,
-        } => {
-            let mut all = vec![scenario];
-            all.extend(configs);
-            let mut sets = sets
-                .iter()
-                .map(|s| sweep::parse_set(s))
-                .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
-            sets.extend(gates.as_sets());
-            let out = out.unwrap_or_else(|| {
-                PathBuf::from("reports/breakpoints").join(format!("{vary:?}").to_lowercase())
-            });
-            let report = sweep::breakpoint(&all, vary, max, &sets, &out, None)?;
-            let md = sweep::breakpoint_markdown(&report);
-            print!("{md}");
-            ci::append_step_summary(&md)?;
-            // Exit 1 when a configuration has no headroom at all, or less than required.
-            let short: Vec<String> = report
-                .results
-                .iter()
-                .filter(|r| match (r.breaking_point, require) {
-                    (None, _) => true,
-                    (Some(bp), Some(need)) => bp < need,
-                    (Some(_), None) => false,
-                })
-                .map(|r| r.config.clone())
-                .collect();
-            if short.is_empty() {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!(
-                    "{}: {}",
-                    match require {
-                        Some(n) => format!("below the required {n}"),
-                        None => "failing at the lowest value tried".to_owned(),
-                    },
-                    short.join(", ")
-                );
-                Ok(ExitCode::from(1))
-            }
-        }
-        Command::Validate { files } => {
-            let mut bad = 0;
-            for file in &files {
-                match sweep::validate_file(file) {
-                    Ok(resolved) => {
-                        println!("# {}: valid\n{resolved}", file.display());
-                    }
-                    Err(e) => {
-                        bad += 1;
-                        eprintln!("error: {}: {e:#}", file.display());
-                    }
-                }
-            }
-            Ok(if bad == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
-        }
+        } => breakpoint_command(scenario, vary, configs, max, sets, out, gates, require),
+        Command::Validate { files } => validate_command(files),
         Command::Worker => {
             serve::worker_from_env()?;
             Ok(ExitCode::SUCCESS)
@@ -472,20 +314,242 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             schema,
             hold,
             wait,
-        } => {
-            let target = match (db, schema) {
-                (Some(db), _) => faults::FaultTarget::File(db),
-                (None, Some(schema)) => faults::FaultTarget::Postgres {
-                    url: std::env::var(faults::FAULT_URL_ENV).with_context(|| {
-                        format!("__fault --schema needs {}", faults::FAULT_URL_ENV)
-                    })?,
-                    schema,
-                },
-                (None, None) => anyhow::bail!("__fault needs --db or --schema"),
-            };
-            faults::fault_process(&what, &target, hold, wait)?;
-            Ok(ExitCode::SUCCESS)
+        } => fault_command(what, db, schema, hold, wait),
+    }
+}
+
+/// Writes a photo batch and its manifest, and registers its people when asked.
+fn photos_command(
+    out: PathBuf,
+    spec: BatchSpec,
+    register: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let manifest = photos::generate(&out, &spec)
+        .with_context(|| format!("writing the batch into {}", out.display()))?;
+    println!(
+        "wrote {} files for {} people into {} (manifest.json has the ground truth)",
+        manifest.files.len(),
+        manifest.people.len(),
+        out.display()
+    );
+    if let Some(url) = register {
+        let n = register_people(&url, &manifest)?;
+        println!("registered {n} people at {url}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks scenario and sweep files and prints their resolved settings; exit 2 when one is wrong.
+fn validate_command(files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut bad = 0;
+    for file in &files {
+        match sweep::validate_file(file) {
+            Ok(resolved) => {
+                println!("# {}: valid\n{resolved}", file.display());
+            }
+            Err(e) => {
+                bad += 1;
+                eprintln!("error: {}: {e:#}", file.display());
+            }
         }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// A fault process (`__fault`): holds a lock or a read transaction on the run's database.
+fn fault_command(
+    what: String,
+    db: Option<PathBuf>,
+    schema: Option<String>,
+    hold: std::time::Duration,
+    wait: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let target = match (db, schema) {
+        (Some(db), _) => faults::FaultTarget::File(db),
+        (None, Some(schema)) => faults::FaultTarget::Postgres {
+            url: std::env::var(faults::FAULT_URL_ENV)
+                .with_context(|| format!("__fault --schema needs {}", faults::FAULT_URL_ENV))?,
+            schema,
+        },
+        (None, None) => anyhow::bail!("__fault needs --db or --schema"),
+    };
+    faults::fault_process(&what, &target, hold, wait)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the contention probe, prints its summary or JSON, and gates it.
+fn contend_command(probe: ProbeConfig, json: bool, gates: CliGates) -> anyhow::Result<ExitCode> {
+    let report = probe::run(&probe)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report).context("writing JSON")?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", report.summary())?;
+    }
+    let mut failed = Vec::new();
+    if let Some(limit) = gates.max_lock_errors {
+        if report.lock_errors.total > limit {
+            failed.push(format!(
+                "max_lock_errors: {} lock errors, limit {limit}",
+                report.lock_errors.total
+            ));
+        }
+    }
+    if let Some(limit) = gates.max_lost_writes {
+        if report.lost_writes > limit {
+            failed.push(format!(
+                "max_lost_writes: {} lost writes, limit {limit}",
+                report.lost_writes
+            ));
+        }
+    }
+    for f in &failed {
+        eprintln!("gate failed: {f}");
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs a scenario (or several times, with `--repeat`), writes its report, JUnit and the step summary.
+#[allow(clippy::too_many_arguments)]
+fn run_command(
+    scenario: PathBuf,
+    out: Option<PathBuf>,
+    target: Option<String>,
+    photos_cache: Option<PathBuf>,
+    sets: Vec<String>,
+    database_url: Option<String>,
+    junit: Option<PathBuf>,
+    repeat: u32,
+) -> anyhow::Result<ExitCode> {
+    faults::install_ctrlc();
+    let sets = sets
+        .iter()
+        .map(|s| sweep::parse_set(s))
+        .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+    let opts = run::RunOptions {
+        scenario,
+        out,
+        target,
+        photos_cache,
+        progress: true,
+        sets,
+        database_url,
+        repeat,
+        ..run::RunOptions::default()
+    };
+    let outcome = run::run_scenario(&opts)?;
+    println!("{}", outcome.report.verdict.summary);
+    println!("report: {}", outcome.out_dir.join("report.md").display());
+    if let Some(path) = &junit {
+        ci::write_junit(path, &ci::junit_for_report(&outcome.report))?;
+    }
+    let md = report::markdown::render(&outcome.report);
+    ci::append_step_summary(ci::verdict_and_gates(&md))?;
+    Ok(ExitCode::from(outcome.report.verdict.exit_code))
+}
+
+/// Runs a sweep (resuming a finished part), writes its reports, and gates every row.
+fn sweep_command(
+    file: PathBuf,
+    out: Option<PathBuf>,
+    gates: CliGates,
+    junit: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let stem = file
+        .file_stem()
+        .map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
+    let out = out.unwrap_or_else(|| PathBuf::from("reports/sweeps").join(stem));
+    faults::install_ctrlc();
+    let report = sweep::sweep_with(&file, &out, None, true, &gates.as_sets())?;
+    println!(
+        "{} rows; {}",
+        report.rows.len(),
+        out.join("sweep.md").display()
+    );
+    if let Some(path) = &junit {
+        ci::write_junit(path, &ci::junit_for_sweep(&report))?;
+    }
+    ci::append_step_summary(&report::sweep::sweep_markdown(&report))?;
+    if report.interrupted {
+        println!("interrupted by Ctrl-C: run the same command again to resume");
+        return Ok(ExitCode::from(run::INTERRUPTED_EXIT));
+    }
+    let failed: Vec<&str> = report
+        .rows
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.label.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{} of {} rows failed their gates",
+            failed.len(),
+            report.rows.len()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Searches each configuration's breaking point and gates on the headroom.
+#[allow(clippy::too_many_arguments)]
+fn breakpoint_command(
+    scenario: PathBuf,
+    vary: breakpoint::Vary,
+    configs: Vec<PathBuf>,
+    max: u64,
+    sets: Vec<String>,
+    out: Option<PathBuf>,
+    gates: CliGates,
+    require: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let mut all = vec![scenario];
+    all.extend(configs);
+    let mut sets = sets
+        .iter()
+        .map(|s| sweep::parse_set(s))
+        .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+    sets.extend(gates.as_sets());
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("reports/breakpoints").join(format!("{vary:?}").to_lowercase())
+    });
+    let report = breakpoint::breakpoint(&all, vary, max, &sets, &out, None)?;
+    let md = report::sweep::breakpoint_markdown(&report);
+    print!("{md}");
+    ci::append_step_summary(&md)?;
+    // Exit 1 when a configuration has no headroom at all, or less than required.
+    let short: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| match (r.breaking_point, require) {
+            (None, _) => true,
+            (Some(bp), Some(need)) => bp < need,
+            (Some(_), None) => false,
+        })
+        .map(|r| r.config.clone())
+        .collect();
+    if short.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{}: {}",
+            match require {
+                Some(n) => format!("below the required {n}"),
+                None => "failing at the lowest value tried".to_owned(),
+            },
+            short.join(", ")
+        );
+        Ok(ExitCode::from(1))
     }
 }
 

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use lockbench::sweep::{breakpoint, sweep, Vary};
+use lockbench::decide::breakpoint::{breakpoint, Vary};
+use lockbench::decide::sweep::sweep;
 
 const BASE: &str = r#"
 name = "tiny"

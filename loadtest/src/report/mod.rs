@@ -8,8 +8,13 @@ use serde::{Deserialize, Serialize};
 pub use crate::faults::{FaultRecord, RestartRecord};
 use crate::scenario::{Connection, PollModel};
 
+pub mod chart;
+pub mod compare;
+pub mod facts;
+pub mod format;
 pub mod html;
 pub mod markdown;
+pub mod sweep;
 
 /// Bumped whenever a field changes meaning or disappears.
 /// 2: per-role figures (`roles`), latency from the intended tick, `lock_errors.source`,
@@ -330,4 +335,28 @@ pub struct TimelinePoint {
     /// Size of the WAL file at this second (reference server, WAL mode), bytes.
     #[serde(default)]
     pub wal_bytes: u64,
+}
+
+/// A JSON value as `(dotted.key, value)` pairs in key order: objects are walked, anything
+/// else (an empty object too) is a leaf. The requested settings are shown and compared this
+/// way, with the same keys as `--set` and scenario files.
+pub fn dotted_keys(value: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_owned(), other.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out
 }

@@ -31,6 +31,29 @@ struct ExternalBatch {
     ended: Option<Duration>,
 }
 
+impl ExternalBatch {
+    /// Just posted: nothing known of it yet but its id.
+    fn posted(id: i64, photos: u64) -> ExternalBatch {
+        ExternalBatch {
+            id,
+            photos,
+            status: serde_json::Value::Null,
+            posted: Instant::now(),
+            done: None,
+            ended: None,
+        }
+    }
+
+    /// Its figures for the report, from what its status endpoint last said.
+    fn figures(&self) -> crate::report::BatchFigures {
+        let mut status = self.status.clone();
+        if status["processed"].is_null() {
+            status["processed"] = serde_json::json!(0);
+        }
+        batch_figures(&status, self.photos, self.done, self.posted.elapsed())
+    }
+}
+
 fn fill_spec(template: &str, batch: i64, photos: &Path) -> String {
     template
         .replace("{batch}", &batch.to_string())
@@ -102,40 +125,25 @@ pub(super) fn run_external(
         Some(_) => scenario.duration.max,
         None => scenario.duration.target_run.min(scenario.duration.max),
     };
-    let attack = {
-        let (shared, url) = (shared.clone(), url.clone());
-        std::thread::spawn(move || load::attack(&url, &shared, run_for + Duration::from_secs(5)))
-    };
+    let attack = load::start(&url, &shared, run_for + Duration::from_secs(5));
     let client = http::client()?;
     let started = Instant::now();
-    let stop_load = |shared: &Arc<Shared>| shared.stop.store(true, Ordering::Relaxed);
 
-    let mut batch = match (&endpoints.batch, &batch_files) {
-        (Some(spec), Some((dir, manifest))) => {
-            match post_external_batch(&client, &url, spec, dir) {
-                Ok(id) => {
-                    shared.batch_id.store(id, Ordering::Relaxed);
-                    Some(ExternalBatch {
-                        id,
-                        photos: manifest.files.len() as u64,
-                        status: serde_json::Value::Null,
-                        posted: Instant::now(),
-                        done: None,
-                        ended: None,
-                    })
-                }
-                Err(e) => {
-                    stop_load(&shared);
-                    let _ = attack.join();
-                    if let Some(f) = follower {
-                        let _ = f.finish();
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        _ => None,
+    let posted = match (&endpoints.batch, &batch_files) {
+        (Some(spec), Some((dir, manifest))) => post_external_batch(&client, &url, spec, dir)
+            .map(|id| Some(ExternalBatch::posted(id, manifest.files.len() as u64))),
+        _ => Ok(None),
     };
+    let mut batch = match posted {
+        Ok(batch) => batch,
+        Err(e) => {
+            let _ = stop_external(&shared, attack, follower);
+            return Err(e);
+        }
+    };
+    if let Some(b) = &batch {
+        shared.batch_id.store(b.id, Ordering::Relaxed);
+    }
     let photos_dir = batch_files
         .as_ref()
         .map_or(Path::new(""), |(d, _)| d.as_path());
@@ -148,18 +156,8 @@ pub(super) fn run_external(
         &mut batch,
         (started, run_for, photos_dir),
     );
-    stop_load(&shared);
     let load_time = started.elapsed();
-    let attacked = attack.join();
-    let log_count = match follower {
-        Some(f) => Some(f.finish()?),
-        None => None,
-    };
-    match attacked {
-        Ok(result) => result.context("the load generator failed")?,
-        Err(_) => bail!("the load generator panicked"),
-    }
-
+    let log_count = stop_external(&shared, attack, follower)?;
     let acks = shared
         .kiosk_acks
         .lock()
@@ -188,29 +186,44 @@ pub(super) fn run_external(
         report.lock_errors.server_errors_unexplained,
         (&audit, &target_database),
     );
-    if batch.as_ref().is_some_and(|b| b.done.is_none()) {
-        report.notes.push(format!(
-            "the batch did not finish within the cap of {:?}",
-            scenario.duration.max
-        ));
-    }
     report.settings_requested = serde_json::json!({
         "endpoints": scenario.endpoints,
         "target": scenario.target,
     });
-    report.batch = batch.as_ref().map(|b| {
-        let mut status = b.status.clone();
-        if status["processed"].is_null() {
-            status["processed"] = serde_json::json!(0);
+    if let Some(b) = &batch {
+        if b.done.is_none() {
+            report.notes.push(format!(
+                "the batch did not finish within the cap of {:?}",
+                scenario.duration.max
+            ));
         }
-        batch_figures(&status, b.photos, b.done, b.posted.elapsed())
-    });
+        report.batch = Some(b.figures());
+    }
     report.audit = audit;
     report.target_database = target_database;
     report.interrupted = interrupted;
     judge(scenario, &mut report);
     drop(work);
     Ok(report)
+}
+
+/// Stops the load and the log follower; the app's lock errors from its log, when followed.
+fn stop_external(
+    shared: &Shared,
+    attack: std::thread::JoinHandle<anyhow::Result<()>>,
+    follower: Option<LogFollower>,
+) -> anyhow::Result<Option<u64>> {
+    shared.stop.store(true, Ordering::Relaxed);
+    let attacked = attack.join();
+    let log_count = match follower {
+        Some(f) => Some(f.finish()?),
+        None => None,
+    };
+    match attacked {
+        Ok(result) => result.context("the load generator failed")?,
+        Err(_) => bail!("the load generator panicked"),
+    }
+    Ok(log_count)
 }
 
 /// Posts the app's batch through `[endpoints.batch]`; its answer must carry `batch_id`.

@@ -225,7 +225,7 @@ pub(super) fn progress_bar(opts: &RunOptions, len: u64) -> indicatif::ProgressBa
 }
 
 pub(super) fn count_text(n: u64) -> String {
-    report::markdown::count(n)
+    report::format::count(n)
 }
 
 fn scenario_info(scenario: &Scenario, opts: &RunOptions) -> ScenarioInfo {

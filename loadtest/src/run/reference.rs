@@ -20,7 +20,7 @@ use super::kill::{Kill, KillEnv};
 use super::processes::{token, PgSchema, PgWatch, ServerProcess};
 use super::scrape::{label, scrape_all, ServerFigures};
 use super::{base_report, batch_figures, photo_batch, progress_bar, RunOptions};
-use crate::faults::{FaultContext, FaultRunner};
+use crate::faults::{FaultContext, FaultRecord, FaultRunner};
 use crate::http::{self, Again};
 use crate::load::{self, Shared};
 use crate::report::{LockErrors, LockSource, Report, Target, WalFigures, WorkerSettings};
@@ -36,6 +36,19 @@ struct Reference {
     data_dir: PathBuf,
     storage: StorageConfig,
     sync_delay_control: PathBuf,
+}
+
+impl Reference {
+    /// What the fault processes need to reach this server's database.
+    fn fault_context(&self, postgres: Option<&PgSchema>, load_started: Instant) -> FaultContext {
+        FaultContext {
+            exe: self.exe.clone(),
+            db: self.db.clone(),
+            postgres: postgres.map(|pg| (pg.url.clone(), pg.schema.clone())),
+            sync_delay_control: self.sync_delay_control.clone(),
+            load_started,
+        }
+    }
 }
 
 /// Writes the server's settings file and starts `lockbench serve` with it.
@@ -256,28 +269,14 @@ pub(super) fn run_reference(
         None,
         Some(reference.token.clone()),
     ));
-    let cap = scenario.duration.max;
-    let attack = {
-        let (shared, url) = (shared.clone(), reference.url.clone());
-        std::thread::spawn(move || load::attack(&url, &shared, cap + Duration::from_secs(5)))
-    };
+    let cap = scenario.duration.max + Duration::from_secs(5);
+    let attack = load::start(&reference.url, &shared, cap);
     let client = http::client()?;
     let posted = Instant::now();
     let batch_id = post_batch(&client, &reference, &photo_dir)?;
     shared.batch_id.store(batch_id, Ordering::Relaxed);
-    let fault_runner = FaultRunner::start(
-        &scenario.faults,
-        FaultContext {
-            exe: reference.exe.clone(),
-            db: reference.db.clone(),
-            postgres: postgres
-                .as_ref()
-                .map(|pg| (pg.url.clone(), pg.schema.clone())),
-            sync_delay_control: reference.sync_delay_control.clone(),
-            load_started: shared.recorder.started(),
-        },
-        posted,
-    );
+    let context = reference.fault_context(postgres.as_ref(), shared.recorder.started());
+    let fault_runner = FaultRunner::start(&scenario.faults, context, posted);
     let mut kills = Kill::from_faults(&scenario.faults);
     let pg_watch = postgres.as_ref().map(|pg| PgWatch::start(&pg.url, posted));
     let total = manifest.files.len() as u64;
@@ -292,13 +291,7 @@ pub(super) fn run_reference(
     );
     shared.stop.store(true, Ordering::Relaxed);
     let load_time = shared.recorder.started().elapsed();
-    let mut faults = fault_runner.finish();
-    faults.extend(kills.into_iter().map(Kill::into_record));
-    faults.sort_by(|a, b| {
-        a.started_s
-            .unwrap_or(f64::MAX)
-            .total_cmp(&b.started_s.unwrap_or(f64::MAX))
-    });
+    let faults = fault_records(fault_runner, kills);
     drop(pg_watch);
     if let Some(why) = watched.database_gone {
         // Nothing more can be measured or audited: stop everything, then say so (exit 2).
@@ -313,20 +306,7 @@ pub(super) fn run_reference(
         Err(_) => bail!("the load generator panicked"),
     }
 
-    let workers = scenario.server.workers;
-    let metrics = scrape_all(
-        &client,
-        &format!("{}/metrics", reference.url),
-        None,
-        workers,
-    );
-    let settings = scrape_all(
-        &client,
-        &format!("{}/api/settings", reference.url),
-        Some(&reference.token),
-        workers,
-    );
-    reference.server.stop();
+    let (metrics, settings) = scrape_and_stop(&client, &mut reference, scenario.server.workers);
 
     let server_side = ServerFigures::parse(metrics.values());
     let audit = audit_run(
@@ -365,17 +345,12 @@ pub(super) fn run_reference(
     report.sqlite_version = postgres
         .is_none()
         .then(|| storage::sqlite_version().to_owned());
-    report.lock_errors = LockErrors {
-        total: server_side.lock_by_code.values().sum(),
-        source: LockSource::ServerCounters,
-        server_errors_unexplained: 0,
-        by_code: server_side.lock_by_code.clone(),
-        by_endpoint: server_side.lock_by_endpoint.clone(),
-        client_visible: shared.recorder.lock_visible_total(),
-    };
-    report.retries = Some(server_side.retries);
-    report.commit_only_dropped = Some(server_side.commit_only_dropped);
-    report.commit_only_dropped_by_endpoint = server_side.dropped_by_endpoint.clone();
+    add_server_figures(
+        &mut report,
+        &server_side,
+        shared.recorder.lock_visible_total(),
+        postgres.is_none().then_some(watched.wal_max),
+    );
     report.batch = Some(batch_figures(
         &watched.status,
         total,
@@ -383,11 +358,6 @@ pub(super) fn run_reference(
         posted.elapsed(),
     ));
     report.audit = Some(audit);
-    report.wal = postgres.is_none().then(|| WalFigures {
-        max_bytes: watched.wal_max.max(server_side.wal_bytes),
-        checkpoints_ok: server_side.checkpoints_ok,
-        checkpoints_busy: server_side.checkpoints_busy,
-    });
     report.faults = faults;
     report.interrupted = watched.interrupted;
     judge(scenario, &mut report);
@@ -395,6 +365,62 @@ pub(super) fn run_reference(
     drop(postgres);
     drop(work);
     Ok(report)
+}
+
+/// Every fault's record, in the order they started: the fault runner's and the kills'.
+fn fault_records(runner: FaultRunner, kills: Vec<Kill>) -> Vec<FaultRecord> {
+    let mut faults = runner.finish();
+    faults.extend(kills.into_iter().map(Kill::into_record));
+    faults.sort_by(|a, b| {
+        a.started_s
+            .unwrap_or(f64::MAX)
+            .total_cmp(&b.started_s.unwrap_or(f64::MAX))
+    });
+    faults
+}
+
+/// Every worker's `/metrics` and `/api/settings`, read before the server is stopped.
+fn scrape_and_stop(
+    client: &reqwest::blocking::Client,
+    reference: &mut Reference,
+    workers: u32,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let metrics = scrape_all(client, &format!("{}/metrics", reference.url), None, workers);
+    let settings = scrape_all(
+        client,
+        &format!("{}/api/settings", reference.url),
+        Some(&reference.token),
+        workers,
+    );
+    reference.server.stop();
+    (metrics, settings)
+}
+
+/// The server's own counters in the report: lock errors by code and endpoint, retries,
+/// commit-only drops, and on SQLite the WAL figures (the largest size the runner saw,
+/// `wal_seen`, or the server reported).
+fn add_server_figures(
+    report: &mut Report,
+    server_side: &ServerFigures,
+    client_visible: u64,
+    wal_seen: Option<u64>,
+) {
+    report.lock_errors = LockErrors {
+        total: server_side.lock_by_code.values().sum(),
+        source: LockSource::ServerCounters,
+        server_errors_unexplained: 0,
+        by_code: server_side.lock_by_code.clone(),
+        by_endpoint: server_side.lock_by_endpoint.clone(),
+        client_visible,
+    };
+    report.retries = Some(server_side.retries);
+    report.commit_only_dropped = Some(server_side.commit_only_dropped);
+    report.commit_only_dropped_by_endpoint = server_side.dropped_by_endpoint.clone();
+    report.wal = wal_seen.map(|seen| WalFigures {
+        max_bytes: seen.max(server_side.wal_bytes),
+        checkpoints_ok: server_side.checkpoints_ok,
+        checkpoints_busy: server_side.checkpoints_busy,
+    });
 }
 
 /// The audit of the run's database, opened read-only: the SQLite file or the run's schema.

@@ -27,14 +27,14 @@
 //! round, which is gated already.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::{self, Write};
+use std::fmt;
 use std::path::{Path, PathBuf};
-
-use crate::report::markdown::{capitalised, cell, code, count, fixed, text};
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::report::compare::{pct_text, signed_pct, value_text};
+pub use crate::report::compare::{render_json, render_markdown};
 use crate::report::{Machine, Report, UsersInfo, Verdict, REPORT_SCHEMA_VERSION};
 
 /// Bumped whenever a field of the JSON comparison changes meaning or disappears.
@@ -734,9 +734,7 @@ fn summary(regressions: &[Regression], tolerance: f64) -> String {
 
 /// The requested settings that differ, walked as dotted keys.
 pub fn settings_diff(a: &Value, b: &Value) -> Vec<SettingDiff> {
-    let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
-    flatten("", a, &mut fa);
-    flatten("", b, &mut fb);
+    let (fa, fb) = (flatten(a), flatten(b));
     let keys: BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
     keys.into_iter()
         .filter(|k| fa.get(*k) != fb.get(*k))
@@ -749,358 +747,25 @@ pub fn settings_diff(a: &Value, b: &Value) -> Vec<SettingDiff> {
 }
 
 /// Nested objects become dotted keys; anything else (arrays included) is one value.
-fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        Value::Null if prefix.is_empty() => {}
-        other => {
-            let key = if prefix.is_empty() {
-                "settings_requested"
+/// A settings object as dotted keys; a scalar where an object was expected is kept under
+/// the name `settings_requested`, and a missing one (null) has no keys.
+fn flatten(value: &Value) -> BTreeMap<String, Value> {
+    if value.is_null() {
+        return BTreeMap::new();
+    }
+    crate::report::dotted_keys(value)
+        .into_iter()
+        .map(|(k, v)| {
+            let k = if k.is_empty() {
+                "settings_requested".to_owned()
             } else {
-                prefix
+                k
             };
-            out.insert(key.to_owned(), other.clone());
-        }
-    }
-}
-
-/// The versioned JSON document: the [`Comparison`] itself.
-pub fn render_json(c: &Comparison) -> String {
-    let mut s = serde_json::to_string_pretty(c).expect("a comparison serializes");
-    s.push('\n');
-    s
-}
-
-/// The Markdown document: the verdict first, then the settings that differ, the figures per
-/// endpoint and server side, and what identifies each run. Deterministic.
-pub fn render_markdown(c: &Comparison) -> String {
-    let mut out = String::new();
-    write_markdown(&mut out, c).expect("writing to a String cannot fail");
-    out
-}
-
-fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
-    let headline = match c.regressions.len() {
-        0 => "no regression".to_owned(),
-        1 => "1 regression".to_owned(),
-        k => format!("{k} regressions"),
-    };
-    writeln!(
-        out,
-        "# lockbench compare: {} — {headline}",
-        text(&c.scenario)
-    )?;
-    writeln!(out)?;
-    let end = if c.regressions.is_empty() { "." } else { ":" };
-    writeln!(
-        out,
-        "**{}** past the {} tolerance (B against A), exit code {}{end}",
-        capitalised(&headline),
-        pct_text(c.tolerance),
-        c.exit_code
-    )?;
-    if !c.regressions.is_empty() {
-        writeln!(out)?;
-        for r in &c.regressions {
-            writeln!(out, "- {}", text(&r.message))?;
-        }
-    }
-    writeln!(out)?;
-    for (side, run) in [("A", &c.a), ("B", &c.b)] {
-        let source = run
-            .source
-            .as_deref()
-            .map(|s| format!("`{}`, ", code(s)))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "- **{side}**: {source}started {}",
-            text(&run.started_at)
-        )?;
-    }
-
-    writeln!(out)?;
-    writeln!(out, "## Settings that differ")?;
-    writeln!(out)?;
-    if c.settings_diff.is_empty() {
-        writeln!(out, "None: both runs requested the same settings.")?;
-    }
-    for d in &c.settings_diff {
-        writeln!(
-            out,
-            "- {}: {} → {}",
-            text(&d.key),
-            text(&setting_text(d.a.as_ref())),
-            text(&setting_text(d.b.as_ref()))
-        )?;
-    }
-
-    writeln!(out)?;
-    writeln!(out, "## Per endpoint")?;
-    let mut endpoints: Vec<&str> = c
-        .figures
-        .iter()
-        .filter_map(|f| f.endpoint.as_deref())
-        .collect();
-    endpoints.dedup();
-    if endpoints.is_empty() {
-        writeln!(out)?;
-        writeln!(out, "No endpoints in either report.")?;
-    }
-    for endpoint in endpoints {
-        writeln!(out)?;
-        writeln!(out, "### `{}`", code(endpoint))?;
-        writeln!(out)?;
-        let rows = c
-            .figures
-            .iter()
-            .filter(|f| f.endpoint.as_deref() == Some(endpoint));
-        write_table(out, rows)?;
-    }
-
-    writeln!(out)?;
-    writeln!(out, "## Server side")?;
-    writeln!(out)?;
-    write_table(out, c.figures.iter().filter(|f| f.endpoint.is_none()))?;
-
-    writeln!(out)?;
-    writeln!(out, "## Runs")?;
-    writeln!(out)?;
-    writeln!(out, "| | A | B |")?;
-    writeln!(out, "| --- | --- | --- |")?;
-    type Cell = fn(&RunInfo) -> String;
-    let rows: [(&str, Cell); 7] = [
-        ("started", |r| r.started_at.clone()),
-        ("run verdict", |r| {
-            format!("exit {}: {}", r.verdict.exit_code, r.verdict.summary)
-        }),
-        ("lockbench", |r| r.lockbench_version.clone()),
-        ("target", |r| r.target_url.clone()),
-        ("SQLite", |r| r.sqlite_version.clone().unwrap_or("—".into())),
-        ("machine", |r| {
-            let m = &r.machine;
-            let gib = m.memory_bytes as f64 / (1u64 << 30) as f64;
-            format!("{} cores, {} GiB, {}", m.cores, fixed(gib, 1), m.os)
-        }),
-        ("users", |r| {
-            let u = &r.users;
-            format!(
-                "{} pollers every {} ms, {} admins every {} ms, {} kiosks every {} ms",
-                u.pollers,
-                count(u.poll_interval_ms),
-                u.admins,
-                count(u.admin_interval_ms),
-                u.kiosks,
-                count(u.kiosk_interval_ms)
-            )
-        }),
-    ];
-    for (label, cell_of) in rows {
-        writeln!(
-            out,
-            "| {label} | {} | {} |",
-            cell(&cell_of(&c.a)),
-            cell(&cell_of(&c.b))
-        )?;
-    }
-    Ok(())
-}
-
-fn write_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Figure>) -> fmt::Result {
-    writeln!(out, "| figure | A | B | Δ | Δ % | verdict |")?;
-    writeln!(out, "| --- | ---: | ---: | ---: | ---: | --- |")?;
-    for f in rows {
-        let side = |x: Option<f64>| x.map_or("—".to_owned(), |v| value_text(f.unit, v));
-        let delta = f.delta.map_or("—".to_owned(), |d| delta_text(f.unit, d));
-        let relative = match (f.relative_pct, f.new) {
-            (_, true) => "new".to_owned(),
-            (Some(p), false) => signed_pct(p),
-            (None, false) => "—".to_owned(),
-        };
-        let verdict = match (f.gated, f.regression, f.a.is_some() && f.b.is_some()) {
-            (false, _, _) => "info",
-            (true, true, _) => "**REGRESSION**",
-            (true, false, true) => "ok",
-            (true, false, false) => "n/a",
-        };
-        writeln!(
-            out,
-            "| {} | {} | {} | {delta} | {relative} | {verdict} |",
-            cell(&f.key),
-            side(f.a),
-            side(f.b)
-        )?;
-    }
-    Ok(())
-}
-
-fn setting_text(v: Option<&Value>) -> String {
-    match v {
-        None => "(absent)".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Number formatting. `report::markdown` has the same helpers, private to the report module;
-// these are the few this file needs.
-
-/// Milliseconds get a second decimal below 10 ms, where one decimal would hide a change.
-fn decimals(unit: Unit, x: f64) -> usize {
-    match unit {
-        Unit::Count => 0,
-        Unit::Ms if x.abs() >= 10.0 => 1,
-        Unit::Ms | Unit::Percent | Unit::Seconds | Unit::PerSecond => 2,
-    }
-}
-
-fn value_text(unit: Unit, v: f64) -> String {
-    fixed(v, decimals(unit, v))
-}
-
-fn delta_text(unit: Unit, d: f64) -> String {
-    let s = fixed(d, decimals(unit, d));
-    if s.starts_with('-')
-        || s.chars()
-            .all(|c| !c.is_ascii_digit() || c == '0' || c == '.')
-    {
-        s
-    } else {
-        format!("+{s}")
-    }
-}
-
-fn signed_pct(p: f64) -> String {
-    let s = fixed(p, 1);
-    if s.starts_with('-') || s == "0.0" {
-        format!("{s}%")
-    } else {
-        format!("+{s}%")
-    }
-}
-
-/// A tolerance as a percentage, trailing zeros dropped: 0.1 → "10%", 0.025 → "2.5%".
-fn pct_text(fraction: f64) -> String {
-    let s = format!("{:.2}", fraction * 100.0);
-    format!("{}%", s.trim_end_matches('0').trim_end_matches('.'))
+            (k, v)
+        })
+        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tolerance_takes_percentages_and_fractions_and_refuses_ambiguous_numbers() {
-        let ok = |s: &str| parse_tolerance(s).expect(s);
-        assert_eq!(ok("10%"), 0.1);
-        assert_eq!(ok(" 2.5 % "), 0.025);
-        assert_eq!(ok("0.1"), 0.1);
-        assert_eq!(ok("0"), 0.0);
-        assert_eq!(ok("150%"), 1.5);
-        for bad in ["10", "-5%", "ten", "", "%", "NaN", "inf%"] {
-            let e = parse_tolerance(bad).expect_err(bad).to_string();
-            assert!(e.starts_with("--tolerance"), "{e}");
-        }
-    }
-
-    #[test]
-    fn exactly_at_the_tolerance_is_not_a_regression_just_past_it_is() {
-        assert!(!regressed(Unit::Count, 10.0, 11.0, 0.1));
-        assert!(regressed(Unit::Count, 10.0, 11.01, 0.1));
-        assert!(!regressed(Unit::Count, 10.0, 3.0, 0.1));
-        assert!(
-            !regressed(Unit::Ms, 1.58, 2.5, 0.1),
-            "under a millisecond more is noise"
-        );
-        assert!(regressed(Unit::Ms, 1.58, 5.08, 0.1));
-    }
-
-    #[test]
-    fn from_zero_counts_regress_on_any_increase_and_timings_only_past_one_millisecond() {
-        assert!(regressed(Unit::Count, 0.0, 1.0, 0.5));
-        assert!(regressed(Unit::Percent, 0.0, 0.01, 0.5));
-        assert!(!regressed(Unit::Ms, 0.0, 0.9, 0.1));
-        assert!(regressed(Unit::Ms, 0.0, 1.5, 0.1));
-        assert!(!regressed(Unit::Seconds, 0.0, 0.0005, 0.1));
-        assert!(!regressed(Unit::Count, 0.0, 0.0, 0.0));
-    }
-
-    #[test]
-    fn a_figure_from_zero_is_new_and_its_message_says_so() {
-        let f = figure(
-            None,
-            "audit.lost_writes",
-            Unit::Count,
-            true,
-            n(0),
-            n(2),
-            0.1,
-        );
-        assert!(f.new && f.regression && f.relative_pct.is_none());
-        assert_eq!(
-            regression_message(&f, 0.1),
-            "REGRESSION: audit.lost_writes 0 → 2 (new: A was 0)"
-        );
-        let f = figure(
-            None,
-            "lock_errors.total",
-            Unit::Count,
-            true,
-            n(12),
-            n(30),
-            0.1,
-        );
-        assert_eq!(
-            regression_message(&f, 0.1),
-            "REGRESSION: lock_errors.total 12 → 30 (+150.0%, tolerance 10%)"
-        );
-    }
-
-    #[test]
-    fn settings_are_diffed_as_dotted_keys() {
-        let a = serde_json::json!({"storage": {"journal_mode": "delete", "pool_size": 4}, "workers": 2});
-        let b = serde_json::json!({"storage": {"journal_mode": "wal", "pool_size": 4}, "retry": {"retry": "fixed"}});
-        let keys: Vec<String> = settings_diff(&a, &b)
-            .into_iter()
-            .map(|d| {
-                format!(
-                    "{}: {} → {}",
-                    d.key,
-                    setting_text(d.a.as_ref()),
-                    setting_text(d.b.as_ref())
-                )
-            })
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "retry.retry: (absent) → fixed",
-                "storage.journal_mode: delete → wal",
-                "workers: 2 → (absent)"
-            ]
-        );
-    }
-
-    #[test]
-    fn deltas_and_percentages_carry_their_sign() {
-        assert_eq!(delta_text(Unit::Count, 216.0), "+216");
-        assert_eq!(delta_text(Unit::Count, -1384.0), "-1,384");
-        assert_eq!(delta_text(Unit::Ms, 0.0), "0.00");
-        assert_eq!(delta_text(Unit::Ms, 486.1), "+486.1");
-        assert_eq!(signed_pct(16.82), "+16.8%");
-        assert_eq!(signed_pct(-30.0), "-30.0%");
-        assert_eq!(signed_pct(0.0), "0.0%");
-        assert_eq!(pct_text(0.1), "10%");
-        assert_eq!(pct_text(0.025), "2.5%");
-    }
-}
+#[path = "compare_tests.rs"]
+mod tests;

@@ -9,7 +9,7 @@
 //! `setTimeout` chain does. Each user has its own HTTP client (its own connections), kept
 //! alive or closed after every request as the role's [`Connection`] says.
 //!
-//! Every request is timed and classified by lockbench's own [`Recorder`] (µs histograms,
+//! Every request is timed and classified by lockbench's own [`Recorder`] (`recorder.rs`) (µs histograms,
 //! status codes, 503s, bodies that mention a lock, a per-second timeline), twice: from the
 //! moment it was sent, and from the tick it was meant for (corrected for coordinated
 //! omission, as wrk2 measures). A tick that was skipped is served by the next request the
@@ -17,7 +17,6 @@
 //! request it had to send late. So latency from the tick is never below latency from the
 //! send.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,415 +24,17 @@ use std::time::{Duration, Instant};
 use goose::config::GooseConfiguration;
 use goose::goose::{GooseUser, Scenario as GooseScenario, Transaction, TransactionResult};
 use goose::{GooseAttack, GooseScheduler};
-use hdrhistogram::Histogram;
 
-use crate::report::{EndpointStats, Latency, RoleFigures, TimelinePoint};
+mod recorder;
+
 use crate::scenario::{Connection, EndpointSpec, Endpoints, PollModel, Role, Users};
-
+use recorder::lock;
+pub use recorder::{Outcome, Recorder, Timing};
 /// A tick sent this much or more after its intended time counts as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
 
-/// Width of the buckets the burst factor is computed over.
-const BURST_BUCKET: Duration = Duration::from_millis(100);
-
 /// How long one request may take before it counts as unanswered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
-}
-
-fn latency(h: &Histogram<u64>) -> Latency {
-    if h.is_empty() {
-        return Latency::default();
-    }
-    Latency {
-        p50: h.value_at_quantile(0.50),
-        p95: h.value_at_quantile(0.95),
-        p99: h.value_at_quantile(0.99),
-        max: h.max(),
-        mean: h.mean().round() as u64,
-    }
-}
-
-fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).max(1)
-}
-
-#[derive(Default)]
-struct EndpointAcc {
-    stats: EndpointStats,
-    from_send: Option<Histogram<u64>>,
-    from_tick: Option<Histogram<u64>>,
-}
-
-struct RoleAcc {
-    ticks_due: u64,
-    ticks_sent: u64,
-    ticks_late: u64,
-    ticks_skipped: u64,
-    requests: u64,
-    from_send: Histogram<u64>,
-    from_tick: Histogram<u64>,
-    /// Ticks started (first request sent) per 100 ms since the recorder started.
-    starts: Vec<u32>,
-}
-
-impl Default for RoleAcc {
-    fn default() -> Self {
-        RoleAcc {
-            ticks_due: 0,
-            ticks_sent: 0,
-            ticks_late: 0,
-            ticks_skipped: 0,
-            requests: 0,
-            from_send: histogram(),
-            from_tick: histogram(),
-            starts: Vec::new(),
-        }
-    }
-}
-
-struct Second {
-    sent: u64,
-    requests: u64,
-    lock_errors: u64,
-    errors: u64,
-    server_lock_errors: u64,
-    hist: Histogram<u64>,
-}
-
-impl Default for Second {
-    fn default() -> Self {
-        Second {
-            sent: 0,
-            requests: 0,
-            lock_errors: 0,
-            errors: 0,
-            server_lock_errors: 0,
-            hist: histogram(),
-        }
-    }
-}
-
-/// Every request's and every tick's outcome, per endpoint, per role and per second.
-pub struct Recorder {
-    started: Instant,
-    started_wall: std::time::SystemTime,
-    endpoints: Mutex<BTreeMap<String, EndpointAcc>>,
-    roles: Mutex<BTreeMap<Role, RoleAcc>>,
-    seconds: Mutex<Vec<Second>>,
-    /// Photos processed, sampled each second by the runner.
-    photos: Mutex<Vec<u64>>,
-    /// The WAL file's size, sampled by the runner.
-    wal: Mutex<Vec<u64>>,
-}
-
-/// How one request ended.
-pub struct Outcome {
-    /// None: no answer (connection error, timeout).
-    pub status: Option<u16>,
-    pub lock_mention: bool,
-}
-
-/// When one request was meant to go, went and was answered.
-#[derive(Debug, Clone, Copy)]
-pub struct Timing {
-    pub intended: Instant,
-    pub sent: Instant,
-    pub answered: Instant,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Recorder {
-    pub fn new(started: Instant) -> Recorder {
-        Recorder {
-            started,
-            started_wall: std::time::SystemTime::now() - started.elapsed(),
-            endpoints: Mutex::new(BTreeMap::new()),
-            roles: Mutex::new(BTreeMap::new()),
-            seconds: Mutex::new(Vec::new()),
-            photos: Mutex::new(Vec::new()),
-            wal: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
-    /// The wall-clock time the load started (time line zero).
-    pub fn started_wall(&self) -> std::time::SystemTime {
-        self.started_wall
-    }
-
-    /// Records the WAL file's size at this second (the largest sample of the second).
-    pub fn sample_wal(&self, bytes: u64) {
-        let second = self.started.elapsed().as_secs() as usize;
-        let mut wal = lock(&self.wal);
-        if wal.len() <= second {
-            wal.resize(second + 1, 0);
-        }
-        wal[second] = wal[second].max(bytes);
-    }
-
-    fn with_second(&self, at: Instant, f: impl FnOnce(&mut Second)) {
-        let second = at.saturating_duration_since(self.started).as_secs() as usize;
-        let mut seconds = lock(&self.seconds);
-        if seconds.len() <= second {
-            seconds.resize_with(second + 1, Second::default);
-        }
-        f(&mut seconds[second]);
-    }
-
-    fn with_role(&self, role: Role, f: impl FnOnce(&mut RoleAcc)) {
-        f(lock(&self.roles).entry(role).or_default());
-    }
-
-    /// A tick of `role` came due.
-    pub fn tick_due(&self, role: Role) {
-        self.with_role(role, |r| r.ticks_due += 1);
-    }
-
-    /// A due tick was not sent: `max_in_flight` requests were out, or the user was busy.
-    pub fn tick_skipped(&self, role: Role) {
-        self.with_role(role, |r| r.ticks_skipped += 1);
-    }
-
-    /// A due tick was sent, `late` if well after its intended time.
-    pub fn tick_sent(&self, role: Role, late: bool) {
-        self.with_role(role, |r| {
-            r.ticks_sent += 1;
-            if late {
-                r.ticks_late += 1;
-            }
-        });
-    }
-
-    /// A tick's requests are all answered.
-    pub fn tick_answered(&self, role: Role, intended: Instant, first_send: Instant, done: Instant) {
-        self.with_role(role, |r| {
-            r.from_send
-                .saturating_record(micros(done.saturating_duration_since(first_send)));
-            r.from_tick
-                .saturating_record(micros(done.saturating_duration_since(intended)));
-        });
-    }
-
-    /// A skipped tick was served by a later tick's answer.
-    pub fn skipped_answered(&self, role: Role, intended: Instant, answered: Instant) {
-        self.with_role(role, |r| {
-            r.from_tick
-                .saturating_record(micros(answered.saturating_duration_since(intended)));
-        });
-    }
-
-    fn request_sent(&self, role: Role, at: Instant) {
-        self.with_role(role, |r| r.requests += 1);
-        self.with_second(at, |s| s.sent += 1);
-    }
-
-    /// A tick's first request went out: the schedule's phase, for the burst factor.
-    fn tick_started(&self, role: Role, at: Instant) {
-        let bucket = (at.saturating_duration_since(self.started).as_millis()
-            / BURST_BUCKET.as_millis()) as usize;
-        self.with_role(role, |r| {
-            if r.starts.len() <= bucket {
-                r.starts.resize(bucket + 1, 0);
-            }
-            r.starts[bucket] += 1;
-        });
-    }
-
-    /// One lock error the server itself reported (a matching line of the target's log).
-    pub fn server_lock_error(&self, at: Instant) {
-        self.with_second(at, |s| s.server_lock_errors += 1);
-    }
-
-    pub fn record(&self, endpoint: &str, outcome: &Outcome, t: Timing) {
-        let from_send = micros(t.answered.saturating_duration_since(t.sent));
-        let from_tick = micros(t.answered.saturating_duration_since(t.intended));
-        let ok = outcome.status.is_some_and(|s| (200..300).contains(&s));
-        let is_lock = outcome.status == Some(503) || outcome.lock_mention;
-        {
-            let mut endpoints = lock(&self.endpoints);
-            let acc = endpoints.entry(endpoint.to_owned()).or_default();
-            let s = &mut acc.stats;
-            s.count += 1;
-            if !ok {
-                s.failures += 1;
-            }
-            let code = outcome
-                .status
-                .map_or_else(|| "error".to_owned(), |c| c.to_string());
-            *s.status_codes.entry(code).or_default() += 1;
-            if outcome.status == Some(503) {
-                s.status_503 += 1;
-            }
-            if outcome.lock_mention {
-                s.lock_mentions += 1;
-            }
-            if outcome.status.is_some_and(|c| c >= 500) && !is_lock {
-                s.server_errors_unexplained += 1;
-            }
-            acc.from_send
-                .get_or_insert_with(histogram)
-                .saturating_record(from_send);
-            acc.from_tick
-                .get_or_insert_with(histogram)
-                .saturating_record(from_tick);
-        }
-        self.with_second(t.answered, |s| {
-            s.requests += 1;
-            if is_lock {
-                s.lock_errors += 1;
-            } else if !ok {
-                s.errors += 1;
-            }
-            s.hist.saturating_record(from_send);
-        });
-    }
-
-    /// Records the photos processed so far at this second.
-    pub fn sample_photos(&self, processed: u64) {
-        let second = self.started.elapsed().as_secs() as usize;
-        let mut photos = lock(&self.photos);
-        while photos.len() <= second {
-            let last = photos.last().copied().unwrap_or(0);
-            photos.push(last);
-        }
-        photos[second] = processed;
-    }
-
-    pub fn requests_total(&self) -> u64 {
-        lock(&self.endpoints).values().map(|a| a.stats.count).sum()
-    }
-
-    pub fn lock_visible_total(&self) -> u64 {
-        lock(&self.endpoints)
-            .values()
-            .map(|a| a.stats.status_503.max(a.stats.lock_mentions))
-            .sum()
-    }
-
-    /// 5xx answers that neither were a 503 nor mentioned a lock: their cause is not visible
-    /// from the client.
-    pub fn unexplained_server_errors(&self) -> u64 {
-        lock(&self.endpoints)
-            .values()
-            .map(|a| a.stats.server_errors_unexplained)
-            .sum()
-    }
-
-    pub fn endpoint_stats(&self) -> BTreeMap<String, EndpointStats> {
-        lock(&self.endpoints)
-            .iter()
-            .map(|(name, acc)| {
-                let mut stats = acc.stats.clone();
-                if let Some(h) = &acc.from_send {
-                    stats.latency_us = latency(h);
-                }
-                if let Some(h) = &acc.from_tick {
-                    stats.latency_from_tick_us = latency(h);
-                }
-                (name.clone(), stats)
-            })
-            .collect()
-    }
-
-    /// Per role: ticks, rates, burstiness and both latencies, over `load` (how long the load
-    /// ran).
-    pub fn role_figures(&self, users: &Users, load: Duration) -> BTreeMap<String, RoleFigures> {
-        let roles = lock(&self.roles);
-        let seconds = load.as_secs_f64().max(1e-3);
-        let mut out = BTreeMap::new();
-        for role in Role::ALL {
-            let b = users.behaviour(role);
-            if b.users == 0 {
-                continue;
-            }
-            let empty = RoleAcc::default();
-            let acc = roles.get(&role).unwrap_or(&empty);
-            let per_tick = if acc.ticks_sent == 0 {
-                1.0
-            } else {
-                acc.requests as f64 / acc.ticks_sent as f64
-            };
-            let offered = f64::from(b.users) / b.interval.as_secs_f64() * per_tick;
-            let answered: u64 = acc.from_send.len();
-            out.insert(
-                role.name().to_owned(),
-                RoleFigures {
-                    users: b.users,
-                    interval_ms: b.interval.as_millis() as u64,
-                    poll_model: b.poll_model,
-                    max_in_flight: b.max_in_flight,
-                    connection: b.connection,
-                    ticks_due: acc.ticks_due,
-                    ticks_sent: acc.ticks_sent,
-                    ticks_late: acc.ticks_late,
-                    ticks_skipped: acc.ticks_skipped,
-                    requests: acc.requests,
-                    offered_rps: round2(offered),
-                    achieved_rps: round2(answered as f64 * per_tick / seconds),
-                    burst_factor: round2(burst_factor(
-                        &acc.starts,
-                        f64::from(b.users) / b.interval.as_secs_f64(),
-                    )),
-                    latency_from_send_us: latency(&acc.from_send),
-                    latency_from_tick_us: latency(&acc.from_tick),
-                },
-            );
-        }
-        out
-    }
-
-    pub fn timeline(&self) -> Vec<TimelinePoint> {
-        let seconds = lock(&self.seconds);
-        let photos = lock(&self.photos);
-        let wal = lock(&self.wal);
-        let len = seconds.len().max(photos.len());
-        let mut last_photos = 0;
-        (0..len)
-            .map(|i| {
-                if let Some(p) = photos.get(i) {
-                    last_photos = *p;
-                }
-                let s = seconds.get(i);
-                TimelinePoint {
-                    t_s: i as u32,
-                    sent: s.map_or(0, |s| s.sent),
-                    requests: s.map_or(0, |s| s.requests),
-                    lock_errors: s.map_or(0, |s| s.lock_errors),
-                    errors: s.map_or(0, |s| s.errors),
-                    server_lock_errors: s.map_or(0, |s| s.server_lock_errors),
-                    p99_us: s.map_or(0, |s| latency(&s.hist).p99),
-                    photos_processed: last_photos,
-                    wal_bytes: wal.get(i).copied().unwrap_or(0),
-                }
-            })
-            .collect()
-    }
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-/// The busiest 100 ms of tick starts against the average 100 ms of the schedule: about 1
-/// when the users' ticks are spread over their interval, up to the number of users when they
-/// all fire at once.
-fn burst_factor(starts: &[u32], ticks_per_s: f64) -> f64 {
-    let mean = ticks_per_s * BURST_BUCKET.as_secs_f64();
-    let peak = starts.iter().copied().max().unwrap_or(0);
-    if mean <= 0.0 || peak == 0 {
-        return 0.0;
-    }
-    f64::from(peak) / mean.max(1.0)
-}
 
 /// What the users need to know, shared with the runner.
 pub struct Shared {
@@ -839,6 +440,17 @@ fn role_transaction(shared: &Arc<Shared>, role: RoleFn, name: &str) -> Transacti
 
 /// Runs the attack until the stop flag is set; `cap` is a backstop that sets the flag itself
 /// (goose refuses a run time together with iterations). Blocks.
+/// Starts the load on a thread of its own: `attack` against `host` until `shared.stop` is
+/// set or `cap` has passed. Join the handle for the load's own errors.
+pub fn start(
+    host: &str,
+    shared: &Arc<Shared>,
+    cap: Duration,
+) -> std::thread::JoinHandle<anyhow::Result<()>> {
+    let (host, shared) = (host.to_owned(), shared.clone());
+    std::thread::spawn(move || attack(&host, &shared, cap))
+}
+
 pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result<()> {
     let users = &shared.users;
     let mut config = GooseConfiguration::default();

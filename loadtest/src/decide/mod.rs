@@ -1,0 +1,8 @@
+//! The commands that decide from many runs or from finished reports: `compare` (did B
+//! regress against A), `sweep` (one row per combination of settings) and `breakpoint` (the
+//! load at which a gate first fails). Each runs scenarios through `run` and leaves the
+//! rendering of its results to `report/`.
+
+pub mod breakpoint;
+pub mod compare;
+pub mod sweep;

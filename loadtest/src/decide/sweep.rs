@@ -1,0 +1,507 @@
+//! `lockbench sweep`: many runs of one scenario with settings changed, one row each.
+//!
+//! Both change a scenario through dotted keys (`server.storage.journal_mode = "wal"`), applied to
+//! the scenario's TOML form and parsed back, so an override is checked exactly as a scenario file
+//! is. Every row is a full `lockbench run` on its own fresh database; the photo batch is built
+//! once per sweep (it is deterministic) and reused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::report::sweep::{sweep_html, sweep_markdown};
+use crate::report::Report;
+use crate::run::{run_scenario, RunOptions};
+use crate::scenario::{set_key, Scenario};
+/// The scenario with `overrides` applied; errors name the key.
+pub fn apply(
+    base: &Scenario,
+    overrides: &BTreeMap<String, toml::Value>,
+) -> anyhow::Result<Scenario> {
+    let mut table = toml::Table::try_from(base).context("scenario to TOML")?;
+    for (key, value) in overrides {
+        set_key(&mut table, key, value.clone())?;
+    }
+    let text = toml::to_string(&table)?;
+    let scenario: Scenario = toml::from_str(&text).map_err(|e| {
+        let keys: Vec<&str> = overrides.keys().map(String::as_str).collect();
+        anyhow::anyhow!("overrides {keys:?}: {e}")
+    })?;
+    scenario.validate()?;
+    Ok(scenario)
+}
+
+/// Parses `key=value` (the value as TOML, or as a string when it is not valid TOML).
+pub fn parse_set(text: &str) -> anyhow::Result<(String, toml::Value)> {
+    let (key, value) = text
+        .split_once('=')
+        .with_context(|| format!("--set {text:?}: expected key=value"))?;
+    let value = value.trim();
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|t| t.get("v").cloned())
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    Ok((key.trim().to_owned(), parsed))
+}
+
+/// A sweep file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepFile {
+    pub name: String,
+    /// The base scenario, relative to the sweep file.
+    pub base: PathBuf,
+    #[serde(default)]
+    pub description: String,
+    /// Overrides applied to every row (e.g. a smaller batch).
+    #[serde(default)]
+    pub set: BTreeMap<String, toml::Value>,
+    /// Cartesian product of these.
+    #[serde(default)]
+    pub dimensions: Vec<Dimension>,
+    /// Or an explicit list of rows.
+    #[serde(default)]
+    pub rows: Vec<RowSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dimension {
+    /// The dotted key this dimension sets; empty when each value is a table of overrides.
+    #[serde(default)]
+    pub key: String,
+    pub values: Vec<toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowSpec {
+    pub label: String,
+    #[serde(default)]
+    pub set: BTreeMap<String, toml::Value>,
+}
+
+/// One finished row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub label: String,
+    pub set: BTreeMap<String, String>,
+    pub exit_code: u8,
+    pub passed: bool,
+    pub lock_errors: u64,
+    pub lock_errors_by_code: BTreeMap<String, u64>,
+    pub client_visible_lock_errors: u64,
+    pub requests: u64,
+    pub error_rate: f64,
+    pub retries: u64,
+    pub commit_only_dropped: u64,
+    pub p99_ms: BTreeMap<String, f64>,
+    pub batch_seconds: Option<f64>,
+    pub batch_finished: bool,
+    pub lost_writes: Option<u64>,
+    pub misassigned_photos: Option<u64>,
+    pub gates_failed: Vec<String>,
+    /// Wall time of the whole row (server start to report), seconds.
+    pub wall_s: f64,
+    pub report: String,
+    /// SHA-256 of the row's whole scenario as it ran: an interrupted sweep reuses a finished
+    /// row only when its label and its settings are both unchanged.
+    #[serde(default)]
+    pub settings_key: String,
+    /// The faults the row applied, in words.
+    #[serde(default)]
+    pub faults: Vec<String>,
+    /// Worker restarts during the row.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Duplicate writes the audit found.
+    #[serde(default)]
+    pub duplicate_writes: Option<u64>,
+}
+
+/// The key a finished row is reused by: a hash of its whole scenario.
+pub fn settings_key(scenario: &Scenario) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let text = toml::to_string(scenario).context("scenario to TOML")?;
+    Ok(format!("{:x}", sha2::Sha256::digest(text.as_bytes())))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepReport {
+    pub schema_version: u32,
+    pub name: String,
+    pub description: String,
+    pub base: String,
+    pub rows: Vec<SweepRow>,
+    /// True when Ctrl-C stopped the sweep: the rows finished so far are kept, and running
+    /// the sweep again resumes it.
+    #[serde(default)]
+    pub interrupted: bool,
+}
+
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn row_from(
+    label: &str,
+    set: &BTreeMap<String, toml::Value>,
+    report: &Report,
+    wall_s: f64,
+    path: &Path,
+) -> SweepRow {
+    let (count, failures) = report
+        .requests
+        .values()
+        .fold((0, 0), |(c, f), s| (c + s.count, f + s.failures));
+    SweepRow {
+        label: label.to_owned(),
+        set: set
+            .iter()
+            .map(|(k, v)| (k.clone(), value_text(v)))
+            .collect(),
+        exit_code: report.verdict.exit_code,
+        passed: report.verdict.passed,
+        lock_errors: report.lock_errors.total,
+        lock_errors_by_code: report.lock_errors.by_code.clone(),
+        client_visible_lock_errors: report.lock_errors.client_visible,
+        requests: count,
+        error_rate: if count == 0 {
+            0.0
+        } else {
+            failures as f64 / count as f64
+        },
+        retries: report.retries.unwrap_or(0),
+        commit_only_dropped: report.commit_only_dropped.unwrap_or(0),
+        p99_ms: report
+            .requests
+            .iter()
+            .map(|(k, s)| (k.clone(), s.latency_us.p99 as f64 / 1000.0))
+            .collect(),
+        batch_seconds: report.batch.as_ref().map(|b| b.duration_s),
+        batch_finished: report.batch.as_ref().is_some_and(|b| b.finished),
+        lost_writes: report.audit.as_ref().map(|a| a.lost_writes),
+        misassigned_photos: report.audit.as_ref().map(|a| a.misassigned_photos),
+        gates_failed: report
+            .gates
+            .iter()
+            .filter(|g| !g.passed)
+            .map(|g| g.name.clone())
+            .collect(),
+        wall_s: (wall_s * 10.0).round() / 10.0,
+        report: path.join("report.json").display().to_string(),
+        settings_key: String::new(),
+        faults: report
+            .faults
+            .iter()
+            .map(|f| f.description.clone())
+            .collect(),
+        restarts: report.restarts.len() as u64,
+        duplicate_writes: report.audit.as_ref().map(|a| a.duplicate_writes),
+    }
+}
+
+fn slug(label: &str) -> String {
+    let s: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s.split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The rows of a sweep file: explicit rows, or the cartesian product of its dimensions.
+pub fn expand(file: &SweepFile) -> anyhow::Result<Vec<RowSpec>> {
+    if !file.rows.is_empty() && !file.dimensions.is_empty() {
+        bail!("a sweep has either rows or dimensions, not both");
+    }
+    if !file.rows.is_empty() {
+        return Ok(file.rows.clone());
+    }
+    if file.dimensions.is_empty() {
+        bail!("a sweep needs rows or dimensions");
+    }
+    let mut rows = vec![RowSpec {
+        label: String::new(),
+        set: BTreeMap::new(),
+    }];
+    for d in &file.dimensions {
+        if d.values.is_empty() {
+            bail!("dimension {}: no values", d.key);
+        }
+        let short = d.key.rsplit('.').next().unwrap_or(&d.key);
+        let mut next = Vec::new();
+        for row in &rows {
+            for v in &d.values {
+                let mut set = row.set.clone();
+                let part = match (d.key.is_empty(), v) {
+                    // A dimension without a key: each value is a table of dotted overrides,
+                    // with an optional label (a retry policy is several settings at once).
+                    (true, toml::Value::Table(t)) => {
+                        for (k, v) in t.iter().filter(|(k, _)| k.as_str() != "label") {
+                            set.insert(k.clone(), v.clone());
+                        }
+                        t.get("label").map_or_else(|| value_text(v), value_text)
+                    }
+                    (true, _) => {
+                        bail!("a dimension without a key needs tables of overrides as values")
+                    }
+                    (false, _) => {
+                        set.insert(d.key.clone(), v.clone());
+                        format!("{short}={}", value_text(v))
+                    }
+                };
+                let label = if row.label.is_empty() {
+                    part
+                } else {
+                    format!("{} {part}", row.label)
+                };
+                next.push(RowSpec { label, set });
+            }
+        }
+        rows = next;
+    }
+    Ok(rows)
+}
+
+/// A sweep file with every row's scenario resolved and checked.
+struct Planned {
+    file: SweepFile,
+    base_path: PathBuf,
+    base: Scenario,
+    /// (label, overrides, scenario) per row.
+    rows: Vec<(String, BTreeMap<String, toml::Value>, Scenario)>,
+}
+
+/// Reads a sweep file and resolves every row (the file's `set`, the row's, then `extra`),
+/// checking each as a scenario file is checked, before anything runs.
+fn plan(file_path: &Path, extra: &BTreeMap<String, toml::Value>) -> anyhow::Result<Planned> {
+    let text = std::fs::read_to_string(file_path)
+        .with_context(|| format!("reading {}", file_path.display()))?;
+    let file: SweepFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("sweep {}: {e}", file_path.display()))?;
+    let base_path = file_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&file.base);
+    let base = Scenario::load(&base_path)?;
+    let mut rows = Vec::new();
+    for row in expand(&file)? {
+        let mut set = file.set.clone();
+        set.extend(row.set.clone());
+        set.extend(extra.clone());
+        let scenario = apply(&base, &set).with_context(|| format!("row {:?}", row.label))?;
+        rows.push((row.label, set, scenario));
+    }
+    Ok(Planned {
+        file,
+        base_path,
+        base,
+        rows,
+    })
+}
+
+/// `lockbench validate`: a scenario file, or a sweep file (one with `base`) with all its
+/// rows; returns the resolved settings as TOML.
+pub fn validate_file(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if table.contains_key("base") {
+        let planned = plan(path, &BTreeMap::new())?;
+        let mut out = format!(
+            "# sweep {:?} over {}: {} rows\n",
+            planned.file.name,
+            planned.base_path.display(),
+            planned.rows.len()
+        );
+        for (label, set, _) in &planned.rows {
+            let sets: Vec<String> = set.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            out.push_str(&format!("# row {label:?}: {}\n", sets.join(", ")));
+        }
+        Ok(out)
+    } else {
+        let scenario = Scenario::load(path)?;
+        toml::to_string(&scenario).context("scenario to TOML")
+    }
+}
+
+/// Runs a sweep; rows whose report already exists in `out` are kept, not run again.
+pub fn sweep(
+    file_path: &Path,
+    out: &Path,
+    server_exe: Option<PathBuf>,
+    progress: bool,
+) -> anyhow::Result<SweepReport> {
+    sweep_with(file_path, out, server_exe, progress, &BTreeMap::new())
+}
+
+/// A sweep with `extra` overrides laid over every row (gates given on the command line).
+pub fn sweep_with(
+    file_path: &Path,
+    out: &Path,
+    server_exe: Option<PathBuf>,
+    progress: bool,
+    extra: &BTreeMap<String, toml::Value>,
+) -> anyhow::Result<SweepReport> {
+    let Planned {
+        file,
+        base_path,
+        base,
+        rows: planned,
+    } = plan(file_path, extra)?;
+    std::fs::create_dir_all(out)?;
+    let cache = out.join("photos");
+    let bar = if progress {
+        indicatif::ProgressBar::new(planned.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut done = Vec::new();
+    let mut interrupted = false;
+    let write = |done: &[SweepRow], interrupted| {
+        write_sweep(&file, &base_path, &base, done, out, interrupted)
+    };
+    for (i, (label, set, scenario)) in planned.into_iter().enumerate() {
+        if crate::faults::interrupted() {
+            interrupted = true;
+            break;
+        }
+        bar.set_message(label.clone());
+        let dir = out
+            .join("rows")
+            .join(format!("{:02}-{}", i + 1, slug(&label)));
+        let marker = dir.join("row.json");
+        let key = settings_key(&scenario)?;
+        if let Ok(existing) = std::fs::read_to_string(&marker) {
+            if let Ok(row) = serde_json::from_str::<SweepRow>(&existing) {
+                if row.label == label && row.settings_key == key {
+                    done.push(row);
+                    bar.inc(1);
+                    continue;
+                }
+            }
+            // The row's settings changed since it ran: run it again.
+        }
+        let started = Instant::now();
+        let opts = RunOptions {
+            scenario: base_path.clone(),
+            out: Some(dir.clone()),
+            server_exe: server_exe.clone(),
+            photos_cache: Some(cache.clone()),
+            scenario_override: Some(scenario),
+            ..RunOptions::default()
+        };
+        let outcome = run_scenario(&opts).with_context(|| format!("row {label:?}"))?;
+        if outcome.report.interrupted {
+            // Not kept: the row runs again when the sweep is resumed.
+            interrupted = true;
+            break;
+        }
+        let mut row = row_from(
+            &label,
+            &set,
+            &outcome.report,
+            started.elapsed().as_secs_f64(),
+            &dir,
+        );
+        row.settings_key = key;
+        std::fs::write(&marker, serde_json::to_string_pretty(&row)?)?;
+        done.push(row);
+        bar.inc(1);
+        write(&done, false)?;
+    }
+    bar.finish_and_clear();
+    write(&done, interrupted)
+}
+
+fn write_sweep(
+    file: &SweepFile,
+    base: &Path,
+    scenario: &Scenario,
+    rows: &[SweepRow],
+    out: &Path,
+    interrupted: bool,
+) -> anyhow::Result<SweepReport> {
+    let report = SweepReport {
+        schema_version: 1,
+        name: file.name.clone(),
+        description: file.description.clone(),
+        base: base.display().to_string(),
+        rows: rows.to_vec(),
+        interrupted,
+    };
+    std::fs::write(
+        out.join("sweep.json"),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
+    std::fs::write(out.join("sweep.md"), sweep_markdown(&report))?;
+    std::fs::write(out.join("sweep.html"), sweep_html(&report, scenario))?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_are_checked_like_a_scenario_file() {
+        let base: Scenario = toml::from_str("name = \"x\"").unwrap();
+        let mut set = BTreeMap::new();
+        set.insert(
+            "server.storage.journal_mode".to_owned(),
+            toml::Value::String("wal".into()),
+        );
+        set.insert("users.pollers".to_owned(), toml::Value::Integer(7));
+        let s = apply(&base, &set).unwrap();
+        assert_eq!(
+            s.server.storage.journal_mode,
+            lockbench_server::storage::JournalMode::Wal
+        );
+        assert_eq!(s.users.pollers, 7);
+        let mut bad = BTreeMap::new();
+        bad.insert(
+            "server.storage.journal_mood".to_owned(),
+            toml::Value::String("wal".into()),
+        );
+        assert!(apply(&base, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("journal_mood"));
+        assert_eq!(
+            parse_set("users.pollers=5").unwrap().1,
+            toml::Value::Integer(5)
+        );
+        assert_eq!(
+            parse_set("batch.size=320x240").unwrap().1,
+            toml::Value::String("320x240".into())
+        );
+    }
+
+    #[test]
+    fn dimensions_expand_to_their_cartesian_product() {
+        let file: SweepFile = toml::from_str(
+            "name = \"m\"\nbase = \"b.toml\"\n[[dimensions]]\nkey = \"server.storage.journal_mode\"\nvalues = [\"delete\", \"wal\"]\n[[dimensions]]\nkey = \"server.storage.tx_mode\"\nvalues = [\"deferred\", \"immediate\", \"lazy\"]\n",
+        )
+        .unwrap();
+        let rows = expand(&file).unwrap();
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[0].label, "journal_mode=delete tx_mode=deferred");
+        assert_eq!(rows[5].label, "journal_mode=wal tx_mode=lazy");
+    }
+}

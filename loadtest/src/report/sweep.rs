@@ -1,0 +1,233 @@
+//! The Markdown and HTML of a sweep and of a breakpoint search: the rows' table, and charts
+//! of lock errors and p99 per row through `chart.rs`. Renders finished results; runs nothing.
+
+use crate::decide::breakpoint::BreakpointReport;
+use crate::decide::sweep::{SweepReport, SweepRow};
+use crate::scenario::Scenario;
+
+use super::chart::{bars, series_chart};
+use super::format::{cell, esc};
+
+/// The sweep's table: one row per setting combination.
+pub fn sweep_markdown(r: &SweepReport) -> String {
+    let endpoints: Vec<String> = r
+        .rows
+        .iter()
+        .flat_map(|row| row.p99_ms.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut s = format!(
+        "# lockbench sweep: {}\n\n{}\n\nBase scenario: `{}`. {} rows.\n\n",
+        r.name,
+        r.description,
+        r.base,
+        r.rows.len()
+    );
+    s.push_str("| # | row | gates | lock errors (server) | by code | reached clients | error rate | retries | commit-only drops |");
+    for e in &endpoints {
+        s.push_str(&format!(" p99 ms {e} |"));
+    }
+    s.push_str(" batch s | lost writes | duplicates | misassigned | restarts |\n|");
+    for _ in 0..(14 + endpoints.len()) {
+        s.push_str(" --- |");
+    }
+    s.push('\n');
+    for (i, row) in r.rows.iter().enumerate() {
+        let codes: Vec<String> = row
+            .lock_errors_by_code
+            .iter()
+            .map(|(c, n)| format!("{c}={n}"))
+            .collect();
+        let gates = if row.passed {
+            "pass".to_owned()
+        } else {
+            format!("FAIL ({})", row.gates_failed.join(", "))
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.4} | {} | {} |",
+            i + 1,
+            cell(&row.label),
+            cell(&gates),
+            row.lock_errors,
+            codes.join(" "),
+            row.client_visible_lock_errors,
+            row.error_rate,
+            row.retries,
+            row.commit_only_dropped
+        ));
+        for e in &endpoints {
+            s.push_str(&format!(
+                " {} |",
+                row.p99_ms.get(e).map_or("–".into(), |v| format!("{v:.1}"))
+            ));
+        }
+        let batch = match row.batch_seconds {
+            Some(b) if row.batch_finished => format!("{b:.1}"),
+            Some(b) => format!("{b:.1} (unfinished)"),
+            None => "–".into(),
+        };
+        s.push_str(&format!(
+            " {batch} | {} | {} | {} | {} |\n",
+            opt(row.lost_writes),
+            opt(row.duplicate_writes),
+            opt(row.misassigned_photos),
+            row.restarts
+        ));
+    }
+    s.push_str("\nEach row is a full `lockbench run` on its own fresh database; its report is in the row's folder.\n");
+    if r.interrupted {
+        s.push_str("\n**Interrupted** by Ctrl-C: the rows above are the finished ones; run the same command again to resume.\n");
+    }
+    s
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("–".into(), |n| n.to_string())
+}
+
+/// The journal/tx mode a row ran with (its series in the sweep's charts).
+fn series_of(row: &SweepRow, base: &Scenario) -> String {
+    let get = |key: &str, default: &str| {
+        row.set
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let journal = get(
+        "server.storage.journal_mode",
+        base.server.storage.journal_mode.as_sql(),
+    );
+    let tx = get(
+        "server.storage.tx_mode",
+        &format!("{:?}", base.server.storage.tx_mode).to_lowercase(),
+    );
+    format!("{journal}/{tx}")
+}
+
+/// Lock-error rate and p99 against the rows (the retry settings), one series per
+/// journal/tx mode, as one self-contained page.
+pub fn sweep_html(r: &SweepReport, base: &Scenario) -> String {
+    let series: Vec<String> = r.rows.iter().map(|row| series_of(row, base)).collect();
+    let rates: Vec<f64> = r
+        .rows
+        .iter()
+        .map(|row| {
+            if row.requests == 0 {
+                0.0
+            } else {
+                row.lock_errors as f64 / row.requests as f64
+            }
+        })
+        .collect();
+    let mut charts = series_chart(
+        "Lock errors (server side) per request, by row",
+        "",
+        &rates,
+        &series,
+    );
+    let endpoints: std::collections::BTreeSet<String> = r
+        .rows
+        .iter()
+        .flat_map(|row| row.p99_ms.keys().cloned())
+        .collect();
+    for e in endpoints {
+        let p99: Vec<f64> = r
+            .rows
+            .iter()
+            .map(|row| row.p99_ms.get(&e).copied().unwrap_or(0.0))
+            .collect();
+        charts.push_str(&series_chart(
+            &format!("p99 {e}, by row"),
+            "ms",
+            &p99,
+            &series,
+        ));
+    }
+    let legend: String = r
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            format!(
+                "<li>{}: {} <small>({})</small></li>",
+                i + 1,
+                esc(&row.label),
+                esc(&series[i])
+            )
+        })
+        .collect();
+    let table = sweep_markdown(r);
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>lockbench sweep {}</title><style>body{{font-family:system-ui,sans-serif;margin:2rem}}pre{{white-space:pre-wrap}}</style></head><body><h1>lockbench sweep: {}</h1><p>{}</p>{}<h2>Rows</h2><ol style=\"list-style:none\">{}</ol><h2>Table</h2><pre>{}</pre></body></html>\n",
+        esc(&r.name),
+        esc(&r.name),
+        esc(&r.description),
+        charts,
+        legend,
+        esc(&table)
+    )
+}
+
+pub fn breakpoint_markdown(r: &BreakpointReport) -> String {
+    let key = r.vary.key();
+    let mut s = format!("# lockbench breakpoint: {key}\n\n| configuration | breaking point (highest passing) | first failure | gate that failed first | runs |\n| --- | ---: | ---: | --- | ---: |\n");
+    for res in &r.results {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            res.config,
+            res.breaking_point
+                .map_or("none (the lowest value failed)".into(), |v| v.to_string()),
+            res.first_failure
+                .map_or(format!("none up to {}", r.max), |v| v.to_string()),
+            res.failed_gate.clone().unwrap_or_else(|| "–".into()),
+            res.steps.len()
+        ));
+    }
+    for res in &r.results {
+        s.push_str(&format!("\n## {}\n\n| {key} | result | first failed gate | lock errors |\n| ---: | --- | --- | ---: |\n", res.config));
+        for st in &res.steps {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                st.value,
+                if st.passed { "pass" } else { "FAIL" },
+                st.first_failed_gate.clone().unwrap_or_else(|| "–".into()),
+                st.lock_errors
+            ));
+        }
+    }
+    s
+}
+
+pub fn breakpoint_html(r: &BreakpointReport) -> String {
+    let mut charts = String::new();
+    for res in &r.results {
+        let values: Vec<(String, f64)> = res
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    format!(
+                        "{}={} {}",
+                        r.vary.key(),
+                        s.value,
+                        if s.passed { "pass" } else { "FAIL" }
+                    ),
+                    s.lock_errors as f64,
+                )
+            })
+            .collect();
+        charts.push_str(&bars(
+            &format!("{}: lock errors against {}", res.config, r.vary.key()),
+            "",
+            &values,
+            "#c0392b",
+        ));
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>lockbench breakpoint</title><style>body{{font-family:system-ui,sans-serif;margin:2rem}}pre{{white-space:pre-wrap}}</style></head><body><h1>lockbench breakpoint: {}</h1>{}<pre>{}</pre></body></html>\n",
+        esc(r.vary.key()),
+        charts,
+        esc(&breakpoint_markdown(r))
+    )
+}
