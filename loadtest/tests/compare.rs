@@ -11,8 +11,9 @@ use lockbench::compare;
 use lockbench::report::Report;
 use serde_json::{json, Value};
 
-/// The fixture: the incident scenario against the reference server, 1,284 lock errors,
-/// two endpoints, a batch and an audit with two lost writes.
+/// The fixture: a real run against the reference server (`tests/fixtures/report.json`,
+/// written by `scripts/report-fixture.sh`): 204 lock errors, four endpoints, a batch and an
+/// audit with 200 lost writes.
 fn fixture() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report.json");
     let text = std::fs::read_to_string(path).expect("reading the report fixture");
@@ -60,18 +61,18 @@ fn code(out: &Output) -> i32 {
 
 #[test]
 fn more_lock_errors_past_the_tolerance_is_a_regression_named_in_the_output() {
-    let out = compare_with(|b| b["lock_errors"]["total"] = json!(1500), &[]);
+    let out = compare_with(|b| b["lock_errors"]["total"] = json!(240), &[]);
     let text = stdout(&out);
     assert_eq!(code(&out), 1, "{text}{}", stderr(&out));
     assert!(
-        text.contains("REGRESSION: lock_errors.total 1,284 → 1,500 (+16.8%, tolerance 10%)"),
+        text.contains("REGRESSION: lock_errors.total 204 → 240 (+17.6%, tolerance 10%)"),
         "{text}"
     );
-    assert!(text.starts_with("# lockbench compare: seed-incident-350 — 1 regression\n"));
+    assert!(text.starts_with("# lockbench compare: report-fixture — 1 regression\n"));
 
     // The same change within a wider tolerance passes.
     let out = compare_with(
-        |b| b["lock_errors"]["total"] = json!(1500),
+        |b| b["lock_errors"]["total"] = json!(240),
         &["--tolerance", "0.2"],
     );
     assert_eq!(code(&out), 0, "{}", stdout(&out));
@@ -129,7 +130,7 @@ fn other_scenarios_and_target_kinds_cannot_be_compared() {
     assert_eq!(code(&out), 2);
     let err = stderr(&out);
     assert!(
-        err.contains("A ran \"seed-incident-350\", B ran \"recommended-675\""),
+        err.contains("A ran \"report-fixture\", B ran \"recommended-675\""),
         "{err}"
     );
     assert!(
@@ -140,11 +141,11 @@ fn other_scenarios_and_target_kinds_cannot_be_compared() {
 
 #[test]
 fn fewer_lock_errors_is_an_improvement_not_a_regression() {
-    let out = compare_with(|b| b["lock_errors"]["total"] = json!(900), &[]);
+    let out = compare_with(|b| b["lock_errors"]["total"] = json!(150), &[]);
     let text = stdout(&out);
     assert_eq!(code(&out), 0, "{text}");
     assert!(
-        text.contains("| lock_errors.total | 1,284 | 900 | -384 | -29.9% | ok |"),
+        text.contains("| lock_errors.total | 204 | 150 | -54 | -26.5% | ok |"),
         "{text}"
     );
 }
@@ -248,11 +249,11 @@ fn json_output_is_versioned_and_lists_regressions_figures_and_settings() {
         .iter()
         .find(|f| f["name"] == name)
         .expect("the p99 figure");
-    assert_eq!(p99["a"], 5012.4);
+    assert_eq!(p99["a"], 2187.263);
     assert_eq!(p99["b"], 7000.0);
     assert_eq!(p99["regression"], true);
     let relative = p99["relative_pct"].as_f64().unwrap();
-    assert!((relative - 39.65).abs() < 0.01, "{relative}");
+    assert!((relative - 220.03).abs() < 0.01, "{relative}");
     assert_eq!(
         doc["settings_diff"],
         json!([{"key": "storage.tx_mode", "a": "deferred", "b": "immediate"}])
@@ -289,13 +290,13 @@ fn markdown_matches_the_snapshot() {
     let c = compare::compare(&a, &b, 0.1).expect("same scenario shape");
     assert_eq!(c.exit_code, 1);
     expect_test::expect![[r#"
-        # lockbench compare: seed-incident-350 — 1 regression
+        # lockbench compare: report-fixture — 1 regression
 
         **1 regression** past the 10% tolerance (B against A), exit code 1:
 
-        - REGRESSION: requests[GET /api/registrations/updates].p99_ms 4,210.7 → 5,100.0 (+21.1%, tolerance 10%)
+        - REGRESSION: requests[GET /api/registrations/updates].p99_ms 2,001.9 → 5,100.0 (+154.8%, tolerance 10%)
 
-        - **A**: started 2025-11-27T03:41:07Z
+        - **A**: started 2026-11-27T18:24:26Z
         - **B**: started 2025-11-27T04:12:30Z
 
         ## Settings that differ
@@ -304,56 +305,79 @@ fn markdown_matches_the_snapshot() {
 
         ## Per endpoint
 
+        ### `GET /admin`
+
+        | figure | A | B | Δ | Δ % | verdict |
+        | --- | ---: | ---: | ---: | ---: | --- |
+        | count | 14 | 14 | 0 | 0.0% | info |
+        | error_rate_pct | 0.00 | 0.00 | 0.00 | 0.0% | ok |
+        | status_503 | 0 | 0 | 0 | 0.0% | info |
+        | p50_ms | 269.1 | 269.1 | 0.00 | 0.0% | info |
+        | p95_ms | 702.5 | 702.5 | 0.00 | 0.0% | info |
+        | p99_ms | 702.5 | 702.5 | 0.00 | 0.0% | ok |
+        | max_ms | 702.5 | 702.5 | 0.00 | 0.0% | info |
+
+        ### `GET /api/batches/{id}/status`
+
+        | figure | A | B | Δ | Δ % | verdict |
+        | --- | ---: | ---: | ---: | ---: | --- |
+        | count | 552 | 552 | 0 | 0.0% | info |
+        | error_rate_pct | 0.00 | 0.00 | 0.00 | 0.0% | ok |
+        | status_503 | 0 | 0 | 0 | 0.0% | info |
+        | p50_ms | 89.9 | 89.9 | 0.00 | 0.0% | info |
+        | p95_ms | 1,089.5 | 1,089.5 | 0.00 | 0.0% | info |
+        | p99_ms | 1,526.8 | 1,526.8 | 0.00 | 0.0% | ok |
+        | max_ms | 2,013.2 | 2,013.2 | 0.00 | 0.0% | info |
+
         ### `GET /api/registrations/updates`
 
         | figure | A | B | Δ | Δ % | verdict |
         | --- | ---: | ---: | ---: | ---: | --- |
-        | count | 2,093 | 2,093 | 0 | 0.0% | info |
-        | error_rate_pct | 2.77 | 0.00 | -2.77 | -100.0% | ok |
-        | status_503 | 58 | 0 | -58 | -100.0% | info |
-        | p50_ms | 18.4 | 18.4 | 0.00 | 0.0% | info |
-        | p95_ms | 1,240.0 | 1,240.0 | 0.00 | 0.0% | info |
-        | p99_ms | 4,210.7 | 5,100.0 | +889.3 | +21.1% | **REGRESSION** |
-        | max_ms | 5,093.0 | 5,093.0 | 0.00 | 0.0% | info |
+        | count | 552 | 552 | 0 | 0.0% | info |
+        | error_rate_pct | 0.00 | 0.00 | 0.00 | 0.0% | ok |
+        | status_503 | 0 | 0 | 0 | 0.0% | info |
+        | p50_ms | 202.4 | 202.4 | 0.00 | 0.0% | info |
+        | p95_ms | 1,525.8 | 1,525.8 | 0.00 | 0.0% | info |
+        | p99_ms | 2,001.9 | 5,100.0 | +3,098.1 | +154.8% | **REGRESSION** |
+        | max_ms | 2,101.2 | 2,101.2 | 0.00 | 0.0% | info |
 
         ### `POST /api/registrations`
 
         | figure | A | B | Δ | Δ % | verdict |
         | --- | ---: | ---: | ---: | ---: | --- |
-        | count | 480 | 480 | 0 | 0.0% | info |
-        | error_rate_pct | 8.54 | 8.54 | 0.00 | 0.0% | ok |
-        | status_503 | 31 | 31 | 0 | 0.0% | info |
-        | p50_ms | 35.2 | 35.2 | 0.00 | 0.0% | info |
-        | p95_ms | 2,480.0 | 2,480.0 | 0.00 | 0.0% | info |
-        | p99_ms | 5,012.4 | 5,012.4 | 0.00 | 0.0% | ok |
-        | max_ms | 5,140.9 | 5,140.9 | 0.00 | 0.0% | info |
+        | count | 629 | 629 | 0 | 0.0% | info |
+        | error_rate_pct | 0.00 | 0.00 | 0.00 | 0.0% | ok |
+        | status_503 | 0 | 0 | 0 | 0.0% | info |
+        | p50_ms | 228.4 | 228.4 | 0.00 | 0.0% | info |
+        | p95_ms | 1,427.5 | 1,427.5 | 0.00 | 0.0% | info |
+        | p99_ms | 2,187.3 | 2,187.3 | 0.00 | 0.0% | ok |
+        | max_ms | 2,355.2 | 2,355.2 | 0.00 | 0.0% | info |
 
         ## Server side
 
         | figure | A | B | Δ | Δ % | verdict |
         | --- | ---: | ---: | ---: | ---: | --- |
-        | lock_errors.total | 1,284 | 40 | -1,244 | -96.9% | ok |
-        | lock_errors.by_code.SQLITE_BUSY | 1,102 | 40 | -1,062 | -96.4% | info |
-        | lock_errors.by_code.SQLITE_BUSY_SNAPSHOT | 182 | 0 | -182 | -100.0% | info |
-        | lock_errors.client_visible | 97 | 0 | -97 | -100.0% | info |
-        | retries | 3,118 | 3,118 | 0 | 0.0% | info |
-        | commit_only_dropped | 2 | 2 | 0 | 0.0% | info |
-        | batch.duration_s | 11.60 | 9.10 | -2.50 | -21.6% | ok |
-        | batch.photos_per_s | 30.00 | 38.50 | +8.50 | +28.3% | info |
-        | audit.lost_writes | 2 | 0 | -2 | -100.0% | ok |
+        | lock_errors.total | 204 | 40 | -164 | -80.4% | ok |
+        | lock_errors.by_code.SQLITE_BUSY | 204 | 40 | -164 | -80.4% | info |
+        | lock_errors.client_visible | 0 | 0 | 0 | 0.0% | info |
+        | retries | 204 | 204 | 0 | 0.0% | info |
+        | commit_only_dropped | 204 | 204 | 0 | 0.0% | info |
+        | batch.duration_s | 14.85 | 9.10 | -5.75 | -38.7% | ok |
+        | batch.photos_per_s | 4.11 | 38.50 | +34.39 | +836.7% | info |
+        | audit.lost_writes | 200 | 0 | -200 | -100.0% | ok |
         | audit.duplicate_writes | 0 | 0 | 0 | 0.0% | ok |
-        | audit.misassigned_photos | 0 | 0 | 0 | 0.0% | ok |
+        | audit.misassigned_photos | 27 | 27 | 0 | 0.0% | ok |
 
         ## Runs
 
         | | A | B |
         | --- | --- | --- |
-        | started | 2025-11-27T03:41:07Z | 2025-11-27T04:12:30Z |
-        | run verdict | exit 1: 1 of 3 gates failed (client_visible_lock_errors 97 > 0); 1,284 lock errors; 2 lost writes | exit 0: all 3 gates passed; 40 lock errors; 0 lost writes |
+        | started | 2026-11-27T18:24:26Z | 2025-11-27T04:12:30Z |
+        | run verdict | exit 1: FAILED: 3 of 4 gates failed (max_lock_errors, p99_ms POST /api/registrations, max_lost_writes); 204 lock errors (server side); 200 lost writes; the batch did not finish | exit 0: all 3 gates passed; 40 lock errors; 0 lost writes |
         | lockbench | 0.1.0 | 0.1.0 |
-        | target | http://127.0.0.1:38211 | http://127.0.0.1:38211 |
+        | target | http://127.0.0.1:42301 | http://127.0.0.1:42301 |
         | SQLite | 3.51.3 | 3.51.3 |
-        | machine | 8 cores, 15.6 GiB, Linux 6.1.0-28-amd64 (Debian GNU/Linux 12), x86_64 | 8 cores, 15.6 GiB, Linux 6.1.0-28-amd64 (Debian GNU/Linux 12), x86_64 |
-        | users | 300 pollers every 1,500 ms, 0 admins every 5,000 ms, 40 kiosks every 1,000 ms | 300 pollers every 1,500 ms, 0 admins every 5,000 ms, 40 kiosks every 1,000 ms |
+        | machine | 2 cores, 23.5 GiB, linux x86_64 6.18.44-fc-v595 | 2 cores, 23.5 GiB, linux x86_64 6.18.44-fc-v595 |
+        | users | 40 pollers every 1,000 ms, 2 admins every 2,000 ms, 10 kiosks every 200 ms | 40 pollers every 1,000 ms, 2 admins every 2,000 ms, 10 kiosks every 200 ms |
     "#]].assert_eq(&compare::render_markdown(&c));
 }

@@ -7,9 +7,10 @@ use std::path::Path;
 
 use lockbench::report::{html, markdown, Report};
 
-/// A realistic run of the incident scenario against the reference server: lock errors by
-/// two SQLite codes, one failing gate, two lost writes, a connection with a different busy
-/// timeout, a 12-second time line, and a scenario description with markup in it.
+/// A real run against the reference server (`tests/fixtures/report-fixture.toml`, written
+/// by `scripts/report-fixture.sh`): lock errors, failing gates, lost writes, a batch that
+/// did not finish, connections whose busy timeout differs, a 15-second time line, and a
+/// scenario description with markup in it.
 fn incident_report() -> Report {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report.json");
     let json = std::fs::read_to_string(&path).expect("reading the report fixture");
@@ -73,8 +74,8 @@ fn markdown_puts_the_verdict_first_and_flags_the_odd_busy_timeout() {
     ];
     let positions: Vec<usize> = order.iter().map(|h| md.find(h).unwrap()).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
-    assert!(md.contains("**30000** ⚠ differs"));
-    assert!(md.contains("30000 ms on worker 1 conn 0; 5000 ms on the other 6."));
+    assert!(md.contains("**5000** ⚠ differs"));
+    assert!(md.contains("5000 ms on worker 0 conn 1, worker 1 conn 1; 300 ms on the other 2."));
     assert!(
         !md.contains("<script>"),
         "markup from the report must not pass through raw"
@@ -97,7 +98,7 @@ fn html_is_one_self_contained_page_with_the_verdict_before_the_charts() {
     assert!(verdict < first_chart, "the verdict comes before the charts");
     assert!(page.contains("class=\"verdict failed\""));
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"));
-    assert!(page.contains("30000 &#9888; differs"));
+    assert!(page.contains("5000 &#9888; differs"));
     assert_no_broken_numbers(&page);
 }
 
@@ -105,10 +106,11 @@ fn html_is_one_self_contained_page_with_the_verdict_before_the_charts() {
 fn html_charts_plot_every_timeline_point() {
     let report = incident_report();
     let page = html::render(&report);
-    // Five series on the two time-line charts (sent, answered and lock errors per second;
-    // p99 and photos processed), one dot per point.
-    assert_eq!(page.matches("<circle").count(), 5 * report.timeline.len());
-    assert_eq!(page.matches("<polyline").count(), 5);
+    // Six series on the three time-line charts (sent, answered and lock errors per second;
+    // p99 and photos processed; the WAL file's size), one dot per point.
+    assert!(report.timeline.iter().any(|p| p.wal_bytes > 0));
+    assert_eq!(page.matches("<circle").count(), 6 * report.timeline.len());
+    assert_eq!(page.matches("<polyline").count(), 6);
     // Three bars per endpoint.
     let bars = page.matches("<rect x=").count() - 3; // less the legend's three squares
     assert_eq!(bars, 3 * report.requests.len());
@@ -143,6 +145,7 @@ fn an_absent_section_quotes_the_note_that_explains_it() {
     let mut report = incident_report();
     report.wal = None;
     report.batch = None;
+    report.notes.retain(|n| !n.contains("batch"));
     report
         .notes
         .push("No WAL figures: journal_mode = delete keeps no write-ahead log.".into());
