@@ -2,8 +2,8 @@
 # Makes sure a PostgreSQL server answers on 127.0.0.1:5432 for the tests and prints the URL
 # they use (LOCKBENCH_TEST_PG). Starts the machine's cluster when it is not running
 # (PostgreSQL 15 from Debian's packages: pg_ctlcluster), and creates the database `test`
-# when it is missing. Needs psql and a local server with trust authentication for the
-# postgres user on 127.0.0.1, as on this project's machines.
+# when it is missing. Needs psql and a local server that lets the postgres user in on
+# 127.0.0.1 without a password (trust authentication in pg_hba.conf).
 set -euo pipefail
 
 url="${LOCKBENCH_TEST_PG:-postgres://postgres@127.0.0.1:5432/test}"
