@@ -2,6 +2,7 @@
 //! test case per gate, per sweep row or per compared figure), GitHub's step summary (when
 //! `GITHUB_STEP_SUMMARY` is set, the verdict and the gate table are appended to it), and
 //! where a report came from (the git commit of the project under test, the machine's load).
+//! Writes what CI reads from finished results; decides no verdict of its own.
 
 use std::io::Write;
 use std::path::Path;

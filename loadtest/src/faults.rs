@@ -4,7 +4,8 @@
 //! Time-based faults (an external write lock, a long reader, a slow disk) run on a thread of
 //! their own from the moment the batch is posted; the lock and the reader are separate
 //! processes (`lockbench __fault lock|read`), never the server. `kill-worker` is driven by the
-//! runner's own loop, which knows how far the batch is.
+//! runner's own loop, which knows how far the batch is (`run/kill.rs`). Reaches the database
+//! only through those processes and the slow-disk control file; never the server's memory.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

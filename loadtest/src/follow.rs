@@ -5,7 +5,7 @@
 //! The follower starts at the file's end (lines written before the run are not this run's),
 //! reads what was appended every 100 ms, starts over from the beginning if the file shrank
 //! (rotated or truncated), and at the end reads up to the last byte, so a line written
-//! before the last answer arrived is counted.
+//! before the last answer arrived is counted. It only reads the log.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

@@ -1,5 +1,7 @@
-//! The `lockbench` command line: argument types and dispatch. `main.rs` only parses and
-//! calls [`run`], so tests call the same function the user does.
+//! The `lockbench` command line: argument types, `--config` files laid under the flags, and
+//! one function per command. `main.rs` only sets up logging and calls [`main_entry`]. The
+//! commands' work lives in their modules (`run`, `decide`, `load`, `report`, `faults`, `ci`);
+//! this file parses, dispatches and turns outcomes into exit codes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,3 +1,6 @@
+//! The `lockbench` binary: logging on stderr (`LOCKBENCH_LOG`), then the command line in
+//! `lib.rs`; an error that stops a command is printed and exits with code 2.
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

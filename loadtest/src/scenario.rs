@@ -3,6 +3,7 @@
 //! A scenario names the server's settings (the same `StorageConfig`, `RetryConfig` and
 //! `ProcessorConfig` types `lockbench serve` takes), the photo batch, the user mix, the
 //! duration policy, the gates, and optionally the endpoints of an external app (`--target`).
+//! Reads and checks files; runs nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -9,13 +9,13 @@
 //! `setTimeout` chain does. Each user has its own HTTP client (its own connections), kept
 //! alive or closed after every request as the role's [`Connection`] says.
 //!
-//! Every request is timed and classified by lockbench's own [`Recorder`] (`recorder.rs`) (µs histograms,
+//! Every request is timed and classified by lockbench's own [`Recorder`] (`recorder.rs`: µs histograms,
 //! status codes, 503s, bodies that mention a lock, a per-second timeline), twice: from the
 //! moment it was sent, and from the tick it was meant for (corrected for coordinated
 //! omission, as wrk2 measures). A tick that was skipped is served by the next request the
 //! user sends: its latency from the tick runs to that request's answer, as wrk2 measures a
 //! request it had to send late. So latency from the tick is never below latency from the
-//! send.
+//! send. The load talks to the server only over HTTP; it starts and stops nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

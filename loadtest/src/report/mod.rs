@@ -1,5 +1,7 @@
-//! The report of one `lockbench run`: a versioned JSON schema (`Report`), and the human
-//! renderings generated from the same data (`markdown`, `html`).
+//! The report of one `lockbench run`: a versioned JSON schema (`Report`), and every human
+//! rendering lockbench writes, generated from finished data: a run's `markdown` and `html`
+//! (the words from `facts`, numbers from `format`, charts from `chart`), a comparison's
+//! (`compare`) and a sweep's or breakpoint's (`sweep`). Nothing here runs or measures.
 
 use std::collections::BTreeMap;
 
