@@ -20,6 +20,7 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::measure::{histogram, record_since};
 use crate::storage::config::parse_duration;
 use crate::storage::{
     self, ConnectionSettings, DbError, LockCode, OpStats, RetryConfig, StorageConfig, Store, Value,
@@ -169,16 +170,6 @@ struct WriterOutcome {
     ok: Histogram<u64>,
     failed: Histogram<u64>,
     errors: BTreeMap<String, u64>,
-}
-
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 1 h, 3 significant figures.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
-}
-
-fn record(h: &mut Histogram<u64>, since: Instant) {
-    let us = (since.elapsed().as_micros() as u64).max(1);
-    h.saturating_record(us);
 }
 
 fn note_error(errors: &mut BTreeMap<String, u64>, e: &DbError) {
@@ -408,11 +399,11 @@ fn writer(
         });
         match result {
             Ok(_) => {
-                record(&mut out.ok, started);
+                record_since(&mut out.ok, started);
                 out.acked.push(key);
             }
             Err(e) => {
-                record(&mut out.failed, started);
+                record_since(&mut out.failed, started);
                 note_error(&mut out.errors, &e);
             }
         }
@@ -446,7 +437,7 @@ fn reader(
             Ok(rows.len() + status.len())
         });
         match result {
-            Ok(_) => record(&mut hist, started),
+            Ok(_) => record_since(&mut hist, started),
             Err(e) => {
                 failed += 1;
                 note_error(&mut errors, &e);

@@ -137,20 +137,10 @@ struct Decoded {
     result: Result<Scan, String>,
 }
 
-/// Keeps only characters that are safe in a folder name.
+/// Keeps only characters that are safe in a folder name: `text::slug`, at most 40 characters,
+/// "person" when nothing is left.
 fn slug(text: &str) -> String {
-    let s: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let s = s.trim_matches('-');
-    let s: String = s.chars().take(40).collect();
+    let s: String = crate::text::slug(text).chars().take(40).collect();
     if s.is_empty() {
         "person".into()
     } else {
