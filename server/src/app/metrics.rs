@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::processor::ProcessorEvents;
 use crate::storage::{vfs, Store};
 
 /// Upper bounds of the latency histogram buckets, in seconds.
@@ -269,6 +270,75 @@ impl Metrics {
 }
 
 /// Size of the database's WAL file (0 when there is none).
+/// The processor's reports land in this worker's counters and batch maps.
+impl ProcessorEvents for Metrics {
+    fn batch_running(&self, batch_id: i64) {
+        lock(&self.running).insert(batch_id);
+    }
+
+    fn batch_stopped(&self, batch_id: i64) {
+        lock(&self.running).remove(&batch_id);
+    }
+
+    fn batch_started(&self, batch_id: i64, total: u64) {
+        lock(&self.batches).insert(batch_id, (total, 0));
+    }
+
+    fn batch_progress(&self, batch_id: i64, done: u64) {
+        if let Some(entry) = lock(&self.batches).get_mut(&batch_id) {
+            entry.1 = done;
+        }
+    }
+
+    fn batch_finished(&self, batch_id: i64) {
+        lock(&self.finished).insert(batch_id);
+    }
+
+    fn photo_processed(&self) {
+        self.processor
+            .photos_processed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn unit_failed(&self) {
+        self.processor.units_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn photo_failed(&self) {
+        self.processor.photos_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failure_record_lost(&self) {
+        self.processor
+            .failure_records_lost
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn person_saved(&self) {
+        self.processor.persons_saved.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn person_uploaded(&self) {
+        self.processor
+            .persons_uploaded
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn checkpoint(&self, completed: bool) {
+        let counter = if completed {
+            &self.processor.checkpoints_ok
+        } else {
+            &self.processor.checkpoints_busy
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Locks a metrics map; a panic elsewhere does not hide what was counted before it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn wal_bytes(store: &Store) -> u64 {
     let mut wal = store.path().as_os_str().to_owned();
     wal.push("-wal");
