@@ -70,7 +70,16 @@ impl Metrics {
     /// The Prometheus text exposition of everything this worker knows.
     pub fn render(&self, worker: u32, store: &Store) -> String {
         let mut out = String::new();
-        let w = worker;
+        self.render_worker_info(&mut out, worker);
+        self.render_http(&mut out, worker);
+        self.render_units_of_work(&mut out, worker, store);
+        self.render_processor(&mut out, worker);
+        self.render_disk(&mut out, worker, store);
+        out
+    }
+
+    /// Which worker answered: its id, pid and SQLite version.
+    fn render_worker_info(&self, out: &mut String, w: u32) {
         let _ = writeln!(
             out,
             "# HELP lockbench_worker_info The worker that answered."
@@ -82,7 +91,10 @@ impl Metrics {
             std::process::id(),
             crate::storage::sqlite_version()
         );
+    }
 
+    /// Requests by route and status, and their latency histograms.
+    fn render_http(&self, out: &mut String, w: u32) {
         let _ = writeln!(out, "# TYPE lockbench_http_requests_total counter");
         for ((route, status), n) in self
             .requests
@@ -127,7 +139,10 @@ impl Metrics {
                 l.count
             );
         }
+    }
 
+    /// The store's units of work: lock errors, retries, outcomes, commit-only drops.
+    fn render_units_of_work(&self, out: &mut String, w: u32, store: &Store) {
         let ops = store.stats().snapshot();
         let _ = writeln!(
             out,
@@ -176,7 +191,10 @@ impl Metrics {
                 s.commit_only_dropped
             );
         }
+    }
 
+    /// The processor's counters and the batches it runs or ran here.
+    fn render_processor(&self, out: &mut String, w: u32) {
         let p = &self.processor;
         let _ = writeln!(out, "# TYPE lockbench_processor_total counter");
         for (what, v) in [
@@ -232,6 +250,11 @@ impl Metrics {
                 "lockbench_batch_processor_running{{worker=\"{w}\",batch=\"{batch}\"}} 1"
             );
         }
+    }
+
+    /// The fsync delay in effect, fsync calls, WAL size and checkpoints.
+    fn render_disk(&self, out: &mut String, w: u32, store: &Store) {
+        let p = &self.processor;
         let configured = store.config().sync_delay();
         let (delay, source) = match vfs::sync_delay_override() {
             Some(d) => (d, "control"),
@@ -265,11 +288,9 @@ impl Metrics {
             "lockbench_checkpoints_total{{worker=\"{w}\",result=\"busy\"}} {}",
             p.checkpoints_busy.load(Ordering::Relaxed)
         );
-        out
     }
 }
 
-/// Size of the database's WAL file (0 when there is none).
 /// The processor's reports land in this worker's counters and batch maps.
 impl ProcessorEvents for Metrics {
     fn batch_running(&self, batch_id: i64) {
@@ -339,6 +360,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Size of the database's WAL file (0 when there is none).
 pub fn wal_bytes(store: &Store) -> u64 {
     let mut wal = store.path().as_os_str().to_owned();
     wal.push("-wal");
