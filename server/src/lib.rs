@@ -4,8 +4,10 @@
 //! command line over it.
 
 pub mod app;
+pub mod measure;
 pub mod photos;
 pub mod probe;
 pub mod processor;
 pub mod serve;
 pub mod storage;
+pub mod text;

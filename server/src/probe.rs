@@ -20,6 +20,7 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::measure::{histogram, record_since};
 use crate::storage::config::parse_duration;
 use crate::storage::{
     self, ConnectionSettings, DbError, LockCode, OpStats, RetryConfig, StorageConfig, Store, Value,
@@ -171,16 +172,6 @@ struct WriterOutcome {
     errors: BTreeMap<String, u64>,
 }
 
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 1 h, 3 significant figures.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
-}
-
-fn record(h: &mut Histogram<u64>, since: Instant) {
-    let us = (since.elapsed().as_micros() as u64).max(1);
-    h.saturating_record(us);
-}
-
 fn note_error(errors: &mut BTreeMap<String, u64>, e: &DbError) {
     if e.is_lock() {
         return;
@@ -218,34 +209,10 @@ pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
             tempdir.path().join("contend.db")
         }
     };
-    // PostgreSQL: the probe works in a schema of its own, dropped when it ends (unless the
-    // caller named one with --schema).
     let mut storage = config.storage.clone();
-    let _schema = match (
-        &storage.database_url,
-        storage.driver.is_postgres(),
-        &storage.schema,
-    ) {
-        (Some(url), true, None) => {
-            let schema = storage::postgres::unique_schema("contend");
-            storage::postgres::create_schema(url, &schema)
-                .with_context(|| format!("database_url {}", storage::postgres::redact_url(url)))?;
-            storage.schema = Some(schema.clone());
-            Some(DropSchema {
-                url: url.clone(),
-                schema,
-            })
-        }
-        _ => None,
-    };
-    let store = Store::open(&path, &storage, &config.retry).with_context(|| {
-        match &storage.database_url {
-            Some(url) if storage.driver.is_postgres() => {
-                format!("opening {}", storage::postgres::redact_url(url))
-            }
-            _ => format!("opening the database {}", path.display()),
-        }
-    })?;
+    // Declared before the store so that the store closes before the schema is dropped.
+    let _schema = own_schema(&mut storage)?;
+    let store = open_store(&path, &storage, config)?;
     let batch_id = store
         .write("probe_setup", |tx| {
             tx.insert(
@@ -257,6 +224,67 @@ pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
     let syncs_before = (config.storage.sync_delay_ms > 0)
         .then(|| storage::vfs::sync_calls(config.storage.sync_delay()));
 
+    let outcomes = run_threads(config, &store, batch_id)?;
+    let syncs = syncs_before.map(|b| storage::vfs::sync_calls(config.storage.sync_delay()) - b);
+
+    let audit = audit(&store, batch_id, &outcomes.acked).context("auditing the database")?;
+    Ok(report(
+        config, &storage, &store, &path, syncs, outcomes, audit,
+    ))
+}
+
+/// PostgreSQL: the probe works in a schema of its own, dropped when the returned guard drops
+/// (unless the caller named one with --schema).
+fn own_schema(storage: &mut StorageConfig) -> anyhow::Result<Option<DropSchema>> {
+    Ok(
+        match (
+            &storage.database_url,
+            storage.driver.is_postgres(),
+            &storage.schema,
+        ) {
+            (Some(url), true, None) => {
+                let schema = storage::postgres::unique_schema("contend");
+                storage::postgres::create_schema(url, &schema).with_context(|| {
+                    format!("database_url {}", storage::postgres::redact_url(url))
+                })?;
+                storage.schema = Some(schema.clone());
+                Some(DropSchema {
+                    url: url.clone(),
+                    schema,
+                })
+            }
+            _ => None,
+        },
+    )
+}
+
+/// Opens the store, naming the database (its URL redacted) when that fails.
+fn open_store(
+    path: &std::path::Path,
+    storage: &StorageConfig,
+    config: &ProbeConfig,
+) -> anyhow::Result<Store> {
+    Store::open(path, storage, &config.retry).with_context(|| match &storage.database_url {
+        Some(url) if storage.driver.is_postgres() => {
+            format!("opening {}", storage::postgres::redact_url(url))
+        }
+        _ => format!("opening the database {}", path.display()),
+    })
+}
+
+/// What the writer and reader threads saw, put together.
+struct Outcomes {
+    acked: Vec<String>,
+    elapsed_s: f64,
+    write_ok: Histogram<u64>,
+    write_failed: Histogram<u64>,
+    read_hist: Histogram<u64>,
+    reads_failed: u64,
+    other_errors: BTreeMap<String, u64>,
+}
+
+/// Runs the writer and reader threads for the configured duration and collects what they saw.
+fn run_threads(config: &ProbeConfig, store: &Store, batch_id: i64) -> anyhow::Result<Outcomes> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let writers: Vec<_> = (0..config.writers)
@@ -313,14 +341,41 @@ pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
         }
     }
     let elapsed_s = started.elapsed().as_secs_f64();
-    let syncs = syncs_before.map(|b| storage::vfs::sync_calls(config.storage.sync_delay()) - b);
+    Ok(Outcomes {
+        acked,
+        elapsed_s,
+        write_ok,
+        write_failed,
+        read_hist,
+        reads_failed,
+        other_errors,
+    })
+}
 
-    let audit = audit(&store, batch_id, &acked).context("auditing the database")?;
+/// The probe's report from its settings, what the threads saw and the audit.
+fn report(
+    config: &ProbeConfig,
+    storage: &StorageConfig,
+    store: &Store,
+    path: &std::path::Path,
+    syncs: Option<u64>,
+    outcomes: Outcomes,
+    audit: Audit,
+) -> ProbeReport {
+    let Outcomes {
+        acked: _,
+        elapsed_s,
+        write_ok,
+        write_failed,
+        read_hist,
+        reads_failed,
+        other_errors,
+    } = outcomes;
     let ops = store.stats().snapshot();
     let by_code = store.stats().lock_errors_by_code();
     let commit_only_dropped = ops.values().map(|s| s.commit_only_dropped).sum();
 
-    Ok(ProbeReport {
+    ProbeReport {
         schema_version: PROBE_SCHEMA_VERSION,
         sqlite_version: storage::sqlite_version().to_owned(),
         settings_requested: RequestedSettings {
@@ -370,7 +425,7 @@ pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
             read: Latency::from_histogram(&read_hist),
         },
         ops,
-    })
+    }
 }
 
 fn writer(
@@ -408,11 +463,11 @@ fn writer(
         });
         match result {
             Ok(_) => {
-                record(&mut out.ok, started);
+                record_since(&mut out.ok, started);
                 out.acked.push(key);
             }
             Err(e) => {
-                record(&mut out.failed, started);
+                record_since(&mut out.failed, started);
                 note_error(&mut out.errors, &e);
             }
         }
@@ -446,7 +501,7 @@ fn reader(
             Ok(rows.len() + status.len())
         });
         match result {
-            Ok(_) => record(&mut hist, started),
+            Ok(_) => record_since(&mut hist, started),
             Err(e) => {
                 failed += 1;
                 note_error(&mut errors, &e);

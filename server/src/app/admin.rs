@@ -3,6 +3,7 @@
 
 use super::{batch_from_row, BatchStatus, BATCH_COLUMNS};
 use crate::storage::{DbError, Store, Value};
+use crate::text::html_escape;
 
 pub struct AdminView {
     pub registrations: i64,
@@ -52,22 +53,6 @@ pub fn load(store: &Store) -> Result<AdminView, DbError> {
     })
 }
 
-/// Escapes text for HTML.
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 pub fn render(view: &AdminView, worker: u32) -> String {
     let mut batches = String::new();
     for b in &view.batches {
@@ -82,22 +67,22 @@ pub fn render(view: &AdminView, worker: u32) -> String {
 <td class="failed">{failed}</td><td class="persons">{persons}</td><td class="uploaded">{uploaded}</td><td class="current">{current}</td></tr>
 "#,
             id = b.id,
-            status = esc(&b.status),
+            status = html_escape(&b.status),
             total = b.total,
             processed = b.processed,
             failed = b.failed,
             persons = b.persons,
             uploaded = b.uploaded,
-            current = esc(b.current_photo.as_deref().unwrap_or("")),
+            current = html_escape(b.current_photo.as_deref().unwrap_or("")),
         ));
     }
     let mut log = String::new();
     for (at, action, detail) in &view.log {
         log.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(at),
-            esc(action),
-            esc(detail)
+            html_escape(at),
+            html_escape(action),
+            html_escape(detail)
         ));
     }
     format!(

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::processor::ProcessorEvents;
 use crate::storage::{vfs, Store};
 
 /// Upper bounds of the latency histogram buckets, in seconds.
@@ -69,7 +70,16 @@ impl Metrics {
     /// The Prometheus text exposition of everything this worker knows.
     pub fn render(&self, worker: u32, store: &Store) -> String {
         let mut out = String::new();
-        let w = worker;
+        self.render_worker_info(&mut out, worker);
+        self.render_http(&mut out, worker);
+        self.render_units_of_work(&mut out, worker, store);
+        self.render_processor(&mut out, worker);
+        self.render_disk(&mut out, worker, store);
+        out
+    }
+
+    /// Which worker answered: its id, pid and SQLite version.
+    fn render_worker_info(&self, out: &mut String, w: u32) {
         let _ = writeln!(
             out,
             "# HELP lockbench_worker_info The worker that answered."
@@ -81,7 +91,10 @@ impl Metrics {
             std::process::id(),
             crate::storage::sqlite_version()
         );
+    }
 
+    /// Requests by route and status, and their latency histograms.
+    fn render_http(&self, out: &mut String, w: u32) {
         let _ = writeln!(out, "# TYPE lockbench_http_requests_total counter");
         for ((route, status), n) in self
             .requests
@@ -126,7 +139,10 @@ impl Metrics {
                 l.count
             );
         }
+    }
 
+    /// The store's units of work: lock errors, retries, outcomes, commit-only drops.
+    fn render_units_of_work(&self, out: &mut String, w: u32, store: &Store) {
         let ops = store.stats().snapshot();
         let _ = writeln!(
             out,
@@ -175,7 +191,10 @@ impl Metrics {
                 s.commit_only_dropped
             );
         }
+    }
 
+    /// The processor's counters and the batches it runs or ran here.
+    fn render_processor(&self, out: &mut String, w: u32) {
         let p = &self.processor;
         let _ = writeln!(out, "# TYPE lockbench_processor_total counter");
         for (what, v) in [
@@ -231,6 +250,11 @@ impl Metrics {
                 "lockbench_batch_processor_running{{worker=\"{w}\",batch=\"{batch}\"}} 1"
             );
         }
+    }
+
+    /// The fsync delay in effect, fsync calls, WAL size and checkpoints.
+    fn render_disk(&self, out: &mut String, w: u32, store: &Store) {
+        let p = &self.processor;
         let configured = store.config().sync_delay();
         let (delay, source) = match vfs::sync_delay_override() {
             Some(d) => (d, "control"),
@@ -264,8 +288,76 @@ impl Metrics {
             "lockbench_checkpoints_total{{worker=\"{w}\",result=\"busy\"}} {}",
             p.checkpoints_busy.load(Ordering::Relaxed)
         );
-        out
     }
+}
+
+/// The processor's reports land in this worker's counters and batch maps.
+impl ProcessorEvents for Metrics {
+    fn batch_running(&self, batch_id: i64) {
+        lock(&self.running).insert(batch_id);
+    }
+
+    fn batch_stopped(&self, batch_id: i64) {
+        lock(&self.running).remove(&batch_id);
+    }
+
+    fn batch_started(&self, batch_id: i64, total: u64) {
+        lock(&self.batches).insert(batch_id, (total, 0));
+    }
+
+    fn batch_progress(&self, batch_id: i64, done: u64) {
+        if let Some(entry) = lock(&self.batches).get_mut(&batch_id) {
+            entry.1 = done;
+        }
+    }
+
+    fn batch_finished(&self, batch_id: i64) {
+        lock(&self.finished).insert(batch_id);
+    }
+
+    fn photo_processed(&self) {
+        self.processor
+            .photos_processed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn unit_failed(&self) {
+        self.processor.units_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn photo_failed(&self) {
+        self.processor.photos_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failure_record_lost(&self) {
+        self.processor
+            .failure_records_lost
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn person_saved(&self) {
+        self.processor.persons_saved.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn person_uploaded(&self) {
+        self.processor
+            .persons_uploaded
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn checkpoint(&self, completed: bool) {
+        let counter = if completed {
+            &self.processor.checkpoints_ok
+        } else {
+            &self.processor.checkpoints_busy
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Locks a metrics map; a panic elsewhere does not hide what was counted before it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Size of the database's WAL file (0 when there is none).

@@ -1,382 +1,29 @@
-//! The photo processor, as the incident's app ran it.
-//!
-//! For each photo in name order: decode it and look for a QR code; a QR code carrying a
-//! registration payload starts a new person (`start_new_person`), after saving and uploading
-//! the previous one (`save_current_person`, `upload_person`); other photos go to the current
-//! person (`assign_to_current_person`); every step writes a processing_log row (`log_action`)
-//! and the batch status (`update_batch_status`). Each step is a write unit of work, committed
-//! on its own (`per-step`, as in the incident) or all together (`per-photo`).
-//!
-//! Decoding and QR scanning run on two decoder threads ahead of the database thread, so the
-//! image work uses both cores while the database steps stay in order.
+//! The processor's write units of work, one per step of the incident's app (start a person,
+//! assign a photo, record a failure, save, upload, finish the batch), and the retry-while-
+//! locked loop around them. Reports what happened through `ProcessorEvents`; never knows
+//! about HTTP or the metrics page.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
-use serde::{Deserialize, Serialize};
 use tracing::{info, info_span, warn};
 
-use crate::app::metrics::Metrics;
+use super::decode::{Decoded, Named, Person};
+use super::files::*;
+use super::{DataDirs, ProcessorConfig, ProcessorEvents, Switch, LOCK_WAIT_STEP};
 use crate::photos::{self, Scan};
 use crate::storage::{DbError, JournalMode, Store, Tx, Value};
 
-/// The pause between the processor's tries while the database stays locked.
-const LOCK_WAIT_STEP: Duration = Duration::from_millis(100);
-
-/// How often the processor commits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum CommitGranularity {
-    /// Every step commits on its own, as the incident's app did.
-    #[default]
-    PerStep,
-    /// One commit per photo, all its steps together.
-    PerPhoto,
+pub(super) struct Processor<'a> {
+    pub(super) store: &'a Store,
+    pub(super) config: &'a ProcessorConfig,
+    pub(super) dirs: &'a DataDirs,
+    pub(super) batch_id: i64,
+    pub(super) current: Option<Person>,
+    pub(super) events: &'a dyn ProcessorEvents,
 }
 
-/// On or off, for settings that are a switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Switch {
-    On,
-    #[default]
-    Off,
-}
-
-/// The processor's settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Args)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProcessorConfig {
-    /// per-step: every step commits (the incident); per-photo: one commit per photo.
-    #[arg(long, value_enum, default_value_t = CommitGranularity::default())]
-    pub commit_granularity: CommitGranularity,
-    /// on: copying and uploading happen inside the step's open write transaction.
-    #[arg(long, value_enum, default_value_t = Switch::default())]
-    pub io_in_transaction: Switch,
-    /// Latency per uploaded file, standing in for the Drive upload.
-    #[arg(long, default_value_t = 0)]
-    pub upload_latency_ms: u64,
-    /// How long the processor keeps running a unit of work again that failed on a lock (after
-    /// the retry policy gave up) before it gives up on that step: a background job can wait
-    /// out a backup or a migration instead of dropping a photo. 0: it gives up at once, as
-    /// the incident's processor did.
-    #[arg(long, default_value_t = 0)]
-    pub lock_wait_ms: u64,
-}
-
-/// Where the processor writes: per-person folders, the upload folder, and the batches' claim
-/// files (see `app`'s POST /api/batches).
-#[derive(Debug, Clone)]
-pub struct DataDirs {
-    pub persons: PathBuf,
-    pub uploads: PathBuf,
-    pub batches: PathBuf,
-}
-
-impl DataDirs {
-    pub fn under(root: &Path) -> DataDirs {
-        DataDirs {
-            persons: root.join("persons"),
-            uploads: root.join("uploads"),
-            batches: root.join("batches"),
-        }
-    }
-}
-
-/// Lists a batch folder's photos in name order: the entries whose name ends in .jpg, .jpeg or
-/// .png (any case) and that are not folders. Symbolic links are listed too, so that the
-/// processor records them as failed (it never follows them) instead of leaving them out
-/// without a word; so are names that are not UTF-8 (recorded under their lossy name).
-pub fn list_photos(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut photos = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            continue;
-        }
-        let name = entry.file_name();
-        let lower = name.as_encoded_bytes().to_ascii_lowercase();
-        if lower.ends_with(b".jpg") || lower.ends_with(b".jpeg") || lower.ends_with(b".png") {
-            photos.push(entry.path());
-        }
-    }
-    photos.sort();
-    Ok(photos)
-}
-
-/// A photo's file name as recorded: the name itself, or its lossy form when it is not UTF-8.
-fn file_name_of(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// The person whose photos are being collected.
-#[derive(Debug, Clone)]
-struct Person {
-    id: i64,
-    folder: String,
-    photos: Vec<PathBuf>,
-}
-
-/// A photo's path and file name.
-struct Named {
-    path: PathBuf,
-    name: String,
-}
-
-/// What one decoded photo turned out to be.
-struct Decoded {
-    path: PathBuf,
-    name: String,
-    result: Result<Scan, String>,
-}
-
-/// Keeps only characters that are safe in a folder name.
-fn slug(text: &str) -> String {
-    let s: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let s = s.trim_matches('-');
-    let s: String = s.chars().take(40).collect();
-    if s.is_empty() {
-        "person".into()
-    } else {
-        s
-    }
-}
-
-/// Joins a file name read from disk (or a folder name read from the database) under `dir`,
-/// refusing anything that is not a plain name, so that nothing is written outside `dir`.
-/// A backslash is refused too: it is a plain character here, but a separator wherever the
-/// uploads may be copied next.
-fn inside(dir: &Path, name: &str) -> Result<PathBuf, String> {
-    let why = if name.is_empty() {
-        Some("it is empty")
-    } else if name == "." || name == ".." {
-        Some("it names a folder, not a file")
-    } else if name.contains('/') || name.contains('\\') {
-        Some("it contains a path separator")
-    } else if name.contains('\0') {
-        Some("it contains a NUL byte")
-    } else {
-        None
-    };
-    match why {
-        Some(why) => Err(format!("refusing file name {name:?}: {why}")),
-        None => Ok(dir.join(name)),
-    }
-}
-
-/// Creates `folder` (and its parents) and checks it is a real folder, not a symbolic link to
-/// somewhere else.
-fn real_folder(folder: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(folder).map_err(|e| format!("creating {}: {e}", folder.display()))?;
-    let meta = std::fs::symlink_metadata(folder)
-        .map_err(|e| format!("checking {}: {e}", folder.display()))?;
-    if !meta.file_type().is_dir() {
-        return Err(format!(
-            "refusing to write into {}: it is not a folder (a symbolic link?)",
-            folder.display()
-        ));
-    }
-    Ok(())
-}
-
-/// Copies `from` to `to`, first removing a symbolic link found at `to` (copying onto it would
-/// write wherever it points).
-fn copy_file(from: &Path, to: &Path, label: &str) -> Result<(), String> {
-    if std::fs::symlink_metadata(to).is_ok_and(|m| m.file_type().is_symlink()) {
-        std::fs::remove_file(to).map_err(|e| format!("removing the link {}: {e}", to.display()))?;
-    }
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|e| format!("{label}: {e}"))
-}
-
-/// Runs one batch to the end. Returns the number of photos processed in this run.
-pub fn process_batch(
-    store: &Store,
-    config: &ProcessorConfig,
-    dirs: &DataDirs,
-    batch_id: i64,
-    photos: Vec<PathBuf>,
-    metrics: &Arc<Metrics>,
-) -> u64 {
-    let span = info_span!("processor", batch = batch_id);
-    let _enter = span.enter();
-    let _running = Running::start(metrics, batch_id);
-    let total = photos.len() as u64;
-    metrics
-        .batches
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(batch_id, (total, 0));
-    let mut proc = Processor {
-        store,
-        config,
-        dirs,
-        batch_id,
-        current: None,
-        metrics,
-    };
-    proc.log_or_warn("batch_started", None, &format!("{total} photos"));
-
-    let mut done = 0;
-    decode_in_order(&photos, |decoded| {
-        proc.photo(decoded);
-        done += 1;
-        if let Some(entry) = metrics
-            .batches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&batch_id)
-        {
-            entry.1 = done;
-        }
-    });
-    proc.finish_person();
-    proc.finish_batch();
-    metrics
-        .finished
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(batch_id);
-    done
-}
-
-/// Marks a batch's processor as running in this worker's metrics while it lives (a panic
-/// included).
-struct Running<'a> {
-    metrics: &'a Metrics,
-    batch_id: i64,
-}
-
-impl<'a> Running<'a> {
-    fn start(metrics: &'a Metrics, batch_id: i64) -> Running<'a> {
-        metrics
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(batch_id);
-        Running { metrics, batch_id }
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.metrics
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.batch_id);
-    }
-}
-
-/// Decodes and scans photos on two threads, handing them to `each` in name order.
-fn decode_in_order(photos: &[PathBuf], mut each: impl FnMut(Decoded)) {
-    let (tx, rx) = mpsc::sync_channel::<(usize, Decoded)>(4);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut expected = 0;
-    let mut pending: BTreeMap<usize, Decoded> = BTreeMap::new();
-    std::thread::scope(|scope| {
-        for d in 0..2 {
-            let tx = tx.clone();
-            let next = &next;
-            let spawned = std::thread::Builder::new()
-                .name(format!("decoder-{d}"))
-                .spawn_scoped(scope, move || loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = photos.get(i) else { break };
-                    if tx.send((i, decode(path))).is_err() {
-                        break;
-                    }
-                });
-            if let Err(e) = spawned {
-                warn!(error = %e, "could not start a decoder thread");
-            }
-        }
-        drop(tx);
-        // Put the decoded photos back in name order.
-        for (i, decoded) in rx.iter() {
-            pending.insert(i, decoded);
-            while let Some(decoded) = pending.remove(&expected) {
-                each(decoded);
-                expected += 1;
-            }
-        }
-    });
-    // Whatever no decoder delivered (no decoder could start, or one died) is decoded here,
-    // so that every photo is handled, in order.
-    for (i, path) in photos.iter().enumerate().skip(expected) {
-        match pending.remove(&i) {
-            Some(decoded) => each(decoded),
-            None => each(decode(path)),
-        }
-    }
-}
-
-/// The pure image work of a batch (read, decode, QR scan; no database), through the same
-/// two-thread pipeline the processor uses: the baseline of the processor's benchmark.
-/// Returns each photo's QR payload (None when it has none or does not decode).
-pub fn scan_photos(photos: &[PathBuf]) -> Vec<Option<String>> {
-    let mut out = Vec::with_capacity(photos.len());
-    decode_in_order(photos, |d| {
-        out.push(d.result.ok().and_then(|s| s.qr_payload))
-    });
-    out
-}
-
-fn decode(path: &Path) -> Decoded {
-    let name = file_name_of(path);
-    let result = read_photo(path).and_then(|bytes| photos::scan(&bytes).map_err(|e| e.to_string()));
-    Decoded {
-        path: path.to_path_buf(),
-        name,
-        result,
-    }
-}
-
-/// A photo's bytes; a symbolic link is refused, not followed (it may point anywhere, `../`
-/// included).
-fn read_photo(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(path)
-            .map(|t| format!(" (to {})", t.display()))
-            .unwrap_or_default();
-        return Err(format!(
-            "is a symbolic link{target}, not a photo file: links are not followed"
-        ));
-    }
-    if !meta.file_type().is_file() {
-        return Err("is not a regular file".into());
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
-}
-
-struct Processor<'a> {
-    store: &'a Store,
-    config: &'a ProcessorConfig,
-    dirs: &'a DataDirs,
-    batch_id: i64,
-    current: Option<Person>,
-    metrics: &'a Arc<Metrics>,
-}
-
-type Step<'s> = Box<dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + 's>;
+pub(super) type Step<'s> = Box<dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + 's>;
 
 impl Processor<'_> {
     /// A write unit of work, run again while it fails on a lock, for up to `lock_wait_ms`;
@@ -425,7 +72,7 @@ impl Processor<'_> {
         }
     }
 
-    fn log_or_warn(&self, action: &str, photo: Option<&str>, detail: &str) {
+    pub(super) fn log_or_warn(&self, action: &str, photo: Option<&str>, detail: &str) {
         let batch_id = self.batch_id;
         let result = self.write("log_action", |tx| {
             log_action(tx, batch_id, action, photo, detail)
@@ -435,7 +82,7 @@ impl Processor<'_> {
         }
     }
 
-    fn photo(&mut self, decoded: Decoded) {
+    pub(super) fn photo(&mut self, decoded: Decoded) {
         let span = info_span!("photo", name = %decoded.name);
         let _enter = span.enter();
         let Decoded { path, name, result } = decoded;
@@ -506,16 +153,10 @@ impl Processor<'_> {
         };
         match outcome {
             Ok(()) => {
-                self.metrics
-                    .processor
-                    .photos_processed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.events.photo_processed();
             }
             Err(e) => {
-                self.metrics
-                    .processor
-                    .units_failed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.events.unit_failed();
                 warn!(error = %e, "photo's unit of work failed; marking it failed");
                 self.record_failed(&decoded.name, Some(&scan.content_hash), &e.to_string());
             }
@@ -696,10 +337,7 @@ impl Processor<'_> {
 
     /// A photo that could not be processed: recorded as failed, with the reason.
     fn record_failed(&self, name: &str, hash: Option<&str>, reason: &str) {
-        self.metrics
-            .processor
-            .photos_failed
-            .fetch_add(1, Ordering::Relaxed);
+        self.events.photo_failed();
         let batch_id = self.batch_id;
         // Undecodable files have no trustworthy content; key them by batch and name.
         let key = hash.map_or_else(|| format!("failed:{batch_id}:{name}"), str::to_owned);
@@ -718,16 +356,13 @@ impl Processor<'_> {
             log_action(tx, batch_id, "photo_failed", Some(name), reason)
         });
         if let Err(e) = result {
-            self.metrics
-                .processor
-                .failure_records_lost
-                .fetch_add(1, Ordering::Relaxed);
+            self.events.failure_record_lost();
             warn!(photo = name, error = %e, "could not record the failed photo");
         }
     }
 
     /// _save_current_person and the upload step for the person being collected.
-    fn finish_person(&mut self) {
+    pub(super) fn finish_person(&mut self) {
         let Some(person) = self.current.take() else {
             return;
         };
@@ -739,18 +374,12 @@ impl Processor<'_> {
             warn!(person = person.id, error = %e, "saving the person failed");
             return;
         }
-        self.metrics
-            .processor
-            .persons_saved
-            .fetch_add(1, Ordering::Relaxed);
+        self.events.person_saved();
         if let Err(e) = self.upload_person(&person) {
             warn!(person = person.id, error = %e, "uploading the person failed");
             return;
         }
-        self.metrics
-            .processor
-            .persons_uploaded
-            .fetch_add(1, Ordering::Relaxed);
+        self.events.person_uploaded();
         self.checkpoint();
     }
 
@@ -838,21 +467,11 @@ impl Processor<'_> {
         if self.store.config().journal_mode != JournalMode::Wal {
             return;
         }
-        match self.store.checkpoint_passive() {
-            Ok(true) => self
-                .metrics
-                .processor
-                .checkpoints_ok
-                .fetch_add(1, Ordering::Relaxed),
-            _ => self
-                .metrics
-                .processor
-                .checkpoints_busy
-                .fetch_add(1, Ordering::Relaxed),
-        };
+        let completed = matches!(self.store.checkpoint_passive(), Ok(true));
+        self.events.checkpoint(completed);
     }
 
-    fn finish_batch(&self) {
+    pub(super) fn finish_batch(&self) {
         let batch_id = self.batch_id;
         let result = self.write("finish_batch", |tx| {
             tx.query_i64("SELECT processed FROM batches WHERE id = ?1", &[Value::Int(batch_id)])?;
@@ -871,7 +490,7 @@ impl Processor<'_> {
 
 /// What the QR codes of one photo mean to the processor.
 #[derive(Debug, PartialEq, Eq)]
-enum QrMeaning {
+pub(super) enum QrMeaning {
     /// No QR code: a regular photo.
     None,
     /// Exactly one registration code, well formed: the photo starts that person.
@@ -883,7 +502,7 @@ enum QrMeaning {
     Refused(String),
 }
 
-fn qr_meaning(payloads: &[String]) -> QrMeaning {
+pub(super) fn qr_meaning(payloads: &[String]) -> QrMeaning {
     let (registrations, foreign): (Vec<&String>, Vec<&String>) = payloads
         .iter()
         .partition(|p| p.starts_with(photos::QR_PREFIX));
@@ -913,7 +532,7 @@ fn qr_meaning(payloads: &[String]) -> QrMeaning {
     }
 }
 
-fn folder_of(store: &Store, person_id: i64) -> Result<String, DbError> {
+pub(super) fn folder_of(store: &Store, person_id: i64) -> Result<String, DbError> {
     store.read("person_folder", |tx| {
         let rows = tx.query(
             "SELECT folder FROM persons WHERE id = ?1",
@@ -926,7 +545,7 @@ fn folder_of(store: &Store, person_id: i64) -> Result<String, DbError> {
     })
 }
 
-fn io_error(op: &'static str) -> impl Fn(String) -> DbError {
+pub(super) fn io_error(op: &'static str) -> impl Fn(String) -> DbError {
     move |message| DbError::Driver {
         op: op.to_owned(),
         message,
@@ -934,7 +553,7 @@ fn io_error(op: &'static str) -> impl Fn(String) -> DbError {
 }
 
 /// _log_action.
-fn log_action(
+pub(super) fn log_action(
     tx: &mut dyn Tx,
     batch_id: i64,
     action: &str,
@@ -953,7 +572,11 @@ fn log_action(
 }
 
 /// _update_batch_status.
-fn update_batch_status(tx: &mut dyn Tx, batch_id: i64, photo: &str) -> Result<(), DbError> {
+pub(super) fn update_batch_status(
+    tx: &mut dyn Tx,
+    batch_id: i64,
+    photo: &str,
+) -> Result<(), DbError> {
     tx.query_i64(
         "SELECT processed FROM batches WHERE id = ?1",
         &[Value::Int(batch_id)],
@@ -963,120 +586,4 @@ fn update_batch_status(tx: &mut dyn Tx, batch_id: i64, photo: &str) -> Result<()
         &[Value::Int(batch_id), Value::from(photo)],
     )
     .map(|_| ())
-}
-
-/// Copies a person's photos into their folder with a metadata file.
-fn copy_photos(
-    photos: &[PathBuf],
-    folder: &Path,
-    person_id: i64,
-    latency: Duration,
-) -> Result<(), String> {
-    real_folder(folder)?;
-    let mut names = Vec::with_capacity(photos.len());
-    for photo in photos {
-        let name = file_name_of(photo);
-        let target = inside(folder, &name)?;
-        copy_file(photo, &target, &format!("copying {name}"))?;
-        if !latency.is_zero() {
-            std::thread::sleep(latency);
-        }
-        names.push(name);
-    }
-    let metadata = serde_json::json!({"person_id": person_id, "photos": names});
-    let path = inside(folder, "metadata.json")?;
-    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-        std::fs::remove_file(&path).map_err(|e| format!("removing {}: {e}", path.display()))?;
-    }
-    std::fs::write(&path, metadata.to_string())
-        .map_err(|e| format!("writing {}: {e}", path.display()))
-}
-
-/// Copies a person's folder into the upload folder, `latency` per file (the Drive upload).
-fn upload_folder(source: &Path, target: &Path, latency: Duration) -> Result<(), String> {
-    real_folder(target)?;
-    let entries =
-        std::fs::read_dir(source).map_err(|e| format!("reading {}: {e}", source.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for file in files {
-        let name = file_name_of(&file);
-        let dest = inside(target, &name)?;
-        copy_file(&file, &dest, &format!("uploading {name}"))?;
-        if !latency.is_zero() {
-            std::thread::sleep(latency);
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_from_disk_cannot_escape_their_folder() {
-        let dir = Path::new("/out");
-        assert!(inside(dir, "../etc/passwd").is_err());
-        assert!(inside(dir, "..").is_err());
-        assert!(inside(dir, "a/b.jpg").is_err());
-        assert!(inside(dir, "").is_err());
-        assert_eq!(
-            inside(dir, "IMG_0001.jpg").unwrap(),
-            Path::new("/out/IMG_0001.jpg")
-        );
-        assert_eq!(slug("../../Ada Lovelace!"), "ada-lovelace");
-        assert_eq!(slug("///"), "person");
-        assert!(inside(dir, "a\\..\\b.jpg")
-            .unwrap_err()
-            .contains("separator"));
-        assert_eq!(
-            inside(dir, "Café ü 写真 (1).jpg").unwrap(),
-            Path::new("/out/Café ü 写真 (1).jpg")
-        );
-        assert_eq!(inside(dir, "..jpg").unwrap(), Path::new("/out/..jpg"));
-    }
-
-    #[test]
-    fn qr_codes_mean_a_person_only_when_there_is_one_well_formed_registration() {
-        let reg = |e: &str| format!("{}{e}", photos::QR_PREFIX);
-        let of = |p: &[String]| qr_meaning(p);
-        assert_eq!(of(&[]), QrMeaning::None);
-        assert_eq!(
-            of(&[reg("ada@example.org")]),
-            QrMeaning::Registration(reg("ada@example.org"))
-        );
-        // A registration beside a poster's code still starts the person.
-        assert_eq!(
-            of(&["https://example.org".into(), reg("ada@example.org")]),
-            QrMeaning::Registration(reg("ada@example.org"))
-        );
-        match of(&["https://example.org".into()]) {
-            QrMeaning::Foreign(note) => {
-                assert!(note.contains("https://example.org"), "{note}");
-                assert!(note.contains("not a registration"), "{note}");
-            }
-            other => panic!("{other:?}"),
-        }
-        for bad in ["", "nobody", "@example.org", "ada@", "a b@example.org"] {
-            match of(&[reg(bad)]) {
-                QrMeaning::Refused(reason) => {
-                    assert!(reason.contains("malformed registration"), "{reason}");
-                    assert!(reason.contains(&format!("{bad:?}")), "{reason}");
-                }
-                other => panic!("{bad:?}: {other:?}"),
-            }
-        }
-        match of(&[reg("ada@example.org"), reg("bob@example.org")]) {
-            QrMeaning::Refused(reason) => {
-                assert!(reason.starts_with("2 registration QR codes"), "{reason}");
-                assert!(reason.contains("bob@example.org"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
 }

@@ -1,0 +1,245 @@
+//! The photo processor, as the incident's app ran it.
+//!
+//! For each photo in name order: decode it and look for a QR code; a QR code carrying a
+//! registration payload starts a new person (`start_new_person`), after saving and uploading
+//! the previous one (`save_current_person`, `upload_person`); other photos go to the current
+//! person (`assign_to_current_person`); every step writes a processing_log row (`log_action`)
+//! and the batch status (`update_batch_status`). Each step is a write unit of work, committed
+//! on its own (`per-step`, as in the incident) or all together (`per-photo`).
+//!
+//! Decoding and QR scanning run on two decoder threads ahead of the database thread, so the
+//! image work uses both cores while the database steps stay in order.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use tracing::info_span;
+
+use crate::storage::Store;
+
+mod decode;
+mod files;
+mod units;
+
+pub use decode::scan_photos;
+
+use decode::decode_in_order;
+use units::Processor;
+#[cfg(test)]
+use {files::*, units::*};
+
+/// What the processor reports while it runs, so that whoever started it (the server's
+/// metrics, a bench) can count it. The processor calls these from its own thread; they must
+/// not block for long.
+pub trait ProcessorEvents: Send + Sync {
+    /// The batch's processor started running in this worker.
+    fn batch_running(&self, batch_id: i64);
+    /// The batch's processor stopped running here, finished or not (a panic included).
+    fn batch_stopped(&self, batch_id: i64);
+    /// The batch has `total` photos to go through.
+    fn batch_started(&self, batch_id: i64, total: u64);
+    /// `done` photos of the batch have been handled so far.
+    fn batch_progress(&self, batch_id: i64, done: u64);
+    /// The processor's run over the batch ended (whether or not its last writes landed).
+    fn batch_finished(&self, batch_id: i64);
+    /// A photo's unit of work committed.
+    fn photo_processed(&self);
+    /// A photo's unit of work failed even after its retries (the photo is then marked failed).
+    fn unit_failed(&self);
+    /// A photo was recorded as failed.
+    fn photo_failed(&self);
+    /// A failure record could not be written either.
+    fn failure_record_lost(&self);
+    /// A person was saved.
+    fn person_saved(&self);
+    /// A person's folder was uploaded.
+    fn person_uploaded(&self);
+    /// A passive WAL checkpoint ran; `completed` is false when it was busy or failed.
+    fn checkpoint(&self, completed: bool);
+}
+
+/// Shared events report through what they share.
+impl<T: ProcessorEvents + ?Sized> ProcessorEvents for Arc<T> {
+    fn batch_running(&self, batch_id: i64) {
+        (**self).batch_running(batch_id);
+    }
+    fn batch_stopped(&self, batch_id: i64) {
+        (**self).batch_stopped(batch_id);
+    }
+    fn batch_started(&self, batch_id: i64, total: u64) {
+        (**self).batch_started(batch_id, total);
+    }
+    fn batch_progress(&self, batch_id: i64, done: u64) {
+        (**self).batch_progress(batch_id, done);
+    }
+    fn batch_finished(&self, batch_id: i64) {
+        (**self).batch_finished(batch_id);
+    }
+    fn photo_processed(&self) {
+        (**self).photo_processed();
+    }
+    fn unit_failed(&self) {
+        (**self).unit_failed();
+    }
+    fn photo_failed(&self) {
+        (**self).photo_failed();
+    }
+    fn failure_record_lost(&self) {
+        (**self).failure_record_lost();
+    }
+    fn person_saved(&self) {
+        (**self).person_saved();
+    }
+    fn person_uploaded(&self) {
+        (**self).person_uploaded();
+    }
+    fn checkpoint(&self, completed: bool) {
+        (**self).checkpoint(completed);
+    }
+}
+
+/// The pause between the processor's tries while the database stays locked.
+const LOCK_WAIT_STEP: Duration = Duration::from_millis(100);
+
+/// How often the processor commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommitGranularity {
+    /// Every step commits on its own, as the incident's app did.
+    #[default]
+    PerStep,
+    /// One commit per photo, all its steps together.
+    PerPhoto,
+}
+
+/// On or off, for settings that are a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Switch {
+    On,
+    #[default]
+    Off,
+}
+
+/// The processor's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// per-step: every step commits (the incident); per-photo: one commit per photo.
+    #[arg(long, value_enum, default_value_t = CommitGranularity::default())]
+    pub commit_granularity: CommitGranularity,
+    /// on: copying and uploading happen inside the step's open write transaction.
+    #[arg(long, value_enum, default_value_t = Switch::default())]
+    pub io_in_transaction: Switch,
+    /// Latency per uploaded file, standing in for the Drive upload.
+    #[arg(long, default_value_t = 0)]
+    pub upload_latency_ms: u64,
+    /// How long the processor keeps running a unit of work again that failed on a lock (after
+    /// the retry policy gave up) before it gives up on that step: a background job can wait
+    /// out a backup or a migration instead of dropping a photo. 0: it gives up at once, as
+    /// the incident's processor did.
+    #[arg(long, default_value_t = 0)]
+    pub lock_wait_ms: u64,
+}
+
+/// Where the processor writes: per-person folders, the upload folder, and the batches' claim
+/// files (see `app`'s POST /api/batches).
+#[derive(Debug, Clone)]
+pub struct DataDirs {
+    pub persons: PathBuf,
+    pub uploads: PathBuf,
+    pub batches: PathBuf,
+}
+
+impl DataDirs {
+    pub fn under(root: &Path) -> DataDirs {
+        DataDirs {
+            persons: root.join("persons"),
+            uploads: root.join("uploads"),
+            batches: root.join("batches"),
+        }
+    }
+}
+
+/// Lists a batch folder's photos in name order: the entries whose name ends in .jpg, .jpeg or
+/// .png (any case) and that are not folders. Symbolic links are listed too, so that the
+/// processor records them as failed (it never follows them) instead of leaving them out
+/// without a word; so are names that are not UTF-8 (recorded under their lossy name).
+pub fn list_photos(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut photos = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name();
+        let lower = name.as_encoded_bytes().to_ascii_lowercase();
+        if lower.ends_with(b".jpg") || lower.ends_with(b".jpeg") || lower.ends_with(b".png") {
+            photos.push(entry.path());
+        }
+    }
+    photos.sort();
+    Ok(photos)
+}
+
+/// Runs one batch to the end. Returns the number of photos processed in this run.
+pub fn process_batch(
+    store: &Store,
+    config: &ProcessorConfig,
+    dirs: &DataDirs,
+    batch_id: i64,
+    photos: Vec<PathBuf>,
+    events: &dyn ProcessorEvents,
+) -> u64 {
+    let span = info_span!("processor", batch = batch_id);
+    let _enter = span.enter();
+    let _running = Running::start(events, batch_id);
+    let total = photos.len() as u64;
+    events.batch_started(batch_id, total);
+    let mut proc = Processor {
+        store,
+        config,
+        dirs,
+        batch_id,
+        current: None,
+        events,
+    };
+    proc.log_or_warn("batch_started", None, &format!("{total} photos"));
+
+    let mut done = 0;
+    decode_in_order(&photos, |decoded| {
+        proc.photo(decoded);
+        done += 1;
+        events.batch_progress(batch_id, done);
+    });
+    proc.finish_person();
+    proc.finish_batch();
+    events.batch_finished(batch_id);
+    done
+}
+
+/// Tells the events that a batch's processor runs in this worker while it lives (a panic
+/// included).
+struct Running<'a> {
+    events: &'a dyn ProcessorEvents,
+    batch_id: i64,
+}
+
+impl<'a> Running<'a> {
+    fn start(events: &'a dyn ProcessorEvents, batch_id: i64) -> Running<'a> {
+        events.batch_running(batch_id);
+        Running { events, batch_id }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.events.batch_stopped(self.batch_id);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! One worker process: opens the store (waiting while another process holds a lock), polls
+//! the sync delay control file, and serves the app until SIGTERM or Ctrl-C. Never starts or
+//! watches other processes; the supervisor does.
+
+use super::*;
+
+/// Reads the sync delay control file: `Ok(Some(N ms))` for an integer N, `Ok(None)` when the
+/// file is absent or empty (the configured delay applies), an error naming the file and its
+/// content otherwise.
+pub fn read_sync_delay_control(path: &Path) -> Result<Option<Duration>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("sync_delay_control {}: {e}", path.display())),
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<u64>() {
+        Ok(ms) if ms <= 60_000 => Ok(Some(Duration::from_millis(ms))),
+        Ok(ms) => Err(format!(
+            "sync_delay_control {}: {ms} ms is more than a minute per sync",
+            path.display()
+        )),
+        Err(_) => Err(format!(
+            "sync_delay_control {}: {text:?} is not a whole number of milliseconds",
+            path.display()
+        )),
+    }
+}
+
+/// Applies the control file once; `last` is what was applied before (to log changes only).
+pub(super) fn apply_sync_delay_control(
+    path: &Path,
+    last: &mut Option<Result<Option<Duration>, String>>,
+) {
+    let now = read_sync_delay_control(path);
+    if last.as_ref() == Some(&now) {
+        return;
+    }
+    match &now {
+        Ok(Some(d)) => info!(
+            ms = d.as_millis() as u64,
+            "sync delay set by the control file"
+        ),
+        Ok(None) => info!("sync delay back to the configured sync_delay_ms"),
+        Err(e) => warn!(error = %e, "ignoring the sync delay control file; using sync_delay_ms"),
+    }
+    vfs::set_sync_delay_override(now.clone().ok().flatten());
+    *last = Some(now);
+}
+
+/// Entry point of a worker process started by the supervisor.
+pub fn worker_from_env() -> anyhow::Result<()> {
+    // Die with the supervisor, even if it is killed without a chance to stop us.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    let json = std::env::var(ENV_CONFIG).context("worker started without its configuration")?;
+    let config: ServeConfig = serde_json::from_str(&json).context("worker configuration")?;
+    let worker: u32 = std::env::var(ENV_WORKER)
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .context("worker started without its id")?;
+    let token = std::env::var(ENV_TOKEN).context("worker started without the admin token")?;
+    let addr = SocketAddr::new(config.bind, config.port);
+    run_worker(
+        config,
+        worker,
+        token,
+        move || reuseport_listener(addr, true),
+        |_| {},
+    )
+}
+
+/// How long a worker keeps trying to open the database while another process holds a lock
+/// on it (an external write lock while the worker restarts, say) before it gives up.
+pub(super) const WORKER_OPEN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Whether opening failed only because another connection held a lock.
+pub(super) fn open_error_is_lock(e: &OpenError) -> bool {
+    match e {
+        OpenError::Open { source, .. } | OpenError::Migration { source, .. } => source.is_lock(),
+        // Setting the journal mode reports its error as text (configure's NotApplied).
+        OpenError::Config(ConfigError::NotApplied { effective, .. }) => {
+            effective.contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
+/// Opens the store, waiting (up to [`WORKER_OPEN_PATIENCE`]) while the database is locked:
+/// the supervisor prepared it already, so a lock is another process's, and passes.
+pub(super) fn open_store_patiently(config: &ServeConfig) -> anyhow::Result<Store> {
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        match Store::open(&config.db, &config.storage, &config.retry) {
+            Ok(store) => return Ok(store),
+            Err(e) if open_error_is_lock(&e) && started.elapsed() < WORKER_OPEN_PATIENCE => {
+                if !warned {
+                    warn!(error = %e, "the database is locked; the worker waits to open it");
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening {}", config.db.display())),
+        }
+    }
+}
+
+/// Serves one worker until SIGTERM or Ctrl-C. `bind` makes the listening socket; it is called
+/// only once the worker can answer (its store open, its counters replayed), so that no
+/// connection waits in the backlog of a worker that may still fail to start.
+pub fn run_worker(
+    config: ServeConfig,
+    worker: u32,
+    token: String,
+    bind: impl FnOnce() -> anyhow::Result<std::net::TcpListener>,
+    ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut control_state = None;
+    if let Some(path) = &config.sync_delay_control {
+        // Before the store opens: its connections must go through the delay VFS.
+        vfs::require_delay_vfs();
+        apply_sync_delay_control(path, &mut control_state);
+    }
+    runtime.block_on(async move {
+        let cfg = config.clone();
+        let store = tokio::task::spawn_blocking(move || open_store_patiently(&cfg)).await??;
+        let events = stats_events_path(&config.data_dir(), worker);
+        let journaled = store.clone();
+        let events2 = events.clone();
+        let replayed = tokio::task::spawn_blocking(move || journaled.stats().journal_to(&events2))
+            .await?
+            .with_context(|| format!("keeping the counters in {}", events.display()))?;
+        if replayed > 0 {
+            info!(
+                worker,
+                replayed, "counters go on from the previous worker's"
+            );
+        }
+        if let Some(path) = config.sync_delay_control.clone() {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                let mut last = control_state;
+                loop {
+                    tick.tick().await;
+                    let path = path.clone();
+                    let polled = tokio::task::spawn_blocking(move || {
+                        apply_sync_delay_control(&path, &mut last);
+                        last
+                    })
+                    .await;
+                    match polled {
+                        Ok(state) => last = state,
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+        let state = AppState::new(
+            store,
+            worker,
+            &token,
+            config.processor.clone(),
+            config.retry.clone(),
+            config.data_dir(),
+        );
+        let state = match config.role {
+            ServeRole::All => state,
+            ServeRole::Web => state.web_only(),
+        };
+        let listener = tokio::net::TcpListener::from_std(bind()?)?;
+        let local = listener.local_addr()?;
+        info!(worker, %local, pid = std::process::id(), "worker listening");
+        ready(local);
+        let app = match config.threads {
+            0 => app::router(state),
+            n => {
+                app::router(state).layer(tower::limit::GlobalConcurrencyLimitLayer::new(n as usize))
+            }
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving")?;
+        info!(worker, "worker stopped");
+        Ok(())
+    })
+}
+
+pub(super) async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
