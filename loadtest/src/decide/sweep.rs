@@ -207,23 +207,6 @@ fn row_from(
     }
 }
 
-fn slug(label: &str) -> String {
-    let s: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    s.split('-')
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
 /// The rows of a sweep file: explicit rows, or the cartesian product of its dimensions.
 pub fn expand(file: &SweepFile) -> anyhow::Result<Vec<RowSpec>> {
     if !file.rows.is_empty() && !file.dimensions.is_empty() {
@@ -383,9 +366,11 @@ pub fn sweep_with(
             break;
         }
         bar.set_message(label.clone());
-        let dir = out
-            .join("rows")
-            .join(format!("{:02}-{}", i + 1, slug(&label)));
+        let dir = out.join("rows").join(format!(
+            "{:02}-{}",
+            i + 1,
+            lockbench_server::text::slug(&label)
+        ));
         let marker = dir.join("row.json");
         let key = settings_key(&scenario)?;
         if let Ok(existing) = std::fs::read_to_string(&marker) {

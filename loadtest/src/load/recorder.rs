@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use lockbench_server::measure::histogram;
 
 use crate::report::{EndpointStats, Latency, RoleFigures, TimelinePoint};
 use crate::scenario::{Role, Users};
@@ -15,10 +16,6 @@ use crate::scenario::{Role, Users};
 /// Width of the buckets the burst factor is computed over.
 /// Width of the buckets the burst factor is computed over.
 const BURST_BUCKET: Duration = Duration::from_millis(100);
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
-}
 
 fn latency(h: &Histogram<u64>) -> Latency {
     if h.is_empty() {

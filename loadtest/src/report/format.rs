@@ -105,33 +105,13 @@ pub(crate) fn capitalised(s: &str) -> String {
     }
 }
 
-/// Text for HTML element content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Text for HTML element content and attribute values: the one escaping function, shared
+/// with the server's admin page.
+pub(crate) use lockbench_server::text::html_escape as esc;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_is_escaped() {
-        assert_eq!(
-            esc("<script>a & 'b' \"c\"</script>"),
-            "&lt;script&gt;a &amp; &#39;b&#39; &quot;c&quot;&lt;/script&gt;"
-        );
-    }
 
     #[test]
     fn numbers_read_as_a_person_writes_them() {
