@@ -702,6 +702,19 @@ async fn a_lock_error_that_survives_the_retries_is_a_503_naming_the_code_and_ope
         metrics.contains(r#"route="/api/registrations",status="503"} 1"#),
         "{metrics}"
     );
+    // /api/stats says the same, as JSON, with the endpoint the unit of work serves.
+    let stats = call(&f.router, "GET", "/api/stats", None, None).await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
+    let register = &stats.body["units"]["register"];
+    assert_eq!(
+        register["endpoint"], "POST /api/registrations",
+        "{}",
+        stats.text
+    );
+    assert_eq!(register["lock_errors"]["SQLITE_BUSY"], 1, "{}", stats.text);
+    assert_eq!(register["failed_locked"], 1, "{}", stats.text);
+    assert_eq!(stats.body["worker"], 0);
+    assert_eq!(stats.body["pid"], std::process::id());
     // Once the lock is gone the same request succeeds.
     let r = call(
         &f.router,

@@ -1,14 +1,14 @@
 //! The `kill-worker` fault: waits for the batch to reach its photo, SIGKILLs the worker
 //! running the processor (or any worker), waits for the supervisor's restart and posts the
-//! batch again as an admin would. Finds the workers through their `/metrics`; starts and
-//! stops nothing else.
+//! batch again as an admin would. Finds the workers through their `/api/stats`; starts
+//! and stops nothing else.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use super::scrape::{label, scrape_all, ServerFigures};
+use super::scrape::{scrape_stats, ServerFigures};
 use crate::faults::FaultRecord;
 use crate::http::{self, Again};
 use crate::scenario::{Fault, KillTarget};
@@ -190,42 +190,25 @@ impl Kill {
     }
 }
 
-/// The worker to kill and its pid, from every worker's /metrics: the one running the batch's
-/// processor, or the first that answers.
+/// The worker to kill and its pid, from every worker's /api/stats: the one running the
+/// batch's processor, or the first that answers.
 fn pick_worker(env: &KillEnv<'_>, target: KillTarget) -> Result<(String, u32, bool, u64), String> {
-    let texts = scrape_all(
-        env.client,
-        &format!("{}/metrics", env.url),
-        None,
-        env.workers,
-    );
+    let stats = scrape_stats(env.client, env.url, env.workers);
     // The lock errors counted so far, so the report can show they survive the kill.
-    let counted: u64 = ServerFigures::parse(texts.values())
+    let counted: u64 = ServerFigures::sum(stats.values())
         .lock_by_code
         .values()
         .sum();
-    let batch = env.batch_id.to_string();
     let mut first = None;
-    for (worker, text) in &texts {
-        let pid = text
-            .lines()
-            .find(|l| l.starts_with("lockbench_worker_info"))
-            .and_then(|l| label(l, "pid"))
-            .and_then(|p| p.parse::<u32>().ok());
-        let Some(pid) = pid else { continue };
-        let running = text.lines().any(|l| {
-            l.starts_with("lockbench_batch_processor_running{")
-                && label(l, "batch").as_deref() == Some(batch.as_str())
-                && l.trim_end().ends_with(" 1")
-        });
-        if running {
-            return Ok((worker.clone(), pid, true, counted));
+    for (worker, s) in &stats {
+        if s.batches_running.contains(&env.batch_id) {
+            return Ok((worker.clone(), s.pid, true, counted));
         }
-        first.get_or_insert((worker.clone(), pid, false, counted));
+        first.get_or_insert((worker.clone(), s.pid, false, counted));
     }
     match (target, first) {
         (KillTarget::Any, Some(w)) => Ok(w),
-        (KillTarget::Any, None) => Err("no worker answered /metrics: nothing was killed".into()),
+        (KillTarget::Any, None) => Err("no worker answered /api/stats: nothing was killed".into()),
         (KillTarget::Processor, _) => Err(format!(
             "no worker was running the processor of batch {}: nothing was killed",
             env.batch_id

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use lockbench_server::app::stats::WorkerStats;
 use lockbench_server::photos::Manifest;
 use lockbench_server::serve::ServeConfig;
 use lockbench_server::storage::{self, postgres, ReadOnlyDb, StorageConfig};
@@ -18,7 +19,7 @@ use super::audit::{audit, AuditDb};
 use super::gates::judge;
 use super::kill::{Kill, KillEnv};
 use super::processes::{token, PgSchema, PgWatch, ServerProcess};
-use super::scrape::{label, scrape_all, ServerFigures};
+use super::scrape::{any_stats, scrape_all, scrape_stats, ServerFigures};
 use super::{base_report, batch_figures, photo_batch, progress_bar, RunOptions};
 use crate::faults::{FaultContext, FaultRecord, FaultRunner};
 use crate::http::{self, Again};
@@ -159,7 +160,6 @@ fn watch_batch(
     };
     let url = reference.url.as_str();
     let restarts_file = reference.data_dir.join("restarts.jsonl");
-    let wal_path = PathBuf::from(format!("{}-wal", reference.db.display()));
     let bar = progress_bar(opts, total);
     let mut w = Watched::default();
     let mut processor_ended: Option<Duration> = None;
@@ -180,7 +180,8 @@ fn watch_batch(
         }
         let processed = w.status["processed"].as_u64().unwrap_or(0);
         shared.recorder.sample_photos(processed);
-        let wal_now = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+        // The WAL's size as the server sees it (a worker's /api/stats), never the file itself.
+        let wal_now = any_stats(&client, url).map_or(0, |s| s.wal_bytes);
         shared.recorder.sample_wal(wal_now);
         w.wal_max = w.wal_max.max(wal_now);
         if crate::faults::interrupted() {
@@ -214,7 +215,7 @@ fn watch_batch(
             w.batch_done = Some(posted.elapsed());
         }
         // The batch row may never say "done" when the app's last write fails: the workers'
-        // metrics say when the processor itself has gone through the batch.
+        // stats say when the processor itself has gone through the batch.
         if w.batch_done.is_none()
             && processor_ended.is_none()
             && last_check.elapsed() >= Duration::from_secs(3)
@@ -234,22 +235,16 @@ fn watch_batch(
     w
 }
 
-/// Whether a worker's metrics say the processor has gone through the batch.
+/// Whether a worker's /api/stats says the processor has gone through the batch.
 fn processor_finished(
     client: &reqwest::blocking::Client,
     url: &str,
     workers: u32,
     batch_id: i64,
 ) -> bool {
-    let needle = "lockbench_batch_processor_finished{";
-    scrape_all(client, &format!("{url}/metrics"), None, workers)
+    scrape_stats(client, url, workers)
         .values()
-        .any(|text| {
-            text.lines().any(|l| {
-                l.starts_with(needle)
-                    && label(l, "batch").as_deref() == Some(batch_id.to_string().as_str())
-            })
-        })
+        .any(|s| s.batches_finished.contains(&batch_id))
 }
 
 pub(super) fn run_reference(
@@ -306,9 +301,9 @@ pub(super) fn run_reference(
         Err(_) => bail!("the load generator panicked"),
     }
 
-    let (metrics, settings) = scrape_and_stop(&client, &mut reference, scenario.server.workers);
+    let (stats, settings) = scrape_and_stop(&client, &mut reference, scenario.server.workers);
 
-    let server_side = ServerFigures::parse(metrics.values());
+    let server_side = ServerFigures::sum(stats.values());
     let audit = audit_run(
         postgres.as_ref(),
         &reference.db,
@@ -338,7 +333,7 @@ pub(super) fn run_reference(
         &reference,
         postgres.as_ref(),
         &settings,
-        metrics.len() as u32,
+        stats.len() as u32,
     );
     report.settings_requested = redacted_settings(&scenario.server)?;
     report.settings_effective = Some(effective_settings(&settings));
@@ -379,13 +374,13 @@ fn fault_records(runner: FaultRunner, kills: Vec<Kill>) -> Vec<FaultRecord> {
     faults
 }
 
-/// Every worker's `/metrics` and `/api/settings`, read before the server is stopped.
+/// Every worker's `/api/stats` and `/api/settings`, read before the server is stopped.
 fn scrape_and_stop(
     client: &reqwest::blocking::Client,
     reference: &mut Reference,
     workers: u32,
-) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
-    let metrics = scrape_all(client, &format!("{}/metrics", reference.url), None, workers);
+) -> (BTreeMap<String, WorkerStats>, BTreeMap<String, String>) {
+    let stats = scrape_stats(client, &reference.url, workers);
     let settings = scrape_all(
         client,
         &format!("{}/api/settings", reference.url),
@@ -393,7 +388,7 @@ fn scrape_and_stop(
         workers,
     );
     reference.server.stop();
-    (metrics, settings)
+    (stats, settings)
 }
 
 /// The server's own counters in the report: lock errors by code and endpoint, retries,
@@ -469,7 +464,7 @@ fn reference_notes(
     let workers = scenario.server.workers;
     if answered < workers {
         notes.push(format!(
-            "server-side counters from {answered} of {workers} workers only (the others never answered /metrics)"
+            "server-side counters from {answered} of {workers} workers only (the others never answered /api/stats)"
         ));
     }
     if watched.batch_done.is_none() && !watched.interrupted {

@@ -1,10 +1,14 @@
-//! Reading the reference server's own counters: `/metrics` from every worker behind the
-//! port (fresh connections until each has answered), summed into the figures a report
-//! needs. Reads; never changes the server.
+//! Reading the reference server's own counters: `/api/stats` (and `/api/settings`) from every
+//! worker behind the port, over fresh connections until each has answered, summed into the
+//! figures a report needs. Reads JSON the server writes for it; never parses Prometheus
+//! text, never looks at the server's files, never changes the server.
 
 use std::collections::BTreeMap;
 
-/// Fetches `url` over fresh connections until every worker has answered; keyed by worker id.
+use lockbench_server::app::stats::WorkerStats;
+
+/// Fetches `url` over fresh connections until every worker has answered (its JSON names its
+/// `worker`); keyed by worker id.
 pub(super) fn scrape_all(
     client: &reqwest::blocking::Client,
     url: &str,
@@ -20,16 +24,10 @@ pub(super) fn scrape_all(
         let Ok(text) = request.send().and_then(|r| r.text()) else {
             continue;
         };
-        let worker = if text.starts_with('{') {
-            serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["worker"].as_u64())
-                .map(|w| w.to_string())
-        } else {
-            text.lines()
-                .find(|l| l.starts_with("lockbench_worker_info"))
-                .and_then(|l| label(l, "worker"))
-        };
+        let worker = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["worker"].as_u64())
+            .map(|w| w.to_string());
         if let Some(w) = worker {
             seen.insert(w, text);
         }
@@ -40,31 +38,28 @@ pub(super) fn scrape_all(
     seen
 }
 
-pub(super) fn label(line: &str, name: &str) -> Option<String> {
-    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
-    let end = line[start..].find('"')? + start;
-    Some(line[start..end].to_owned())
+/// Every worker's `/api/stats`, keyed by worker id.
+pub(super) fn scrape_stats(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    workers: u32,
+) -> BTreeMap<String, WorkerStats> {
+    scrape_all(client, &format!("{url}/api/stats"), None, workers)
+        .into_iter()
+        .filter_map(|(w, text)| Some((w, serde_json::from_str(&text).ok()?)))
+        .collect()
 }
 
-fn value(line: &str) -> u64 {
-    line.rsplit(' ')
-        .next()
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+/// One worker's `/api/stats`, whichever answers (the WAL file is the same for all).
+pub(super) fn any_stats(client: &reqwest::blocking::Client, url: &str) -> Option<WorkerStats> {
+    client
+        .get(format!("{url}/api/stats"))
+        .send()
+        .and_then(|r| r.json::<WorkerStats>())
+        .ok()
 }
 
-/// The endpoint a server-side operation belongs to.
-fn endpoint_of(op: &str) -> &'static str {
-    match op {
-        "register" => "POST /api/registrations",
-        "registration_updates" => "GET /api/registrations/updates",
-        "batch_status" => "GET /api/batches/{id}/status",
-        "admin_dashboard" => "GET /admin",
-        "create_batch" => "POST /api/batches",
-        _ => "processor",
-    }
-}
-
+/// The server side's figures, summed over the workers.
 #[derive(Default)]
 pub(super) struct ServerFigures {
     pub(super) lock_by_code: BTreeMap<String, u64>,
@@ -78,41 +73,25 @@ pub(super) struct ServerFigures {
 }
 
 impl ServerFigures {
-    pub(super) fn parse<'a>(texts: impl Iterator<Item = &'a String>) -> ServerFigures {
+    pub(super) fn sum<'a>(workers: impl Iterator<Item = &'a WorkerStats>) -> ServerFigures {
         let mut f = ServerFigures::default();
-        for text in texts {
-            for line in text.lines().filter(|l| !l.starts_with('#')) {
-                if line.starts_with("lockbench_db_lock_errors_total{") {
-                    let n = value(line);
-                    if let Some(code) = label(line, "code") {
-                        *f.lock_by_code.entry(code).or_default() += n;
-                    }
-                    if let Some(op) = label(line, "op") {
-                        *f.lock_by_endpoint
-                            .entry(endpoint_of(&op).to_owned())
-                            .or_default() += n;
-                    }
-                } else if line.starts_with("lockbench_db_retries_total{") {
-                    f.retries += value(line);
-                } else if line.starts_with("lockbench_db_commit_only_dropped_total{") {
-                    let n = value(line);
-                    f.commit_only_dropped += n;
-                    if let Some(op) = label(line, "op") {
-                        if n > 0 {
-                            *f.dropped_by_endpoint
-                                .entry(endpoint_of(&op).to_owned())
-                                .or_default() += n;
-                        }
-                    }
-                } else if line.starts_with("lockbench_wal_bytes{") {
-                    f.wal_bytes = f.wal_bytes.max(value(line));
-                } else if line.starts_with("lockbench_checkpoints_total{") {
-                    match label(line, "result").as_deref() {
-                        Some("ok") => f.checkpoints_ok += value(line),
-                        _ => f.checkpoints_busy += value(line),
-                    }
+        for w in workers {
+            for unit in w.units.values() {
+                for (code, n) in &unit.lock_errors {
+                    *f.lock_by_code.entry(code.clone()).or_default() += n;
+                    *f.lock_by_endpoint.entry(unit.endpoint.clone()).or_default() += n;
+                }
+                f.retries += unit.retries;
+                f.commit_only_dropped += unit.commit_only_dropped;
+                if unit.commit_only_dropped > 0 {
+                    *f.dropped_by_endpoint
+                        .entry(unit.endpoint.clone())
+                        .or_default() += unit.commit_only_dropped;
                 }
             }
+            f.wal_bytes = f.wal_bytes.max(w.wal_bytes);
+            f.checkpoints_ok += w.checkpoints_ok;
+            f.checkpoints_busy += w.checkpoints_busy;
         }
         f
     }

@@ -16,7 +16,7 @@ pub struct AdminView {
 
 /// Everything the page shows, read in one read transaction.
 pub fn load(store: &Store) -> Result<AdminView, DbError> {
-    store.read("admin_dashboard", |tx| {
+    store.read(super::stats::ops::ADMIN_DASHBOARD, |tx| {
         let count = |tx: &mut dyn crate::storage::Tx, table: &str| {
             tx.query_i64(&format!("SELECT count(*) FROM {table}"), &[])
                 .map(|n| n.unwrap_or(0))

@@ -6,6 +6,7 @@
 mod admin;
 pub mod error;
 pub mod metrics;
+pub mod stats;
 
 use std::fs::File;
 use std::path::{Path as FsPath, PathBuf};
@@ -25,6 +26,7 @@ use tracing::{info, info_span, Span};
 
 pub use error::AppError;
 use metrics::Metrics;
+use stats::ops;
 
 use crate::photos;
 use crate::processor::{self, DataDirs, ProcessorConfig};
@@ -166,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/registrations", post(register))
         .route("/api/registrations/updates", get(registration_updates))
         .route("/metrics", get(metrics_text))
+        .route("/api/stats", get(stats_json))
         .route("/healthz", get(healthz))
         .merge(admin)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -258,6 +261,10 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({"status": "ok", "worker": state.worker, "pid": std::process::id()}))
 }
 
+async fn stats_json(State(state): State<AppState>) -> Json<stats::WorkerStats> {
+    Json(state.metrics.stats(state.worker, &state.store))
+}
+
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.store.clone();
     (
@@ -303,7 +310,7 @@ async fn register(
     let payload = photos::registration_payload(&email);
     let (reg, created) = state
         .db(move |store| {
-            store.write("register", |tx| {
+            store.write(ops::REGISTER, |tx| {
                 let existing = tx.query_i64(
                     "SELECT id FROM registrations WHERE qr_payload = ?1",
                     &[Value::from(payload.as_str())],
@@ -353,7 +360,7 @@ async fn registration_updates(
     let since = q.since;
     let rows = state
         .db(move |store| {
-            store.read("registration_updates", |tx| {
+            store.read(ops::REGISTRATION_UPDATES, |tx| {
                 tx.query(
                     "SELECT r.id, r.name, r.email, r.created_at, \
                         (SELECT coalesce(sum(p.photo_count), 0) FROM persons p WHERE p.registration_id = r.id), \
@@ -453,7 +460,7 @@ async fn batch_status(
     let Path(id) =
         path.map_err(|e| AppError::BadRequest(format!("batch id: {}", e.body_text())))?;
     state
-        .db(move |store| store.read("batch_status", |tx| read_batch(tx, id)))
+        .db(move |store| store.read(ops::BATCH_STATUS, |tx| read_batch(tx, id)))
         .await?
         .map(Json)
         .ok_or_else(|| AppError::NotFound(format!("batch {id}")))
@@ -508,7 +515,7 @@ async fn create_batch(
     // did not exist; if another POST claims it first, that one processes it).
     let (batch_id, created) = state
         .db(move |store| {
-            store.write("create_batch", |tx| {
+            store.write(ops::CREATE_BATCH, |tx| {
                 let existing = tx.query_i64(
                     "SELECT id FROM batches WHERE source_dir = ?1",
                     &[Value::from(source.as_str())],
@@ -555,7 +562,7 @@ async fn create_batch(
         // is dropped with the error and the batch keeps its status.
         state
             .db(move |store| {
-                store.write("create_batch", |tx| {
+                store.write(ops::CREATE_BATCH, |tx| {
                     tx.execute(
                         "UPDATE batches SET status = 'running', total = ?2, finished_at = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
                         &[Value::Int(batch_id), Value::Int(total)],

@@ -1,0 +1,114 @@
+//! `GET /api/stats`: this worker's counters as JSON, the same numbers `/metrics` renders as
+//! Prometheus text, in a shape lockbench's runner reads without parsing text or looking at
+//! the server's files: lock errors, retries and commit-only drops per unit of work (each
+//! with the endpoint it serves), the batches the processor runs or ran here, the WAL size
+//! and checkpoints. Reads counters; never opens a connection.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{wal_bytes, Metrics};
+use crate::storage::Store;
+
+/// The names the app's units of work are counted under, one per handler.
+pub mod ops {
+    pub const REGISTER: &str = "register";
+    pub const REGISTRATION_UPDATES: &str = "registration_updates";
+    pub const BATCH_STATUS: &str = "batch_status";
+    pub const ADMIN_DASHBOARD: &str = "admin_dashboard";
+    pub const CREATE_BATCH: &str = "create_batch";
+}
+
+/// The endpoint a unit of work serves; every unit that is not a handler's is the
+/// processor's.
+pub fn endpoint_of(op: &str) -> &'static str {
+    match op {
+        ops::REGISTER => "POST /api/registrations",
+        ops::REGISTRATION_UPDATES => "GET /api/registrations/updates",
+        ops::BATCH_STATUS => "GET /api/batches/{id}/status",
+        ops::ADMIN_DASHBOARD => "GET /admin",
+        ops::CREATE_BATCH => "POST /api/batches",
+        _ => "processor",
+    }
+}
+
+/// One worker's counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub worker: u32,
+    pub pid: u32,
+    pub sqlite_version: String,
+    /// Per unit of work (the operation's name), its counters since the worker's first start
+    /// (a restarted worker carries on from its predecessor's).
+    pub units: BTreeMap<String, UnitStats>,
+    /// Batches whose processor runs in this worker now.
+    pub batches_running: Vec<i64>,
+    /// Batches whose processor run has ended in this worker.
+    pub batches_finished: Vec<i64>,
+    /// Size of the database's WAL file now (0 without one).
+    pub wal_bytes: u64,
+    pub checkpoints_ok: u64,
+    pub checkpoints_busy: u64,
+}
+
+/// One unit of work's counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnitStats {
+    /// The endpoint it serves ("processor" for the processor's units).
+    pub endpoint: String,
+    pub ok: u64,
+    /// Lock errors seen on any try, retried or not, by code name.
+    pub lock_errors: BTreeMap<String, u64>,
+    pub failed_locked: u64,
+    pub failed_other: u64,
+    pub retries: u64,
+    /// Writes a commit-only retry reported as saved after rolling them back.
+    pub commit_only_dropped: u64,
+}
+
+impl Metrics {
+    /// This worker's counters, as `/api/stats` answers them.
+    pub fn stats(&self, worker: u32, store: &Store) -> WorkerStats {
+        let units = store
+            .stats()
+            .snapshot()
+            .into_iter()
+            .map(|(op, s)| {
+                let unit = UnitStats {
+                    endpoint: endpoint_of(&op).to_owned(),
+                    ok: s.ok,
+                    lock_errors: s
+                        .lock_errors
+                        .iter()
+                        .map(|(code, n)| (code.to_string(), *n))
+                        .collect(),
+                    failed_locked: s.failed_locked,
+                    failed_other: s.failed_other,
+                    retries: s.retries,
+                    commit_only_dropped: s.commit_only_dropped,
+                };
+                (op, unit)
+            })
+            .collect();
+        let ids = |set: &std::sync::Mutex<std::collections::BTreeSet<i64>>| -> Vec<i64> {
+            set.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect()
+        };
+        WorkerStats {
+            worker,
+            pid: std::process::id(),
+            sqlite_version: crate::storage::sqlite_version().to_owned(),
+            units,
+            batches_running: ids(&self.running),
+            batches_finished: ids(&self.finished),
+            wal_bytes: wal_bytes(store),
+            checkpoints_ok: self.processor.checkpoints_ok.load(Ordering::Relaxed),
+            checkpoints_busy: self.processor.checkpoints_busy.load(Ordering::Relaxed),
+        }
+    }
+}
