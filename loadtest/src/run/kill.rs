@@ -161,31 +161,24 @@ impl Kill {
     }
 
     pub(super) fn into_record(self) -> FaultRecord {
-        match self.state {
-            KillState::Done(r) => r,
-            KillState::Waiting => FaultRecord {
-                kind: self.fault.kind().to_owned(),
-                description: self.fault.describe(),
-                spec: serde_json::to_value(&self.fault).unwrap_or_default(),
-                started_s: None,
-                ended_s: None,
-                outcome: format!(
-                    "not applied: the batch never reached photo {}",
-                    self.at_photo
-                ),
-                lock_errors_before: None,
-            },
-            KillState::Killed { worker, pid, .. } => FaultRecord {
-                kind: self.fault.kind().to_owned(),
-                description: self.fault.describe(),
-                spec: serde_json::to_value(&self.fault).unwrap_or_default(),
-                started_s: None,
-                ended_s: None,
-                outcome: format!(
-                    "SIGKILL to worker {worker} (pid {pid}); the run ended before it was restarted"
-                ),
-                lock_errors_before: None,
-            },
+        let unfinished = |outcome: String| FaultRecord {
+            kind: self.fault.kind().to_owned(),
+            description: self.fault.describe(),
+            spec: serde_json::to_value(&self.fault).unwrap_or_default(),
+            started_s: None,
+            ended_s: None,
+            outcome,
+            lock_errors_before: None,
+        };
+        match &self.state {
+            KillState::Done(r) => r.clone(),
+            KillState::Waiting => unfinished(format!(
+                "not applied: the batch never reached photo {}",
+                self.at_photo
+            )),
+            KillState::Killed { worker, pid, .. } => unfinished(format!(
+                "SIGKILL to worker {worker} (pid {pid}); the run ended before it was restarted"
+            )),
         }
     }
 }

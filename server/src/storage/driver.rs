@@ -98,23 +98,7 @@ impl RawConn for RusqliteConn {
         let mut rows = stmt
             .query(to_sql_params(params))
             .map_err(|e| DbError::from_rusqlite(e, op))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| DbError::from_rusqlite(e, op))? {
-            let mut values = Vec::with_capacity(width);
-            for i in 0..width {
-                use rusqlite::types::ValueRef as R;
-                let v = row.get_ref(i).map_err(|e| DbError::from_rusqlite(e, op))?;
-                values.push(match v {
-                    R::Null => Value::Null,
-                    R::Integer(i) => Value::Int(i),
-                    R::Real(f) => Value::Real(f),
-                    R::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                    R::Blob(b) => Value::Blob(b.to_vec()),
-                });
-            }
-            out.push(values);
-        }
-        Ok(out)
+        collect_rows(&mut rows, width, op)
     }
 
     fn batch(&mut self, op: &str, sql: &str) -> Result<(), DbError> {
@@ -216,4 +200,29 @@ impl RawConn for SqlxConn {
             .map(|_| ())
             .map_err(|e| DbError::from_sqlx(e, op))
     }
+}
+
+/// Every row of a rusqlite query as lockbench's values (text read as UTF-8, lossily).
+pub(crate) fn collect_rows(
+    rows: &mut rusqlite::Rows<'_>,
+    width: usize,
+    op: &str,
+) -> Result<Vec<Row>, DbError> {
+    use rusqlite::types::ValueRef as R;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| DbError::from_rusqlite(e, op))? {
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            let v = row.get_ref(i).map_err(|e| DbError::from_rusqlite(e, op))?;
+            values.push(match v {
+                R::Null => Value::Null,
+                R::Integer(i) => Value::Int(i),
+                R::Real(f) => Value::Real(f),
+                R::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                R::Blob(b) => Value::Blob(b.to_vec()),
+            });
+        }
+        out.push(values);
+    }
+    Ok(out)
 }

@@ -101,23 +101,7 @@ impl ReadOnlyDb {
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.iter()))
             .map_err(|e| DbError::from_rusqlite(e, op))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| DbError::from_rusqlite(e, op))? {
-            let mut values = Vec::with_capacity(width);
-            for i in 0..width {
-                use rusqlite::types::ValueRef as R;
-                let v = row.get_ref(i).map_err(|e| DbError::from_rusqlite(e, op))?;
-                values.push(match v {
-                    R::Null => Value::Null,
-                    R::Integer(i) => Value::Int(i),
-                    R::Real(f) => Value::Real(f),
-                    R::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                    R::Blob(b) => Value::Blob(b.to_vec()),
-                });
-            }
-            out.push(values);
-        }
-        Ok(out)
+        super::driver::collect_rows(&mut rows, width, op)
     }
 
     /// Runs a query that must answer exactly one number for one bound value (an audit
