@@ -8,6 +8,8 @@
 //! Both drivers are driven from OS threads through the store's blocking API (for sqlx, each
 //! statement is awaited on the store's runtime while sqlx runs the connection on its own
 //! worker thread), so the two drivers differ only in how statements reach SQLite.
+//!
+//! Uses the store's public API only; never opens connections or issues PRAGMAs itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -1,5 +1,7 @@
 //! The admin dashboard page (the incident's `admin_dashboard`): server-rendered HTML that
 //! polls the status endpoints every 5 s with plain `fetch`. No front-end build step.
+//!
+//! Reads through one read transaction of the store; never writes to the database.
 
 use super::{batch_from_row, BatchStatus, BATCH_COLUMNS};
 use crate::storage::{DbError, Store, Value};

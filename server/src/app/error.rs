@@ -1,4 +1,6 @@
 //! The application's one error type and its single `IntoResponse`.
+//!
+//! Turns errors into HTTP responses (and logs the internal ones); never runs queries.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{header, StatusCode};

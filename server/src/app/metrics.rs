@@ -1,5 +1,8 @@
 //! Per-worker metrics, rendered as Prometheus text. Every series carries the worker id, so a
 //! scraper that reaches several workers through one port can tell them apart.
+//!
+//! Counts what the HTTP layer and the processor report, and reads the store's counters and the
+//! WAL file's size; never writes to the database.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;

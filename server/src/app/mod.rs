@@ -2,6 +2,9 @@
 //!
 //! [`router`] builds the whole axum `Router` from an [`AppState`], so tests drive it with
 //! `tower::ServiceExt::oneshot` exactly as the server serves it.
+//!
+//! Reaches the database only through the store's units of work; never opens connections or
+//! issues PRAGMAs (storage does).
 
 mod admin;
 pub mod error;

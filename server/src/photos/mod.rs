@@ -10,6 +10,8 @@
 //! A batch is a function of its [`BatchSpec`]: the same spec gives byte-identical files, whatever
 //! the number of worker threads. `manifest.json`, written last, is the ground truth: who is in
 //! the batch, which file is whose, and the sha256 of every byte written.
+//!
+//! Files and images only; never touches the database.
 
 mod draw;
 mod generate;

@@ -12,14 +12,6 @@ use crate::photos::{self, Scan};
 
 use super::files::file_name_of;
 
-/// The person whose photos are being collected.
-#[derive(Debug, Clone)]
-pub(super) struct Person {
-    pub(super) id: i64,
-    pub(super) folder: String,
-    pub(super) photos: Vec<PathBuf>,
-}
-
 /// A photo's path and file name.
 pub(super) struct Named {
     pub(super) path: PathBuf,

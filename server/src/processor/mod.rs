@@ -9,6 +9,9 @@
 //!
 //! Decoding and QR scanning run on two decoder threads ahead of the database thread, so the
 //! image work uses both cores while the database steps stay in order.
+//!
+//! Reports what it does through [`ProcessorEvents`]; never depends on the HTTP layer or its
+//! metrics.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,16 +3,24 @@
 //! locked loop around them. Reports what happened through `ProcessorEvents`; never knows
 //! about HTTP or the metrics page.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tracing::{info, info_span, warn};
 
-use super::decode::{Decoded, Named, Person};
+use super::decode::{Decoded, Named};
 use super::files::*;
 use super::{DataDirs, ProcessorConfig, ProcessorEvents, Switch, LOCK_WAIT_STEP};
 use crate::photos::{self, Scan};
 use crate::storage::{DbError, JournalMode, Store, Tx, Value};
+
+/// The person whose photos are being collected.
+#[derive(Debug, Clone)]
+pub(super) struct Person {
+    id: i64,
+    folder: String,
+    photos: Vec<PathBuf>,
+}
 
 pub(super) struct Processor<'a> {
     pub(super) store: &'a Store,

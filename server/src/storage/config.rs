@@ -3,6 +3,8 @@
 //! Every setting derives both `serde::Deserialize` (TOML scenarios) and `clap::Args`
 //! (command-line flags), from the same struct, so a scenario and a flag can never disagree.
 //! Flag names are the field names in kebab case (`--journal-mode`, `--busy-timeout-ms`).
+//!
+//! Types, defaults and checks only; never opens connections.
 
 use std::fmt;
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! blocking thread the store already runs on (sqlx-sqlite itself runs each connection on a
 //! worker thread of its own), so both drivers share the pool, the transaction logic and the
 //! retry policies, and differ only in how a statement reaches SQLite.
+//!
+//! Runs what it is given on one connection; never decides about pools, transactions or retries.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,4 +1,6 @@
 //! Lock errors as data: one typed error for both drivers.
+//!
+//! Classifies errors; never retries or logs them.
 
 use std::fmt;
 

@@ -3,6 +3,8 @@
 //! The applied version lives in `PRAGMA user_version`. Each migration runs in its own
 //! `BEGIN IMMEDIATE` transaction and re-reads the version inside it, so several worker
 //! processes starting at once apply each migration exactly once.
+//!
+//! Schema text only; `Store::open` runs it. Never opens connections.
 
 /// (version, name, SQL). Append only; never edit a shipped migration.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[(

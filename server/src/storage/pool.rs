@@ -4,6 +4,8 @@
 //! "which connection got which setting" is under its control: connections open lazily, in
 //! order, and `busy_timeout_scope = first-connection` really reaches only the first one, as a
 //! PRAGMA run once through an application's pool does.
+//!
+//! Lends the connections its opener makes; never applies settings or retries units of work.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};

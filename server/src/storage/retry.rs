@@ -3,6 +3,8 @@
 //! `RetryConfig` is the flat, flag- and TOML-friendly form; `RetryPolicy` is the typed policy
 //! that the store runs. Attempts count every try, the first included: `attempts = 3` means at
 //! most two retries.
+//!
+//! Decides how long to wait; never sleeps or runs statements (the store does).
 
 use std::time::Duration;
 

@@ -30,6 +30,8 @@
 //! one), so the file grows only with one worker's life. Lines starting with `#` are comments;
 //! a line that does not parse (none should) is skipped and reported. Whitespace in an
 //! operation's name is written as `_`.
+//!
+//! Counts and journals; never decides whether anything is retried.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

@@ -1,4 +1,3 @@
-#![allow(unsafe_code)]
 //! A "slow disk" SQLite VFS shim: wraps SQLite's default VFS (the unix VFS)
 //! and sleeps for a configurable delay in every `xSync` before delegating.
 //!
@@ -51,6 +50,10 @@
 //! through a delay VFS: a process that wants it (the server with
 //! `sync_delay_control`) calls [`require_delay_vfs`] before opening its
 //! connections, so they go through the shim even when their own delay is 0.
+//!
+//! Changes only when fsync returns; never what is written or read.
+
+#![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void};
