@@ -42,10 +42,10 @@ pub struct ProbeConfig {
     #[command(flatten)]
     pub retry: RetryConfig,
     /// Concurrent writer threads.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = ProbeConfig::default().writers)]
     pub writers: u32,
     /// Concurrent reader threads.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = ProbeConfig::default().readers)]
     pub readers: u32,
     /// How long to run, e.g. 5s or 500ms.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]

@@ -69,19 +69,19 @@ impl From<ImageSize> for String {
 #[serde(default, deny_unknown_fields)]
 pub struct BatchSpec {
     /// Photo files in the batch, each person's QR photo included (corrupt files come on top).
-    #[arg(long, default_value_t = 675)]
+    #[arg(long, default_value_t = BatchSpec::default().count)]
     pub count: usize,
     /// Registered people in the batch; each gets one QR photo followed by their photos.
-    #[arg(long, default_value_t = 45)]
+    #[arg(long, default_value_t = BatchSpec::default().people)]
     pub people: usize,
     /// Image size in pixels, WIDTHxHEIGHT.
-    #[arg(long, default_value_t = ImageSize::default())]
+    #[arg(long, default_value_t = BatchSpec::default().size)]
     pub size: ImageSize,
     /// Seed of every random choice; the same spec gives byte-identical files.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = BatchSpec::default().seed)]
     pub seed: u64,
     /// Extra corrupt files mixed in between the photos (truncated JPEG, empty file, text).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = BatchSpec::default().corrupt)]
     pub corrupt: usize,
 }
 

@@ -132,19 +132,19 @@ pub enum Switch {
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorConfig {
     /// per-step: every step commits (the incident); per-photo: one commit per photo.
-    #[arg(long, value_enum, default_value_t = CommitGranularity::default())]
+    #[arg(long, value_enum, default_value_t = ProcessorConfig::default().commit_granularity)]
     pub commit_granularity: CommitGranularity,
     /// on: copying and uploading happen inside the step's open write transaction.
-    #[arg(long, value_enum, default_value_t = Switch::default())]
+    #[arg(long, value_enum, default_value_t = ProcessorConfig::default().io_in_transaction)]
     pub io_in_transaction: Switch,
     /// Latency per uploaded file, standing in for the Drive upload.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ProcessorConfig::default().upload_latency_ms)]
     pub upload_latency_ms: u64,
     /// How long the processor keeps running a unit of work again that failed on a lock (after
     /// the retry policy gave up) before it gives up on that step: a background job can wait
     /// out a backup or a migration instead of dropping a photo. 0: it gives up at once, as
     /// the incident's processor did.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ProcessorConfig::default().lock_wait_ms)]
     pub lock_wait_ms: u64,
 }
 

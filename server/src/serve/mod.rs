@@ -65,25 +65,25 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub processor: ProcessorConfig,
     /// Worker processes (gunicorn's --workers).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = ServeConfig::default().workers)]
     pub workers: u32,
     /// Requests one worker handles at once, the others waiting their turn (gunicorn's
     /// --threads with gthread workers); 0: no limit.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ServeConfig::default().threads)]
     pub threads: u32,
     /// all: the dashboard, the kiosks and the processor; web: no processor (POST
     /// /api/batches answers 409), for servers that share a PostgreSQL database with one
     /// that runs it.
-    #[arg(long, value_enum, default_value_t = ServeRole::default())]
+    #[arg(long, value_enum, default_value_t = ServeConfig::default().role)]
     pub role: ServeRole,
     /// TCP port (0: pick a free one and print it).
-    #[arg(long, default_value_t = 8080)]
+    #[arg(long, default_value_t = ServeConfig::default().port)]
     pub port: u16,
     /// Address to listen on.
-    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    #[arg(long, default_value_t = ServeConfig::default().bind)]
     pub bind: IpAddr,
     /// Database file.
-    #[arg(long, default_value = "lockbench.db")]
+    #[arg(long, default_value_os_t = ServeConfig::default().db)]
     pub db: PathBuf,
     /// Where per-person folders and uploads go (default: next to the database, `<db>.data`).
     #[arg(long)]

@@ -167,40 +167,40 @@ pub enum PoolOrder {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// Driver that issues the statements.
-    #[arg(long, value_enum, default_value_t = Driver::default())]
+    #[arg(long, value_enum, default_value_t = StorageConfig::default().driver)]
     pub driver: Driver,
     /// PRAGMA journal_mode (delete is the rollback journal).
-    #[arg(long, value_enum, default_value_t = JournalMode::default())]
+    #[arg(long, value_enum, default_value_t = StorageConfig::default().journal_mode)]
     pub journal_mode: JournalMode,
     /// PRAGMA synchronous.
-    #[arg(long, value_enum, default_value_t = Synchronous::default())]
+    #[arg(long, value_enum, default_value_t = StorageConfig::default().synchronous)]
     pub synchronous: Synchronous,
     /// PRAGMA busy_timeout in milliseconds (the drivers' default is 5000).
-    #[arg(long, default_value_t = DEFAULT_BUSY_TIMEOUT_MS)]
+    #[arg(long, default_value_t = StorageConfig::default().busy_timeout_ms)]
     pub busy_timeout_ms: u64,
     /// Which connections get busy_timeout_ms.
-    #[arg(long, value_enum, default_value_t = BusyTimeoutScope::default())]
+    #[arg(long, value_enum, default_value_t = StorageConfig::default().busy_timeout_scope)]
     pub busy_timeout_scope: BusyTimeoutScope,
     /// How write transactions begin.
-    #[arg(long, value_enum, default_value_t = TxMode::default())]
+    #[arg(long, value_enum, default_value_t = StorageConfig::default().tx_mode)]
     pub tx_mode: TxMode,
     /// Connections per process (split layout: 1 writer + pool_size-1 readers).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = StorageConfig::default().pool_size)]
     pub pool_size: u32,
     /// Shared pool or one writer plus read-only readers.
-    #[arg(long, value_enum, default_value_t = PoolLayout::default())]
+    #[arg(long, value_enum, default_value_t = StorageConfig::default().pool_layout)]
     pub pool_layout: PoolLayout,
     /// Which idle connection the pool hands out next (fifo: SQLAlchemy's QueuePool default).
-    #[arg(long, value_enum, default_value_t = PoolOrder::default())]
+    #[arg(long, value_enum, default_value_t = StorageConfig::default().pool_order)]
     pub pool_order: PoolOrder,
     /// PRAGMA wal_autocheckpoint in pages (SQLite's default 1000).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = StorageConfig::default().wal_autocheckpoint)]
     pub wal_autocheckpoint: u32,
     /// PRAGMA journal_size_limit in bytes (-1: no limit, SQLite's default).
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = StorageConfig::default().journal_size_limit, allow_negative_numbers = true)]
     pub journal_size_limit: i64,
     /// Extra latency before every fsync, in milliseconds (a slow disk).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = StorageConfig::default().sync_delay_ms)]
     pub sync_delay_ms: u64,
     /// PostgreSQL only: the server (postgres://user:password@host:port/database). Empty is
     /// the same as none.
@@ -212,10 +212,10 @@ pub struct StorageConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// PostgreSQL only: the isolation level of every transaction.
-    #[arg(long, value_enum, default_value_t = Isolation::default())]
+    #[arg(long, value_enum, default_value_t = StorageConfig::default().isolation)]
     pub isolation: Isolation,
     /// PostgreSQL only: statement_timeout in milliseconds (0: none).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = StorageConfig::default().statement_timeout_ms)]
     pub statement_timeout_ms: u64,
 }
 

@@ -59,31 +59,31 @@ pub enum RetryScope {
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
     /// Retry policy for write units of work.
-    #[arg(long, value_enum, default_value_t = RetryKind::None)]
+    #[arg(long, value_enum, default_value_t = RetryConfig::default().retry)]
     pub retry: RetryKind,
     /// Retry policy for reads (the incident decorated its polling endpoints).
-    #[arg(long, value_enum, default_value_t = RetryKind::None)]
+    #[arg(long, value_enum, default_value_t = RetryConfig::default().read_retry)]
     pub read_retry: RetryKind,
     /// What a write retry re-runs.
-    #[arg(long, value_enum, default_value_t = RetryScope::default())]
+    #[arg(long, value_enum, default_value_t = RetryConfig::default().retry_scope)]
     pub retry_scope: RetryScope,
     /// Tries in all, the first included (fixed and exponential).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = RetryConfig::default().retry_attempts)]
     pub retry_attempts: u32,
     /// Wait between tries (fixed).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = RetryConfig::default().retry_delay_ms)]
     pub retry_delay_ms: u64,
     /// First wait (exponential).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = RetryConfig::default().retry_base_ms)]
     pub retry_base_ms: u64,
     /// Growth per try (exponential).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = RetryConfig::default().retry_factor)]
     pub retry_factor: f64,
     /// Longest single wait (exponential).
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = RetryConfig::default().retry_max_ms)]
     pub retry_max_ms: u64,
     /// Jitter (exponential).
-    #[arg(long, value_enum, default_value_t = Jitter::None)]
+    #[arg(long, value_enum, default_value_t = RetryConfig::default().retry_jitter)]
     pub retry_jitter: Jitter,
 }
 
