@@ -1,7 +1,7 @@
 //! The runner's own HTTP requests, not the measured load: one blocking client, and asking
 //! again while the server answers 503 (its "database is locked, try again later"), as the
 //! person at the kiosk or the admin page would. Nothing here is counted in a report; the
-//! load's requests are `load.rs`'s.
+//! load's requests are `load/`'s.
 
 use std::time::Duration;
 
