@@ -642,12 +642,30 @@ fn hold_in_transaction(
         rt.handle().clone(),
     )?;
     let result = (|| {
-        conn.batch("fault", "BEGIN")?;
-        conn.batch(
-            "fault",
-            &format!("SET LOCAL lock_timeout = {}", wait.as_millis()),
-        )?;
-        conn.batch("fault", statement)?;
+        loop {
+            conn.batch("fault", "BEGIN")?;
+            let left = wait
+                .saturating_sub(asked.elapsed())
+                .max(Duration::from_millis(1));
+            conn.batch(
+                "fault",
+                &format!("SET LOCAL lock_timeout = {}", left.as_millis()),
+            )?;
+            match conn.batch("fault", statement) {
+                Ok(()) => break,
+                // Taking several tables' locks one after another can deadlock with the
+                // app's own transactions; PostgreSQL then aborts one side. A migration tool
+                // tries again, and so does the fault, for as long as it may wait.
+                Err(e)
+                    if e.lock_code() == Some(LockCode::DeadlockDetected)
+                        && asked.elapsed() < wait =>
+                {
+                    conn.batch("fault", "ROLLBACK")?;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let waited = asked.elapsed();
         started(statement);
         let from = std::time::Instant::now();
