@@ -433,10 +433,7 @@ fn run_command(
     repeat: u32,
 ) -> anyhow::Result<ExitCode> {
     faults::install_ctrlc();
-    let sets = sets
-        .iter()
-        .map(|s| sweep::parse_set(s))
-        .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+    let sets = sweep::parse_sets(&sets)?;
     let opts = run::RunOptions {
         scenario,
         out,
@@ -517,10 +514,7 @@ fn breakpoint_command(
 ) -> anyhow::Result<ExitCode> {
     let mut all = vec![scenario];
     all.extend(configs);
-    let mut sets = sets
-        .iter()
-        .map(|s| sweep::parse_set(s))
-        .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+    let mut sets = sweep::parse_sets(&sets)?;
     sets.extend(gates.as_sets());
     let out = out.unwrap_or_else(|| {
         PathBuf::from("reports/breakpoints").join(format!("{vary:?}").to_lowercase())

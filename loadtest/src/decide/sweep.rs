@@ -47,6 +47,11 @@ pub fn parse_set(text: &str) -> anyhow::Result<(String, toml::Value)> {
     Ok((key.trim().to_owned(), parsed))
 }
 
+/// Every `--set key=value` of a command line, keyed by its dotted key.
+pub fn parse_sets(texts: &[String]) -> anyhow::Result<BTreeMap<String, toml::Value>> {
+    texts.iter().map(|t| parse_set(t)).collect()
+}
+
 /// A sweep file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -164,6 +164,7 @@ fn watch_batch(
     let mut w = Watched::default();
     let mut processor_ended: Option<Duration> = None;
     let mut last_check = Instant::now();
+    let mut last_wal: Option<Instant> = None;
     loop {
         // A kill waits for a photo: look closely while one is pending.
         let pending = kills.iter().any(Kill::waiting);
@@ -180,10 +181,14 @@ fn watch_batch(
         }
         let processed = w.status["processed"].as_u64().unwrap_or(0);
         shared.recorder.sample_photos(processed);
-        // The WAL's size as the server sees it (a worker's /api/stats), never the file itself.
-        let wal_now = any_stats(&client, url).map_or(0, |s| s.wal_bytes);
-        shared.recorder.sample_wal(wal_now);
-        w.wal_max = w.wal_max.max(wal_now);
+        // The WAL's size as the server sees it (a worker's /api/stats), never the file
+        // itself; every half second, however closely a pending kill makes the loop look.
+        if last_wal.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            last_wal = Some(Instant::now());
+            let wal_now = any_stats(&client, url).map_or(0, |s| s.wal_bytes);
+            shared.recorder.sample_wal(wal_now);
+            w.wal_max = w.wal_max.max(wal_now);
+        }
         if crate::faults::interrupted() {
             w.interrupted = true;
             break;
