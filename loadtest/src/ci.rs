@@ -41,10 +41,11 @@ pub fn junit_for_report(report: &Report) -> quick_junit::Report {
     let mut suite = TestSuite::new(name.as_str());
     for g in &report.gates {
         let failure = (!g.passed).then(|| {
-            let value = if g.value < 0.0 {
-                "not measured".to_owned()
-            } else {
-                num(g.value)
+            let value = match (g.value, &g.note) {
+                (Some(v), None) => num(v),
+                (Some(v), Some(note)) => format!("{} ({note})", num(v)),
+                (None, Some(note)) => format!("not measured ({note})"),
+                (None, None) => "not measured".to_owned(),
             };
             format!("{}: {value}, limit {}", g.name, num(g.limit))
         });

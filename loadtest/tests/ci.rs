@@ -346,6 +346,8 @@ max_lost_writes = 0
             )]
             .into_iter()
             .collect(),
+            verdicts: Vec::new(),
+            tables: Default::default(),
         });
         r
     };

@@ -179,7 +179,7 @@ fn write_gates(out: &mut String, r: &Report) -> fmt::Result {
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"{class}\">{result}</td></tr>",
             esc(&g.name),
             num(g.limit),
-            num(g.value)
+            g.value.map_or_else(|| "unknown".to_owned(), num)
         )?;
     }
     writeln!(out, "</table>")

@@ -64,7 +64,7 @@ fn write_report(out: &mut String, r: &Report) -> fmt::Result {
                 "| {} | {} | {} | {} |",
                 cell(&g.name),
                 num(g.limit),
-                num(g.value),
+                g.value.map_or_else(|| "unknown".to_owned(), num),
                 if g.passed { "pass" } else { "**FAIL**" }
             )?;
         }

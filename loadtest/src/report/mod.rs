@@ -22,7 +22,12 @@ pub mod sweep;
 /// 2: per-role figures (`roles`), latency from the intended tick, `lock_errors.source`,
 /// `target_database`, `faults`, `restarts`, `interrupted`, timeline `sent`,
 /// `server_lock_errors` and `wal_bytes`.
-pub const REPORT_SCHEMA_VERSION: u32 = 2;
+/// 3: `settings_requested` holds the whole scenario as it ran (server, batch, users,
+/// duration, gates, faults, endpoints, target); gate values are `null` when they could not be
+/// measured, with a `note`; `lock_errors.missing_workers`; per-endpoint `lock_errors` and
+/// `unanswered_at_stop`; the audit's `not_processed`, `dropped_unaudited`, `lost_uploads` and
+/// `unaudited_writes`; `batch.ended`; `processor_failures`; `runner_requests`; `repeat.runs`.
+pub const REPORT_SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -37,7 +42,9 @@ pub struct Report {
     pub started_at: String,
     pub target: Target,
     pub verdict: Verdict,
-    /// The scenario's server settings as requested (storage, retry, processor, workers).
+    /// The whole scenario as it ran, every default filled in (server, batch, users, duration,
+    /// gates, faults, endpoints, target; a database URL's password replaced): what
+    /// `lockbench compare` diffs.
     pub settings_requested: serde_json::Value,
     /// What each worker's connections really had (`/api/settings`); absent with --target.
     pub settings_effective: Option<Vec<WorkerSettings>>,
@@ -47,6 +54,11 @@ pub struct Report {
     pub users: UsersInfo,
     /// Client-side figures per endpoint ("METHOD name"), complete in both modes.
     pub requests: BTreeMap<String, EndpointStats>,
+    /// lockbench's own requests that reach the app's database (registering the batch's
+    /// people, posting the batch, posting it again after a kill): not part of the load, but
+    /// a lock error the server counts in them is in `lock_errors`, so they are shown.
+    #[serde(default)]
+    pub runner_requests: BTreeMap<String, EndpointStats>,
     /// Per role ("poller", "admin", "kiosk"): how the users behaved and what they got.
     #[serde(default)]
     pub roles: BTreeMap<String, RoleFigures>,
@@ -58,6 +70,11 @@ pub struct Report {
     /// The same, by endpoint ("processor" for the batch): where the writes were lost.
     #[serde(default)]
     pub commit_only_dropped_by_endpoint: BTreeMap<String, u64>,
+    /// Units of work of the reference server's processor that failed (after their retries
+    /// and the processor's own waiting), by operation: a step of the batch that did not
+    /// happen (a person not uploaded, a photo not recorded).
+    #[serde(default)]
+    pub processor_failures: BTreeMap<String, u64>,
     pub batch: Option<BatchFigures>,
     pub audit: Option<Audit>,
     pub wal: Option<WalFigures>,
@@ -158,6 +175,14 @@ pub struct EndpointStats {
     pub status_503: u64,
     /// Answers whose body mentions a lock ("locked", "database_locked").
     pub lock_mentions: u64,
+    /// Requests that reached the client as a lock error: a 503, or a failed answer whose body
+    /// mentions a lock (each request counted once, whichever it was).
+    #[serde(default)]
+    pub lock_errors: u64,
+    /// Requests still unanswered, and ticks still waiting to be sent, when the load stopped:
+    /// neither a success nor a failure; their latency from the tick runs to the stop.
+    #[serde(default)]
+    pub unanswered_at_stop: u64,
     /// 5xx answers that were not a 503 and did not mention a lock: their cause cannot be
     /// seen from the client (a bare "500 Internal Server Error").
     #[serde(default)]
@@ -230,6 +255,18 @@ pub struct LockErrors {
     pub by_endpoint: BTreeMap<String, u64>,
     /// Lock errors that reached a client (503 or a body mentioning a lock).
     pub client_visible: u64,
+    /// Workers whose counters could not be read (they never answered `/api/stats`): `total`
+    /// is then a lower bound ("at least"), and a gate on it cannot pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_workers: Vec<u32>,
+}
+
+impl LockErrors {
+    /// Whether `total` is every lock error (not a lower bound).
+    pub fn complete(&self) -> bool {
+        self.missing_workers.is_empty()
+            && !(self.source == LockSource::ClientsOnly && self.server_errors_unexplained > 0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,21 +276,79 @@ pub struct BatchFigures {
     pub failed: u64,
     pub persons: u64,
     pub uploaded: u64,
+    /// From the post to the processor's end; for a batch that did not end, to the moment the
+    /// run stopped waiting for it (never to the report's writing).
     pub duration_s: f64,
     pub photos_per_s: f64,
-    /// True when the batch reached "done" before the hard cap.
+    /// True when the processor went through the whole batch before the run stopped.
     pub finished: bool,
+    /// How the wait for the batch ended.
+    #[serde(default)]
+    pub ended: BatchEnd,
+    /// The batch row's status when the run ended ("done", "running", ...), when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// How the run's wait for its batch ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchEnd {
+    /// The processor went through every photo.
+    #[default]
+    Finished,
+    /// The run reached `duration.max` first.
+    Cap,
+    /// Ctrl-C or a termination signal stopped the run.
+    Interrupted,
+    /// The app said the batch failed (an external app's status).
+    Failed,
+    /// The processor stopped running and nobody took the batch over (a killed worker whose
+    /// batch could not be posted again, a supervisor that gave up).
+    Abandoned,
+}
+
+impl BatchEnd {
+    /// In words, for verdicts and reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BatchEnd::Finished => "finished",
+            BatchEnd::Cap => "stopped at the hard cap (duration.max)",
+            BatchEnd::Interrupted => "stopped by an interruption",
+            BatchEnd::Failed => "failed (the app's status said so)",
+            BatchEnd::Abandoned => "abandoned: its processor stopped and nobody took it over",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Audit {
-    /// Acknowledged writes missing from the database: photos never recorded, registrations a
-    /// kiosk got a 2xx for that are absent.
+    /// Acknowledged writes absent from the database: `missing_photos` + `lost_registrations` +
+    /// `lost_uploads` + `dropped_unaudited`. Work that was never acknowledged is not here
+    /// (see `not_processed`).
     pub lost_writes: u64,
     pub duplicate_writes: u64,
     pub misassigned_photos: u64,
+    /// Photos the processor acknowledged (its unit of work returned success) that the
+    /// database does not hold.
     pub missing_photos: u64,
+    /// Registrations a client got a 2xx for that the database does not hold.
     pub lost_registrations: u64,
+    /// Persons the processor acknowledged as uploaded whose row does not say so.
+    #[serde(default)]
+    pub lost_uploads: u64,
+    /// Commit-only drops of writes the audit cannot look up (the processing log, the batch's
+    /// status), counted as lost from the server's own record.
+    #[serde(default)]
+    pub dropped_unaudited: u64,
+    /// Photos of the batch the processor never acknowledged and the database does not hold:
+    /// work not reached (the run stopped, a step failed visibly), not lost writes.
+    #[serde(default)]
+    pub not_processed: u64,
+    /// Acknowledged writes that could not be looked up (an external app's answer without the
+    /// audit field): neither found nor lost.
+    #[serde(default)]
+    pub unaudited_writes: u64,
     /// Batch counters that disagree with the rows ("processed 349 vs 350 rows").
     pub counter_mismatches: Vec<String>,
 }
@@ -265,8 +360,8 @@ pub struct WalFigures {
     pub checkpoints_busy: u64,
 }
 
-/// A report of `run --repeat N`: how many runs, where their own reports are, and each
-/// compared figure's median and range across them.
+/// A report of `run --repeat N`: how many runs, where their own reports are, each run's own
+/// verdict, and each compared figure's median and range across them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Repeat {
     pub runs: u32,
@@ -274,6 +369,26 @@ pub struct Repeat {
     pub reports: Vec<String>,
     /// By figure name as `lockbench compare` names them (`requests[E].p99_ms`).
     pub spread: BTreeMap<String, Spread>,
+    /// Each run's own verdict, in order.
+    #[serde(default)]
+    pub verdicts: Vec<RunVerdict>,
+    /// What each table of the combined report holds ("requests: medians of 3 runs", "lock
+    /// errors: run 2, the one with the most"), by table name.
+    #[serde(default)]
+    pub tables: BTreeMap<String, String>,
+}
+
+/// One run of `run --repeat N`, as its own report judged it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunVerdict {
+    /// 1-based.
+    pub run: u32,
+    pub passed: bool,
+    pub exit_code: u8,
+    pub summary: String,
+    /// The gates this run failed.
+    pub failed_gates: Vec<String>,
+    pub report: String,
 }
 
 /// One figure across repeated runs.
@@ -302,7 +417,8 @@ pub struct TargetDatabase {
     /// SHA-256 of the main file before and after lockbench read it.
     pub sha256_before: String,
     pub sha256_after: String,
-    /// Acknowledged kiosk writes looked up with `audit_query`.
+    /// Acknowledged kiosk writes looked up with `audit_query` (those whose body had the
+    /// audit field).
     pub audited_writes: u64,
 }
 
@@ -310,8 +426,13 @@ pub struct TargetDatabase {
 pub struct GateResult {
     pub name: String,
     pub limit: f64,
-    pub value: f64,
+    /// The measured value; `None` when it could not be measured (an endpoint never answered,
+    /// a batch that did not finish): such a gate fails, and `note` says why.
+    pub value: Option<f64>,
     pub passed: bool,
+    /// Why the value is missing or only a bound ("at least: workers 2, 3 did not answer").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

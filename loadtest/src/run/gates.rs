@@ -40,7 +40,8 @@ fn check_gates(scenario: &Scenario, report: &mut Report) -> Vec<GateResult> {
             passed: value <= limit,
             name,
             limit,
-            value,
+            value: Some(value),
+            note: None,
         });
     };
     if let Some(limit) = g.max_lock_errors {
@@ -111,8 +112,8 @@ fn check_gates(scenario: &Scenario, report: &mut Report) -> Vec<GateResult> {
     }
     // A value of f64::MAX (endpoint never called, batch never finished) stays out of the JSON.
     for gate in &mut gates {
-        if gate.value == f64::MAX {
-            gate.value = -1.0;
+        if gate.value == Some(f64::MAX) {
+            gate.value = None;
             gate.passed = false;
         }
     }

@@ -269,6 +269,12 @@ pub(super) fn batch_figures(
             0.0
         },
         finished: done.is_some(),
+        ended: if done.is_some() {
+            crate::report::BatchEnd::Finished
+        } else {
+            crate::report::BatchEnd::Cap
+        },
+        status: status["status"].as_str().map(str::to_owned),
     }
 }
 
@@ -302,6 +308,8 @@ pub(super) fn base_report(
         users: users_info(scenario),
         roles: shared.recorder.role_figures(&scenario.users, load_time),
         requests: shared.recorder.endpoint_stats(),
+        runner_requests: BTreeMap::new(),
+        processor_failures: BTreeMap::new(),
         lock_errors: LockErrors::default(),
         retries: None,
         commit_only_dropped: None,

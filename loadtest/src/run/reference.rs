@@ -412,6 +412,7 @@ fn add_server_figures(
         by_code: server_side.lock_by_code.clone(),
         by_endpoint: server_side.lock_by_endpoint.clone(),
         client_visible,
+        missing_workers: Vec::new(),
     };
     report.retries = Some(server_side.retries);
     report.commit_only_dropped = Some(server_side.commit_only_dropped);

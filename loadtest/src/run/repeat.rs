@@ -93,6 +93,8 @@ pub(super) fn median_report(reports: &[Report], paths: Vec<String>) -> Report {
         runs: reports.len() as u32,
         reports: paths,
         spread,
+        verdicts: Vec::new(),
+        tables: BTreeMap::new(),
     });
     out
 }
