@@ -1,5 +1,6 @@
-//! Faults injected during a run (`[[faults]]`), and what the runner needs to stay in charge
-//! when things go wrong: Ctrl-C, child processes in their own process groups.
+//! Faults injected during a run (`[[faults]]`): the fault runner, the fault processes and the
+//! records of what they did (and of the supervisor's restarts). Stopping, signals and the
+//! registry of child processes are `stop.rs`'s.
 //!
 //! Time-based faults (an external write lock, a long reader, a slow disk) run on a thread of
 //! their own from the moment the batch is posted; the lock and the reader are separate
@@ -9,9 +10,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -20,64 +21,6 @@ use crate::scenario::Fault;
 
 /// How long a fault process waits to take its lock before it gives up.
 pub const FAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
-
-// ---- Ctrl-C ---------------------------------------------------------------------------------
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-static HANDLER: OnceLock<()> = OnceLock::new();
-
-/// Installs lockbench's Ctrl-C handler once per process: the first Ctrl-C asks the run to
-/// stop and write its report; a second one stops the child processes and exits with 130.
-/// goose's own handler is then refused (a process has one), so the load answers to ours.
-pub fn install_ctrlc() {
-    HANDLER.get_or_init(|| {
-        let result = ctrlc::set_handler(|| {
-            if INTERRUPTED.swap(true, Ordering::SeqCst) {
-                eprintln!("lockbench: second Ctrl-C, stopping at once");
-                stop_children();
-                std::process::exit(130);
-            }
-            eprintln!("lockbench: Ctrl-C, stopping the run and writing its report (Ctrl-C again to quit at once)");
-        });
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not install the Ctrl-C handler");
-        }
-    });
-}
-
-/// Whether Ctrl-C was pressed.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// A child process that leads its own process group (so the terminal's Ctrl-C reaches only
-/// lockbench, which stops it in order), remembered so a second Ctrl-C can stop it.
-pub fn spawn_group(command: &mut Command) -> std::io::Result<Child> {
-    use std::os::unix::process::CommandExt;
-    let child = command.process_group(0).spawn()?;
-    CHILDREN
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(child.id());
-    Ok(child)
-}
-
-/// Forgets a child that has been waited for.
-pub fn forget_child(pid: u32) {
-    CHILDREN
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|p| *p != pid);
-}
-
-fn stop_children() {
-    use nix::sys::signal::{killpg, Signal};
-    use nix::unistd::Pid;
-    for pid in CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-        let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGTERM);
-    }
-}
 
 // ---- what the report says about faults and restarts ------------------------------------------
 
@@ -225,7 +168,7 @@ impl FaultRunner {
 /// Sleeps until `at` or until stopped; false when stopped.
 fn sleep_until(at: Instant, stop: &AtomicBool) -> bool {
     while Instant::now() < at {
-        if stop.load(Ordering::SeqCst) || interrupted() {
+        if stop.load(Ordering::SeqCst) || crate::stop::interrupted() {
             return false;
         }
         std::thread::sleep(
@@ -349,7 +292,7 @@ fn hold_in_child(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match spawn_group(&mut command) {
+    let mut child = match crate::stop::spawn_group(&mut command) {
         Ok(c) => c,
         Err(e) => {
             return (
@@ -395,7 +338,7 @@ fn hold_in_child(
                 _ => {}
             },
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if stop.load(Ordering::SeqCst) || interrupted() {
+                if stop.load(Ordering::SeqCst) || crate::stop::interrupted() {
                     use nix::sys::signal::{killpg, Signal};
                     use nix::unistd::Pid;
                     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
@@ -410,7 +353,7 @@ fn hold_in_child(
         }
     }
     let _ = child.wait();
-    forget_child(pid);
+    crate::stop::forget_child(pid);
     if outcome.is_empty() {
         outcome = match child.stderr.take() {
             Some(mut e) => {

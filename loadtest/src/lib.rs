@@ -26,6 +26,7 @@ pub mod report;
 pub mod run;
 pub use decide::{breakpoint, compare, sweep};
 pub mod scenario;
+pub mod stop;
 
 /// Reproduce and measure SQLite "database is locked".
 #[derive(Debug, Parser)]
@@ -217,6 +218,56 @@ pub enum Command {
     },
 }
 
+/// Checks, before anything runs, that the files a command will write at its end can be
+/// written: `--junit` names a file (not a folder) in a folder that can be written, and
+/// `GITHUB_STEP_SUMMARY`, when set, can be appended to. A run of minutes must not end with
+/// its outputs refused.
+pub fn check_outputs(junit: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(path) = junit {
+        if path.is_dir() {
+            anyhow::bail!(
+                "--junit {}: is a folder; give a file name, such as {}",
+                path.display(),
+                path.join("junit.xml").display()
+            );
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).with_context(|| {
+            format!(
+                "--junit {}: cannot create {}",
+                path.display(),
+                parent.display()
+            )
+        })?;
+        let probe = parent.join(format!(".lockbench-junit-check-{}", std::process::id()));
+        std::fs::write(&probe, b"").with_context(|| {
+            format!(
+                "--junit {}: cannot write into {}",
+                path.display(),
+                parent.display()
+            )
+        })?;
+        let _ = std::fs::remove_file(probe);
+    }
+    if let Some(path) = std::env::var_os(ci::STEP_SUMMARY_ENV) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "{} {}: cannot be appended to",
+                    ci::STEP_SUMMARY_ENV,
+                    Path::new(&path).display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
 /// Parses the process arguments and runs the command.
 pub fn main_entry() -> anyhow::Result<ExitCode> {
     let matches = Cli::command().get_matches();
@@ -335,7 +386,7 @@ fn photos_command(
         out.display()
     );
     if let Some(url) = register {
-        let n = register_people(&url, &manifest)?;
+        let n = http::register_people(&url, &manifest, None)?;
         println!("registered {n} people at {url}");
     }
     Ok(ExitCode::SUCCESS)
@@ -432,7 +483,8 @@ fn run_command(
     junit: Option<PathBuf>,
     repeat: u32,
 ) -> anyhow::Result<ExitCode> {
-    faults::install_ctrlc();
+    stop::install();
+    check_outputs(junit.as_deref())?;
     let sets = sweep::parse_sets(&sets)?;
     let opts = run::RunOptions {
         scenario,
@@ -467,17 +519,27 @@ fn sweep_command(
         .file_stem()
         .map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
     let out = out.unwrap_or_else(|| PathBuf::from("reports/sweeps").join(stem));
-    faults::install_ctrlc();
+    stop::install();
+    check_outputs(junit.as_deref())?;
+    run::prepare_out_dir(&out)?;
     let report = sweep::sweep_with(&file, &out, None, true, &gates.as_sets())?;
     println!(
-        "{} rows; {}",
+        "{} of {} rows; {}",
         report.rows.len(),
+        report.planned_rows,
         out.join("sweep.md").display()
     );
     if let Some(path) = &junit {
-        ci::write_junit(path, &ci::junit_for_sweep(&report))?;
+        ci::write_junit(path, &sweep_junit(&report))?;
     }
     ci::append_step_summary(&report::sweep::sweep_markdown(&report))?;
+    if let Some(abort) = &report.aborted {
+        eprintln!(
+            "error: the sweep stopped at row {:?}, which could not be carried out: {}",
+            abort.label, abort.error
+        );
+        return Ok(ExitCode::from(2));
+    }
     if report.interrupted {
         println!("interrupted by Ctrl-C: run the same command again to resume");
         return Ok(ExitCode::from(run::INTERRUPTED_EXIT));
@@ -500,6 +562,25 @@ fn sweep_command(
     }
 }
 
+/// The sweep's JUnit: one case per finished row, and for a sweep that stopped on a row it
+/// could not carry out, that row as an error.
+fn sweep_junit(report: &sweep::SweepReport) -> quick_junit::Report {
+    let mut junit = ci::junit_for_sweep(report);
+    if let Some(abort) = &report.aborted {
+        let mut status =
+            quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Error);
+        status.set_message(format!("the row could not be carried out: {}", abort.error));
+        let mut case = quick_junit::TestCase::new(abort.label.as_str(), status);
+        case.set_classname(format!("lockbench.sweep.{}", report.name));
+        let mut suite = quick_junit::TestSuite::new(
+            format!("lockbench sweep {} (stopped)", report.name).as_str(),
+        );
+        suite.add_test_case(case);
+        junit.add_test_suite(suite);
+    }
+    junit
+}
+
 /// Searches each configuration's breaking point and gates on the headroom.
 #[allow(clippy::too_many_arguments)]
 fn breakpoint_command(
@@ -512,6 +593,8 @@ fn breakpoint_command(
     gates: CliGates,
     require: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
+    breakpoint::check_range(vary, max, require)?;
+    check_outputs(None)?;
     let mut all = vec![scenario];
     all.extend(configs);
     let mut sets = sweep::parse_sets(&sets)?;
@@ -519,10 +602,18 @@ fn breakpoint_command(
     let out = out.unwrap_or_else(|| {
         PathBuf::from("reports/breakpoints").join(format!("{vary:?}").to_lowercase())
     });
+    stop::install();
     let report = breakpoint::breakpoint(&all, vary, max, &sets, &out, None)?;
     let md = report::sweep::breakpoint_markdown(&report);
     print!("{md}");
     ci::append_step_summary(&md)?;
+    if report.interrupted {
+        println!(
+            "interrupted: the search stopped early; the steps run so far are in {}",
+            out.display()
+        );
+        return Ok(ExitCode::from(stop::INTERRUPTED_EXIT));
+    }
     // Exit 1 when a configuration has no headroom at all, or less than required.
     let short: Vec<String> = report
         .results
@@ -547,35 +638,6 @@ fn breakpoint_command(
         );
         Ok(ExitCode::from(1))
     }
-}
-
-/// Creates the batch's registrations through the kiosk endpoint.
-pub fn register_people(base: &str, manifest: &photos::Manifest) -> anyhow::Result<usize> {
-    let client = http::client()?;
-    let url = format!("{}/api/registrations", base.trim_end_matches('/'));
-    // A 503 means the database was locked: try again, as the kiosk's user would.
-    let again = http::Again {
-        tries: 30,
-        pause: std::time::Duration::from_millis(500),
-        on_send_error: false,
-    };
-    for person in &manifest.people {
-        let (response, _) = http::send_again_on_503(
-            || {
-                client
-                    .post(&url)
-                    .json(&serde_json::json!({"name": person.name, "email": person.email}))
-            },
-            again,
-        )
-        .with_context(|| format!("POST {url}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().unwrap_or_default();
-            anyhow::bail!("POST {url} for {} answered {status}: {body}", person.email);
-        }
-    }
-    Ok(manifest.people.len())
 }
 
 /// Reads a TOML settings file and lays the flags given on the command line over it, so

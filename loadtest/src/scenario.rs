@@ -562,7 +562,12 @@ impl Scenario {
         }
         self.server.storage.validate()?;
         self.server.retry.validate()?;
-        self.batch.validate()?;
+        self.batch.validate().map_err(|e| match e {
+            lockbench_server::photos::PhotoError::Invalid { setting, reason } => {
+                anyhow::anyhow!("batch.{setting}: {reason}")
+            }
+            other => anyhow::anyhow!("batch: {other}"),
+        })?;
         if self.server.workers == 0 || self.server.workers > 64 {
             bail!("server.workers: {} (1 to 64)", self.server.workers);
         }
@@ -715,6 +720,52 @@ impl Scenario {
         Ok(())
     }
 
+    /// The role whose users send the requests of `endpoint` (a reference endpoint or an
+    /// `[endpoints]` name); None for a name that is neither.
+    pub fn role_of_endpoint(endpoint: &str) -> Option<Role> {
+        match endpoint {
+            "GET /api/registrations/updates"
+            | "GET /api/batches/{id}/status"
+            | "poller"
+            | "status" => Some(Role::Poller),
+            "GET /admin" | "admin" => Some(Role::Admin),
+            "POST /api/registrations" | "kiosk" => Some(Role::Kiosk),
+            _ => None,
+        }
+    }
+
+    /// Why a gate on `name` (an endpoint or a role) could never be measured in this run: the
+    /// role that sends it has no users, or an external app's `[endpoints]` has no such request.
+    fn unmeasurable(&self, name: &str) -> Option<String> {
+        let role = Role::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .or_else(|| Scenario::role_of_endpoint(name))?;
+        let key = match role {
+            Role::Poller => "users.pollers",
+            Role::Admin => "users.admins",
+            Role::Kiosk => "users.kiosks",
+        };
+        if self.users.behaviour(role).users == 0 {
+            return Some(format!(
+                "it is sent by the {}s, and the scenario has none ({key} = 0)",
+                role.name()
+            ));
+        }
+        if let Some(e) = &self.endpoints {
+            let missing = match name {
+                "status" => e.status.is_none(),
+                "admin" => e.admin.is_none(),
+                "kiosk" => e.kiosk.is_none(),
+                _ => false,
+            };
+            if missing {
+                return Some(format!("the scenario has no [endpoints.{name}]"));
+            }
+        }
+        None
+    }
+
     /// Every endpoint a gate names must be one the run will measure.
     fn validate_gate_names(&self) -> anyhow::Result<()> {
         let mut known: Vec<&str> = REFERENCE_ENDPOINTS.to_vec();
@@ -742,6 +793,11 @@ impl Scenario {
             ("p99_ms", &self.gates.p99_ms),
             ("p99_corrected_ms", &self.gates.p99_corrected_ms),
         ] {
+            for name in map.keys() {
+                if let Some(why) = self.unmeasurable(name) {
+                    bail!("gates.{table}.{name:?}: can never be measured in this run: {why}");
+                }
+            }
             for (name, limit) in map {
                 if !(limit.is_finite() && *limit > 0.0) {
                     bail!(

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::sweep::apply;
@@ -23,6 +24,14 @@ pub enum Vary {
 }
 
 impl Vary {
+    /// The lowest value a search tries: one user, or no sync delay at all.
+    pub fn lowest(self) -> u64 {
+        match self {
+            Vary::SyncDelayMs => 0,
+            Vary::Pollers | Vary::Kiosks => 1,
+        }
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             Vary::Pollers => "users.pollers",
@@ -58,6 +67,30 @@ pub struct BreakpointReport {
     pub vary: Vary,
     pub max: u64,
     pub results: Vec<BreakpointResult>,
+    /// True when an interruption stopped the search: the steps run so far are kept, and a
+    /// configuration whose search did not end has no breaking point.
+    #[serde(default)]
+    pub interrupted: bool,
+}
+
+/// Checks a search before it runs: `max` at or above the dimension's lowest value, and a
+/// `--require` the search can reach.
+pub fn check_range(vary: Vary, max: u64, require: Option<u64>) -> anyhow::Result<()> {
+    if max < vary.lowest() {
+        anyhow::bail!(
+            "--max {max}: below the lowest value of {} ({}); nothing would be tried",
+            vary.key(),
+            vary.lowest()
+        );
+    }
+    if let Some(need) = require {
+        if need > max {
+            anyhow::bail!(
+                "--require {need}: above --max {max}; the search never tries {need}, so it could not say whether it passes"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Raises one load dimension (coarse doubling, then bisection) until a gate first fails.
@@ -69,83 +102,112 @@ pub fn breakpoint(
     out: &Path,
     server_exe: Option<PathBuf>,
 ) -> anyhow::Result<BreakpointReport> {
+    check_range(vary, max, None)?;
+    // Every configuration is checked before the first run.
+    let mut bases = Vec::new();
+    for config in configs {
+        let base = apply(&Scenario::load(config)?, sets)?;
+        let mut set = BTreeMap::new();
+        set.insert(vary.key().to_owned(), toml::Value::Integer(max as i64));
+        apply(&base, &set)
+            .with_context(|| format!("{} at {}={max}", config.display(), vary.key()))?;
+        bases.push((config, base));
+    }
     std::fs::create_dir_all(out)?;
     let cache = out.join("photos");
     let mut results = Vec::new();
-    for config in configs {
-        let base = apply(&Scenario::load(config)?, sets)?;
+    let mut interrupted = false;
+    for (config, base) in bases {
         let name = base.name.clone();
         let mut steps: Vec<BreakpointStep> = Vec::new();
-        let try_value = |value: u64, steps: &mut Vec<BreakpointStep>| -> anyhow::Result<bool> {
-            if let Some(s) = steps.iter().find(|s| s.value == value) {
-                return Ok(s.passed);
-            }
-            let mut set = BTreeMap::new();
-            set.insert(vary.key().to_owned(), toml::Value::Integer(value as i64));
-            let scenario = apply(&base, &set)?;
-            let dir = out.join(&name).join(format!(
-                "{}-{value}",
-                vary.key().rsplit('.').next().unwrap_or("value")
-            ));
-            let outcome = run_scenario(&RunOptions {
-                scenario: config.clone(),
-                out: Some(dir.clone()),
-                server_exe: server_exe.clone(),
-                photos_cache: Some(cache.clone()),
-                scenario_override: Some(scenario),
-                ..RunOptions::default()
-            })?;
-            let r = &outcome.report;
-            steps.push(BreakpointStep {
-                value,
-                passed: r.verdict.passed,
-                first_failed_gate: r.gates.iter().find(|g| !g.passed).map(|g| g.name.clone()),
-                lock_errors: r.lock_errors.total,
-                report: dir.join("report.json").display().to_string(),
-            });
-            eprintln!(
-                "breakpoint {name}: {}={value} {}",
-                vary.key(),
-                if r.verdict.passed { "passed" } else { "FAILED" }
-            );
-            Ok(r.verdict.passed)
-        };
-        let lowest = match vary {
-            Vary::SyncDelayMs => 0,
-            _ => 1,
-        };
+        // None: an interruption stopped the step (or came before it).
+        let try_value =
+            |value: u64, steps: &mut Vec<BreakpointStep>| -> anyhow::Result<Option<bool>> {
+                if let Some(s) = steps.iter().find(|s| s.value == value) {
+                    return Ok(Some(s.passed));
+                }
+                if crate::stop::interrupted() {
+                    return Ok(None);
+                }
+                let mut set = BTreeMap::new();
+                set.insert(vary.key().to_owned(), toml::Value::Integer(value as i64));
+                let scenario = apply(&base, &set)?;
+                let dir = out.join(&name).join(format!(
+                    "{}-{value}",
+                    vary.key().rsplit('.').next().unwrap_or("value")
+                ));
+                let outcome = run_scenario(&RunOptions {
+                    scenario: config.clone(),
+                    out: Some(dir.clone()),
+                    server_exe: server_exe.clone(),
+                    photos_cache: Some(cache.clone()),
+                    scenario_override: Some(scenario),
+                    ..RunOptions::default()
+                })?;
+                let r = &outcome.report;
+                if r.interrupted {
+                    return Ok(None);
+                }
+                steps.push(BreakpointStep {
+                    value,
+                    passed: r.verdict.passed,
+                    first_failed_gate: r.gates.iter().find(|g| !g.passed).map(|g| g.name.clone()),
+                    lock_errors: r.lock_errors.total,
+                    report: dir.join("report.json").display().to_string(),
+                });
+                eprintln!(
+                    "breakpoint {name}: {}={value} {}",
+                    vary.key(),
+                    if r.verdict.passed { "passed" } else { "FAILED" }
+                );
+                Ok(Some(r.verdict.passed))
+            };
         let mut last_pass: Option<u64> = None;
         let mut first_fail: Option<u64> = None;
-        let mut value = lowest.max(1).min(max);
-        if vary == Vary::SyncDelayMs && try_value(0, &mut steps)? {
-            last_pass = Some(0);
-        } else if vary == Vary::SyncDelayMs {
-            first_fail = Some(0);
+        let mut stopped = false;
+        let mut value = vary.lowest().max(1).min(max);
+        if vary == Vary::SyncDelayMs {
+            match try_value(0, &mut steps)? {
+                Some(true) => last_pass = Some(0),
+                Some(false) => first_fail = Some(0),
+                None => stopped = true,
+            }
         }
         // Coarse: double until the first failure.
-        while first_fail.is_none() {
-            if try_value(value, &mut steps)? {
-                last_pass = Some(value);
-                if value >= max {
-                    break;
+        while first_fail.is_none() && !stopped {
+            match try_value(value, &mut steps)? {
+                Some(true) => {
+                    last_pass = Some(value);
+                    if value >= max {
+                        break;
+                    }
+                    value = (value * 2).min(max);
                 }
-                value = (value * 2).min(max);
-            } else {
-                first_fail = Some(value);
+                Some(false) => first_fail = Some(value),
+                None => stopped = true,
             }
         }
         // Fine: bisect between the last pass and the first failure.
-        if let (Some(mut lo), Some(mut hi)) = (last_pass, first_fail) {
+        if let (Some(mut lo), Some(mut hi), false) = (last_pass, first_fail, stopped) {
             while hi - lo > 1 && (hi - lo) * 10 > hi {
                 let mid = lo + (hi - lo) / 2;
-                if try_value(mid, &mut steps)? {
-                    lo = mid;
-                } else {
-                    hi = mid;
+                match try_value(mid, &mut steps)? {
+                    Some(true) => lo = mid,
+                    Some(false) => hi = mid,
+                    None => {
+                        stopped = true;
+                        break;
+                    }
                 }
             }
             last_pass = Some(lo);
             first_fail = Some(hi);
+        }
+        if stopped {
+            // An unfinished search has no breaking point to state.
+            interrupted = true;
+            last_pass = None;
+            first_fail = None;
         }
         steps.sort_by_key(|s| s.value);
         let failed_gate = first_fail
@@ -158,12 +220,16 @@ pub fn breakpoint(
             failed_gate,
             steps,
         });
+        if interrupted {
+            break;
+        }
     }
     let report = BreakpointReport {
         schema_version: 1,
         vary,
         max,
         results,
+        interrupted,
     };
     std::fs::write(
         out.join("breakpoint.json"),

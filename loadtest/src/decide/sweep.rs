@@ -25,26 +25,40 @@ pub fn apply(
     for (key, value) in overrides {
         set_key(&mut table, key, value.clone())?;
     }
-    let text = toml::to_string(&table)?;
-    let scenario: Scenario = toml::from_str(&text).map_err(|e| {
+    // Parsed from the value itself, not from text written for the purpose: an error names
+    // the keys set, never a line of a file the user has never seen.
+    let scenario: Scenario = toml::Value::Table(table).try_into().map_err(|e| {
         let keys: Vec<&str> = overrides.keys().map(String::as_str).collect();
-        anyhow::anyhow!("overrides {keys:?}: {e}")
+        anyhow::anyhow!("with {}: {e}", keys.join(", "))
     })?;
     scenario.validate()?;
     Ok(scenario)
 }
 
-/// Parses `key=value` (the value as TOML, or as a string when it is not valid TOML).
+/// Parses `key=value`: the value as TOML (a number, a boolean, a quoted string, an array),
+/// or as a string when it is not valid TOML. Hexadecimal, octal and binary integers
+/// (`0x0`, `0o7`, `0b1`) are read as strings: nobody sets a scenario key that way, and
+/// `batch.size=0x0` is a size, not the number 0.
 pub fn parse_set(text: &str) -> anyhow::Result<(String, toml::Value)> {
     let (key, value) = text
         .split_once('=')
         .with_context(|| format!("--set {text:?}: expected key=value"))?;
-    let value = value.trim();
-    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-        .ok()
-        .and_then(|t| t.get("v").cloned())
-        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
-    Ok((key.trim().to_owned(), parsed))
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty() {
+        anyhow::bail!("--set {text:?}: the key before = is empty");
+    }
+    let radix = ["0x", "0o", "0b", "+0x", "-0x"]
+        .iter()
+        .any(|p| value.to_ascii_lowercase().starts_with(p));
+    let parsed = if radix {
+        None
+    } else {
+        toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|t| t.get("v").cloned())
+    };
+    let parsed = parsed.unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    Ok((key.to_owned(), parsed))
 }
 
 /// Every `--set key=value` of a command line, keyed by its dotted key.
@@ -145,6 +159,28 @@ pub struct SweepReport {
     /// the sweep again resumes it.
     #[serde(default)]
     pub interrupted: bool,
+    /// The rows the sweep file asks for; `rows` holds fewer when it stopped early.
+    #[serde(default)]
+    pub planned_rows: usize,
+    /// Why the sweep stopped before its last row when a row could not be carried out (its
+    /// server would not start, its database could not be reached): the row and the error.
+    /// The sweep's exit code is then 2, and its reports say it is incomplete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<SweepAbort>,
+}
+
+/// The row a sweep could not carry out, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepAbort {
+    pub label: String,
+    pub error: String,
+}
+
+impl SweepReport {
+    /// Every planned row ran to its verdict.
+    pub fn complete(&self) -> bool {
+        !self.interrupted && self.aborted.is_none() && self.rows.len() == self.planned_rows
+    }
 }
 
 fn value_text(v: &toml::Value) -> String {
@@ -362,11 +398,22 @@ pub fn sweep_with(
     };
     let mut done = Vec::new();
     let mut interrupted = false;
-    let write = |done: &[SweepRow], interrupted| {
-        write_sweep(&file, &base_path, &base, done, out, interrupted)
+    let planned_rows = planned.len();
+    let write = |done: &[SweepRow], interrupted, aborted: Option<SweepAbort>| {
+        let report = SweepReport {
+            schema_version: 1,
+            name: file.name.clone(),
+            description: file.description.clone(),
+            base: base_path.display().to_string(),
+            rows: done.to_vec(),
+            interrupted,
+            planned_rows,
+            aborted,
+        };
+        write_sweep(&report, &base, out)
     };
     for (i, (label, set, scenario)) in planned.into_iter().enumerate() {
-        if crate::faults::interrupted() {
+        if crate::stop::interrupted() {
             interrupted = true;
             break;
         }
@@ -397,7 +444,18 @@ pub fn sweep_with(
             scenario_override: Some(scenario),
             ..RunOptions::default()
         };
-        let outcome = run_scenario(&opts).with_context(|| format!("row {label:?}"))?;
+        let outcome = match run_scenario(&opts) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The sweep stops here; its reports say so and name the row.
+                let aborted = SweepAbort {
+                    label: label.clone(),
+                    error: format!("{e:#}"),
+                };
+                bar.finish_and_clear();
+                return write(&done, false, Some(aborted));
+            }
+        };
         if outcome.report.interrupted {
             // Not kept: the row runs again when the sweep is resumed.
             interrupted = true;
@@ -414,28 +472,18 @@ pub fn sweep_with(
         std::fs::write(&marker, serde_json::to_string_pretty(&row)?)?;
         done.push(row);
         bar.inc(1);
-        write(&done, false)?;
+        write(&done, false, None)?;
     }
     bar.finish_and_clear();
-    write(&done, interrupted)
+    write(&done, interrupted, None)
 }
 
 fn write_sweep(
-    file: &SweepFile,
-    base: &Path,
+    report: &SweepReport,
     scenario: &Scenario,
-    rows: &[SweepRow],
     out: &Path,
-    interrupted: bool,
 ) -> anyhow::Result<SweepReport> {
-    let report = SweepReport {
-        schema_version: 1,
-        name: file.name.clone(),
-        description: file.description.clone(),
-        base: base.display().to_string(),
-        rows: rows.to_vec(),
-        interrupted,
-    };
+    let report = report.clone();
     std::fs::write(
         out.join("sweep.json"),
         serde_json::to_string_pretty(&report)? + "\n",
@@ -481,6 +529,23 @@ mod tests {
             parse_set("batch.size=320x240").unwrap().1,
             toml::Value::String("320x240".into())
         );
+        // A size that TOML would read as the hexadecimal integer 0.
+        assert_eq!(
+            parse_set("batch.size=0x0").unwrap().1,
+            toml::Value::String("0x0".into())
+        );
+        let err = apply(
+            &base,
+            &BTreeMap::from([(
+                "batch.size".to_owned(),
+                parse_set("batch.size=0x0").unwrap().1,
+            )]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("batch.size"), "{err:#}");
+        // An override error names the key, not a line of text the user never wrote.
+        let err = format!("{:#}", apply(&base, &bad).unwrap_err());
+        assert!(!err.contains("line"), "{err}");
     }
 
     #[test]

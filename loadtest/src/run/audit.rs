@@ -91,30 +91,14 @@ pub(super) fn audit_target(
         .context("target.database: PRAGMA journal_mode")?;
     let audit = match &access.audit {
         None => None,
-        Some((query, field)) => {
-            let mut audit = Audit::default();
-            for body in acks {
-                let value = match &body[field.as_str()] {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Null => continue,
-                    other => other.to_string(),
-                };
-                let n = ro
-                    .count(query, &value)
-                    .map_err(|e| anyhow::anyhow!("target.audit_query: {e}"))?;
-                if n <= 0 {
-                    audit.lost_registrations += 1;
-                } else {
-                    audit.duplicate_writes += (n - 1) as u64;
-                }
-            }
-            audit.lost_writes = audit.lost_registrations;
-            Some(audit)
-        }
+        Some((query, field)) => Some(audit_acks(&ro, query, field, acks)?),
     };
     drop(ro);
     let after = sha256_file(path)?;
     let wal = PathBuf::from(format!("{}-wal", path.display()));
+    let audited = audit
+        .as_ref()
+        .map_or(0, |a| acks.len() as u64 - a.unaudited_writes);
     let figures = TargetDatabase {
         path: path.display().to_string(),
         journal_mode,
@@ -122,13 +106,48 @@ pub(super) fn audit_target(
         wal_bytes: std::fs::metadata(&wal).map_or(0, |m| m.len()),
         sha256_before: before,
         sha256_after: after,
-        audited_writes: if access.audit.is_some() {
-            acks.len() as u64
-        } else {
-            0
-        },
+        audited_writes: audited,
     };
     Ok(Some((figures, audit)))
+}
+
+/// Looks up the acknowledged writes with the audit query, by distinct value of the audit
+/// field: `k` acknowledgements of one value found `n` times are `n - k` duplicates when
+/// `n > k`, and `k` lost writes when `n = 0`. (Fewer rows than acknowledgements, but some, is
+/// what an app that updates instead of inserting does: neither lost nor duplicated.) A body
+/// without the field cannot be looked up: it is counted as unaudited, not as audited.
+fn audit_acks(
+    ro: &ReadOnlyDb,
+    query: &str,
+    field: &str,
+    acks: &[serde_json::Value],
+) -> anyhow::Result<Audit> {
+    let mut audit = Audit::default();
+    let mut by_value: std::collections::BTreeMap<String, u64> = Default::default();
+    for body in acks {
+        let value = match &body[field] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => {
+                audit.unaudited_writes += 1;
+                continue;
+            }
+            other => other.to_string(),
+        };
+        *by_value.entry(value).or_default() += 1;
+    }
+    for (value, acked) in by_value {
+        let found = ro
+            .count(query, &value)
+            .map_err(|e| anyhow::anyhow!("target.audit_query: {e}"))?
+            .max(0) as u64;
+        if found == 0 {
+            audit.lost_registrations += acked;
+        } else if found > acked {
+            audit.duplicate_writes += found - acked;
+        }
+    }
+    audit.lost_writes = audit.lost_registrations;
+    Ok(audit)
 }
 
 /// Compares what clients were told with what the database holds. The file is opened

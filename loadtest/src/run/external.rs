@@ -103,7 +103,7 @@ pub(super) fn run_external(
     let url = url.trim_end_matches('/').to_owned();
     // Everything [target] names is checked before any load starts.
     let access = check_target(scenario)?;
-    let work = tempfile::tempdir().context("creating a temporary folder")?;
+    let work = crate::stop::TempFolder::new().context("creating a temporary folder")?;
     let batch_files = match &endpoints.batch {
         Some(_) => {
             let (dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work.path())?;
@@ -186,10 +186,7 @@ pub(super) fn run_external(
         report.lock_errors.server_errors_unexplained,
         (&audit, &target_database),
     );
-    report.settings_requested = serde_json::json!({
-        "endpoints": scenario.endpoints,
-        "target": scenario.target,
-    });
+    report.settings_requested = super::settings_requested(scenario)?;
     if let Some(b) = &batch {
         if b.done.is_none() {
             report.notes.push(format!(
@@ -269,7 +266,7 @@ fn watch_external(
     let mut interrupted = false;
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        if crate::faults::interrupted() {
+        if crate::stop::interrupted() {
             interrupted = true;
             break;
         }

@@ -47,6 +47,8 @@ pub(super) struct KillEnv<'a> {
     pub(super) photo_dir: &'a Path,
     pub(super) restarts: &'a Path,
     pub(super) recorder: &'a crate::load::Recorder,
+    /// lockbench's own requests (posting the batch again).
+    pub(super) runner: &'a crate::load::Recorder,
 }
 
 impl Kill {
@@ -217,7 +219,8 @@ fn repost_batch(env: &KillEnv<'_>) -> anyhow::Result<()> {
         pause: Duration::from_millis(500),
         on_send_error: true,
     };
-    let sent = http::send_again_on_503(
+    let sent = http::send_recorded(
+        Some((env.runner, "POST /api/batches")),
         || {
             env.client
                 .post(format!("{}/api/batches", env.url))

@@ -99,7 +99,10 @@ fn machine() -> Machine {
     }
 }
 
-/// The batch folder: from the cache when its manifest has the same spec, else generated.
+/// The batch folder: from the cache when its manifest has the same spec and its photos are
+/// the manifest's (checked byte for byte), else generated. A damaged cache is written again;
+/// one that still holds photos that are not the batch's is refused, naming them, since the
+/// processor would process them and the audit blame the database for them.
 pub(super) fn photo_batch(
     scenario: &Scenario,
     cache: Option<&Path>,
@@ -111,12 +114,52 @@ pub(super) fn photo_batch(
     };
     if let Ok(manifest) = photos::read_manifest(&dir) {
         if manifest.spec == scenario.batch {
-            return Ok((dir, manifest));
+            match batch_matches(&dir, &manifest) {
+                Ok(()) => return Ok((dir, manifest)),
+                Err(why) => eprintln!(
+                    "lockbench: the photo cache {} does not match its manifest ({why}); writing the batch again",
+                    dir.display()
+                ),
+            }
         }
     }
     let manifest = photos::generate(&dir, &scenario.batch)
         .with_context(|| format!("generating the photo batch in {}", dir.display()))?;
+    batch_matches(&dir, &manifest).map_err(|why| {
+        anyhow::anyhow!(
+            "--photos-cache {}: {why}; remove them or use another folder",
+            dir.display()
+        )
+    })?;
     Ok((dir, manifest))
+}
+
+/// Whether the folder's photos are exactly the manifest's: every file there with its content
+/// hash, and no other file the processor would take for a photo.
+pub(super) fn batch_matches(dir: &Path, manifest: &Manifest) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for file in &manifest.files {
+        match std::fs::read(dir.join(&file.name)) {
+            Ok(bytes) if photos::content_hash(&bytes) == file.content_hash => {}
+            Ok(_) => problems.push(format!("{} differs from the manifest", file.name)),
+            Err(_) => problems.push(format!("{} is missing", file.name)),
+        }
+    }
+    let known: std::collections::BTreeSet<&str> =
+        manifest.files.iter().map(|f| f.name.as_str()).collect();
+    let listed = lockbench_server::processor::list_photos(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    for path in listed {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(name) = name.filter(|n| !known.contains(n.as_str())) {
+            problems.push(format!("{name} is not in the manifest"));
+        }
+    }
+    match problems.len() {
+        0 => Ok(()),
+        n if n <= 5 => Err(problems.join(", ")),
+        n => Err(format!("{}, and {} more", problems[..5].join(", "), n - 5)),
+    }
 }
 
 /// Runs a scenario end to end and writes its report; with `repeat` > 1, runs it that many
@@ -184,21 +227,71 @@ fn run_once(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         .target
         .clone()
         .or_else(|| scenario.target.as_ref().and_then(|t| t.url.clone()));
-    let mut report = match &target {
-        Some(url) => external::run_external(&scenario, opts, url, started_at)?,
-        None => reference::run_reference(&scenario, opts, started_at)?,
-    };
-    report.git_commit = crate::ci::git_commit();
-    report.machine.load_average_start = load_start;
-    report.machine.load_average_end = crate::ci::load_average();
+    // The report's folder is made before anything starts: a path that cannot be a folder
+    // is refused now, not after minutes of load.
     let out_dir = match &opts.out {
         Some(d) => d.clone(),
         None => PathBuf::from("reports")
             .join(&scenario.name)
-            .join(report.started_at.replace(':', "-")),
+            .join(started_at.replace(':', "-")),
     };
+    let existed = out_dir.exists();
+    prepare_out_dir(&out_dir)?;
+    let ran = match &target {
+        Some(url) => external::run_external(&scenario, opts, url, started_at),
+        None => reference::run_reference(&scenario, opts, started_at, &out_dir),
+    };
+    let mut report = match ran {
+        Ok(report) => report,
+        Err(e) => {
+            // A run that could not be carried out leaves no empty report folder behind.
+            if !existed {
+                let _ = std::fs::remove_dir(&out_dir);
+            }
+            return Err(e);
+        }
+    };
+    report.git_commit = crate::ci::git_commit();
+    report.machine.load_average_start = load_start;
+    report.machine.load_average_end = crate::ci::load_average();
     write_report(&report, &out_dir)?;
     Ok(RunOutcome { report, out_dir })
+}
+
+/// Makes the report folder, or says why it cannot be one (a file in the way, no permission).
+pub fn prepare_out_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "--out {}: is a file, not a folder for the report",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out {}: cannot create the report folder", dir.display()))?;
+    let probe = dir.join(".lockbench-write-check");
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "--out {}: cannot write into the report folder",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// The whole scenario as it ran, every default filled in, as the report's
+/// `settings_requested` (what `compare` diffs): a database URL's password replaced.
+pub(super) fn settings_requested(scenario: &Scenario) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(scenario)?;
+    if let Some(map) = v.as_object_mut() {
+        map.remove("name");
+        map.remove("description");
+    }
+    if let Some(url) = v["server"]["storage"]["database_url"].as_str() {
+        let shown = lockbench_server::storage::postgres::redact_url(url);
+        v["server"]["storage"]["database_url"] = serde_json::Value::String(shown);
+    }
+    Ok(v)
 }
 
 /// Writes report.json, report.md and report.html into `dir`.

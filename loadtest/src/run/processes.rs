@@ -38,7 +38,7 @@ impl ServerProcess {
                 .with_context(|| format!("creating {}", log.display()))?;
             cmd.stderr(Stdio::from(file));
         }
-        let mut child = crate::faults::spawn_group(cmd.stdin(Stdio::null()).stdout(Stdio::piped()))
+        let mut child = crate::stop::spawn_group(cmd.stdin(Stdio::null()).stdout(Stdio::piped()))
             .with_context(|| format!("starting {:?}", cmd.get_program()))?;
         let stdout = child.stdout.take().context("server stdout")?;
         let (tx, rx) = mpsc::channel();
@@ -63,7 +63,7 @@ impl ServerProcess {
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    crate::faults::forget_child(child.id());
+                    crate::stop::forget_child(child.id());
                     let tail = log
                         .and_then(|l| std::fs::read_to_string(l).ok())
                         .unwrap_or_default();
@@ -120,7 +120,7 @@ impl ServerProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        crate::faults::forget_child(self.child.id());
+        crate::stop::forget_child(self.child.id());
         clean
     }
 }

@@ -19,11 +19,11 @@ use super::audit::{audit, AuditDb};
 use super::gates::judge;
 use super::kill::{Kill, KillEnv};
 use super::processes::{token, PgSchema, PgWatch, ServerProcess};
-use super::scrape::{any_stats, scrape_all, scrape_stats, ServerFigures};
+use super::scrape::{any_stats, missing_workers, scrape_all, scrape_stats, ServerFigures};
 use super::{base_report, batch_figures, photo_batch, progress_bar, RunOptions};
 use crate::faults::{FaultContext, FaultRecord, FaultRunner};
 use crate::http::{self, Again};
-use crate::load::{self, Shared};
+use crate::load::{self, Recorder, Shared};
 use crate::report::{LockErrors, LockSource, Report, Target, WalFigures, WorkerSettings};
 use crate::scenario::{Fault, Scenario};
 
@@ -108,8 +108,10 @@ fn post_batch(
     client: &reqwest::blocking::Client,
     server: &Reference,
     photo_dir: &Path,
+    runner: &Recorder,
 ) -> anyhow::Result<i64> {
-    let (response, tries) = http::send_again_on_503(
+    let (response, tries) = http::send_recorded(
+        Some((runner, "POST /api/batches")),
         || {
             client
                 .post(format!("{}/api/batches", server.url))
@@ -153,6 +155,7 @@ fn watch_batch(
     batch: (i64, Instant, u64, &Path),
     kills: &mut [Kill],
     pg_watch: Option<&PgWatch>,
+    runner: &Recorder,
 ) -> Watched {
     let (batch_id, posted, total, photo_dir) = batch;
     let Ok(client) = http::client() else {
@@ -189,7 +192,7 @@ fn watch_batch(
             shared.recorder.sample_wal(wal_now);
             w.wal_max = w.wal_max.max(wal_now);
         }
-        if crate::faults::interrupted() {
+        if crate::stop::interrupted() {
             w.interrupted = true;
             break;
         }
@@ -206,6 +209,7 @@ fn watch_batch(
             photo_dir,
             restarts: &restarts_file,
             recorder: &shared.recorder,
+            runner,
         };
         for kill in kills.iter_mut() {
             kill.step(processed, &env);
@@ -256,24 +260,28 @@ pub(super) fn run_reference(
     scenario: &Scenario,
     opts: &RunOptions,
     started_at: String,
+    out_dir: &Path,
 ) -> anyhow::Result<Report> {
-    let work = tempfile::tempdir().context("creating a temporary folder")?;
+    let work = crate::stop::TempFolder::new().context("creating a temporary folder")?;
     let (photo_dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work.path())?;
     // PostgreSQL: a schema of this run's own, dropped when the run ends (whatever happens).
     let postgres = PgSchema::for_scenario(scenario)?;
     let mut reference = start_reference(scenario, opts, work.path(), postgres.as_ref())?;
-    crate::register_people(&reference.url, &manifest).context("registering the batch's people")?;
-
     let shared = Arc::new(Shared::new(
         scenario.users.clone(),
         None,
         Some(reference.token.clone()),
     ));
+    // lockbench's own requests that reach the database, on the load's clock.
+    let runner = Recorder::new(shared.recorder.started());
+    http::register_people(&reference.url, &manifest, Some(&runner))
+        .context("registering the batch's people")?;
+
     let cap = scenario.duration.max + Duration::from_secs(5);
     let attack = load::start(&reference.url, &shared, cap);
     let client = http::client()?;
     let posted = Instant::now();
-    let batch_id = post_batch(&client, &reference, &photo_dir)?;
+    let batch_id = post_batch(&client, &reference, &photo_dir, &runner)?;
     shared.batch_id.store(batch_id, Ordering::Relaxed);
     let context = reference.fault_context(postgres.as_ref(), shared.recorder.started());
     let fault_runner = FaultRunner::start(&scenario.faults, context, posted);
@@ -288,6 +296,7 @@ pub(super) fn run_reference(
         (batch_id, posted, total, &photo_dir),
         &mut kills,
         pg_watch.as_ref(),
+        &runner,
     );
     shared.stop.store(true, Ordering::Relaxed);
     let load_time = shared.recorder.started().elapsed();
@@ -340,7 +349,8 @@ pub(super) fn run_reference(
         &settings,
         stats.len() as u32,
     );
-    report.settings_requested = redacted_settings(&scenario.server)?;
+    report.settings_requested = super::settings_requested(scenario)?;
+    report.runner_requests = runner.endpoint_stats();
     report.settings_effective = Some(effective_settings(&settings));
     report.sqlite_version = postgres
         .is_none()
@@ -351,6 +361,7 @@ pub(super) fn run_reference(
         shared.recorder.lock_visible_total(),
         postgres.is_none().then_some(watched.wal_max),
     );
+    report.lock_errors.missing_workers = missing_workers(&stats, scenario.server.workers);
     report.batch = Some(batch_figures(
         &watched.status,
         total,
@@ -362,6 +373,13 @@ pub(super) fn run_reference(
     report.interrupted = watched.interrupted;
     judge(scenario, &mut report);
     drop(reference);
+    // The server's own log, kept beside the report: every lock error it counted is one line.
+    let log = work.path().join("server.log");
+    if let Err(e) = std::fs::copy(&log, out_dir.join("server.log")) {
+        report
+            .notes
+            .push(format!("the server's log could not be kept: {e}"));
+    }
     drop(postgres);
     drop(work);
     Ok(report)
@@ -470,7 +488,7 @@ fn reference_notes(
     let workers = scenario.server.workers;
     if answered < workers {
         notes.push(format!(
-            "server-side counters from {answered} of {workers} workers only (the others never answered /api/stats)"
+            "server-side counters from {answered} of {workers} workers only (the others never answered /api/stats): every server-side count is a lower bound"
         ));
     }
     if watched.batch_done.is_none() && !watched.interrupted {
@@ -514,18 +532,6 @@ fn effective_settings(settings: &BTreeMap<String, String>) -> Vec<WorkerSettings
             })
         })
         .collect()
-}
-
-/// The server settings as the report shows them: a database URL's password replaced.
-fn redacted_settings(
-    server: &crate::scenario::ServerSettings,
-) -> anyhow::Result<serde_json::Value> {
-    let mut v = serde_json::to_value(server)?;
-    if let Some(url) = v["storage"]["database_url"].as_str() {
-        let shown = postgres::redact_url(url);
-        v["storage"]["database_url"] = serde_json::Value::String(shown);
-    }
-    Ok(v)
 }
 
 /// The PostgreSQL server version one worker's connections report.

@@ -4,11 +4,17 @@
 //! text, never looks at the server's files, never changes the server.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use lockbench_server::app::stats::WorkerStats;
 
+/// How long the runner keeps asking for every worker's answer before it calls the ones that
+/// never answered missing.
+const SCRAPE_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Fetches `url` over fresh connections until every worker has answered (its JSON names its
-/// `worker`); keyed by worker id.
+/// `worker`) or [`SCRAPE_PATIENCE`] has passed; keyed by worker id. A send that fails (a
+/// worker restarting) is followed by a pause before the next.
 pub(super) fn scrape_all(
     client: &reqwest::blocking::Client,
     url: &str,
@@ -16,12 +22,17 @@ pub(super) fn scrape_all(
     workers: u32,
 ) -> BTreeMap<String, String> {
     let mut seen = BTreeMap::new();
-    for _ in 0..(workers * 100).max(50) {
+    let started = Instant::now();
+    for attempt in 0.. {
+        if started.elapsed() >= SCRAPE_PATIENCE && attempt >= workers {
+            break;
+        }
         let mut request = client.get(url);
         if let Some(t) = token {
             request = request.bearer_auth(t);
         }
         let Ok(text) = request.send().and_then(|r| r.text()) else {
+            std::thread::sleep(Duration::from_millis(100));
             continue;
         };
         let worker = serde_json::from_str::<serde_json::Value>(&text)
@@ -47,6 +58,14 @@ pub(super) fn scrape_stats(
     scrape_all(client, &format!("{url}/api/stats"), None, workers)
         .into_iter()
         .filter_map(|(w, text)| Some((w, serde_json::from_str(&text).ok()?)))
+        .collect()
+}
+
+/// The worker ids (0 ..`workers`) that are not among `answered`'s keys: their counters could
+/// not be read.
+pub(super) fn missing_workers<T>(answered: &BTreeMap<String, T>, workers: u32) -> Vec<u32> {
+    (0..workers)
+        .filter(|w| !answered.contains_key(&w.to_string()))
         .collect()
 }
 
