@@ -169,3 +169,123 @@ fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
         b"these are my notes, not a database, keep them"
     );
 }
+
+/// What can be checked before a run is checked before it: each of these exits 2 at once,
+/// names what is wrong, starts no server and writes no report.
+#[test]
+fn mistakes_that_can_be_seen_before_a_run_are_refused_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let small = "name = \"small\"\n[batch]\ncount = 12\npeople = 2\nsize = \"160x120\"\n\
+                 [users]\npollers = 2\nadmins = 0\nkiosks = 1\n[duration]\nmax = \"30s\"\n";
+    std::fs::write(d("small.toml"), small).unwrap();
+    // A gate on requests no user of this scenario sends: it could only ever fail with "-1".
+    std::fs::write(
+        d("no-admins.toml"),
+        format!("{small}[gates.p99_ms]\n\"GET /admin\" = 100\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        d("no-kiosks.toml"),
+        small.replace("kiosks = 1", "kiosks = 0") + "[gates.p99_corrected_ms]\nkiosk = 100\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d("a-folder")).unwrap();
+    std::fs::write(d("a-file"), "x").unwrap();
+    std::fs::write(
+        d("sweep.toml"),
+        "name = \"s\"\nbase = \"small.toml\"\n[[rows]]\nlabel = \"typo\"\nset = { \"server.storage.journal_mood\" = \"wal\" }\n",
+    )
+    .unwrap();
+    let scenario = d("small.toml");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["validate".into(), d("no-admins.toml")],
+            "users.admins = 0",
+        ),
+        (vec!["run".into(), d("no-kiosks.toml")], "users.kiosks = 0"),
+        (
+            vec![
+                "run".into(),
+                scenario.clone(),
+                "--junit".into(),
+                d("a-folder"),
+            ],
+            "--junit",
+        ),
+        (
+            vec!["run".into(), scenario.clone(), "--out".into(), d("a-file")],
+            "--out",
+        ),
+        (
+            vec![
+                "run".into(),
+                scenario.clone(),
+                "--set".into(),
+                "batch.size=0x0".into(),
+            ],
+            "batch.size",
+        ),
+        (
+            vec![
+                "breakpoint".into(),
+                scenario.clone(),
+                "--vary".into(),
+                "kiosks".into(),
+                "--max".into(),
+                "0".into(),
+            ],
+            "--max 0",
+        ),
+        (
+            vec![
+                "breakpoint".into(),
+                scenario.clone(),
+                "--vary".into(),
+                "pollers".into(),
+                "--max".into(),
+                "8".into(),
+                "--require".into(),
+                "16".into(),
+            ],
+            "--require 16",
+        ),
+        (
+            vec![
+                "sweep".into(),
+                d("sweep.toml"),
+                "--out".into(),
+                d("sweep-out"),
+            ],
+            "journal_mood",
+        ),
+    ];
+    for (args, named) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = lockbench(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(named),
+            "{args:?}: stderr should name {named}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        // The sweep's error is about the user's own keys, not a line of lockbench's text.
+        assert!(!err.contains("line "), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("sweep-out").join("sweep.json").exists());
+
+    // GITHUB_STEP_SUMMARY that cannot be appended to: refused before the run, not after it.
+    let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["run", &scenario, "--out", &d("report")])
+        .env("GITHUB_STEP_SUMMARY", d("no-such-folder/summary.md"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("GITHUB_STEP_SUMMARY"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("report").exists());
+}

@@ -136,7 +136,7 @@ fn breakpoint_raises_the_dimension_until_a_gate_fails() {
     let strict = dir.path().join("strict.toml");
     std::fs::write(
         &strict,
-        format!("{BASE}[gates.p99_ms]\n\"GET /admin\" = 1000\n"),
+        format!("{BASE}max_batch_seconds = 0.001\n"),
     )
     .unwrap();
     let report = breakpoint(
@@ -151,5 +151,45 @@ fn breakpoint_raises_the_dimension_until_a_gate_fails() {
     let r = &report.results[0];
     assert_eq!(r.breaking_point, None, "{r:?}");
     assert_eq!(r.first_failure, Some(1));
-    assert_eq!(r.failed_gate.as_deref(), Some("p99_ms GET /admin"));
+    assert_eq!(r.failed_gate.as_deref(), Some("max_batch_seconds"));
+}
+
+/// A row that cannot be carried out (here: its PostgreSQL server does not answer) stops the
+/// sweep with exit code 2; the rows before it are kept, and the sweep's reports and JUnit say
+/// that it stopped, at which row and why, instead of reading as complete.
+#[test]
+fn a_row_that_cannot_run_stops_the_sweep_and_its_reports_say_it_is_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), BASE).unwrap();
+    let file = dir.path().join("sweep.toml");
+    std::fs::write(
+        &file,
+        "name = \"s\"\nbase = \"tiny.toml\"\n\
+         [[rows]]\nlabel = \"sqlite\"\n\
+         [[rows]]\nlabel = \"nowhere\"\nset = { \"server.storage.driver\" = \"postgres\", \"server.storage.database_url\" = \"postgres://nobody@127.0.0.1:1/none\" }\n\
+         [[rows]]\nlabel = \"never reached\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let junit = dir.path().join("junit.xml");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["sweep", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--junit", junit.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("nowhere"), "{err}");
+    let report: lockbench::decide::sweep::SweepReport =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(report.rows.len(), 1);
+    assert_eq!(report.planned_rows, 3);
+    assert!(!report.complete());
+    let abort = report.aborted.as_ref().expect("the sweep says where it stopped");
+    assert_eq!(abort.label, "nowhere");
+    assert!(abort.error.contains("127.0.0.1:1"), "{}", abort.error);
+    let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
+    assert!(md.contains("nowhere"), "{md}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("nowhere") && xml.contains("<error"), "{xml}");
 }

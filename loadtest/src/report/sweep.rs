@@ -18,12 +18,21 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
         .into_iter()
         .collect();
     let mut s = format!(
-        "# lockbench sweep: {}\n\n{}\n\nBase scenario: `{}`. {} rows.\n\n",
+        "# lockbench sweep: {}\n\n{}\n\nBase scenario: `{}`. {} of {} rows.\n\n",
         r.name,
         r.description,
         r.base,
-        r.rows.len()
+        r.rows.len(),
+        r.planned_rows.max(r.rows.len())
     );
+    if let Some(abort) = &r.aborted {
+        s.push_str(&format!(
+            "**INCOMPLETE**: the sweep stopped at row \"{}\", which could not be carried out: {}\n\n",
+            abort.label, abort.error
+        ));
+    } else if r.interrupted {
+        s.push_str("**INTERRUPTED**: the rows below are those finished before the interruption; run the sweep again to resume.\n\n");
+    }
     s.push_str("| # | row | gates | lock errors (server) | by code | reached clients | error rate | retries | commit-only drops |");
     for e in &endpoints {
         s.push_str(&format!(" p99 ms {e} |"));
