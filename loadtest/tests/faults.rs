@@ -172,15 +172,64 @@ fn a_slow_disk_fault_slows_every_commit_while_it_lasts() {
     }
 }
 
+/// The pids of `root`'s descendants now, from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the command may hold spaces, so read after the ')'.
+        let after = &stat[stat.rfind(')').unwrap_or(0) + 1..];
+        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s[s.rfind(')').unwrap_or(0) + 1..]
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Ctrl-C, SIGTERM (what a CI cancel and `timeout` send) and SIGHUP each stop a run within
+/// seconds: the report is written and marked interrupted, exit code 130, the temporary folder
+/// is removed, and no process the run started is left (checked in the process table).
 #[test]
-fn ctrl_c_stops_a_run_and_writes_a_report_marked_interrupted_leaving_nothing_behind() {
+fn a_signal_stops_a_run_and_writes_a_report_marked_interrupted_leaving_nothing_behind() {
+    use nix::sys::signal::Signal;
+    let photos = tempfile::tempdir().unwrap();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        stopped_by(signal, photos.path());
+    }
+}
+
+fn stopped_by(signal: nix::sys::signal::Signal, photos: &Path) {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().unwrap();
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    // A long batch under a cap of ten minutes: only Ctrl-C ends this run early.
+    // A long batch under a cap of ten minutes: only the signal ends this run early.
     let text = format!(
         "name = \"long\"\n{}",
         RETRIED_LOCKS
@@ -198,6 +247,8 @@ fn ctrl_c_stops_a_run_and_writes_a_report_marked_interrupted_leaving_nothing_beh
             scenario.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
+            "--photos-cache",
+            photos.to_str().unwrap(),
         ])
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
@@ -205,14 +256,14 @@ fn ctrl_c_stops_a_run_and_writes_a_report_marked_interrupted_leaving_nothing_beh
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the run's database exists in its temporary folder: the server is up.
+    // Wait until the run's database exists in its temporary folder and its workers run.
     let deadline = Instant::now() + Duration::from_secs(120);
     let started = loop {
         let db = std::fs::read_dir(&tmp)
             .unwrap()
             .filter_map(Result::ok)
             .any(|e| e.path().join("app.db").is_file());
-        if db {
+        if db && descendants(child.id()).len() >= 3 {
             break true;
         }
         if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
@@ -220,52 +271,48 @@ fn ctrl_c_stops_a_run_and_writes_a_report_marked_interrupted_leaving_nothing_beh
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(started, "the run never started its server");
-    std::thread::sleep(Duration::from_secs(3));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    assert!(started, "{signal}: the run never started its server");
+    std::thread::sleep(Duration::from_secs(2));
+    // Everything the run started: the supervisor, its workers, any fault process.
+    let started_processes = descendants(child.id());
+    assert!(
+        started_processes.len() >= 3,
+        "{signal}: expected a supervisor and two workers, found {started_processes:?}"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the run did not stop after Ctrl-C"
-        );
+        assert!(Instant::now() < deadline, "{signal}: the run did not stop");
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert_eq!(status.code(), Some(130), "{err}");
+    assert_eq!(status.code(), Some(130), "{signal}: {err}");
 
     let report: Report =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    assert!(report.interrupted);
+    assert!(report.interrupted, "{signal}");
     assert_eq!(report.verdict.exit_code, 130);
     assert!(
         report.verdict.summary.starts_with("INTERRUPTED"),
-        "{}",
+        "{signal}: {}",
         report.verdict.summary
     );
     assert!(!report.batch.as_ref().unwrap().finished);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.starts_with("# lockbench: long — INTERRUPTED"), "{md}");
-    // Nothing is left in the temporary folder, and no worker of the run is alive.
+    // Nothing is left in the temporary folder, and no process the run started is alive.
     let left: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()
         .filter_map(Result::ok)
         .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-    for worker in report.settings_effective.unwrap_or_default() {
-        let alive = std::path::Path::new(&format!("/proc/{}", worker.pid)).exists();
-        assert!(
-            !alive,
-            "worker {} (pid {}) still runs",
-            worker.worker, worker.pid
-        );
-    }
+    assert!(left.is_empty(), "{signal}: left behind: {left:?}");
+    let alive: Vec<u32> = started_processes
+        .into_iter()
+        .filter(|p| alive(*p))
+        .collect();
+    assert!(alive.is_empty(), "{signal}: still running: {alive:?}");
 }

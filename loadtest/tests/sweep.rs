@@ -134,11 +134,7 @@ fn breakpoint_raises_the_dimension_until_a_gate_fails() {
 
     // A gate that fails at the lowest value: no breaking point, and the gate is named.
     let strict = dir.path().join("strict.toml");
-    std::fs::write(
-        &strict,
-        format!("{BASE}max_batch_seconds = 0.001\n"),
-    )
-    .unwrap();
+    std::fs::write(&strict, format!("{BASE}max_batch_seconds = 0.001\n")).unwrap();
     let report = breakpoint(
         &[strict],
         Vary::Pollers,
@@ -173,7 +169,12 @@ fn a_row_that_cannot_run_stops_the_sweep_and_its_reports_say_it_is_incomplete() 
     let out = dir.path().join("out");
     let junit = dir.path().join("junit.xml");
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
-        .args(["sweep", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "sweep",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .args(["--junit", junit.to_str().unwrap()])
         .output()
         .unwrap();
@@ -185,7 +186,10 @@ fn a_row_that_cannot_run_stops_the_sweep_and_its_reports_say_it_is_incomplete() 
     assert_eq!(report.rows.len(), 1);
     assert_eq!(report.planned_rows, 3);
     assert!(!report.complete());
-    let abort = report.aborted.as_ref().expect("the sweep says where it stopped");
+    let abort = report
+        .aborted
+        .as_ref()
+        .expect("the sweep says where it stopped");
     assert_eq!(abort.label, "nowhere");
     assert!(abort.error.contains("127.0.0.1:1"), "{}", abort.error);
     let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
