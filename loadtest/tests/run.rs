@@ -378,3 +378,42 @@ fn scenario_mistakes_are_refused_at_load_naming_the_key() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("a-file/photos"), "{err}");
 }
+
+/// The incident's own scenario, shortened as a user would with --set: every lock error the
+/// server met is in the report's total (connecting, configuring a pooled connection,
+/// beginning, reading, writing, committing), each is one "database is locked" line of the
+/// server's own log (kept beside the report), and every request one of them failed answered
+/// 503, never a bare 500.
+#[test]
+fn the_incident_scenario_counts_every_lock_error_the_server_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = dir.path().join("report");
+    let run = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .current_dir(&repo)
+        .args(["run", "scenarios/seed-incident-350.toml", "--out"])
+        .arg(&out)
+        .args(["--set", "batch.count=30", "--set", "batch.people=4"])
+        .args(["--set", "users.pollers=20"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "the incident fails its gates: {err}");
+    let report: lockbench::report::Report =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let log = std::fs::read_to_string(out.join("server.log")).unwrap();
+    let logged = log.lines().filter(|l| l.contains("database is locked")).count() as u64;
+    assert!(report.lock_errors.total > 0, "the incident reproduces lock errors");
+    assert_eq!(
+        report.lock_errors.total, logged,
+        "lock errors in the report against lines in the server's log"
+    );
+    assert!(report.lock_errors.missing_workers.is_empty());
+    for (endpoint, stats) in &report.requests {
+        assert_eq!(
+            stats.status_codes.get("500").copied().unwrap_or(0),
+            0,
+            "{endpoint}: a request failed with a bare 500: {stats:?}"
+        );
+    }
+}

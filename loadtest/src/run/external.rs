@@ -16,7 +16,7 @@ use super::{base_report, batch_figures, count_text, photo_batch, progress_bar, R
 use crate::follow::LogFollower;
 use crate::http;
 use crate::load::{self, Shared};
-use crate::report::{Audit, LockErrors, LockSource, Report, Target, TargetDatabase};
+use crate::report::{Audit, BatchEnd, LockErrors, LockSource, Report, Target, TargetDatabase};
 use crate::scenario::{EndpointSpec, Scenario};
 
 /// The external app's batch, once posted: its id, and what its status endpoint last said.
@@ -29,6 +29,8 @@ struct ExternalBatch {
     done: Option<Duration>,
     /// When the status first said "done" or "failed": the processor stopped.
     ended: Option<Duration>,
+    /// When the run stopped waiting for it (since the post).
+    watched_until: Option<Duration>,
 }
 
 impl ExternalBatch {
@@ -41,16 +43,31 @@ impl ExternalBatch {
             posted: Instant::now(),
             done: None,
             ended: None,
+            watched_until: None,
+        }
+    }
+
+    /// How the wait for it ended, and when.
+    fn end(&self, interrupted: bool) -> (BatchEnd, Duration) {
+        let until = self
+            .watched_until
+            .unwrap_or_else(|| self.posted.elapsed());
+        match (self.done, self.ended) {
+            (Some(done), _) => (BatchEnd::Finished, done),
+            (None, Some(ended)) => (BatchEnd::Failed, ended),
+            (None, None) if interrupted => (BatchEnd::Interrupted, until),
+            (None, None) => (BatchEnd::Cap, until),
         }
     }
 
     /// Its figures for the report, from what its status endpoint last said.
-    fn figures(&self) -> crate::report::BatchFigures {
+    fn figures(&self, interrupted: bool) -> crate::report::BatchFigures {
         let mut status = self.status.clone();
         if status["processed"].is_null() {
             status["processed"] = serde_json::json!(0);
         }
-        batch_figures(&status, self.photos, self.done, self.posted.elapsed())
+        let (ended, duration) = self.end(interrupted);
+        batch_figures(&status, self.photos, ended, duration)
     }
 }
 
@@ -188,13 +205,20 @@ pub(super) fn run_external(
     );
     report.settings_requested = super::settings_requested(scenario)?;
     if let Some(b) = &batch {
-        if b.done.is_none() {
-            report.notes.push(format!(
-                "the batch did not finish within the cap of {:?}",
-                scenario.duration.max
-            ));
+        let figures = b.figures(interrupted);
+        match figures.ended {
+            BatchEnd::Finished => {}
+            BatchEnd::Cap => report.notes.push(format!(
+                "the batch did not finish within the cap of {}",
+                humantime::format_duration(scenario.duration.max)
+            )),
+            BatchEnd::Failed => report.notes.push(format!(
+                "the app said the batch failed ({}): its figures are what its status said last",
+                b.status["status"]
+            )),
+            BatchEnd::Interrupted | BatchEnd::Abandoned => {}
         }
-        report.batch = Some(b.figures());
+        report.batch = Some(figures);
     }
     report.audit = audit;
     report.target_database = target_database;
@@ -268,6 +292,9 @@ fn watch_external(
         std::thread::sleep(Duration::from_millis(500));
         if crate::stop::interrupted() {
             interrupted = true;
+            if let Some(b) = batch.as_mut() {
+                b.watched_until.get_or_insert_with(|| b.posted.elapsed());
+            }
             break;
         }
         let lock_seen = follower.map_or_else(
@@ -306,6 +333,7 @@ fn watch_external(
                     .ended
                     .is_some_and(|d| b.posted.elapsed() >= d + scenario.duration.tail);
                 if tail_over || started.elapsed() >= run_for {
+                    b.watched_until.get_or_insert_with(|| b.posted.elapsed());
                     break;
                 }
             }

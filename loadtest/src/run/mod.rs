@@ -35,7 +35,8 @@ pub use processes::ServerProcess;
 
 use crate::load::Shared;
 use crate::report::{
-    self, BatchFigures, LockErrors, Machine, Report, ScenarioInfo, Target, UsersInfo, Verdict,
+    self, BatchEnd, BatchFigures, LockErrors, Machine, Report, ScenarioInfo, Target, UsersInfo,
+    Verdict,
 };
 use crate::scenario::Scenario;
 
@@ -341,14 +342,17 @@ fn users_info(scenario: &Scenario) -> UsersInfo {
     }
 }
 
+/// A batch's figures from what its status said last (`processed`, `failed`, `persons`,
+/// `uploaded`, `status`), how the wait for it ended and how long it took: to the processor's
+/// end, or for a batch that did not end, to the moment the run stopped waiting for it.
 pub(super) fn batch_figures(
     status: &serde_json::Value,
     photos: u64,
-    done: Option<Duration>,
-    elapsed: Duration,
+    ended: BatchEnd,
+    duration: Duration,
 ) -> BatchFigures {
     let processed = status["processed"].as_u64().unwrap_or(0);
-    let duration_s = done.unwrap_or(elapsed).as_secs_f64();
+    let duration_s = duration.as_secs_f64();
     BatchFigures {
         photos,
         processed,
@@ -361,12 +365,8 @@ pub(super) fn batch_figures(
         } else {
             0.0
         },
-        finished: done.is_some(),
-        ended: if done.is_some() {
-            crate::report::BatchEnd::Finished
-        } else {
-            crate::report::BatchEnd::Cap
-        },
+        finished: ended == BatchEnd::Finished,
+        ended,
         status: status["status"].as_str().map(str::to_owned),
     }
 }

@@ -24,7 +24,7 @@ use super::{base_report, batch_figures, photo_batch, progress_bar, RunOptions};
 use crate::faults::{FaultContext, FaultRecord, FaultRunner};
 use crate::http::{self, Again};
 use crate::load::{self, Recorder, Shared};
-use crate::report::{LockErrors, LockSource, Report, Target, WalFigures, WorkerSettings};
+use crate::report::{BatchEnd, LockErrors, LockSource, Report, Target, WalFigures, WorkerSettings};
 use crate::scenario::{Fault, Scenario};
 
 /// The reference server of one run and what the runner needs to talk to it.
@@ -142,6 +142,8 @@ struct Watched {
     batch_done: Option<Duration>,
     status: serde_json::Value,
     wal_max: u64,
+    /// When the watch ended, since the batch was posted.
+    until: Duration,
 }
 
 /// Polls the batch's status (and the WAL file) until the batch is done plus the tail, the
@@ -241,6 +243,7 @@ fn watch_batch(
         }
     }
     bar.finish_and_clear();
+    w.until = posted.elapsed();
     w
 }
 
@@ -362,12 +365,12 @@ pub(super) fn run_reference(
         postgres.is_none().then_some(watched.wal_max),
     );
     report.lock_errors.missing_workers = missing_workers(&stats, scenario.server.workers);
-    report.batch = Some(batch_figures(
-        &watched.status,
-        total,
-        watched.batch_done,
-        posted.elapsed(),
-    ));
+    let (ended, duration) = match (watched.batch_done, watched.interrupted) {
+        (Some(done), _) => (BatchEnd::Finished, done),
+        (None, true) => (BatchEnd::Interrupted, watched.until),
+        (None, false) => (BatchEnd::Cap, watched.until),
+    };
+    report.batch = Some(batch_figures(&watched.status, total, ended, duration));
     report.audit = Some(audit);
     report.faults = faults;
     report.interrupted = watched.interrupted;
