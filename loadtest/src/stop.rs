@@ -67,6 +67,12 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// The flag [`interrupted`] reads, for code outside this crate that polls it (the contention
+/// probe).
+pub fn flag() -> &'static AtomicBool {
+    &INTERRUPTED
+}
+
 /// Starts `command` as the leader of its own process group (so the terminal's Ctrl-C reaches
 /// only lockbench, which stops it in order), with [`PARENT_PID_ENV`] set, and remembers it so
 /// that a second signal or a panic can stop it.
