@@ -1,5 +1,6 @@
 //! What CI systems read from lockbench besides the exit code: JUnit XML (`--junit FILE`, one
-//! test case per gate, per sweep row or per compared figure), GitHub's step summary (when
+//! test case per gate, per sweep row or per compared figure; with `run --repeat`, one more
+//! per run), GitHub's step summary (when
 //! `GITHUB_STEP_SUMMARY` is set, the verdict and the gate table are appended to it), and
 //! where a report came from (the git commit of the project under test, the machine's load).
 //! Writes what CI reads from finished results; decides no verdict of its own.
@@ -8,11 +9,11 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use crate::compare::Comparison;
 use crate::report::format::num;
-use crate::report::Report;
+use crate::report::{GateResult, Report, RunVerdict};
 use crate::sweep::SweepReport;
 
 /// The environment variable GitHub Actions points at the job's summary file.
@@ -33,22 +34,33 @@ fn case(name: &str, classname: &str, failure: Option<String>) -> TestCase {
     case
 }
 
+/// A gate's value in a message: "5", "5 (at least: ...)", "unknown (the batch did not
+/// finish: ...)".
+fn gate_value(g: &GateResult) -> String {
+    match (g.value, &g.note) {
+        (Some(v), None) => num(v),
+        (Some(v), Some(note)) => format!("{} ({note})", num(v)),
+        (None, Some(note)) => format!("unknown ({note})"),
+        (None, None) => "unknown".to_owned(),
+    }
+}
+
 /// One test case per gate of a run (a run without gates: one for its verdict); a failing
-/// gate names its figure and its limit.
+/// gate names its figure, its value (or why it is unknown) and its limit.
+///
+/// With `run --repeat`, the gates are the combined report's, and each run has a test case
+/// of its own ("run 3"): a failure when the run failed a correctness gate, a timing gate
+/// the combined medians fail too, or finished no batch; a success with a flaky failure
+/// (`<flakyFailure>`) when it failed only timing gates the medians pass. Flaky rather than
+/// failed because the exit code is the combined verdict's: a red case under exit code 0
+/// would contradict it, and a green one would hide the run.
 pub fn junit_for_report(report: &Report) -> quick_junit::Report {
     let name = format!("lockbench run {}", report.scenario.name);
     let class = format!("lockbench.run.{}", report.scenario.name);
     let mut suite = TestSuite::new(name.as_str());
     for g in &report.gates {
-        let failure = (!g.passed).then(|| {
-            let value = match (g.value, &g.note) {
-                (Some(v), None) => num(v),
-                (Some(v), Some(note)) => format!("{} ({note})", num(v)),
-                (None, Some(note)) => format!("not measured ({note})"),
-                (None, None) => "not measured".to_owned(),
-            };
-            format!("{}: {value}, limit {}", g.name, num(g.limit))
-        });
+        let failure =
+            (!g.passed).then(|| format!("{}: {}, limit {}", g.name, gate_value(g), num(g.limit)));
         suite.add_test_case(case(&g.name, &class, failure));
     }
     let unfinished = report.batch.as_ref().is_some_and(|b| !b.finished);
@@ -56,9 +68,46 @@ pub fn junit_for_report(report: &Report) -> quick_junit::Report {
         let failure = (!report.verdict.passed).then(|| report.verdict.summary.clone());
         suite.add_test_case(case("verdict", &class, failure));
     }
+    for run in report.repeat.iter().flat_map(|r| &r.verdicts) {
+        suite.add_test_case(run_case(run, &class));
+    }
     let mut out = quick_junit::Report::new("lockbench");
     out.add_test_suite(suite);
     out
+}
+
+/// The test case of one run of `run --repeat` (see [`junit_for_report`]).
+fn run_case(run: &RunVerdict, class: &str) -> TestCase {
+    let name = format!("run {}", run.run);
+    let what = || {
+        let failed: Vec<String> = run
+            .gates
+            .iter()
+            .filter(|g| !g.passed)
+            .map(|g| format!("{}: {}, limit {}", g.name, gate_value(g), num(g.limit)))
+            .collect();
+        let why = if failed.is_empty() {
+            run.summary.clone()
+        } else {
+            failed.join("; ")
+        };
+        format!("{name} failed: {why} ({})", run.report)
+    };
+    if run.passed {
+        return case(&name, class, None);
+    }
+    if !run.flaky {
+        return case(&name, class, Some(what()));
+    }
+    let mut status = TestCaseStatus::success();
+    let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+    let message = format!("{}; timing only: the combined medians pass", what());
+    rerun.set_message(message.clone());
+    rerun.set_description(message);
+    status.add_rerun(rerun);
+    let mut case = TestCase::new(name.as_str(), status);
+    case.set_classname(class);
+    case
 }
 
 /// One test case per sweep row; a failing row names the gates it failed.

@@ -272,7 +272,7 @@ max = "60s"
 }
 
 #[test]
-fn repeated_runs_keep_medians_and_spreads_and_compare_ignores_changes_within_the_spread() {
+fn repeated_runs_keep_medians_and_spreads_name_each_run_and_compare_excuses_only_as_range() {
     use lockbench::report::{Repeat, Report, Spread};
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("tiny.toml");
@@ -302,11 +302,14 @@ max_lost_writes = 0
     )
     .unwrap();
     let out = dir.path().join("repeat");
+    let junit = dir.path().join("repeat.xml");
     let status = Command::new(env!("CARGO_BIN_EXE_lockbench"))
         .arg("run")
         .arg(&scenario)
         .args(["--repeat", "3", "--out"])
         .arg(&out)
+        .arg("--junit")
+        .arg(&junit)
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(0));
@@ -327,10 +330,30 @@ max_lost_writes = 0
             / 1000.0,
         s.median
     );
+    // Each run's own verdict is kept; the combined one says they all passed; each table
+    // says what it holds; JUnit has the gate and one case per run.
+    assert_eq!(repeat.verdicts.len(), 3);
+    assert!(repeat.verdicts.iter().all(|v| v.passed && !v.flaky));
+    assert!(
+        report.verdict.summary.ends_with("; all 3 runs passed"),
+        "{}",
+        report.verdict.summary
+    );
+    assert!(repeat.tables["requests"].starts_with("medians of 3 runs"));
+    assert!(repeat.tables["audit"].starts_with("the largest of each count"));
+    assert_eq!(
+        junit_cases(&junit),
+        [
+            ("max_lost_writes".to_owned(), None),
+            ("run 1".to_owned(), None),
+            ("run 2".to_owned(), None),
+            ("run 3".to_owned(), None),
+        ]
+    );
 
-    // B is A with one p99 grown by 50%: a regression past a 10% tolerance, unless both runs'
-    // spreads cover the change.
-    let with_spread = |r: &Report, range: f64| {
+    // B is A with one p99 grown by 50%: a regression past a 10% tolerance, unless A's own
+    // runs went that high; B's spread never excuses it.
+    let with_spread = |r: &Report, below: f64, above: f64| {
         let mut r = r.clone();
         let v = r.requests["GET /api/registrations/updates"].latency_us.p99 as f64 / 1000.0;
         r.repeat = Some(Repeat {
@@ -340,8 +363,8 @@ max_lost_writes = 0
                 p99.to_owned(),
                 Spread {
                     median: v,
-                    min: v - range / 2.0,
-                    max: v + range / 2.0,
+                    min: v - below,
+                    max: v + above,
                 },
             )]
             .into_iter()
@@ -367,13 +390,66 @@ max_lost_writes = 0
             .iter()
             .any(|r| r.name == p99)
     };
-    assert!(regressed(&with_spread(&report, 0.0), &with_spread(&b, 0.0)));
-    assert!(!regressed(
-        &with_spread(&report, grown * 2.0),
-        &with_spread(&b, grown * 2.0)
-    ));
     assert!(regressed(
-        &with_spread(&report, grown / 2.0),
-        &with_spread(&b, grown / 2.0)
+        &with_spread(&report, 0.0, 0.0),
+        &with_spread(&b, 0.0, 0.0)
     ));
+    // A's largest run is above B: within A's range.
+    assert!(!regressed(
+        &with_spread(&report, 0.0, grown * 1.5),
+        &with_spread(&b, 0.0, 0.0)
+    ));
+    // A's runs stayed below B, however wide B's own spread.
+    assert!(regressed(
+        &with_spread(&report, grown / 2.0, grown / 2.0),
+        &with_spread(&b, grown * 5.0, grown * 5.0)
+    ));
+
+    // Two runs that both fail a gate: exit 1, each run named and a failing JUnit case.
+    let out = dir.path().join("failing");
+    let junit = dir.path().join("failing.xml");
+    let status = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .arg("run")
+        .arg(&scenario)
+        .args([
+            "--repeat",
+            "2",
+            "--set",
+            "gates.max_batch_seconds=0.000001",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--junit")
+        .arg(&junit)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let report: Report =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let summary = &report.verdict.summary;
+    assert!(
+        summary.starts_with("FAILED: 1 of 2 gates failed (max_batch_seconds)"),
+        "{summary}"
+    );
+    for k in 1..=2 {
+        assert!(
+            summary.contains(&format!("run {k} of 2 failed: max_batch_seconds (")),
+            "{summary}"
+        );
+    }
+    let cases = junit_cases(&junit);
+    let names: Vec<&str> = cases.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["max_lost_writes", "max_batch_seconds", "run 1", "run 2"]
+    );
+    for (name, failure) in &cases[2..] {
+        let message = failure
+            .as_deref()
+            .unwrap_or_else(|| panic!("{name} failed"));
+        assert!(
+            message.contains("max_batch_seconds") && message.contains("limit 0.000001"),
+            "{message}"
+        );
+    }
 }

@@ -12,8 +12,8 @@ use lockbench::report::Report;
 use serde_json::{json, Value};
 
 /// The fixture: a real run against the reference server (`tests/fixtures/report.json`,
-/// written by `scripts/report-fixture.sh`): 204 lock errors, four endpoints, a batch and an
-/// audit with 200 lost writes.
+/// written by `scripts/report-fixture.sh`, then carried to schema 3 by hand): 204 lock
+/// errors, four endpoints, a batch and an audit with 204 lost writes.
 fn fixture() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report.json");
     let text = std::fs::read_to_string(path).expect("reading the report fixture");
@@ -88,16 +88,16 @@ fn identical_reports_exit_0_with_no_regression() {
         "{text}"
     );
     assert!(!text.contains("REGRESSION"), "{text}");
-    assert!(text.contains("None: both runs requested the same settings."));
+    assert!(text.contains("None: both runs requested the same scenario"));
 }
 
 #[test]
 fn a_different_schema_version_cannot_be_compared() {
-    let out = compare_with(|b| b["schema_version"] = json!(3), &[]);
+    let out = compare_with(|b| b["schema_version"] = json!(4), &[]);
     assert_eq!(code(&out), 2);
     assert!(stdout(&out).is_empty());
     let err = stderr(&out);
-    assert!(err.contains("A has schema_version 2, B has 3"), "{err}");
+    assert!(err.contains("A has schema_version 3, B has 4"), "{err}");
 }
 
 #[test]
@@ -154,18 +154,117 @@ fn fewer_lock_errors_is_an_improvement_not_a_regression() {
 fn the_settings_that_differ_are_listed_as_dotted_keys() {
     let out = compare_with(
         |b| {
-            b["settings_requested"]["storage"]["journal_mode"] = json!("delete");
-            b["settings_requested"]["workers"] = json!(4);
+            b["settings_requested"]["server"]["storage"]["journal_mode"] = json!("delete");
+            b["settings_requested"]["server"]["workers"] = json!(4);
         },
         &[],
     );
     let text = stdout(&out);
     assert_eq!(code(&out), 0, "{text}");
     assert!(
-        text.contains("- storage.journal_mode: wal → delete\n"),
+        text.contains("- server.storage.journal_mode: wal → delete\n"),
         "{text}"
     );
-    assert!(text.contains("- workers: 2 → 4\n"), "{text}");
+    assert!(text.contains("- server.workers: 2 → 4\n"), "{text}");
+}
+
+#[test]
+fn a_different_batch_cap_fault_or_gate_is_listed_and_never_called_the_same_settings() {
+    let out = compare_with(
+        |b| {
+            let s = &mut b["settings_requested"];
+            s["batch"]["count"] = json!(350);
+            s["duration"]["max"] = json!("10m");
+            s["gates"]["max_lock_errors"] = json!(5);
+            s["faults"] = json!([{"kind": "kill-worker", "at_photo": 20, "worker": "processor"}]);
+        },
+        &[],
+    );
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    for line in [
+        "- batch.count: 60 → 350\n",
+        "- duration.max: 50s → 10m\n",
+        "- gates.max_lock_errors: 0 → 5\n",
+        "- faults[0].kind: (absent) → kill-worker\n",
+        "- faults[0].at_photo: (absent) → 20\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    assert!(!text.contains("None: both runs"), "{text}");
+}
+
+#[test]
+fn repeated_runs_noise_never_excuses_lost_writes_or_lock_errors() {
+    // Combined reports of `run --repeat`: correctness counts are the largest run's, and
+    // each figure's spread is under repeat.
+    let repeated = |lost: u64, locks: u64, runs: &[(u64, u64)]| {
+        let mut r = fixture();
+        r["audit"]["lost_writes"] = json!(lost);
+        r["lock_errors"]["total"] = json!(locks);
+        let spread = |f: fn(&(u64, u64)) -> u64| {
+            let mut v: Vec<u64> = runs.iter().map(f).collect();
+            v.sort();
+            json!({"median": v[v.len() / 2], "min": v[0], "max": v[v.len() - 1]})
+        };
+        r["repeat"] = json!({
+            "runs": runs.len(),
+            "reports": [],
+            "spread": {
+                "audit.lost_writes": spread(|r| r.0),
+                "lock_errors.total": spread(|r| r.1),
+            },
+        });
+        r
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(
+        dir.path(),
+        "a.json",
+        &repeated(0, 10, &[(0, 10), (0, 10), (0, 10)]),
+    );
+    let b = write(
+        dir.path(),
+        "b.json",
+        &repeated(3, 50, &[(0, 10), (3, 50), (3, 50), (3, 50), (3, 50)]),
+    );
+    let out = lockbench(&a, &b, &[]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 1, "{text}{}", stderr(&out));
+    assert!(
+        text.contains("REGRESSION: audit.lost_writes 0 → 3 (new: A was 0)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("REGRESSION: lock_errors.total 10 → 50 (+400.0%, tolerance 10%)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn more_photos_in_more_time_at_a_higher_rate_is_not_a_batch_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_batch = |processed: u64, seconds: f64| {
+        let mut r = fixture();
+        r["batch"]["photos"] = json!(processed);
+        r["batch"]["processed"] = json!(processed);
+        r["batch"]["duration_s"] = json!(seconds);
+        r["batch"]["photos_per_s"] = json!(((processed as f64 / seconds) * 100.0).round() / 100.0);
+        r
+    };
+    let a = write(dir.path(), "a.json", &with_batch(62, 14.85));
+    let b = write(dir.path(), "b.json", &with_batch(202, 27.0));
+    let out = lockbench(&a, &b, &[]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(
+        text.contains("| batch.seconds_per_photo | 0.240 | 0.134 | -0.106 | -44.2% | ok |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| batch.duration_s | 14.85 | 27.00 | +12.15 | +81.8% | info |"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -233,13 +332,13 @@ fn json_output_is_versioned_and_lists_regressions_figures_and_settings() {
     let out = compare_with(
         |b| {
             b["requests"]["POST /api/registrations"]["latency_us"]["p99"] = json!(7_000_000);
-            b["settings_requested"]["storage"]["tx_mode"] = json!("immediate");
+            b["settings_requested"]["server"]["storage"]["tx_mode"] = json!("immediate");
         },
         &["--format", "json"],
     );
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["exit_code"], 1);
     let name = "requests[POST /api/registrations].p99_ms";
     assert_eq!(doc["regressions"][0]["name"], name);
@@ -256,7 +355,7 @@ fn json_output_is_versioned_and_lists_regressions_figures_and_settings() {
     assert!((relative - 220.03).abs() < 0.01, "{relative}");
     assert_eq!(
         doc["settings_diff"],
-        json!([{"key": "storage.tx_mode", "a": "deferred", "b": "immediate"}])
+        json!([{"key": "server.storage.tx_mode", "a": "deferred", "b": "immediate"}])
     );
 }
 
@@ -270,7 +369,7 @@ fn markdown_matches_the_snapshot() {
     b.verdict.passed = true;
     b.verdict.exit_code = 0;
     b.verdict.summary = "all 3 gates passed; 40 lock errors; 0 lost writes".into();
-    b.settings_requested["retry"]["retry"] = json!("backoff");
+    b.settings_requested["server"]["retry"]["retry"] = json!("backoff");
     b.lock_errors.total = 40;
     b.lock_errors.by_code.remove("SQLITE_BUSY_SNAPSHOT");
     b.lock_errors.by_code.insert("SQLITE_BUSY".into(), 40);
@@ -301,7 +400,7 @@ fn markdown_matches_the_snapshot() {
 
         ## Settings that differ
 
-        - retry.retry: incident → backoff
+        - server.retry.retry: incident → backoff
 
         ## Per endpoint
 
@@ -312,10 +411,13 @@ fn markdown_matches_the_snapshot() {
         | count | 14 | 14 | 0 | 0.0% | info |
         | error_rate_pct | 0.00 | 0.00 | 0.00 | 0.0% | ok |
         | status_503 | 0 | 0 | 0 | 0.0% | info |
+        | lock_errors | 0 | 0 | 0 | 0.0% | info |
+        | unanswered_at_stop | 0 | 0 | 0 | 0.0% | info |
         | p50_ms | 269.1 | 269.1 | 0.00 | 0.0% | info |
         | p95_ms | 702.5 | 702.5 | 0.00 | 0.0% | info |
         | p99_ms | 702.5 | 702.5 | 0.00 | 0.0% | ok |
         | max_ms | 702.5 | 702.5 | 0.00 | 0.0% | info |
+        | p99_from_tick_ms | 704.0 | 704.0 | 0.00 | 0.0% | info |
 
         ### `GET /api/batches/{id}/status`
 
@@ -324,10 +426,13 @@ fn markdown_matches_the_snapshot() {
         | count | 552 | 552 | 0 | 0.0% | info |
         | error_rate_pct | 0.00 | 0.00 | 0.00 | 0.0% | ok |
         | status_503 | 0 | 0 | 0 | 0.0% | info |
+        | lock_errors | 0 | 0 | 0 | 0.0% | info |
+        | unanswered_at_stop | 0 | 0 | 0 | 0.0% | info |
         | p50_ms | 89.9 | 89.9 | 0.00 | 0.0% | info |
         | p95_ms | 1,089.5 | 1,089.5 | 0.00 | 0.0% | info |
         | p99_ms | 1,526.8 | 1,526.8 | 0.00 | 0.0% | ok |
         | max_ms | 2,013.2 | 2,013.2 | 0.00 | 0.0% | info |
+        | p99_from_tick_ms | 3,242.0 | 3,242.0 | 0.00 | 0.0% | info |
 
         ### `GET /api/registrations/updates`
 
@@ -336,10 +441,13 @@ fn markdown_matches_the_snapshot() {
         | count | 552 | 552 | 0 | 0.0% | info |
         | error_rate_pct | 0.00 | 0.00 | 0.00 | 0.0% | ok |
         | status_503 | 0 | 0 | 0 | 0.0% | info |
+        | lock_errors | 0 | 0 | 0 | 0.0% | info |
+        | unanswered_at_stop | 0 | 0 | 0 | 0.0% | info |
         | p50_ms | 202.4 | 202.4 | 0.00 | 0.0% | info |
         | p95_ms | 1,525.8 | 1,525.8 | 0.00 | 0.0% | info |
         | p99_ms | 2,001.9 | 5,100.0 | +3,098.1 | +154.8% | **REGRESSION** |
         | max_ms | 2,101.2 | 2,101.2 | 0.00 | 0.0% | info |
+        | p99_from_tick_ms | 2,004.0 | 2,004.0 | 0.00 | 0.0% | info |
 
         ### `POST /api/registrations`
 
@@ -348,10 +456,13 @@ fn markdown_matches_the_snapshot() {
         | count | 629 | 629 | 0 | 0.0% | info |
         | error_rate_pct | 0.00 | 0.00 | 0.00 | 0.0% | ok |
         | status_503 | 0 | 0 | 0 | 0.0% | info |
+        | lock_errors | 0 | 0 | 0 | 0.0% | info |
+        | unanswered_at_stop | 3 | 3 | 0 | 0.0% | info |
         | p50_ms | 228.4 | 228.4 | 0.00 | 0.0% | info |
         | p95_ms | 1,427.5 | 1,427.5 | 0.00 | 0.0% | info |
         | p99_ms | 2,187.3 | 2,187.3 | 0.00 | 0.0% | ok |
         | max_ms | 2,355.2 | 2,355.2 | 0.00 | 0.0% | info |
+        | p99_from_tick_ms | 2,187.3 | 2,187.3 | 0.00 | 0.0% | info |
 
         ## Server side
 
@@ -362,18 +473,25 @@ fn markdown_matches_the_snapshot() {
         | lock_errors.client_visible | 0 | 0 | 0 | 0.0% | info |
         | retries | 204 | 204 | 0 | 0.0% | info |
         | commit_only_dropped | 204 | 204 | 0 | 0.0% | info |
-        | batch.duration_s | 14.85 | 9.10 | -5.75 | -38.7% | ok |
+        | processor_failures | 0 | 0 | 0 | 0.0% | ok |
+        | batch.seconds_per_photo | 0.243 | 0.149 | -0.094 | -38.7% | ok |
+        | batch.duration_s | 14.85 | 9.10 | -5.75 | -38.7% | info |
         | batch.photos_per_s | 4.11 | 38.50 | +34.39 | +836.7% | info |
-        | audit.lost_writes | 200 | 0 | -200 | -100.0% | ok |
+        | audit.lost_writes | 204 | 0 | -204 | -100.0% | ok |
         | audit.duplicate_writes | 0 | 0 | 0 | 0.0% | ok |
         | audit.misassigned_photos | 27 | 27 | 0 | 0.0% | ok |
+        | audit.not_processed | 0 | 0 | 0 | 0.0% | ok |
+        | audit.lost_uploads | 3 | 3 | 0 | 0.0% | info |
+        | audit.dropped_unaudited | 1 | 1 | 0 | 0.0% | info |
+        | audit.unaudited_writes | 0 | 0 | 0 | 0.0% | info |
+        | audit.missing_photos | 3 | 3 | 0 | 0.0% | info |
 
         ## Runs
 
         | | A | B |
         | --- | --- | --- |
         | started | 2026-11-27T18:24:26Z | 2025-11-27T04:12:30Z |
-        | run verdict | exit 1: FAILED: 3 of 4 gates failed (max_lock_errors, p99_ms POST /api/registrations, max_lost_writes); 204 lock errors (server side); 200 lost writes; the batch did not finish | exit 0: all 3 gates passed; 40 lock errors; 0 lost writes |
+        | run verdict | exit 1: FAILED: 3 of 4 gates failed (max_lock_errors, p99_ms POST /api/registrations, max_lost_writes); 204 lock errors (server side); 204 lost writes; the batch was stopped at the hard cap | exit 0: all 3 gates passed; 40 lock errors; 0 lost writes |
         | lockbench | 0.1.0 | 0.1.0 |
         | target | http://127.0.0.1:42301 | http://127.0.0.1:42301 |
         | SQLite | 3.51.3 | 3.51.3 |

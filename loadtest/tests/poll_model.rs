@@ -1,9 +1,12 @@
 //! Browser-like pollers against a server that stalls: a real HTTP server on a loopback port
-//! holds every request that arrives during a 3-second window, and `lockbench run --target`
-//! polls it. With `poll_model = "interval"` (setInterval) the pollers keep their phases after
-//! the stall; with `"after-response"` (a setTimeout chain) they all come back at once and stay
-//! in lock step. The server records when each poller's requests arrive, so the test judges
-//! the schedule from the server's side as well as from the report.
+//! holds every `/poll` request that arrives during a window (3 seconds, or past the end of
+//! the run), and `lockbench run --target` polls it. With `poll_model = "interval"`
+//! (setInterval) the pollers keep their phases after the stall; with `"after-response"` (a
+//! setTimeout chain) they all come back at once and stay in lock step. The server records
+//! when each poller's requests arrive, so the test judges the schedule from the server's side
+//! as well as from the report. Its `/status` never stalls and answers some requests as a
+//! locked app does (a bare 503, a 503 or a 500 saying "database is locked"): how the report
+//! charges a stall to each endpoint, and counts lock errors, is checked on real answers.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,15 +33,33 @@ struct Seen {
     arrivals: BTreeMap<u32, Vec<Instant>>,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Stalling {
     seen: Arc<Mutex<Seen>>,
+    /// The stall starts this long after the first request and lasts this long.
+    after: Duration,
+    length: Duration,
+    /// `/status` requests so far.
+    status: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Stalling {
     fn stall_window(&self) -> Option<(Instant, Instant)> {
         let first = self.seen.lock().unwrap().first?;
-        Some((first + STALL_AFTER, first + STALL_AFTER + STALL))
+        Some((first + self.after, first + self.after + self.length))
+    }
+}
+
+/// `/status`: never stalls; of every 7 requests, one is a 503 saying the database is locked,
+/// one a bare 503, one a 500 saying it, the others a 200.
+async fn status(State(s): State<Stalling>) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    let n = s.status.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match n % 7 {
+        0 => (StatusCode::SERVICE_UNAVAILABLE, "database is locked"),
+        1 => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+        2 => (StatusCode::INTERNAL_SERVER_ERROR, "database is locked"),
+        _ => (StatusCode::OK, "{}"),
     }
 }
 
@@ -61,11 +82,18 @@ async fn poll(
     "{}"
 }
 
-/// Starts the stalling server on a loopback port; it runs until the test process ends.
-fn start_server() -> (String, Stalling) {
-    let state = Stalling::default();
+/// Starts the stalling server on a loopback port, its stall `after` the first request for
+/// `length`; it runs until the test process ends.
+fn start_server(after: Duration, length: Duration) -> (String, Stalling) {
+    let state = Stalling {
+        seen: Arc::default(),
+        after,
+        length,
+        status: Arc::default(),
+    };
     let app = Router::new()
         .route("/poll", get(poll))
+        .route("/status", get(status))
         .with_state(state.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -108,10 +136,16 @@ poller = {{ method = "GET", path = "/poll?u={{user}}" }}
 }
 
 fn run(model: &str) -> (Report, Stalling) {
-    let (url, server) = start_server();
+    run_scenario_text(&scenario(model), STALL_AFTER, STALL)
+}
+
+/// Runs `text` against a stalling server (the stall `after` the first request, for
+/// `length`).
+fn run_scenario_text(text: &str, after: Duration, length: Duration) -> (Report, Stalling) {
+    let (url, server) = start_server(after, length);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(format!("{model}.toml"));
-    std::fs::write(&path, scenario(model)).unwrap();
+    let path = dir.path().join("scenario.toml");
+    std::fs::write(&path, text).unwrap();
     let opts = RunOptions {
         scenario: path,
         out: Some(dir.path().join("report")),
@@ -225,6 +259,133 @@ fn interval_pollers_keep_their_phase_after_a_stall_and_after_response_pollers_fa
         assert!(r.timeline.iter().any(|p| p.sent > 0));
         assert!(r.timeline.iter().map(|p| p.p99_us).max().unwrap_or(0) >= 2_000_000);
     }
+}
+
+#[test]
+fn a_stall_fails_an_endpoints_corrected_p99_as_it_fails_its_roles_and_lock_errors_count_once() {
+    let text = r#"
+name = "stall-endpoints"
+
+[users]
+pollers = 20
+poll_interval = "100ms"
+admins = 0
+kiosks = 0
+poll_model = "interval"
+max_in_flight = 8
+
+[duration]
+target_run = "10s"
+max = "30s"
+
+[gates.p99_corrected_ms]
+poller = 1000
+status = 1000
+
+[endpoints]
+poller = { method = "GET", path = "/poll?u={user}" }
+status = { method = "GET", path = "/status" }
+"#;
+    let (report, _server) = run_scenario_text(text, Duration::from_secs(3), STALL);
+    let role = &report.roles["poller"];
+    let status = &report.requests["status"];
+    let poll = &report.requests["poller"];
+    eprintln!(
+        "role {role:?}
+status {status:?}
+poll {poll:?}"
+    );
+    assert!(
+        role.ticks_skipped > 0,
+        "the stall made pollers skip ticks: {role:?}"
+    );
+
+    // Both gates fail: the stall shows on the endpoint as it does on the role.
+    for name in ["p99_corrected_ms poller", "p99_corrected_ms status"] {
+        let g = report.gates.iter().find(|g| g.name == name).expect(name);
+        assert!(!g.passed && g.value.is_some_and(|v| v > 1000.0), "{g:?}");
+    }
+    assert_eq!(report.verdict.exit_code, 1);
+    // Skipped ticks are charged to the endpoints their serving tick called: the first
+    // request's latency from the tick tells the role's story (the same ticks, less the fast
+    // status request), where the sent requests alone would give about half of it.
+    let (endpoint, whole) = (
+        poll.latency_from_tick_us.mean as f64,
+        role.latency_from_tick_us.mean as f64,
+    );
+    assert!(
+        (endpoint - whole).abs() < 0.15 * whole,
+        "poll from tick {:?} against the role's {:?}",
+        poll.latency_from_tick_us,
+        role.latency_from_tick_us
+    );
+    // The status request after a stalled poll is charged its own time plus its tick's
+    // lateness, never the stalled poll's 3 seconds: its worst (a skipped tick's) stays below
+    // the poll's by about the 8 ticks in flight before the first skip (800 ms).
+    assert!(
+        status.latency_from_tick_us.max + 300_000 < poll.latency_from_tick_us.max,
+        "status {:?} poll {:?}",
+        status.latency_from_tick_us,
+        poll.latency_from_tick_us
+    );
+
+    // Lock errors that reached the client: each request once, a 503 saying "locked" too.
+    let five_hundreds = status.status_codes.get("500").copied().unwrap_or(0);
+    assert!(five_hundreds > 0 && status.status_503 > 0, "{status:?}");
+    assert_eq!(status.lock_errors, status.status_503 + five_hundreds);
+    assert!(status.lock_errors < status.status_503 + status.lock_mentions);
+    let per_endpoint: u64 = report.requests.values().map(|s| s.lock_errors).sum();
+    let per_second: u64 = report.timeline.iter().map(|p| p.lock_errors).sum();
+    assert_eq!(report.lock_errors.client_visible, per_endpoint);
+    assert_eq!(
+        per_second, per_endpoint,
+        "the time line counts the same requests"
+    );
+}
+
+#[test]
+fn ticks_still_waiting_when_the_load_stops_are_charged_up_to_the_stop() {
+    // The stall starts 2 s in and outlasts the 5-second run: the pollers' 4 requests in
+    // flight are held, and the ticks after them wait until the load stops.
+    let text = r#"
+name = "stall-at-stop"
+
+[users]
+pollers = 10
+poll_interval = "200ms"
+admins = 0
+kiosks = 0
+poll_model = "interval"
+
+[duration]
+target_run = "5s"
+max = "30s"
+
+[gates.p99_corrected_ms]
+poller = 1000
+
+[endpoints]
+poller = { method = "GET", path = "/poll?u={user}" }
+"#;
+    let (report, _server) = run_scenario_text(text, Duration::from_secs(2), Duration::from_secs(5));
+    let poll = &report.requests["poller"];
+    let role = &report.roles["poller"];
+    eprintln!(
+        "poll {poll:?}
+role {role:?}"
+    );
+    // Each poller skipped about (3 s − 4 × 200 ms) / 200 ms ticks, none served.
+    assert!(
+        poll.unanswered_at_stop >= 50 && poll.unanswered_at_stop <= role.ticks_skipped,
+        "{poll:?} {role:?}"
+    );
+    assert!(
+        role.latency_from_tick_us.max >= 2_000_000,
+        "the oldest waiting tick is charged about 2 s to the stop: {role:?}"
+    );
+    assert!(poll.latency_from_tick_us.max >= 2_000_000, "{poll:?}");
+    let g = &report.gates[0];
+    assert!(!g.passed, "{g:?}");
 }
 
 /// A server that records the client address of every request: one address per connection.

@@ -10,7 +10,10 @@ use lockbench::report::{html, markdown, Report};
 /// A real run against the reference server (`tests/fixtures/report-fixture.toml`, written
 /// by `scripts/report-fixture.sh`): lock errors, failing gates, lost writes, a batch that
 /// did not finish, connections whose busy timeout differs, a 15-second time line, and a
-/// scenario description with markup in it.
+/// scenario description with markup in it. Carried to schema 3 by hand (the whole scenario
+/// as `settings_requested`, ticks unanswered at the stop, lockbench's own request, the
+/// audit's new counts, how the batch ended); `scripts/report-fixture.sh` regenerates it from
+/// a real run once the run side fills schema 3's fields.
 fn incident_report() -> Report {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report.json");
     let json = std::fs::read_to_string(&path).expect("reading the report fixture");
@@ -134,7 +137,10 @@ fn external_target_reports_render_without_server_side_sections_or_a_timeline() {
     }
     assert!(md.contains("### Batch\n\nNot measured: external target."));
     assert!(md.contains("- Lost writes (audit): not measured: external target"));
-    assert!(md.contains("| GET /healthz | 0 | 0 | 0 | 0.0 | 0.0 | 0.0 | 0.0 |"));
+    assert!(
+        md.contains("| GET /healthz | 0 | 0 | 0 | 0 | 0 | – | – | – | – | – |"),
+        "an endpoint that never answered has no latency, not 0 ms"
+    );
     assert!(page.matches("<svg").count() >= 3);
     assert!(page.contains("no time line: the run recorded no points"));
     assert!(!page.contains("<polyline"));
@@ -171,4 +177,103 @@ fn a_report_with_nothing_in_it_still_renders() {
     assert!(page.contains("no requests"));
     assert_no_broken_numbers(&md);
     assert_no_broken_numbers(&page);
+}
+
+#[test]
+fn what_could_not_be_measured_says_so_in_both_renderings() {
+    use lockbench::report::{BatchEnd, GateResult};
+    let mut report = incident_report();
+    report.lock_errors.missing_workers = vec![2, 3];
+    report.processor_failures.insert("upload_person".into(), 1);
+    report.audit.as_mut().unwrap().not_processed = 12;
+    let batch = report.batch.as_mut().unwrap();
+    batch.ended = BatchEnd::Interrupted;
+    batch.status = Some("running".into());
+    report.gates.push(GateResult {
+        name: "max_batch_seconds".into(),
+        limit: 60.0,
+        value: None,
+        passed: false,
+        note: Some("the batch did not finish: stopped by an interruption".into()),
+    });
+    let md = markdown::render(&report);
+    let page = html::render(&report);
+    assert!(md.contains(
+        "| max_batch_seconds | 60 | unknown (the batch did not finish: stopped by an interruption) | **FAIL** |"
+    ));
+    assert!(page.contains("unknown (the batch did not finish: stopped by an interruption)"));
+    for text in [&md, &page] {
+        assert!(text.contains(
+            "at least 204 (server-side counters; workers 2, 3 did not answer /api/stats)"
+        ));
+        assert!(text.contains("did not finish: stopped by an interruption"));
+        assert!(text.contains("1 (upload_person 1): steps of the batch that did not happen"));
+        assert!(text.contains(
+            "Photos not processed (never acknowledged: work not reached, not lost writes)"
+        ));
+        assert!(
+            text.contains("lockbench&#39;s own requests")
+                || text.contains("lockbench's own requests")
+        );
+        assert!(text.contains("POST /api/batches"));
+    }
+    assert!(md.contains(
+        "- Photos not processed (never acknowledged: work not reached, not lost writes): 12\n"
+    ));
+    assert!(md.contains("- Batch status: running\n"));
+}
+
+#[test]
+fn a_repeated_runs_report_lists_each_run_and_what_each_table_holds() {
+    use lockbench::report::{GateResult, Repeat, RunVerdict};
+    let mut report = incident_report();
+    let run = |k: u32, lost: Option<f64>| RunVerdict {
+        run: k,
+        passed: lost.is_none(),
+        exit_code: u8::from(lost.is_some()),
+        summary: format!("run {k}'s own verdict"),
+        failed_gates: lost.iter().map(|_| "max_lost_writes".to_owned()).collect(),
+        report: format!("run-{k}/report.json"),
+        gates: lost
+            .iter()
+            .map(|v| GateResult {
+                name: "max_lost_writes".into(),
+                limit: 0.0,
+                value: Some(*v),
+                passed: false,
+                note: None,
+            })
+            .collect(),
+        batch_ended: None,
+        flaky: false,
+    };
+    report.repeat = Some(Repeat {
+        runs: 3,
+        reports: Vec::new(),
+        spread: Default::default(),
+        verdicts: vec![run(1, None), run(2, None), run(3, Some(5.0))],
+        tables: [
+            (
+                "audit".to_owned(),
+                "the largest of each count across 3 runs".to_owned(),
+            ),
+            (
+                "lock errors".to_owned(),
+                "run 2, the one with the most".to_owned(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    });
+    let md = markdown::render(&report);
+    assert!(md.contains("## Runs"), "{md}");
+    assert!(
+        md.contains("| 3 | FAIL | max_lost_writes: 5 | run 3's own verdict | run-3/report.json |")
+    );
+    assert!(md.contains("| 1 | pass | – | run 1's own verdict | run-1/report.json |"));
+    assert!(md.contains("- audit: the largest of each count across 3 runs\n"));
+    assert!(md.contains("- lock errors: run 2, the one with the most\n"));
+    let page = html::render(&report);
+    assert!(page.contains("<h2>Runs</h2>"));
+    assert!(page.contains("run 3&#39;s own verdict") || page.contains("run 3's own verdict"));
 }

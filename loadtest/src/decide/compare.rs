@@ -12,8 +12,9 @@
 //! which of these differ (exit code 2).
 //!
 //! The regression rule, applied to the gated figures only (lock errors total, each
-//! endpoint's error rate and p99, batch duration, lost writes, duplicate writes, misassigned
-//! photos; higher is worse for all of them):
+//! endpoint's error rate and p99, the batch's seconds per photo processed, lost writes,
+//! duplicate writes, misassigned photos, photos not processed, processor failures; higher is
+//! worse for all of them):
 //! - A > 0: B regressed when (B − A) / A exceeds the tolerance (exactly at it is fine) and,
 //!   for timings, B − A also exceeds 1 ms, so that sub-millisecond jitter is not a failure.
 //! - A = 0, counts and rates: any B above 0 is a regression: an error that did not happen
@@ -21,10 +22,18 @@
 //! - A = 0, timings: B regressed only above 1 ms, so a figure too small to measure in A
 //!   does not turn noise into a failure.
 //!
-//! Everything else (request counts, 503s, p50/p95/max, lock errors by code, client-visible
-//! lock errors, retries, commit-only drops, photos per second) is shown with its deltas and
-//! never changes the exit code. Photos per second is the batch duration seen the other way
-//! round, which is gated already.
+//! Repeated runs (`run --repeat`): a report's correctness counts are the largest of its
+//! runs and are compared as they are, with no allowance for spread: noise never excuses a
+//! lost write or a lock error. A timing (ms, seconds) that regressed is excused only when
+//! B's median stays within A's own observed range (B ≤ A's largest run): A's runs show such
+//! a value is A's normal; B's spread never widens the excuse.
+//!
+//! The batch is judged per photo processed (`batch.seconds_per_photo`): a run that processed
+//! more photos in more time did not regress. Everything else (request counts, 503s,
+//! client-visible lock errors per endpoint, requests unanswered at the stop, p50/p95/max,
+//! p99 from the tick, lock errors by code, client-visible lock errors, retries, commit-only
+//! drops, the batch's duration and photos per second, the audit's parts) is shown with its
+//! deltas and never changes the exit code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -38,7 +47,9 @@ pub use crate::report::compare::{render_json, render_markdown};
 use crate::report::{Machine, Report, UsersInfo, Verdict, REPORT_SCHEMA_VERSION};
 
 /// Bumped whenever a field of the JSON comparison changes meaning or disappears.
-pub const COMPARE_SCHEMA_VERSION: u32 = 1;
+/// 2: a figure's `spread` is replaced by `a_range` and `within_a_range`; the batch is gated
+/// on `batch.seconds_per_photo`; new per-endpoint and audit figures.
+pub const COMPARE_SCHEMA_VERSION: u32 = 2;
 
 /// A timing that A did not register (0) regresses in B only above this, in milliseconds.
 pub const TIMING_FLOOR_MS: f64 = 1.0;
@@ -68,6 +79,11 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// Timings vary from run to run; counts and rates are what happened.
+    pub fn is_timing(self) -> bool {
+        matches!(self, Unit::Ms | Unit::Seconds)
+    }
+
     /// The value B must exceed to regress when A is 0.
     fn floor(self) -> f64 {
         match self {
@@ -100,10 +116,13 @@ pub struct Figure {
     /// A is 0 and B is not: there is no relative change to state.
     pub new: bool,
     pub regression: bool,
-    /// With repeated runs (`run --repeat`): the larger of A's and B's ranges (max − min) of
-    /// this figure. A gated change within it is noise, not a regression.
+    /// A timing of repeated runs (`run --repeat`): A's smallest and largest run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub spread: Option<f64>,
+    pub a_range: Option<[f64; 2]>,
+    /// A gated timing past the tolerance that is not a regression because B stays within
+    /// A's own range (B ≤ A's largest run).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub within_a_range: bool,
 }
 
 /// A requested setting that differs; `None` where a report does not have the key.
@@ -173,6 +192,9 @@ pub struct Comparison {
     pub a: RunInfo,
     pub b: RunInfo,
     pub settings_diff: Vec<SettingDiff>,
+    /// Whether either report recorded its requested settings: when neither did, an empty
+    /// `settings_diff` says nothing.
+    pub settings_recorded: bool,
     /// Per endpoint (in endpoint order), then the server-side figures.
     pub figures: Vec<Figure>,
 }
@@ -453,8 +475,14 @@ pub fn compare(a: &Report, b: &Report, tolerance: f64) -> Result<Comparison, Inc
         };
         let rate =
             |failures: u64, count: u64| (count > 0).then(|| failures as f64 / count as f64 * 100.0);
-        let ms = |us: u64| Some(us as f64 / 1000.0);
-        let (la, lb) = (&sa.latency_us, &sb.latency_us);
+        // An endpoint that never answered has no latency (not 0 ms).
+        let ms = |s: &crate::report::EndpointStats, f: fn(&crate::report::Latency) -> u64| {
+            (s.count > 0).then(|| f(&s.latency_us) as f64 / 1000.0)
+        };
+        let tick_ms = |s: &crate::report::EndpointStats| {
+            (s.count > 0 || s.unanswered_at_stop > 0)
+                .then(|| s.latency_from_tick_us.p99 as f64 / 1000.0)
+        };
         push("count", Unit::Count, false, n(sa.count), n(sb.count));
         let (ra, rb) = (rate(sa.failures, sa.count), rate(sb.failures, sb.count));
         push("error_rate_pct", Unit::Percent, true, ra, rb);
@@ -465,10 +493,55 @@ pub fn compare(a: &Report, b: &Report, tolerance: f64) -> Result<Comparison, Inc
             n(sa.status_503),
             n(sb.status_503),
         );
-        push("p50_ms", Unit::Ms, false, ms(la.p50), ms(lb.p50));
-        push("p95_ms", Unit::Ms, false, ms(la.p95), ms(lb.p95));
-        push("p99_ms", Unit::Ms, true, ms(la.p99), ms(lb.p99));
-        push("max_ms", Unit::Ms, false, ms(la.max), ms(lb.max));
+        push(
+            "lock_errors",
+            Unit::Count,
+            false,
+            n(sa.lock_errors),
+            n(sb.lock_errors),
+        );
+        push(
+            "unanswered_at_stop",
+            Unit::Count,
+            false,
+            n(sa.unanswered_at_stop),
+            n(sb.unanswered_at_stop),
+        );
+        push(
+            "p50_ms",
+            Unit::Ms,
+            false,
+            ms(sa, |l| l.p50),
+            ms(sb, |l| l.p50),
+        );
+        push(
+            "p95_ms",
+            Unit::Ms,
+            false,
+            ms(sa, |l| l.p95),
+            ms(sb, |l| l.p95),
+        );
+        push(
+            "p99_ms",
+            Unit::Ms,
+            true,
+            ms(sa, |l| l.p99),
+            ms(sb, |l| l.p99),
+        );
+        push(
+            "max_ms",
+            Unit::Ms,
+            false,
+            ms(sa, |l| l.max),
+            ms(sb, |l| l.max),
+        );
+        push(
+            "p99_from_tick_ms",
+            Unit::Ms,
+            false,
+            tick_ms(sa),
+            tick_ms(sb),
+        );
     }
     server_figures(a, b, tolerance, &mut figures);
     apply_spread(a, b, &mut figures);
@@ -494,6 +567,8 @@ pub fn compare(a: &Report, b: &Report, tolerance: f64) -> Result<Comparison, Inc
         a: RunInfo::of(a),
         b: RunInfo::of(b),
         settings_diff: settings_diff(&a.settings_requested, &b.settings_requested),
+        settings_recorded: !(flatten(&a.settings_requested).is_empty()
+            && flatten(&b.settings_requested).is_empty()),
         figures,
     })
 }
@@ -576,33 +651,48 @@ fn server_figures(a: &Report, b: &Report, tolerance: f64, figures: &mut Vec<Figu
         opt(a.commit_only_dropped),
         opt(b.commit_only_dropped),
     );
+    if a.target.kind == "reference" {
+        let failures = |r: &Report| n(r.processor_failures.values().sum());
+        push(
+            "processor_failures",
+            Unit::Count,
+            true,
+            failures(a),
+            failures(b),
+        );
+    }
     let (ba, bb) = (a.batch.as_ref(), b.batch.as_ref());
-    let duration = |x: Option<&crate::report::BatchFigures>| x.map(|x| x.duration_s);
-    let rate = |x: Option<&crate::report::BatchFigures>| x.map(|x| x.photos_per_s);
-    push(
-        "batch.duration_s",
-        Unit::Seconds,
-        true,
-        duration(ba),
-        duration(bb),
-    );
-    push(
-        "batch.photos_per_s",
-        Unit::PerSecond,
-        false,
-        rate(ba),
-        rate(bb),
-    );
+    type BatchField = fn(&crate::report::BatchFigures) -> Option<f64>;
+    let batch: [(&str, Unit, bool, BatchField); 3] = [
+        // Judged per photo processed: more photos in more time is not slower.
+        ("batch.seconds_per_photo", Unit::Seconds, true, |x| {
+            (x.processed > 0).then(|| x.duration_s / x.processed as f64)
+        }),
+        ("batch.duration_s", Unit::Seconds, false, |x| {
+            Some(x.duration_s)
+        }),
+        ("batch.photos_per_s", Unit::PerSecond, false, |x| {
+            Some(x.photos_per_s)
+        }),
+    ];
+    for (key, unit, gated, field) in batch {
+        push(key, unit, gated, ba.and_then(field), bb.and_then(field));
+    }
     let (aa, ab) = (a.audit.as_ref(), b.audit.as_ref());
     type Field = fn(&crate::report::Audit) -> u64;
-    let audit: [(&str, Field); 3] = [
-        ("audit.lost_writes", |x| x.lost_writes),
-        ("audit.duplicate_writes", |x| x.duplicate_writes),
-        ("audit.misassigned_photos", |x| x.misassigned_photos),
+    let audit: [(&str, bool, Field); 8] = [
+        ("audit.lost_writes", true, |x| x.lost_writes),
+        ("audit.duplicate_writes", true, |x| x.duplicate_writes),
+        ("audit.misassigned_photos", true, |x| x.misassigned_photos),
+        ("audit.not_processed", true, |x| x.not_processed),
+        ("audit.lost_uploads", false, |x| x.lost_uploads),
+        ("audit.dropped_unaudited", false, |x| x.dropped_unaudited),
+        ("audit.unaudited_writes", false, |x| x.unaudited_writes),
+        ("audit.missing_photos", false, |x| x.missing_photos),
     ];
-    for (key, field) in audit {
+    for (key, gated, field) in audit {
         let get = |x: Option<&crate::report::Audit>| x.map(|x| field(x) as f64);
-        push(key, Unit::Count, true, get(aa), get(ab));
+        push(key, Unit::Count, gated, get(aa), get(ab));
     }
 }
 
@@ -636,6 +726,9 @@ fn figure(
             let regression = gated && regressed(unit, a, b, tolerance);
             (Some(delta), relative, new, regression)
         }
+        // A gated figure A measured and B could not (an endpoint that never answered, a
+        // batch that processed nothing): unknown is not "no worse".
+        (Some(_), None) => (None, None, false, gated),
         _ => (None, None, false, false),
     };
     Figure {
@@ -650,33 +743,26 @@ fn figure(
         relative_pct,
         new,
         regression,
-        spread: None,
+        a_range: None,
+        within_a_range: false,
     }
 }
 
-/// With repeated runs on either side, a gated figure regresses only when B − A also exceeds
-/// the larger of the two sides' ranges across their runs.
-fn apply_spread(a: &Report, b: &Report, figures: &mut [Figure]) {
-    if a.repeat.is_none() && b.repeat.is_none() {
+/// With repeated runs in A, a timing that regressed is excused when B (its median, if B was
+/// repeated too) stays within A's own range: at most A's largest run. Counts and rates are
+/// never excused, and B's own spread never widens the excuse.
+fn apply_spread(a: &Report, _b: &Report, figures: &mut [Figure]) {
+    let Some(repeat) = &a.repeat else {
         return;
-    }
-    let range = |r: &Report, name: &str| {
-        r.repeat
-            .as_ref()
-            .and_then(|rep| rep.spread.get(name))
-            .map(|s| s.range())
     };
-    for f in figures.iter_mut() {
-        let spread = match (range(a, &f.name), range(b, &f.name)) {
-            (Some(x), Some(y)) => Some(x.max(y)),
-            (x, y) => x.or(y),
+    for f in figures.iter_mut().filter(|f| f.unit.is_timing()) {
+        let Some(s) = repeat.spread.get(&f.name) else {
+            continue;
         };
-        f.spread = spread;
-        if let (Some(spread), true) = (spread, f.regression) {
-            let delta = f.b.unwrap_or(0.0) - f.a.unwrap_or(0.0);
-            if delta <= spread {
-                f.regression = false;
-            }
+        f.a_range = Some([s.min, s.max]);
+        if f.regression && f.b.is_some_and(|b| b <= s.max) {
+            f.regression = false;
+            f.within_a_range = true;
         }
     }
 }
@@ -704,7 +790,14 @@ fn regressed(unit: Unit, a: f64, b: f64, tolerance: f64) -> bool {
 }
 
 fn regression_message(f: &Figure, tolerance: f64) -> String {
-    let (a, b) = (f.a.unwrap_or(0.0), f.b.unwrap_or(0.0));
+    let Some(b) = f.b else {
+        return format!(
+            "REGRESSION: {} {} → unknown (B has no value where A had one)",
+            f.name,
+            f.a.map_or("unknown".to_owned(), |a| value_text(f.unit, a))
+        );
+    };
+    let a = f.a.unwrap_or(0.0);
     let why = match f.relative_pct {
         Some(pct) => format!("{}, tolerance {}", signed_pct(pct), pct_text(tolerance)),
         None if f.unit.floor() > 0.0 => {
@@ -746,9 +839,11 @@ pub fn settings_diff(a: &Value, b: &Value) -> Vec<SettingDiff> {
         .collect()
 }
 
-/// Nested objects become dotted keys; anything else (arrays included) is one value.
-/// A settings object as dotted keys; a scalar where an object was expected is kept under
-/// the name `settings_requested`, and a missing one (null) has no keys.
+/// A settings object as dotted keys, arrays walked by index (`faults[0].hold`), so that
+/// every setting of the scenario (the server, the batch, the users, the duration, the gates,
+/// the faults, the endpoints, the target) is compared on its own; a scalar where an object
+/// was expected is kept under the name `settings_requested`, and a missing one (null) has
+/// no keys.
 fn flatten(value: &Value) -> BTreeMap<String, Value> {
     if value.is_null() {
         return BTreeMap::new();

@@ -12,13 +12,16 @@
 //! Every request is timed and classified by lockbench's own [`Recorder`] (`recorder.rs`: µs histograms,
 //! status codes, 503s, bodies that mention a lock, a per-second timeline), twice: from the
 //! moment it was sent, and from the tick it was meant for (corrected for coordinated
-//! omission, as wrk2 measures). A tick that was skipped is served by the next request the
-//! user sends: its latency from the tick runs to that request's answer, as wrk2 measures a
-//! request it had to send late. So latency from the tick is never below latency from the
-//! send. The load talks to the server only over HTTP; it starts and stops nothing.
+//! omission, as wrk2 measures): a request's time from its send plus its tick's lateness. A
+//! tick that was skipped is served by the next tick the user sends: its latency from the
+//! tick runs to that tick's answers, as wrk2 measures a request it had to send late, and is
+//! charged to the role and to every endpoint the serving tick called. A tick still waiting
+//! when the load stops is charged up to the stop and counted as unanswered at stop (requests
+//! already out are waited for and recorded). So latency from the tick is never below latency
+//! from the send. The load talks to the server only over HTTP; it starts and stops nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use goose::config::GooseConfiguration;
@@ -38,7 +41,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the users need to know, shared with the runner.
 pub struct Shared {
+    /// Set to stop the load; [`Shared::stop_load`] also notes the moment, which ticks still
+    /// waiting are charged up to (set directly, the moment is when a user first sees it).
     pub stop: AtomicBool,
+    stopped_at: OnceLock<Instant>,
     /// The batch being processed (0 until it is posted).
     pub batch_id: AtomicI64,
     pub recorder: Recorder,
@@ -55,6 +61,7 @@ impl Shared {
     pub fn new(users: Users, endpoints: Option<Endpoints>, admin_token: Option<String>) -> Shared {
         Shared {
             stop: AtomicBool::new(false),
+            stopped_at: OnceLock::new(),
             batch_id: AtomicI64::new(0),
             recorder: Recorder::new(Instant::now()),
             kiosk_acks: Mutex::new(Vec::new()),
@@ -65,8 +72,28 @@ impl Shared {
         }
     }
 
+    /// Stops the load now: ticks still waiting are charged up to this moment.
+    pub fn stop_load(&self) {
+        self.stopped_at.get_or_init(Instant::now);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        let stopped = self.stop.load(Ordering::Relaxed);
+        if stopped {
+            self.stopped_at.get_or_init(Instant::now);
+        }
+        stopped
+    }
+
+    /// When the load stopped (now, if it has not).
+    fn stop_instant(&self) -> Instant {
+        *self.stopped_at.get_or_init(Instant::now)
+    }
+
+    /// Whether a tick intended at `t` came due before the load stopped.
+    fn before_stop(&self, t: Instant) -> bool {
+        self.stopped_at.get().is_none_or(|stop| t < *stop)
     }
 }
 
@@ -182,8 +209,16 @@ fn client_for(connection: Connection) -> reqwest::Client {
     builder.build().unwrap_or_default()
 }
 
-/// Sends one request, timing and classifying it. Returns the status and body.
-async fn send(ctx: &UserCtx, call: Call, intended: Instant) -> (Option<u16>, String) {
+/// What one request of a tick got: its status, its body, and its time from its send.
+struct Answer {
+    status: Option<u16>,
+    body: String,
+    from_send: Duration,
+}
+
+/// Sends one request of the tick `intended` whose first request went at `tick_sent`, timing
+/// and classifying it.
+async fn send(ctx: &UserCtx, call: Call, intended: Instant, tick_sent: Instant) -> Answer {
     let shared = &ctx.shared;
     let sent = Instant::now();
     shared.recorder.request_sent(ctx.role, sent);
@@ -213,26 +248,78 @@ async fn send(ctx: &UserCtx, call: Call, intended: Instant) -> (Option<u16>, Str
     let answered = Instant::now();
     let ok = status.is_some_and(|s| (200..300).contains(&s));
     let lock_mention = !ok && body.to_ascii_lowercase().contains("locked");
+    let timing = Timing {
+        intended,
+        tick_sent,
+        sent,
+        answered,
+    };
     shared.recorder.record(
         &call.endpoint,
         &Outcome {
             status,
             lock_mention,
         },
-        Timing {
-            intended,
-            sent,
-            answered,
-        },
+        timing,
     );
-    (status, body)
+    Answer {
+        status,
+        body,
+        from_send: timing.from_send(),
+    }
+}
+
+/// The reference server's endpoints, as the load names them.
+const UPDATES: &str = "GET /api/registrations/updates";
+const BATCH_STATUS: &str = "GET /api/batches/{id}/status";
+const ADMIN: &str = "GET /admin";
+const REGISTER: &str = "POST /api/registrations";
+
+/// Whether the poller's status request goes in a tick, with `batch` the posted batch's id
+/// (0 until one is posted).
+fn polls_status(shared: &Shared, batch: i64) -> bool {
+    match &shared.endpoints {
+        Some(e) => e
+            .status
+            .as_ref()
+            .is_some_and(|s| batch > 0 || !s.path.contains("{batch}")),
+        None => batch > 0,
+    }
+}
+
+/// The endpoints a tick of `role` calls, in order (what a tick still waiting at the stop is
+/// charged to).
+fn tick_endpoints(shared: &Shared, role: Role) -> Vec<&'static str> {
+    let external = shared.endpoints.as_ref();
+    match role {
+        Role::Poller => {
+            let batch = shared.batch_id.load(Ordering::Relaxed);
+            let (first, second) = match external {
+                Some(_) => ("poller", "status"),
+                None => (UPDATES, BATCH_STATUS),
+            };
+            let mut names = vec![first];
+            if polls_status(shared, batch) {
+                names.push(second);
+            }
+            names
+        }
+        Role::Admin => match external.and_then(|e| e.admin.as_ref()) {
+            Some(_) => vec!["admin"],
+            None => vec![ADMIN],
+        },
+        Role::Kiosk => match external.and_then(|e| e.kiosk.as_ref()) {
+            Some(_) => vec!["kiosk"],
+            None => vec![REGISTER],
+        },
+    }
 }
 
 /// One tick of one user: the role's requests, in order.
 async fn tick(ctx: &UserCtx, intended: Instant) {
     let shared = &ctx.shared;
-    // Ticks skipped before this one are served by this one's answer, as a request held back
-    // and sent late is (wrk2): their latency runs from their own tick to this answer.
+    // Ticks skipped before this one are served by this one's answers, as a request held back
+    // and sent late is (wrk2): their latency runs from their own tick to these answers.
     let carried = std::mem::take(&mut *lock(&ctx.pending));
     let first_send = Instant::now();
     shared.recorder.tick_started(ctx.role, first_send);
@@ -244,62 +331,70 @@ async fn tick(ctx: &UserCtx, intended: Instant) {
         batch,
         since,
     };
+    // Each request the tick made: its endpoint and its time from its send.
+    let mut calls: Vec<(String, Duration)> = Vec::new();
+    let call = |c: Call| {
+        let endpoint = c.endpoint.clone();
+        let sent = send(ctx, c, intended, first_send);
+        async move {
+            let answer = sent.await;
+            (endpoint, answer)
+        }
+    };
     match ctx.role {
-        Role::Poller => match &shared.endpoints {
-            Some(e) => {
-                let call = from_spec("poller", &e.poller, fill);
-                let (_, body) = send(ctx, call, intended).await;
-                advance_since(ctx, &body);
-                if let Some(status) = &e.status {
-                    if batch > 0 || !status.path.contains("{batch}") {
-                        let call = from_spec("status", status, fill);
-                        send(ctx, call, intended).await;
-                    }
-                }
-            }
-            None => {
-                let call = Call {
-                    endpoint: "GET /api/registrations/updates".into(),
-                    method: Method::Get,
-                    path: format!("/api/registrations/updates?since={since}"),
-                    body: None,
-                    admin: false,
-                };
-                let (_, body) = send(ctx, call, intended).await;
-                advance_since(ctx, &body);
-                if batch > 0 {
-                    let call = Call {
-                        endpoint: "GET /api/batches/{id}/status".into(),
+        Role::Poller => {
+            let (first, second) = match &shared.endpoints {
+                Some(e) => (
+                    from_spec("poller", &e.poller, fill),
+                    e.status.as_ref().map(|s| from_spec("status", s, fill)),
+                ),
+                None => (
+                    Call {
+                        endpoint: UPDATES.into(),
+                        method: Method::Get,
+                        path: format!("/api/registrations/updates?since={since}"),
+                        body: None,
+                        admin: false,
+                    },
+                    Some(Call {
+                        endpoint: BATCH_STATUS.into(),
                         method: Method::Get,
                         path: format!("/api/batches/{batch}/status"),
                         body: None,
                         admin: true,
-                    };
-                    send(ctx, call, intended).await;
-                }
+                    }),
+                ),
+            };
+            let (endpoint, answer) = call(first).await;
+            advance_since(ctx, &answer.body);
+            calls.push((endpoint, answer.from_send));
+            if let Some(second) = second.filter(|_| polls_status(shared, batch)) {
+                let (endpoint, answer) = call(second).await;
+                calls.push((endpoint, answer.from_send));
             }
-        },
+        }
         Role::Admin => {
-            let call = match shared.endpoints.as_ref().and_then(|e| e.admin.as_ref()) {
+            let c = match shared.endpoints.as_ref().and_then(|e| e.admin.as_ref()) {
                 Some(spec) => from_spec("admin", spec, fill),
                 None => Call {
-                    endpoint: "GET /admin".into(),
+                    endpoint: ADMIN.into(),
                     method: Method::Get,
                     path: "/admin".into(),
                     body: None,
                     admin: true,
                 },
             };
-            send(ctx, call, intended).await;
+            let (endpoint, answer) = call(c).await;
+            calls.push((endpoint, answer.from_send));
         }
         Role::Kiosk => {
             let k = shared.counter.fetch_add(1, Ordering::Relaxed);
-            let call = match shared.endpoints.as_ref().and_then(|e| e.kiosk.as_ref()) {
+            let c = match shared.endpoints.as_ref().and_then(|e| e.kiosk.as_ref()) {
                 Some(spec) => from_spec("kiosk", spec, Fill { n: k, ..fill }),
                 None => {
                     let email = format!("walkin-{}-{k}@example.org", ctx.index);
                     Call {
-                        endpoint: "POST /api/registrations".into(),
+                        endpoint: REGISTER.into(),
                         method: Method::Post,
                         path: "/api/registrations".into(),
                         body: Some(serde_json::json!({
@@ -310,9 +405,10 @@ async fn tick(ctx: &UserCtx, intended: Instant) {
                     }
                 }
             };
-            let body = call.body.clone();
-            let (status, _) = send(ctx, call, intended).await;
-            if let (Some(body), Some(s)) = (body, status) {
+            let body = c.body.clone();
+            let (endpoint, answer) = call(c).await;
+            calls.push((endpoint, answer.from_send));
+            if let (Some(body), Some(s)) = (body, answer.status) {
                 if (200..300).contains(&s) {
                     lock(&shared.kiosk_acks).push(body);
                 }
@@ -323,9 +419,10 @@ async fn tick(ctx: &UserCtx, intended: Instant) {
     shared
         .recorder
         .tick_answered(ctx.role, intended, first_send, done);
-    for t in carried {
-        shared.recorder.skipped_answered(ctx.role, t, done);
-    }
+    let calls: Vec<(&str, Duration)> = calls.iter().map(|(e, d)| (e.as_str(), *d)).collect();
+    shared
+        .recorder
+        .skipped_served(ctx.role, &carried, first_send, done, &calls);
 }
 
 /// Sleeps until `at`, or until the stop flag; false when stopped.
@@ -377,7 +474,7 @@ async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, role: Role) -> Tran
         match b.poll_model {
             PollModel::Interval => {
                 // Ticks the generator itself overslept by a whole interval are skipped.
-                while intended + interval <= now {
+                while intended + interval <= now && shared.before_stop(intended) {
                     skip(&ctx, intended);
                     intended += interval;
                 }
@@ -417,7 +514,7 @@ async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, role: Role) -> Tran
                     // Late: the first tick that passed goes now; the others that passed are
                     // skipped; the schedule restarts from now.
                     let mut passed = next + interval;
-                    while passed <= now {
+                    while passed <= now && shared.before_stop(passed) {
                         skip(&ctx, passed);
                         passed += interval;
                     }
@@ -427,6 +524,15 @@ async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, role: Role) -> Tran
             }
         }
     }
+    // Ticks still waiting to be sent (skipped, not yet served) are charged up to the stop;
+    // requests already out are waited for and recorded as they are answered.
+    let pending = std::mem::take(&mut *lock(&ctx.pending));
+    shared.recorder.pending_at_stop(
+        role,
+        &pending,
+        &tick_endpoints(&shared, role),
+        shared.stop_instant(),
+    );
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
@@ -490,7 +596,7 @@ pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result
             while Instant::now() < deadline && !shared.stopped() {
                 std::thread::sleep(Duration::from_millis(200));
             }
-            shared.stop.store(true, Ordering::Relaxed);
+            shared.stop_load();
         })
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

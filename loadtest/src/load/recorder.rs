@@ -1,7 +1,17 @@
 //! What the load measured: every request timed twice (from its send and from its tick) in
 //! µs histograms per endpoint and per role, status codes, 503s and bodies that mention a
-//! lock, and a per-second time line with the photos and WAL size the runner samples.
-//! Records and summarises; sends nothing.
+//! lock (each request that reached its client as a lock error counted once), ticks still
+//! waiting when the load stopped, and a per-second time line with the photos and WAL size
+//! the runner samples. Records and summarises; sends nothing.
+//!
+//! Latency from the tick, per endpoint: a request's own time from its send plus its tick's
+//! lateness (how late the tick's first request went), so a tick's second request is not
+//! charged the first one's time. A skipped tick is charged to every endpoint the tick that
+//! served it called (that request's time from its send plus the skipped tick's lateness),
+//! and to its role (to the serving tick's last answer). A tick still waiting when the load
+//! stopped is charged to its role and to each endpoint it would have called up to the stop,
+//! and counted in those endpoints' `unanswered_at_stop`. So an endpoint's histogram from
+//! the tick can hold more samples than its `count` of requests.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,7 +23,6 @@ use lockbench_server::measure::histogram;
 use crate::report::{EndpointStats, Latency, RoleFigures, TimelinePoint};
 use crate::scenario::{Role, Users};
 
-/// Width of the buckets the burst factor is computed over.
 /// Width of the buckets the burst factor is computed over.
 const BURST_BUCKET: Duration = Duration::from_millis(100);
 
@@ -110,12 +119,29 @@ pub struct Outcome {
     pub lock_mention: bool,
 }
 
-/// When one request was meant to go, went and was answered.
+/// When one request's tick was meant to go and went, and when the request went and was
+/// answered.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
+    /// The tick the request belongs to.
     pub intended: Instant,
+    /// When the tick's first request went: `tick_sent − intended` is the tick's lateness.
+    pub tick_sent: Instant,
     pub sent: Instant,
     pub answered: Instant,
+}
+
+impl Timing {
+    /// From the request's own send to its answer.
+    pub fn from_send(&self) -> Duration {
+        self.answered.saturating_duration_since(self.sent)
+    }
+
+    /// From the tick: the request's own time plus its tick's lateness (never the time of the
+    /// tick's earlier requests).
+    pub fn from_tick(&self) -> Duration {
+        self.from_send() + self.tick_sent.saturating_duration_since(self.intended)
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -197,12 +223,71 @@ impl Recorder {
         });
     }
 
-    /// A skipped tick was served by a later tick's answer.
-    pub fn skipped_answered(&self, role: Role, intended: Instant, answered: Instant) {
+    /// Skipped ticks (their intended times) were served by a later tick that went at
+    /// `tick_sent`, made the requests `calls` (endpoint, time from its send) and was done at
+    /// `done`: each skipped tick is charged to its role up to `done`, and to each endpoint
+    /// the serving tick called with that request's time plus the skipped tick's lateness.
+    pub fn skipped_served(
+        &self,
+        role: Role,
+        skipped: &[Instant],
+        tick_sent: Instant,
+        done: Instant,
+        calls: &[(&str, Duration)],
+    ) {
+        if skipped.is_empty() {
+            return;
+        }
         self.with_role(role, |r| {
-            r.from_tick
-                .saturating_record(micros(answered.saturating_duration_since(intended)));
+            for t in skipped {
+                r.from_tick
+                    .saturating_record(micros(done.saturating_duration_since(*t)));
+            }
         });
+        let mut endpoints = lock(&self.endpoints);
+        for (endpoint, from_send) in calls {
+            let acc = endpoints.entry((*endpoint).to_owned()).or_default();
+            let hist = acc.from_tick.get_or_insert_with(histogram);
+            for t in skipped {
+                let lateness = tick_sent.saturating_duration_since(*t);
+                hist.saturating_record(micros(*from_send + lateness));
+            }
+        }
+    }
+
+    /// Ticks of `role` still waiting to be sent when the load stopped at `stop`: each is
+    /// charged to its role and to every endpoint in `endpoints` (those its tick would have
+    /// called) with its latency from the tick to the stop, and counted in those endpoints'
+    /// `unanswered_at_stop`. Ticks that came due at or after the stop are not counted.
+    pub fn pending_at_stop(
+        &self,
+        role: Role,
+        pending: &[Instant],
+        endpoints: &[&str],
+        stop: Instant,
+    ) {
+        let waited: Vec<u64> = pending
+            .iter()
+            .filter(|t| **t < stop)
+            .map(|t| micros(stop.saturating_duration_since(*t)))
+            .collect();
+        if waited.is_empty() {
+            return;
+        }
+        self.with_role(role, |r| {
+            for w in &waited {
+                r.from_tick.saturating_record(*w);
+            }
+        });
+        let mut map = lock(&self.endpoints);
+        for endpoint in endpoints {
+            let acc = map.entry((*endpoint).to_owned()).or_default();
+            acc.stats.unanswered_at_stop += waited.len() as u64;
+            let hist = acc.from_tick.get_or_insert_with(histogram);
+            for w in &waited {
+                hist.saturating_record(*w);
+            }
+        }
     }
 
     pub(crate) fn request_sent(&self, role: Role, at: Instant) {
@@ -227,11 +312,13 @@ impl Recorder {
         self.with_second(at, |s| s.server_lock_errors += 1);
     }
 
+    /// One request: its status, whether it reached the client as a lock error (a 503, or a
+    /// failed answer mentioning a lock: counted once either way), both latencies.
     pub fn record(&self, endpoint: &str, outcome: &Outcome, t: Timing) {
-        let from_send = micros(t.answered.saturating_duration_since(t.sent));
-        let from_tick = micros(t.answered.saturating_duration_since(t.intended));
+        let from_send = micros(t.from_send());
+        let from_tick = micros(t.from_tick());
         let ok = outcome.status.is_some_and(|s| (200..300).contains(&s));
-        let is_lock = outcome.status == Some(503) || outcome.lock_mention;
+        let is_lock = outcome.status == Some(503) || (!ok && outcome.lock_mention);
         {
             let mut endpoints = lock(&self.endpoints);
             let acc = endpoints.entry(endpoint.to_owned()).or_default();
@@ -249,6 +336,9 @@ impl Recorder {
             }
             if outcome.lock_mention {
                 s.lock_mentions += 1;
+            }
+            if is_lock {
+                s.lock_errors += 1;
             }
             if outcome.status.is_some_and(|c| c >= 500) && !is_lock {
                 s.server_errors_unexplained += 1;
@@ -286,10 +376,12 @@ impl Recorder {
         lock(&self.endpoints).values().map(|a| a.stats.count).sum()
     }
 
+    /// Requests that reached their client as a lock error, over every endpoint: the same
+    /// count as the time line's `lock_errors`.
     pub fn lock_visible_total(&self) -> u64 {
         lock(&self.endpoints)
             .values()
-            .map(|a| a.stats.status_503.max(a.stats.lock_mentions))
+            .map(|a| a.stats.lock_errors)
             .sum()
     }
 
@@ -407,4 +499,157 @@ fn burst_factor(starts: &[u32], ticks_per_s: f64) -> f64 {
         return 0.0;
     }
     f64::from(peak) / mean.max(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    /// A histogram's value (µs, 3 significant figures) is `ms` milliseconds.
+    fn near(us: u64, ms: u64) -> bool {
+        (us as f64 / 1000.0 - ms as f64).abs() <= ms as f64 * 0.002 + 0.01
+    }
+
+    #[test]
+    fn a_lock_error_is_one_request_whether_a_503_or_a_body_that_mentions_a_lock() {
+        let base = Instant::now();
+        let r = Recorder::new(base);
+        let t = Timing {
+            intended: base,
+            tick_sent: base,
+            sent: base,
+            answered: at(base, 5),
+        };
+        let bare_503 = Outcome {
+            status: Some(503),
+            lock_mention: false,
+        };
+        let locked_500 = Outcome {
+            status: Some(500),
+            lock_mention: true,
+        };
+        let locked_503 = Outcome {
+            status: Some(503),
+            lock_mention: true,
+        };
+        for _ in 0..10 {
+            r.record("E", &bare_503, t);
+            r.record("E", &locked_500, t);
+        }
+        r.record("E", &locked_503, t);
+        let s = &r.endpoint_stats()["E"];
+        assert_eq!((s.status_503, s.lock_mentions, s.lock_errors), (11, 11, 21));
+        assert_eq!(s.server_errors_unexplained, 0);
+        assert_eq!(r.lock_visible_total(), 21);
+        let timeline: u64 = r.timeline().iter().map(|p| p.lock_errors).sum();
+        assert_eq!(
+            timeline, 21,
+            "the time line and the total count the same requests"
+        );
+    }
+
+    #[test]
+    fn a_second_request_is_charged_its_own_time_plus_the_ticks_lateness() {
+        let base = Instant::now();
+        let r = Recorder::new(base);
+        let ok = Outcome {
+            status: Some(200),
+            lock_mention: false,
+        };
+        // The tick went 100 ms late; its first request took 3 s, its second 10 ms.
+        let (tick, went) = (base, at(base, 100));
+        r.record(
+            "first",
+            &ok,
+            Timing {
+                intended: tick,
+                tick_sent: went,
+                sent: went,
+                answered: at(base, 3_100),
+            },
+        );
+        r.record(
+            "second",
+            &ok,
+            Timing {
+                intended: tick,
+                tick_sent: went,
+                sent: at(base, 3_100),
+                answered: at(base, 3_110),
+            },
+        );
+        let stats = r.endpoint_stats();
+        assert!(
+            near(stats["first"].latency_from_tick_us.max, 3_100),
+            "{:?}",
+            stats["first"].latency_from_tick_us.max
+        );
+        assert!(
+            near(stats["second"].latency_from_tick_us.max, 110),
+            "{:?}",
+            stats["second"].latency_from_tick_us.max
+        );
+        assert!(
+            near(stats["second"].latency_us.max, 10),
+            "{:?}",
+            stats["second"].latency_us.max
+        );
+    }
+
+    #[test]
+    fn skipped_and_pending_ticks_are_charged_to_their_endpoints_and_role() {
+        let base = Instant::now();
+        let r = Recorder::new(base);
+        // Two ticks skipped at 0 and 1 s, served by a tick sent at 2 s whose two requests
+        // took 50 and 20 ms; the tick was done at 2.07 s.
+        r.skipped_served(
+            Role::Poller,
+            &[base, at(base, 1_000)],
+            at(base, 2_000),
+            at(base, 2_070),
+            &[
+                ("A", Duration::from_millis(50)),
+                ("B", Duration::from_millis(20)),
+            ],
+        );
+        let stats = r.endpoint_stats();
+        assert!(
+            near(stats["A"].latency_from_tick_us.max, 2_050),
+            "{:?}",
+            stats["A"].latency_from_tick_us.max
+        );
+        assert!(
+            near(stats["B"].latency_from_tick_us.max, 2_020),
+            "{:?}",
+            stats["B"].latency_from_tick_us.max
+        );
+        assert_eq!(stats["B"].count, 0, "charged latency, not requests");
+        // Three ticks waiting at the stop (5 s), one of them due after it.
+        r.pending_at_stop(
+            Role::Poller,
+            &[at(base, 3_000), at(base, 4_000), at(base, 6_000)],
+            &["A"],
+            at(base, 5_000),
+        );
+        let stats = r.endpoint_stats();
+        assert_eq!(stats["A"].unanswered_at_stop, 2);
+        assert_eq!(stats["B"].unanswered_at_stop, 0);
+        let users = Users {
+            pollers: 1,
+            admins: 0,
+            kiosks: 0,
+            ..Users::default()
+        };
+        let role = &r.role_figures(&users, Duration::from_secs(5))["poller"];
+        assert!(
+            near(role.latency_from_tick_us.max, 2_070),
+            "{:?}",
+            role.latency_from_tick_us.max
+        );
+        assert!(role.latency_from_tick_us.p50 / 1000 >= 1_000);
+    }
 }

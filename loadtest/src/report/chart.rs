@@ -2,7 +2,8 @@
 //! a sweep, a breakpoint search): scales with round ticks, line charts, bar charts and their
 //! legends. Coordinates go through [`coord`], so an empty time line or all-zero values draw
 //! an empty frame, never NaN; every piece of text goes through the one escaping function.
-//! Draws what it is given; reads no report.
+//! Draws what it is given (`latency_bars`: a report's requests, an endpoint that never
+//! answered drawn as such, not as 0 ms); measures and decides nothing.
 
 use std::fmt::Write;
 
@@ -444,6 +445,16 @@ pub(crate) fn latency_bars(r: &Report) -> String {
             coord(y0 + 1.5 * (bar + 2.0) + 4.0),
             esc(endpoint)
         );
+        if stats.count == 0 {
+            // No answer, no latency: not a bar of 0 ms.
+            let _ = write!(
+                s,
+                "<text x=\"{}\" y=\"{}\" style=\"fill:#718096\">never answered</text>",
+                coord(left + 4.0),
+                coord(y0 + 1.5 * (bar + 2.0) + 4.0)
+            );
+            continue;
+        }
         let l = &stats.latency_us;
         for (j, (us, color)) in [l.p50, l.p95, l.p99]
             .into_iter()

@@ -1,5 +1,7 @@
-//! The Markdown and JSON of a comparison: the verdict first, the settings that differ, the
-//! figures per endpoint and server side, and what identifies each run. Renders a finished
+//! The Markdown and JSON of a comparison: the verdict first, the settings that differ (never
+//! "the same" when a report did not record them), the figures per endpoint and server side
+//! (a timing excused by A's own range of repeated runs says so), and what identifies each
+//! run. Renders a finished
 //! [`Comparison`]; compares nothing.
 
 use std::fmt::{self, Write};
@@ -67,8 +69,16 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "## Settings that differ")?;
     writeln!(out)?;
-    if c.settings_diff.is_empty() {
-        writeln!(out, "None: both runs requested the same settings.")?;
+    if !c.settings_recorded {
+        writeln!(
+            out,
+            "Unknown: neither report recorded the settings it requested."
+        )?;
+    } else if c.settings_diff.is_empty() {
+        writeln!(
+            out,
+            "None: both runs requested the same scenario (server, batch, users, duration, gates, faults, endpoints, target)."
+        )?;
     }
     for d in &c.settings_diff {
         writeln!(
@@ -168,10 +178,17 @@ fn write_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Figure>) -> 
             (None, false) => "—".to_owned(),
         };
         let verdict = match (f.gated, f.regression, f.a.is_some() && f.b.is_some()) {
-            (false, _, _) => "info",
-            (true, true, _) => "**REGRESSION**",
-            (true, false, true) => "ok",
-            (true, false, false) => "n/a",
+            (false, _, _) => "info".to_owned(),
+            (true, true, _) => "**REGRESSION**".to_owned(),
+            (true, false, true) => match f.a_range {
+                Some([lo, hi]) if f.within_a_range => format!(
+                    "ok: within A's runs ({}–{})",
+                    value_text(f.unit, lo),
+                    value_text(f.unit, hi)
+                ),
+                _ => "ok".to_owned(),
+            },
+            (true, false, false) => "n/a".to_owned(),
         };
         writeln!(
             out,
@@ -192,11 +209,13 @@ pub(crate) fn setting_text(v: Option<&Value>) -> String {
     }
 }
 
-/// Milliseconds get a second decimal below 10 ms, where one decimal would hide a change.
+/// Milliseconds get a second decimal below 10 ms, and seconds a third below 1 s (a batch's
+/// seconds per photo), where fewer would hide a change.
 pub(crate) fn decimals(unit: Unit, x: f64) -> usize {
     match unit {
         Unit::Count => 0,
         Unit::Ms if x.abs() >= 10.0 => 1,
+        Unit::Seconds if x.abs() < 1.0 => 3,
         Unit::Ms | Unit::Percent | Unit::Seconds | Unit::PerSecond => 2,
     }
 }

@@ -1,14 +1,16 @@
 //! The facts a report states in words, worked out once as plain (unescaped) text: the
-//! verdict's lines, why a section is absent, the requested settings as `key = value` lists,
-//! the per-connection settings and which connection's busy timeout stands out. The Markdown
+//! verdict's lines, each gate's value (or "unknown", with why), the tables of requests (the
+//! load's and lockbench's own), why a section is absent, a repeated run's runs and what each
+//! table holds, the requested settings as `key = value` lists, the per-connection settings
+//! and which connection's busy timeout stands out. The Markdown
 //! and HTML renderings lay out and escape the same text; nothing here formats for either.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::format::{count, fixed, gib, mib, ms};
-use super::{LockSource, Report, WorkerSettings};
+use super::format::{count, fixed, gib, mib, ms, num};
+use super::{EndpointStats, GateResult, LockErrors, LockSource, Report, WorkerSettings};
 
 /// "PASSED" or "FAILED".
 pub(crate) fn verdict_word(r: &Report) -> &'static str {
@@ -28,17 +30,40 @@ pub(crate) struct Headline {
     pub gates_failed: String,
 }
 
+/// "workers 2, 3 did not answer /api/stats", when some did not.
+pub(crate) fn missing_workers(le: &LockErrors) -> Option<String> {
+    let ids: Vec<String> = le.missing_workers.iter().map(u32::to_string).collect();
+    match ids.len() {
+        0 => None,
+        1 => Some(format!("worker {} did not answer /api/stats", ids[0])),
+        _ => Some(format!(
+            "workers {} did not answer /api/stats",
+            ids.join(", ")
+        )),
+    }
+}
+
+/// A lock-error total: "204", or "at least 204" when workers could not be read.
+fn lock_total(le: &LockErrors) -> String {
+    if le.missing_workers.is_empty() {
+        count(le.total)
+    } else {
+        format!("at least {}", count(le.total))
+    }
+}
+
 pub(crate) fn headline(r: &Report) -> Headline {
     let le = &r.lock_errors;
+    let missing = missing_workers(le).map_or_else(String::new, |m| format!("; {m}"));
     let lock_errors = match le.source {
         LockSource::ServerCounters => format!(
-            "{} (server-side counters); {} reached a client",
-            count(le.total),
+            "{} (server-side counters{missing}); {} reached a client",
+            lock_total(le),
             count(le.client_visible)
         ),
         LockSource::TargetLog => format!(
             "{} (lines of the app's log matching the lock pattern); {} reached a client as a 503 or an answer mentioning a lock",
-            count(le.total),
+            lock_total(le),
             count(le.client_visible)
         ),
         LockSource::ClientsOnly if le.server_errors_unexplained > 0 => format!(
@@ -52,6 +77,11 @@ pub(crate) fn headline(r: &Report) -> Headline {
         ),
     };
     let lost_writes = match &r.audit {
+        Some(a) if a.unaudited_writes > 0 => format!(
+            "at least {} ({} acknowledged writes could not be looked up)",
+            count(a.lost_writes),
+            count(a.unaudited_writes)
+        ),
         Some(a) => count(a.lost_writes),
         None => audit_absent(r),
     };
@@ -80,8 +110,150 @@ pub(crate) fn headline(r: &Report) -> Headline {
     }
 }
 
+/// A gate's value cell: "204", "unknown (the batch did not finish: ...)", "12 (at least
+/// 12: ...)".
+pub(crate) fn gate_value(g: &GateResult) -> String {
+    let value = g.value.map_or_else(|| "unknown".to_owned(), num);
+    match &g.note {
+        Some(note) => format!("{value} ({note})"),
+        None => value,
+    }
+}
+
 /// What the two latencies mean, under the requests table.
-pub(crate) const LATENCY_NOTE: &str = "Latency is measured from the moment each request was sent; \"from tick\" measures from the tick it was meant for, so time a request spent waiting to be sent counts too (corrected for coordinated omission, as wrk2 measures).";
+pub(crate) const LATENCY_NOTE: &str = "Latency is measured from the moment each request was sent; \"from tick\" measures from the tick it was meant for, so time a request spent waiting to be sent counts too (corrected for coordinated omission, as wrk2 measures): a request's own time plus its tick's lateness, a skipped tick charged to the endpoints of the request that served it, and a tick still waiting when the load stopped charged up to the stop. Lock errors: requests that reached their client as a 503 or an answer mentioning a lock, each counted once. Unanswered at stop: ticks still waiting to be sent when the load stopped. \"–\": an endpoint that never answered has no latency.";
+
+/// One row per endpoint of `requests` (the load's, or lockbench's own): counts, lock errors
+/// that reached the client, ticks unanswered at the stop, both latencies; "–" for the
+/// latency of an endpoint that never answered.
+pub(crate) fn request_table(
+    requests: &std::collections::BTreeMap<String, EndpointStats>,
+) -> TextTable {
+    let header = vec![
+        "endpoint",
+        "count",
+        "failures",
+        "503",
+        "lock errors",
+        "unanswered at stop",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "p99 from tick ms",
+    ];
+    let rows = requests
+        .iter()
+        .map(|(endpoint, s)| {
+            let sent = |us: u64| {
+                if s.count > 0 {
+                    ms(us)
+                } else {
+                    "–".to_owned()
+                }
+            };
+            let l = &s.latency_us;
+            vec![
+                endpoint.clone(),
+                count(s.count),
+                count(s.failures),
+                count(s.status_503),
+                count(s.lock_errors),
+                count(s.unanswered_at_stop),
+                sent(l.p50),
+                sent(l.p95),
+                sent(l.p99),
+                sent(l.max),
+                // No tick (lockbench's own requests) or no answer and none waiting: none.
+                if s.latency_from_tick_us == super::Latency::default() {
+                    "–".to_owned()
+                } else {
+                    ms(s.latency_from_tick_us.p99)
+                },
+            ]
+        })
+        .collect();
+    let numeric = (1..header.len()).collect();
+    TextTable {
+        header,
+        rows,
+        numeric,
+    }
+}
+
+/// What lockbench's own requests are, over their table.
+pub(crate) const RUNNER_NOTE: &str = "lockbench's own requests that reached the app's database (posting the batch, posting it again after a kill): not part of the load, but a lock error the server counted in them is in the lock-error total.";
+
+/// One row per run of `run --repeat`: its own verdict and report.
+pub(crate) fn run_table(r: &Report) -> Option<TextTable> {
+    let repeat = r.repeat.as_ref()?;
+    let rows = repeat
+        .verdicts
+        .iter()
+        .map(|v| {
+            let result = match (v.passed, v.flaky) {
+                (true, _) => "pass".to_owned(),
+                (false, true) => "FAIL (timing only; the medians pass)".to_owned(),
+                (false, false) => "FAIL".to_owned(),
+            };
+            let failed: Vec<String> = v
+                .gates
+                .iter()
+                .filter(|g| !g.passed)
+                .map(|g| format!("{}: {}", g.name, gate_value(g)))
+                .collect();
+            vec![
+                v.run.to_string(),
+                result,
+                if failed.is_empty() {
+                    "–".to_owned()
+                } else {
+                    failed.join("; ")
+                },
+                v.summary.clone(),
+                v.report.clone(),
+            ]
+        })
+        .collect();
+    Some(TextTable {
+        header: vec!["run", "result", "failed gates", "its verdict", "report"],
+        rows,
+        numeric: vec![0],
+    })
+}
+
+/// What each table of a repeated run's report holds, as "table: what" lines.
+pub(crate) fn repeat_tables(r: &Report) -> Vec<String> {
+    r.repeat.as_ref().map_or_else(Vec::new, |rep| {
+        rep.tables
+            .iter()
+            .map(|(table, what)| format!("{table}: {what}"))
+            .collect()
+    })
+}
+
+/// The processor's failed steps: "none", or "upload_person 1, save_photo 2".
+pub(crate) fn processor_failures_line(r: &Report) -> String {
+    if r.processor_failures.values().all(|n| *n == 0) {
+        return if r.target.kind == "external" {
+            "not measured: external target".to_owned()
+        } else {
+            "none".to_owned()
+        };
+    }
+    let total: u64 = r.processor_failures.values().sum();
+    let steps: Vec<String> = r
+        .processor_failures
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(op, n)| format!("{op} {}", count(*n)))
+        .collect();
+    format!(
+        "{} ({}): steps of the batch that did not happen",
+        count(total),
+        steps.join(", ")
+    )
+}
 
 /// What the role table's columns mean.
 pub(crate) const ROLE_NOTE: &str = "interval: ticks keep their phase and fire while earlier requests are out, up to max in flight (a page polling with setInterval); after-response: the next tick waits for the answer and the schedule restarts when it is late (a setTimeout chain). Late: sent 10 ms or more after the tick. Skipped: not sent; the user's next request serves it, so its latency from the tick runs to that request's answer. Burst factor: the busiest 100 ms of tick starts against an average 100 ms of the schedule (about 1 when spread, up to the number of users in lock step).";
@@ -305,8 +477,11 @@ pub(crate) fn lock_error_origin(r: &Report) -> String {
     let le = &r.lock_errors;
     match le.source {
         LockSource::ServerCounters => format!(
-            "{} lock errors counted by the server (every one seen, retried or not); {} reached a client as a 503 or an answer mentioning a lock.",
-            count(le.total),
+            "{} lock errors counted by the server (every one seen, retried or not){}; {} reached a client as a 503 or an answer mentioning a lock.",
+            lock_total(le),
+            missing_workers(le).map_or_else(String::new, |m| format!(
+                ": a lower bound, {m} and their counts are missing"
+            )),
             count(le.client_visible)
         ),
         LockSource::TargetLog => format!(
@@ -364,16 +539,27 @@ pub(crate) fn batch_lines(r: &Report) -> Result<Vec<(&'static str, String)>, Str
         ("Persons", count(b.persons)),
         ("Uploaded", count(b.uploaded)),
         (
+            "Ended",
+            if b.finished {
+                "finished".to_owned()
+            } else {
+                format!("did not finish: {}", b.ended.describe())
+            },
+        ),
+        (
+            "Batch status",
+            b.status.clone().unwrap_or_else(|| "not read".to_owned()),
+        ),
+        (
             "Duration",
-            format!(
-                "{} s{}",
-                fixed(b.duration_s, 1),
-                if b.finished {
-                    ""
-                } else {
-                    " (stopped at the hard cap before the batch was done)"
-                }
-            ),
+            if b.finished {
+                format!("{} s", fixed(b.duration_s, 1))
+            } else {
+                format!(
+                    "unknown: the batch did not finish; the run waited {} s for it",
+                    fixed(b.duration_s, 1)
+                )
+            },
         ),
         ("Photos/s", fixed(b.photos_per_s, 1)),
     ])
@@ -388,14 +574,37 @@ pub(crate) fn audit_lines(r: &Report, a: &super::Audit) -> Vec<(&'static str, St
                 "Acknowledged writes found more than once",
                 count(a.duplicate_writes),
             ),
+            (
+                "Acknowledged writes that could not be looked up",
+                count(a.unaudited_writes),
+            ),
         ];
     }
     vec![
-        ("Lost writes", count(a.lost_writes)),
-        ("Duplicate writes", count(a.duplicate_writes)),
-        ("Misassigned photos", count(a.misassigned_photos)),
+        (
+            "Lost writes",
+            format!(
+                "{} (acknowledged writes the database does not hold: the four kinds below)",
+                count(a.lost_writes)
+            ),
+        ),
         ("Missing photos", count(a.missing_photos)),
         ("Lost registrations", count(a.lost_registrations)),
+        ("Lost uploads", count(a.lost_uploads)),
+        (
+            "Commit-only drops the audit cannot see (the processing log, the batch's status), counted as lost",
+            count(a.dropped_unaudited),
+        ),
+        ("Duplicate writes", count(a.duplicate_writes)),
+        ("Misassigned photos", count(a.misassigned_photos)),
+        (
+            "Photos not processed (never acknowledged: work not reached, not lost writes)",
+            count(a.not_processed),
+        ),
+        (
+            "Acknowledged writes that could not be looked up",
+            count(a.unaudited_writes),
+        ),
     ]
 }
 
@@ -485,45 +694,51 @@ pub(crate) struct SettingsSection {
     pub entries: Vec<(String, String)>,
 }
 
-/// `settings_requested` as `key = value` lists, one per section. Nested objects become
-/// dotted keys; scalars at the top level are gathered into one unnamed section, first.
+/// `settings_requested` (the whole scenario) as `key = value` lists, one per table of it:
+/// the top-level scalars first (unnamed), then each object with scalars of its own under
+/// its dotted name (`server`, `server.storage`, `gates.p99_ms`), in key order. An empty
+/// object or an array is one value.
 pub(crate) fn settings_sections(settings: &Value) -> Vec<SettingsSection> {
-    let Value::Object(map) = settings else {
-        return match settings {
-            Value::Null => Vec::new(),
-            other => vec![SettingsSection {
-                name: None,
-                entries: vec![("settings".to_owned(), scalar(other))],
-            }],
-        };
-    };
-    let mut top = Vec::new();
-    let mut sections = Vec::new();
-    for (key, value) in map {
-        match value {
-            Value::Object(_) => {
-                let entries = super::dotted_keys(value)
-                    .into_iter()
-                    .map(|(k, v)| (k, scalar(&v)))
-                    .collect();
-                sections.push(SettingsSection {
-                    name: Some(key.clone()),
-                    entries,
-                });
+    fn walk(
+        name: Option<String>,
+        map: &serde_json::Map<String, Value>,
+        out: &mut Vec<SettingsSection>,
+    ) {
+        let entries: Vec<(String, String)> = map
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::Object(m) if !m.is_empty()))
+            .map(|(k, v)| (k.clone(), scalar(v)))
+            .collect();
+        if !entries.is_empty() {
+            out.push(SettingsSection {
+                name: name.clone(),
+                entries,
+            });
+        }
+        for (k, v) in map {
+            if let Value::Object(child) = v {
+                if !child.is_empty() {
+                    let path = match &name {
+                        Some(n) => format!("{n}.{k}"),
+                        None => k.clone(),
+                    };
+                    walk(Some(path), child, out);
+                }
             }
-            other => top.push((key.clone(), scalar(other))),
         }
     }
-    if !top.is_empty() {
-        sections.insert(
-            0,
-            SettingsSection {
-                name: None,
-                entries: top,
-            },
-        );
+    match settings {
+        Value::Null => Vec::new(),
+        Value::Object(map) => {
+            let mut out = Vec::new();
+            walk(None, map, &mut out);
+            out
+        }
+        other => vec![SettingsSection {
+            name: None,
+            entries: vec![("settings".to_owned(), scalar(other))],
+        }],
     }
-    sections
 }
 
 /// A JSON value as a setting's value: strings bare, everything else as compact JSON.

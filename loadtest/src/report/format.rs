@@ -41,8 +41,9 @@ pub(crate) fn fixed(x: f64, decimals: usize) -> String {
     }
 }
 
-/// A gate's limit or value: whole numbers as counts, others with up to four significant
-/// decimals, trailing zeros dropped.
+/// A gate's limit or value: whole numbers as counts, others with up to four decimals, and
+/// below 1 at least two significant digits (an error rate of 1 in 25,000 is 0.00004, not
+/// 0), trailing zeros dropped. For display only: gates compare the exact value.
 pub(crate) fn num(x: f64) -> String {
     if !x.is_finite() {
         return "n/a".to_owned();
@@ -51,7 +52,7 @@ pub(crate) fn num(x: f64) -> String {
         a if a == a.trunc() => 0,
         a if a >= 100.0 => 1,
         a if a >= 1.0 => 2,
-        _ => 4,
+        a => ((-a.log10()).floor() as usize + 2).clamp(4, 12),
     };
     let s = fixed(x, decimals);
     if s.contains('.') {
@@ -124,6 +125,9 @@ mod tests {
         assert_eq!(num(0.0), "0");
         assert_eq!(num(5000.0), "5,000");
         assert_eq!(num(0.05), "0.05");
+        assert_eq!(num(1.0 / 25_000.0), "0.00004");
+        assert_eq!(num(0.000001), "0.000001");
+        assert_eq!(num(0.0123456), "0.0123");
         assert_eq!(num(4391.25), "4,391.2");
         assert_eq!(num(-2.5), "-2.5");
         assert_eq!(num(f64::NAN), "n/a");

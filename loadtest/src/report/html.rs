@@ -1,6 +1,7 @@
 //! The HTML rendering of a [`Report`]: one self-contained file (inline CSS, charts as inline
 //! SVG, no scripts, fonts or anything else fetched), in the Markdown's order: the verdict,
-//! the gates, the figures with three charts, the settings in effect, the machine, the notes.
+//! the gates (an unknown value says why), each run of a repeated report, the figures with
+//! three charts, the settings in effect, the machine, the notes.
 //!
 //! Every piece of text from the report goes through [`esc`]; the charts are `chart.rs`'s.
 
@@ -8,7 +9,7 @@ use std::fmt::{self, Write};
 
 use super::chart::*;
 use super::facts;
-use super::format::{count, esc, ms, num};
+use super::format::{count, esc, num};
 use super::Report;
 
 /// The report as one HTML page. Deterministic: the same report gives the same bytes.
@@ -179,10 +180,26 @@ fn write_gates(out: &mut String, r: &Report) -> fmt::Result {
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"{class}\">{result}</td></tr>",
             esc(&g.name),
             num(g.limit),
-            g.value.map_or_else(|| "unknown".to_owned(), num)
+            esc(&facts::gate_value(g))
         )?;
     }
-    writeln!(out, "</table>")
+    writeln!(out, "</table>")?;
+    write_runs(out, r)
+}
+
+/// A repeated run's runs, each with its own verdict, and what each table holds.
+fn write_runs(out: &mut String, r: &Report) -> fmt::Result {
+    let Some(table) = facts::run_table(r) else {
+        return Ok(());
+    };
+    writeln!(out, "<h2>Runs</h2>")?;
+    write_text_table(out, &table)?;
+    writeln!(out, "<p>What each table below holds:</p>")?;
+    writeln!(out, "<ul>")?;
+    for line in facts::repeat_tables(r) {
+        writeln!(out, "<li>{}</li>", esc(&line))?;
+    }
+    writeln!(out, "</ul>")
 }
 
 fn write_timeline_charts(out: &mut String, r: &Report) -> fmt::Result {
@@ -301,27 +318,15 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     if r.requests.is_empty() {
         writeln!(out, "<p class=\"absent\">No requests were sent.</p>")?;
     } else {
-        writeln!(out, "<table><tr><th>endpoint</th><th class=\"n\">count</th><th class=\"n\">failures</th><th class=\"n\">503</th><th class=\"n\">p50 ms</th><th class=\"n\">p95 ms</th><th class=\"n\">p99 ms</th><th class=\"n\">max ms</th><th class=\"n\">p99 from tick ms</th></tr>")?;
-        for (endpoint, s) in &r.requests {
-            let l = &s.latency_us;
-            writeln!(
-                out,
-                "<tr><td><code>{}</code></td>{}{}{}{}{}{}{}{}</tr>",
-                esc(endpoint),
-                num_td(&count(s.count)),
-                num_td(&count(s.failures)),
-                num_td(&count(s.status_503)),
-                num_td(&ms(l.p50)),
-                num_td(&ms(l.p95)),
-                num_td(&ms(l.p99)),
-                num_td(&ms(l.max)),
-                num_td(&ms(s.latency_from_tick_us.p99))
-            )?;
-        }
-        writeln!(out, "</table>")?;
+        write_text_table(out, &facts::request_table(&r.requests))?;
         writeln!(out, "<p>{}</p>", esc(facts::LATENCY_NOTE))?;
     }
     writeln!(out, "<figure>{}</figure>", latency_bars(r))?;
+    if !r.runner_requests.is_empty() {
+        writeln!(out, "<h3>lockbench's own requests</h3>")?;
+        write_text_table(out, &facts::request_table(&r.runner_requests))?;
+        writeln!(out, "<p>{}</p>", esc(facts::RUNNER_NOTE))?;
+    }
     write_roles(out, r)
 }
 
@@ -438,6 +443,10 @@ fn write_retries(out: &mut String, r: &Report) -> fmt::Result {
             (
                 "Commit-only drops (writes reported saved after their rollback)",
                 dropped,
+            ),
+            (
+                "Processor failures (steps that failed after their retries)",
+                facts::processor_failures_line(r),
             ),
         ],
     )

@@ -1,6 +1,6 @@
 //! The Markdown rendering of a [`Report`], for a person who has thirty seconds: the verdict
-//! first, then the gates, the figures, the settings that were really in effect, the machine
-//! and the notes.
+//! first, then the gates (an unknown value says why), each run of a repeated report, the
+//! figures, the settings that were really in effect, the machine and the notes.
 //! Lays out the facts `facts.rs` works out; numbers and cells through `format.rs`.
 
 use std::fmt::{self, Write};
@@ -64,11 +64,12 @@ fn write_report(out: &mut String, r: &Report) -> fmt::Result {
                 "| {} | {} | {} | {} |",
                 cell(&g.name),
                 num(g.limit),
-                g.value.map_or_else(|| "unknown".to_owned(), num),
+                cell(&gate_value(g)),
                 if g.passed { "pass" } else { "**FAIL**" }
             )?;
         }
     }
+    write_runs(out, r)?;
 
     writeln!(out)?;
     writeln!(out, "## Figures")?;
@@ -104,6 +105,24 @@ fn write_report(out: &mut String, r: &Report) -> fmt::Result {
     Ok(())
 }
 
+/// A repeated run's runs, each with its own verdict, and what each table holds.
+fn write_runs(out: &mut String, r: &Report) -> fmt::Result {
+    let Some(table) = run_table(r) else {
+        return Ok(());
+    };
+    writeln!(out)?;
+    writeln!(out, "## Runs")?;
+    writeln!(out)?;
+    write_text_table(out, &table)?;
+    writeln!(out)?;
+    writeln!(out, "What each table below holds:")?;
+    writeln!(out)?;
+    for line in repeat_tables(r) {
+        writeln!(out, "- {}", text(&line))?;
+    }
+    Ok(())
+}
+
 fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "### Requests per endpoint")?;
@@ -112,34 +131,19 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out)?;
     if r.requests.is_empty() {
         writeln!(out, "No requests were sent.")?;
-        return Ok(());
+    } else {
+        write_text_table(out, &request_table(&r.requests))?;
+        writeln!(out)?;
+        writeln!(out, "{}", text(LATENCY_NOTE))?;
     }
-    writeln!(
-        out,
-        "| endpoint | count | failures | 503 | p50 ms | p95 ms | p99 ms | max ms | p99 from tick ms |"
-    )?;
-    writeln!(
-        out,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    )?;
-    for (endpoint, s) in &r.requests {
-        let l = &s.latency_us;
-        writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            cell(endpoint),
-            count(s.count),
-            count(s.failures),
-            count(s.status_503),
-            ms(l.p50),
-            ms(l.p95),
-            ms(l.p99),
-            ms(l.max),
-            ms(s.latency_from_tick_us.p99)
-        )?;
+    if !r.runner_requests.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "### lockbench's own requests")?;
+        writeln!(out)?;
+        write_text_table(out, &request_table(&r.runner_requests))?;
+        writeln!(out)?;
+        writeln!(out, "{}", text(RUNNER_NOTE))?;
     }
-    writeln!(out)?;
-    writeln!(out, "{}", text(LATENCY_NOTE))?;
     write_roles(out, r)
 }
 
@@ -249,6 +253,11 @@ fn write_retries(out: &mut String, r: &Report) -> fmt::Result {
         out,
         "- Commit-only drops (writes reported saved after their rollback): {}",
         text(&dropped)
+    )?;
+    writeln!(
+        out,
+        "- Processor failures (steps that failed after their retries): {}",
+        text(&processor_failures_line(r))
     )
 }
 

@@ -26,7 +26,9 @@ pub mod sweep;
 /// duration, gates, faults, endpoints, target); gate values are `null` when they could not be
 /// measured, with a `note`; `lock_errors.missing_workers`; per-endpoint `lock_errors` and
 /// `unanswered_at_stop`; the audit's `not_processed`, `dropped_unaudited`, `lost_uploads` and
-/// `unaudited_writes`; `batch.ended`; `processor_failures`; `runner_requests`; `repeat.runs`.
+/// `unaudited_writes`; `batch.ended` and `status`; `processor_failures`; `runner_requests`;
+/// `repeat.verdicts` and `repeat.tables` (with `--repeat`, correctness counts are the largest
+/// of the runs, timings their medians).
 pub const REPORT_SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,7 +92,9 @@ pub struct Report {
     /// True when Ctrl-C stopped the run early: the figures cover the run up to then.
     #[serde(default)]
     pub interrupted: bool,
-    /// `run --repeat N`: the figures above are medians of N runs; here is each figure's spread.
+    /// `run --repeat N`: the figures above combine N runs (correctness counts: the largest of
+    /// any run; timings: medians; `repeat.tables` says what each table holds); here are each
+    /// run's own verdict and each figure's spread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Repeat>,
     pub gates: Vec<GateResult>,
@@ -361,7 +365,8 @@ pub struct WalFigures {
 }
 
 /// A report of `run --repeat N`: how many runs, where their own reports are, each run's own
-/// verdict, and each compared figure's median and range across them.
+/// verdict, what each table of the combined report holds, and each compared figure's median
+/// and range across them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Repeat {
     pub runs: u32,
@@ -389,6 +394,16 @@ pub struct RunVerdict {
     /// The gates this run failed.
     pub failed_gates: Vec<String>,
     pub report: String,
+    /// Every gate of this run, with its own value.
+    #[serde(default)]
+    pub gates: Vec<GateResult>,
+    /// How this run's batch ended, when it did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_ended: Option<BatchEnd>,
+    /// The run failed only timing gates that the combined report (the medians) passes: it
+    /// is named in the verdict and its JUnit case is flaky, but it does not fail the whole.
+    #[serde(default)]
+    pub flaky: bool,
 }
 
 /// One figure across repeated runs.
@@ -460,9 +475,10 @@ pub struct TimelinePoint {
     pub wal_bytes: u64,
 }
 
-/// A JSON value as `(dotted.key, value)` pairs in key order: objects are walked, anything
-/// else (an empty object too) is a leaf. The requested settings are shown and compared this
-/// way, with the same keys as `--set` and scenario files.
+/// A JSON value as `(dotted.key, value)` pairs in key order: objects are walked, arrays by
+/// index (`faults[0].hold`), anything else (an empty object or array too) is a leaf. The
+/// requested settings are compared this way, with the same keys as `--set` and scenario
+/// files (arrays aside).
 pub fn dotted_keys(value: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
     fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
         match value {
@@ -474,6 +490,11 @@ pub fn dotted_keys(value: &serde_json::Value) -> Vec<(String, serde_json::Value)
                         format!("{prefix}.{k}")
                     };
                     walk(&key, v, out);
+                }
+            }
+            serde_json::Value::Array(items) if !items.is_empty() => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(&format!("{prefix}[{i}]"), item, out);
                 }
             }
             other => out.push((prefix.to_owned(), other.clone())),

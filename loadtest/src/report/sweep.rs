@@ -6,7 +6,7 @@ use crate::decide::sweep::{SweepReport, SweepRow};
 use crate::scenario::Scenario;
 
 use super::chart::{bars, series_chart};
-use super::format::{cell, esc};
+use super::format::{cell, esc, num};
 
 /// The sweep's table: one row per setting combination.
 pub fn sweep_markdown(r: &SweepReport) -> String {
@@ -54,14 +54,14 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
             format!("FAIL ({})", row.gates_failed.join(", "))
         };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.4} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             i + 1,
             cell(&row.label),
             cell(&gates),
             row.lock_errors,
             codes.join(" "),
             row.client_visible_lock_errors,
-            row.error_rate,
+            num(row.error_rate),
             row.retries,
             row.commit_only_dropped
         ));
@@ -71,16 +71,18 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
                 row.p99_ms.get(e).map_or("–".into(), |v| format!("{v:.1}"))
             ));
         }
+        // A batch that did not finish has no duration: the time waited is not one.
         let batch = match row.batch_seconds {
             Some(b) if row.batch_finished => format!("{b:.1}"),
-            Some(b) => format!("{b:.1} (unfinished)"),
-            None => "–".into(),
+            Some(b) => format!("unknown (did not finish; waited {b:.1} s)"),
+            None => "no batch".into(),
         };
         s.push_str(&format!(
-            " {batch} | {} | {} | {} | {} |\n",
-            opt(row.lost_writes),
-            opt(row.duplicate_writes),
-            opt(row.misassigned_photos),
+            " {} | {} | {} | {} | {} |\n",
+            cell(&batch),
+            audited(row.lost_writes),
+            audited(row.duplicate_writes),
+            audited(row.misassigned_photos),
             row.restarts
         ));
     }
@@ -91,8 +93,9 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
     s
 }
 
-fn opt(v: Option<u64>) -> String {
-    v.map_or("–".into(), |n| n.to_string())
+/// An audit count, or why there is none.
+fn audited(v: Option<u64>) -> String {
+    v.map_or("not audited".into(), |n| n.to_string())
 }
 
 /// The journal/tx mode a row ran with (its series in the sweep's charts).

@@ -1,9 +1,16 @@
-//! `run --repeat N`: one report from N runs, every compared figure the median of the runs,
-//! with its spread. Combines finished reports; runs nothing.
+//! `run --repeat N`: one report from N runs. Correctness counts (lock errors, total and
+//! client-visible; lost writes and every audit count; commit-only drops; processor failures)
+//! are the largest of any run, so a run that lost writes is never averaged away; timings are
+//! medians; every table of the combined report is one thing, said in `repeat.tables`; each
+//! run's own verdict is kept in `repeat.verdicts` for the combined verdict (`gates.rs`) to
+//! name. Combines finished reports; runs nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::report::{Audit, Report};
+use crate::report::{
+    Audit, BatchFigures, EndpointStats, Latency, Repeat, Report, RoleFigures, RunVerdict, Spread,
+    WalFigures,
+};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -14,11 +21,194 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// The report of repeated runs: the first run's report with every compared figure replaced
-/// by its median across the runs, and each figure's spread.
-pub(super) fn median_report(reports: &[Report], paths: Vec<String>) -> Report {
-    use crate::report::{Repeat, Spread};
-    let mut out = reports[0].clone();
+fn median_u64(v: impl IntoIterator<Item = u64>) -> u64 {
+    median(v.into_iter().map(|x| x as f64).collect()).round() as u64
+}
+
+fn median_latency<'a>(all: impl Iterator<Item = &'a Latency> + Clone) -> Latency {
+    Latency {
+        p50: median_u64(all.clone().map(|l| l.p50)),
+        p95: median_u64(all.clone().map(|l| l.p95)),
+        p99: median_u64(all.clone().map(|l| l.p99)),
+        max: median_u64(all.clone().map(|l| l.max)),
+        mean: median_u64(all.map(|l| l.mean)),
+    }
+}
+
+/// Per endpoint, the median of every column over the runs (an endpoint a run did not call
+/// counts 0 requests there; its latencies are the medians of the runs that called it). A
+/// status code whose median is 0 is left out.
+fn median_endpoints(
+    reports: &[Report],
+    table: fn(&Report) -> &BTreeMap<String, EndpointStats>,
+) -> BTreeMap<String, EndpointStats> {
+    let names: BTreeSet<&String> = reports.iter().flat_map(|r| table(r).keys()).collect();
+    let empty = EndpointStats::default();
+    names
+        .into_iter()
+        .map(|name| {
+            let all: Vec<&EndpointStats> = reports
+                .iter()
+                .map(|r| table(r).get(name).unwrap_or(&empty))
+                .collect();
+            let present: Vec<&EndpointStats> =
+                reports.iter().filter_map(|r| table(r).get(name)).collect();
+            let m = |f: fn(&EndpointStats) -> u64| median_u64(all.iter().map(|s| f(s)));
+            let codes: BTreeSet<&String> = all.iter().flat_map(|s| s.status_codes.keys()).collect();
+            let status_codes = codes
+                .into_iter()
+                .map(|c| {
+                    let n = median_u64(
+                        all.iter()
+                            .map(|s| s.status_codes.get(c).copied().unwrap_or(0)),
+                    );
+                    (c.clone(), n)
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            let stats = EndpointStats {
+                count: m(|s| s.count),
+                failures: m(|s| s.failures),
+                status_codes,
+                status_503: m(|s| s.status_503),
+                lock_mentions: m(|s| s.lock_mentions),
+                lock_errors: m(|s| s.lock_errors),
+                unanswered_at_stop: m(|s| s.unanswered_at_stop),
+                server_errors_unexplained: m(|s| s.server_errors_unexplained),
+                latency_us: median_latency(present.iter().map(|s| &s.latency_us)),
+                latency_from_tick_us: median_latency(
+                    present.iter().map(|s| &s.latency_from_tick_us),
+                ),
+            };
+            (name.clone(), stats)
+        })
+        .collect()
+}
+
+/// Per role, the first run's behaviour with the median of every figure.
+fn median_roles(reports: &[Report]) -> BTreeMap<String, RoleFigures> {
+    let mut out = reports[0].roles.clone();
+    for (name, role) in out.iter_mut() {
+        let all: Vec<&RoleFigures> = reports.iter().filter_map(|r| r.roles.get(name)).collect();
+        let m = |f: fn(&RoleFigures) -> u64| median_u64(all.iter().map(|x| f(x)));
+        let mf = |f: fn(&RoleFigures) -> f64| median(all.iter().map(|x| f(x)).collect());
+        role.ticks_due = m(|x| x.ticks_due);
+        role.ticks_sent = m(|x| x.ticks_sent);
+        role.ticks_late = m(|x| x.ticks_late);
+        role.ticks_skipped = m(|x| x.ticks_skipped);
+        role.requests = m(|x| x.requests);
+        role.offered_rps = mf(|x| x.offered_rps);
+        role.achieved_rps = mf(|x| x.achieved_rps);
+        role.burst_factor = mf(|x| x.burst_factor);
+        role.latency_from_send_us = median_latency(all.iter().map(|x| &x.latency_from_send_us));
+        role.latency_from_tick_us = median_latency(all.iter().map(|x| &x.latency_from_tick_us));
+    }
+    out
+}
+
+/// The index of the run with the largest `f` (the first of equals).
+fn largest(reports: &[Report], f: impl Fn(&Report) -> u64) -> usize {
+    let mut best = 0;
+    for (i, r) in reports.iter().enumerate() {
+        if f(r) > f(&reports[best]) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The batch: medians of its counts and timings; finished only if every run's batch
+/// finished, and then how the first unfinished one ended.
+fn median_batch(reports: &[Report]) -> Option<BatchFigures> {
+    let all: Vec<&BatchFigures> = reports.iter().filter_map(|r| r.batch.as_ref()).collect();
+    let first = all.first()?;
+    let m = |f: fn(&BatchFigures) -> u64| median_u64(all.iter().map(|b| f(b)));
+    let mf = |f: fn(&BatchFigures) -> f64| median(all.iter().map(|b| f(b)).collect());
+    let unfinished = all.iter().find(|b| !b.finished);
+    let shown = unfinished.unwrap_or(first);
+    Some(BatchFigures {
+        photos: first.photos,
+        processed: m(|b| b.processed),
+        failed: m(|b| b.failed),
+        persons: m(|b| b.persons),
+        uploaded: m(|b| b.uploaded),
+        duration_s: mf(|b| b.duration_s),
+        photos_per_s: mf(|b| b.photos_per_s),
+        finished: unfinished.is_none() && all.len() == reports.len(),
+        ended: shown.ended,
+        status: shown.status.clone(),
+    })
+}
+
+/// The audit: the largest of each count across the runs, and every run's counter
+/// mismatches (named by run). None when a run has no audit: its lost writes are unknown.
+fn largest_audit(reports: &[Report]) -> Option<Audit> {
+    let all: Vec<&Audit> = reports
+        .iter()
+        .map(|r| r.audit.as_ref())
+        .collect::<Option<_>>()?;
+    let max = |f: fn(&Audit) -> u64| all.iter().map(|a| f(a)).max().unwrap_or(0);
+    Some(Audit {
+        lost_writes: max(|a| a.lost_writes),
+        duplicate_writes: max(|a| a.duplicate_writes),
+        misassigned_photos: max(|a| a.misassigned_photos),
+        missing_photos: max(|a| a.missing_photos),
+        lost_registrations: max(|a| a.lost_registrations),
+        lost_uploads: max(|a| a.lost_uploads),
+        dropped_unaudited: max(|a| a.dropped_unaudited),
+        not_processed: max(|a| a.not_processed),
+        unaudited_writes: max(|a| a.unaudited_writes),
+        counter_mismatches: all
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| {
+                a.counter_mismatches
+                    .iter()
+                    .map(move |m| format!("run {}: {m}", i + 1))
+            })
+            .collect(),
+    })
+}
+
+fn median_wal(reports: &[Report]) -> Option<WalFigures> {
+    let all: Vec<&WalFigures> = reports.iter().filter_map(|r| r.wal.as_ref()).collect();
+    if all.is_empty() {
+        return None;
+    }
+    let m = |f: fn(&WalFigures) -> u64| median_u64(all.iter().map(|w| f(w)));
+    Some(WalFigures {
+        max_bytes: m(|w| w.max_bytes),
+        checkpoints_ok: m(|w| w.checkpoints_ok),
+        checkpoints_busy: m(|w| w.checkpoints_busy),
+    })
+}
+
+/// Each run as its own report judged it.
+fn run_verdicts(reports: &[Report], paths: &[String]) -> Vec<RunVerdict> {
+    reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RunVerdict {
+            run: i as u32 + 1,
+            passed: r.verdict.passed,
+            exit_code: r.verdict.exit_code,
+            summary: r.verdict.summary.clone(),
+            failed_gates: r
+                .gates
+                .iter()
+                .filter(|g| !g.passed)
+                .map(|g| g.name.clone())
+                .collect(),
+            report: paths.get(i).cloned().unwrap_or_default(),
+            gates: r.gates.clone(),
+            batch_ended: r.batch.as_ref().filter(|b| !b.finished).map(|b| b.ended),
+            flaky: false,
+        })
+        .collect()
+}
+
+/// Each compared figure's median and range across the runs.
+fn spreads(reports: &[Report]) -> BTreeMap<String, Spread> {
     let values: Vec<BTreeMap<String, f64>> =
         reports.iter().map(crate::compare::figure_values).collect();
     let mut spread = BTreeMap::new();
@@ -36,65 +226,354 @@ pub(super) fn median_report(reports: &[Report], paths: Vec<String>) -> Report {
             },
         );
     }
-    let med_u64 = |f: &dyn Fn(&Report) -> Option<u64>| -> Option<u64> {
-        let all: Vec<f64> = reports
-            .iter()
-            .filter_map(|r| f(r).map(|v| v as f64))
-            .collect();
-        (!all.is_empty()).then(|| median(all).round() as u64)
+    spread
+}
+
+/// The report of repeated runs (module docs): the first run's report with its tables
+/// replaced as `repeat.tables` says, each figure's spread, and each run's own verdict. The
+/// gates and the verdict are the caller's to judge (`gates::judge`).
+pub(super) fn median_report(reports: &[Report], paths: Vec<String>) -> Report {
+    let n = reports.len();
+    let mut out = reports[0].clone();
+    let mut tables = BTreeMap::new();
+    let mut table = |name: &str, what: String| {
+        tables.insert(name.to_owned(), what);
     };
-    for (endpoint, stats) in out.requests.iter_mut() {
-        let pick = |f: fn(&crate::report::EndpointStats) -> u64| {
-            med_u64(&|r: &Report| r.requests.get(endpoint).map(f)).unwrap_or(0)
-        };
-        stats.count = pick(|s| s.count);
-        stats.failures = pick(|s| s.failures);
-        stats.status_503 = pick(|s| s.status_503);
-        stats.latency_us.p50 = pick(|s| s.latency_us.p50);
-        stats.latency_us.p95 = pick(|s| s.latency_us.p95);
-        stats.latency_us.p99 = pick(|s| s.latency_us.p99);
-        stats.latency_us.max = pick(|s| s.latency_us.max);
-        stats.latency_us.mean = pick(|s| s.latency_us.mean);
-        stats.latency_from_tick_us.p99 = pick(|s| s.latency_from_tick_us.p99);
+    let medians = format!("medians of {n} runs");
+
+    out.requests = median_endpoints(reports, |r| &r.requests);
+    table(
+        "requests",
+        format!("{medians}, each column on its own (they need not add up)"),
+    );
+    out.runner_requests = median_endpoints(reports, |r| &r.runner_requests);
+    table("runner requests", medians.clone());
+    out.roles = median_roles(reports);
+    table("roles", medians.clone());
+
+    let worst = largest(reports, |r| r.lock_errors.total);
+    let mut le = reports[worst].lock_errors.clone();
+    le.client_visible = reports
+        .iter()
+        .map(|r| r.lock_errors.client_visible)
+        .max()
+        .unwrap_or(0);
+    le.server_errors_unexplained = reports
+        .iter()
+        .map(|r| r.lock_errors.server_errors_unexplained)
+        .max()
+        .unwrap_or(0);
+    let missing: BTreeSet<u32> = reports
+        .iter()
+        .flat_map(|r| r.lock_errors.missing_workers.iter().copied())
+        .collect();
+    le.missing_workers = missing.into_iter().collect();
+    out.lock_errors = le;
+    table(
+        "lock errors",
+        format!(
+            "run {}, the one with the most lock errors (total, by code and by endpoint); reached a client: the most of any run",
+            worst + 1
+        ),
+    );
+
+    let retries: Vec<u64> = reports.iter().filter_map(|r| r.retries).collect();
+    out.retries = (!retries.is_empty()).then(|| median_u64(retries));
+    let dropped = largest(reports, |r| r.commit_only_dropped.unwrap_or(0));
+    out.commit_only_dropped = reports.iter().filter_map(|r| r.commit_only_dropped).max();
+    out.commit_only_dropped_by_endpoint = reports[dropped].commit_only_dropped_by_endpoint.clone();
+    table(
+        "retries",
+        format!(
+            "retries: the median of {n} runs; commit-only drops: run {}, the one with the most",
+            dropped + 1
+        ),
+    );
+
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    for r in reports {
+        for (op, k) in &r.processor_failures {
+            let e = failures.entry(op.clone()).or_default();
+            *e = (*e).max(*k);
+        }
     }
-    out.lock_errors.total = med_u64(&|r: &Report| Some(r.lock_errors.total)).unwrap_or(0);
-    out.lock_errors.client_visible =
-        med_u64(&|r: &Report| Some(r.lock_errors.client_visible)).unwrap_or(0);
-    out.retries = med_u64(&|r: &Report| r.retries);
-    out.commit_only_dropped = med_u64(&|r: &Report| r.commit_only_dropped);
-    if let Some(b) = out.batch.as_mut() {
-        let durations: Vec<f64> = reports
+    out.processor_failures = failures;
+    table(
+        "processor failures",
+        format!("the largest count of each step across {n} runs"),
+    );
+
+    out.batch = median_batch(reports);
+    if let Some(b) = &out.batch {
+        let mut what = medians.clone();
+        if let Some(k) = reports
             .iter()
-            .filter_map(|r| r.batch.as_ref().map(|b| b.duration_s))
-            .collect();
-        b.duration_s = median(durations);
-        b.finished = reports
-            .iter()
-            .all(|r| r.batch.as_ref().is_some_and(|b| b.finished));
+            .position(|r| r.batch.as_ref().is_some_and(|b| !b.finished))
+        {
+            what.push_str(&format!(
+                "; finished only if every run's batch finished: run {} did not ({})",
+                k + 1,
+                b.ended.describe()
+            ));
+        }
+        table("batch", what);
     }
-    if let Some(a) = out.audit.as_mut() {
-        let m = |f: fn(&Audit) -> u64| med_u64(&|r: &Report| r.audit.as_ref().map(f)).unwrap_or(0);
-        a.lost_writes = m(|a| a.lost_writes);
-        a.duplicate_writes = m(|a| a.duplicate_writes);
-        a.misassigned_photos = m(|a| a.misassigned_photos);
-        a.missing_photos = m(|a| a.missing_photos);
-        a.lost_registrations = m(|a| a.lost_registrations);
+    out.audit = largest_audit(reports);
+    if reports.iter().any(|r| r.audit.is_some()) {
+        table(
+            "audit",
+            if out.audit.is_some() {
+                format!("the largest of each count across {n} runs")
+            } else {
+                "none: a run has no audit, so the runs' lost writes are not all known".to_owned()
+            },
+        );
     }
+    out.wal = median_wal(reports);
+    if out.wal.is_some() {
+        table("wal", medians.clone());
+    }
+    table(
+        "time line, settings, faults and restarts",
+        "run 1".to_owned(),
+    );
     out.interrupted = reports.iter().any(|r| r.interrupted);
     out.notes.insert(
         0,
         format!(
-            "{} runs (run --repeat): every figure compared by lockbench compare is the median of the runs, with its spread under repeat; the time line, roles and settings are the first run's; each run's own report: {}",
-            reports.len(),
+            "{n} runs (run --repeat): correctness counts (lock errors, lost writes and every audit count, commit-only drops, processor failures) are the largest of any run; timings are the medians of the runs, with their spread under repeat; repeat.tables says what each table holds; each run's own report: {}",
             paths.join(", ")
         ),
     );
     out.repeat = Some(Repeat {
-        runs: reports.len() as u32,
+        runs: n as u32,
+        spread: spreads(reports),
+        verdicts: run_verdicts(reports, &paths),
         reports: paths,
-        spread,
-        verdicts: Vec::new(),
-        tables: BTreeMap::new(),
+        tables,
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! On copies of a real run's report (the rendering tests' fixture), each judged as its
+    //! own run is, then combined and judged as `run --repeat` does.
+
+    use super::*;
+    use crate::report::BatchEnd;
+    use crate::run::gates;
+    use crate::scenario::Scenario;
+
+    fn scenario(gates: &str) -> Scenario {
+        toml::from_str(&format!("name = \"g\"\n[gates]\n{gates}")).expect("a scenario")
+    }
+
+    /// The fixture as one finished run.
+    fn run() -> Report {
+        let mut r: Report = serde_json::from_str(include_str!("../../tests/fixtures/report.json"))
+            .expect("the fixture follows the report schema");
+        let b = r.batch.as_mut().expect("the fixture has a batch");
+        b.finished = true;
+        b.ended = BatchEnd::Finished;
+        r
+    }
+
+    /// Each run judged on its own, then combined and judged.
+    fn repeated(s: &Scenario, mut runs: Vec<Report>) -> Report {
+        for r in &mut runs {
+            gates::judge(s, r);
+        }
+        let paths = (1..=runs.len())
+            .map(|k| format!("run-{k}/report.json"))
+            .collect();
+        let mut combined = median_report(&runs, paths);
+        gates::judge(s, &mut combined);
+        combined
+    }
+
+    fn losing(lost: &[u64]) -> Vec<Report> {
+        lost.iter()
+            .map(|n| {
+                let mut r = run();
+                r.audit.as_mut().unwrap().lost_writes = *n;
+                r
+            })
+            .collect()
+    }
+
+    /// (name, status) of every JUnit test case: "ok", "flaky" or "failure".
+    fn junit(r: &Report) -> Vec<(String, &'static str)> {
+        use quick_junit::TestCaseStatus;
+        crate::ci::junit_for_report(r).test_suites[0]
+            .test_cases
+            .iter()
+            .map(|c| {
+                let status = match &c.status {
+                    TestCaseStatus::Success { flaky_runs } if flaky_runs.is_empty() => "ok",
+                    TestCaseStatus::Success { .. } => "flaky",
+                    _ => "failure",
+                };
+                (c.name.as_str().to_owned(), status)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_that_lost_writes_fails_the_combined_report_and_is_named() {
+        let s = scenario("max_lost_writes = 0");
+        let r = repeated(&s, losing(&[0, 0, 5]));
+        assert_eq!(
+            r.audit.as_ref().unwrap().lost_writes,
+            5,
+            "the largest, not the median"
+        );
+        assert!(!r.verdict.passed);
+        assert_eq!(r.verdict.exit_code, 1);
+        let summary = &r.verdict.summary;
+        assert!(
+            summary.starts_with("FAILED: 1 of 1 gates failed (max_lost_writes)"),
+            "{summary}"
+        );
+        assert!(summary.contains("; 5 lost writes;"), "{summary}");
+        assert!(
+            summary.contains("run 3 of 3 failed: max_lost_writes (5)"),
+            "{summary}"
+        );
+        assert!(!summary.contains("run 1 of 3"), "{summary}");
+        let g = &r.gates[0];
+        assert_eq!(g.value, Some(5.0));
+        assert_eq!(g.note.as_deref(), Some("the largest of 3 runs (run 3)"));
+        let verdicts = &r.repeat.as_ref().unwrap().verdicts;
+        assert_eq!(
+            verdicts.iter().map(|v| v.passed).collect::<Vec<_>>(),
+            [true, true, false]
+        );
+        assert_eq!(verdicts[2].failed_gates, ["max_lost_writes"]);
+        assert_eq!(
+            junit(&r),
+            [
+                ("max_lost_writes".to_owned(), "failure"),
+                ("run 1".to_owned(), "ok"),
+                ("run 2".to_owned(), "ok"),
+                ("run 3".to_owned(), "failure"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_run_that_failed_only_a_timing_gate_is_named_and_flaky_when_the_median_passes() {
+        let s = scenario("max_lost_writes = 0\n[gates.p99_ms]\n\"GET /admin\" = 1000");
+        let mut runs = losing(&[0, 0, 0]);
+        for (r, p99) in runs.iter_mut().zip([700_000, 800_000, 1_500_000]) {
+            r.requests.get_mut("GET /admin").unwrap().latency_us.p99 = p99;
+        }
+        let r = repeated(&s, runs);
+        let summary = &r.verdict.summary;
+        assert!(r.verdict.passed, "{summary}");
+        assert_eq!(r.verdict.exit_code, 0);
+        assert!(
+            summary.contains(
+                "run 3 of 3 failed: p99_ms GET /admin (1,500) (timing only: the median of 3 runs passes it)"
+            ),
+            "{summary}"
+        );
+        let g = r
+            .gates
+            .iter()
+            .find(|g| g.name == "p99_ms GET /admin")
+            .unwrap();
+        assert_eq!(g.value, Some(800.0));
+        assert_eq!(g.note.as_deref(), Some("the median of 3 runs"));
+        assert!(r.repeat.as_ref().unwrap().verdicts[2].flaky);
+        assert_eq!(junit(&r)[4], ("run 3".to_owned(), "flaky"));
+
+        // When the median fails as well, the run is not flaky: it failed with the whole.
+        let mut runs = losing(&[0, 0, 0]);
+        for (r, p99) in runs.iter_mut().zip([700_000, 1_200_000, 1_500_000]) {
+            r.requests.get_mut("GET /admin").unwrap().latency_us.p99 = p99;
+        }
+        let r = repeated(&s, runs);
+        assert_eq!(r.verdict.exit_code, 1);
+        assert!(r
+            .verdict
+            .summary
+            .contains("run 2 of 3 failed: p99_ms GET /admin (1,200); run 3 of 3 failed"));
+        let cases = junit(&r);
+        assert_eq!(cases[3], ("run 2".to_owned(), "failure"));
+        assert_eq!(cases[4], ("run 3".to_owned(), "failure"));
+    }
+
+    #[test]
+    fn each_table_is_one_thing_and_says_which() {
+        let mut runs = losing(&[0, 0, 0]);
+        for (r, total) in runs.iter_mut().zip([7, 13, 7]) {
+            r.lock_errors.total = total;
+            r.lock_errors.by_code = [("SQLITE_BUSY".to_owned(), total)].into_iter().collect();
+            r.lock_errors.by_endpoint = [("processor".to_owned(), total)].into_iter().collect();
+            r.requests
+                .get_mut("GET /admin")
+                .unwrap()
+                .status_codes
+                .insert("500".into(), u64::from(total == 13));
+        }
+        let r = repeated(&scenario("max_lock_errors = 10"), runs);
+        let le = &r.lock_errors;
+        assert_eq!(le.total, 13);
+        assert_eq!(
+            le.by_code.values().sum::<u64>(),
+            13,
+            "the by-code table is run 2's"
+        );
+        assert_eq!(le.by_endpoint.values().sum::<u64>(), 13);
+        let tables = &r.repeat.as_ref().unwrap().tables;
+        assert!(
+            tables["lock errors"].starts_with("run 2, the one with the most"),
+            "{tables:?}"
+        );
+        assert!(
+            tables["requests"].starts_with("medians of 3 runs"),
+            "{tables:?}"
+        );
+        assert_eq!(tables["audit"], "the largest of each count across 3 runs");
+        // The requests table is medians of every column, status codes too.
+        assert!(!r.requests["GET /admin"].status_codes.contains_key("500"));
+        assert!(r
+            .verdict
+            .summary
+            .contains("run 2 of 3 failed: max_lock_errors (13)"));
+    }
+
+    #[test]
+    fn compare_finds_a_correctness_regression_that_the_spread_of_repeated_runs_would_hide() {
+        let s = scenario("max_lost_writes = 0");
+        let a = repeated(&s, losing(&[0, 0, 0]));
+        let b = repeated(&s, losing(&[0, 3, 3]));
+        let c = crate::compare::compare(&a, &b, 0.1).unwrap();
+        assert!(
+            c.regressions.iter().any(|r| r.name == "audit.lost_writes"),
+            "{:?}",
+            c.regressions
+        );
+
+        let with_locks = |totals: &[u64]| {
+            totals
+                .iter()
+                .map(|t| {
+                    let mut r = run();
+                    r.lock_errors.total = *t;
+                    r
+                })
+                .collect::<Vec<_>>()
+        };
+        let a = repeated(&s, with_locks(&[10, 10, 10]));
+        let b = repeated(&s, with_locks(&[10, 50, 50, 50, 50]));
+        assert_eq!(b.lock_errors.total, 50);
+        let c = crate::compare::compare(&a, &b, 0.1).unwrap();
+        assert!(
+            c.regressions.iter().any(|r| r.name == "lock_errors.total"),
+            "{:?}",
+            c.regressions
+        );
+    }
 }
