@@ -76,6 +76,7 @@ pub fn send_recorded(
                 },
                 Timing {
                     intended: sent,
+                    tick_sent: sent,
                     sent,
                     answered: Instant::now(),
                 },

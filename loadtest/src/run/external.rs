@@ -234,7 +234,7 @@ fn stop_external(
     attack: std::thread::JoinHandle<anyhow::Result<()>>,
     follower: Option<LogFollower>,
 ) -> anyhow::Result<Option<u64>> {
-    shared.stop.store(true, Ordering::Relaxed);
+    shared.stop_load();
     let attacked = attack.join();
     let log_count = match follower {
         Some(f) => Some(f.finish()?),

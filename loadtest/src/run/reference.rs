@@ -301,7 +301,7 @@ pub(super) fn run_reference(
         pg_watch.as_ref(),
         &runner,
     );
-    shared.stop.store(true, Ordering::Relaxed);
+    shared.stop_load();
     let load_time = shared.recorder.started().elapsed();
     let faults = fault_records(fault_runner, kills);
     drop(pg_watch);
