@@ -727,6 +727,62 @@ async fn a_lock_error_that_survives_the_retries_is_a_503_naming_the_code_and_ope
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_met_while_a_new_pooled_connection_is_configured_is_a_503_and_counted() {
+    let storage = StorageConfig {
+        busy_timeout_ms: 100,
+        ..StorageConfig::default()
+    };
+    let f = fixture(storage);
+    // The store's one open connection is lent out (so the request's unit of work opens and
+    // configures a new one) while another connection holds the exclusive lock.
+    let (lent_tx, lent) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let lender = f.store.clone();
+    let lend = std::thread::spawn(move || {
+        lender.read("lend", |_tx| {
+            let _ = lent_tx.send(());
+            let _ = release.recv_timeout(Duration::from_secs(30));
+            Ok(())
+        })
+    });
+    lent.recv().unwrap();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let db = f.root.join("app.db");
+    let holder = std::thread::spawn(move || {
+        lockbench_server::storage::hold::hold_write_lock(
+            &db,
+            Duration::from_millis(1000),
+            Duration::from_secs(5),
+            |_| {
+                let _ = held_tx.send(());
+            },
+        )
+    });
+    held.recv().unwrap();
+    let r = call(
+        &f.router,
+        "POST",
+        "/api/registrations",
+        Some(r#"{"name":"Ada","email":"ada@example.org"}"#),
+        None,
+    )
+    .await;
+    let _ = release_tx.send(());
+    lend.join().unwrap().unwrap();
+    holder.join().unwrap().unwrap();
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.body["error"], "database_locked", "{}", r.text);
+    assert_eq!(r.body["code"], "SQLITE_BUSY", "{}", r.text);
+    assert_eq!(r.body["op"], "register", "{}", r.text);
+    let stats = call(&f.router, "GET", "/api/stats", None, None).await;
+    let register = &stats.body["units"]["register"];
+    assert_eq!(register["endpoint"], "POST /api/registrations");
+    assert_eq!(register["lock_errors"]["SQLITE_BUSY"], 1, "{}", stats.text);
+    assert_eq!(register["failed_locked"], 1, "{}", stats.text);
+    assert_eq!(register["failed_other"], 0, "{}", stats.text);
+}
+
 /// A PNG of the given QR payloads side by side on white: one code, or several in one photo.
 fn qr_png(payloads: &[&str]) -> Vec<u8> {
     use image::{GrayImage, Luma};

@@ -19,10 +19,12 @@ pub mod ops {
     pub const BATCH_STATUS: &str = "batch_status";
     pub const ADMIN_DASHBOARD: &str = "admin_dashboard";
     pub const CREATE_BATCH: &str = "create_batch";
+    /// A worker opening its store while another process holds a lock (not a request).
+    pub const WORKER_OPEN: &str = "worker_open";
 }
 
-/// The endpoint a unit of work serves; every unit that is not a handler's is the
-/// processor's.
+/// The endpoint a unit of work serves; a worker opening its store is "worker start"; every
+/// other unit that is not a handler's is the processor's (its checkpoints included).
 pub fn endpoint_of(op: &str) -> &'static str {
     match op {
         ops::REGISTER => "POST /api/registrations",
@@ -30,6 +32,7 @@ pub fn endpoint_of(op: &str) -> &'static str {
         ops::BATCH_STATUS => "GET /api/batches/{id}/status",
         ops::ADMIN_DASHBOARD => "GET /admin",
         ops::CREATE_BATCH => "POST /api/batches",
+        ops::WORKER_OPEN => "worker start",
         _ => "processor",
     }
 }

@@ -15,7 +15,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -103,9 +102,6 @@ impl<T: ProcessorEvents + ?Sized> ProcessorEvents for Arc<T> {
         (**self).checkpoint(completed);
     }
 }
-
-/// The pause between the processor's tries while the database stays locked.
-const LOCK_WAIT_STEP: Duration = Duration::from_millis(100);
 
 /// How often the processor commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]

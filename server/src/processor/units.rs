@@ -1,18 +1,19 @@
 //! The processor's write units of work, one per step of the incident's app (start a person,
-//! assign a photo, record a failure, save, upload, finish the batch), and the retry-while-
-//! locked loop around them. Reports what happened through `ProcessorEvents`; never knows
+//! assign a photo, record a failure, save, upload, finish the batch), each run with the
+//! store's patience of `lock_wait_ms` (`Store::write_patiently`). Reports what happened through `ProcessorEvents`; never knows
 //! about HTTP or the metrics page.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{info, info_span, warn};
 
 use super::decode::{Decoded, Named};
 use super::files::*;
-use super::{DataDirs, ProcessorConfig, ProcessorEvents, Switch, LOCK_WAIT_STEP};
+use super::{DataDirs, ProcessorConfig, ProcessorEvents, Switch};
 use crate::photos::{self, Scan};
 use crate::storage::{DbError, JournalMode, Store, Tx, Value};
+use crate::text::{log_safe, LogSafe};
 
 /// The person whose photos are being collected.
 #[derive(Debug, Clone)]
@@ -34,25 +35,16 @@ pub(super) struct Processor<'a> {
 pub(super) type Step<'s> = Box<dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + 's>;
 
 impl Processor<'_> {
-    /// A write unit of work, run again while it fails on a lock, for up to `lock_wait_ms`;
-    /// every new try is counted as a retry.
+    /// A write unit of work, run again by the store while it fails on a lock, for up to
+    /// `lock_wait_ms` (`Store::write_patiently`: each lock error counted and logged once,
+    /// each new try a retry, the unit ok or failed once).
     fn write<T>(
         &self,
         op: &str,
-        mut work: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
+        work: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let wait = Duration::from_millis(self.config.lock_wait_ms);
-        let started = Instant::now();
-        loop {
-            match self.store.write(op, &mut work) {
-                Err(e) if e.is_lock() && started.elapsed() < wait => {
-                    warn!(op, error = %e, "the database stays locked; the processor waits and tries again");
-                    self.store.count_retry(op);
-                    std::thread::sleep(LOCK_WAIT_STEP.min(wait.saturating_sub(started.elapsed())));
-                }
-                other => return other,
-            }
-        }
+        let patience = Duration::from_millis(self.config.lock_wait_ms);
+        self.store.write_patiently(op, patience, work)
     }
 
     fn io_in_tx(&self) -> bool {
@@ -86,25 +78,25 @@ impl Processor<'_> {
             log_action(tx, batch_id, action, photo, detail)
         });
         if let Err(e) = result {
-            warn!(action, error = %e, "could not write the processing log");
+            warn!(action, error = %LogSafe(&e), "could not write the processing log");
         }
     }
 
     pub(super) fn photo(&mut self, decoded: Decoded) {
-        let span = info_span!("photo", name = %decoded.name);
+        let span = info_span!("photo", name = %log_safe(&decoded.name));
         let _enter = span.enter();
         let Decoded { path, name, result } = decoded;
         let decoded = Named { path, name };
         if let Err(reason) = inside(Path::new(""), &decoded.name) {
             // Never copied anywhere: the name could not be written safely.
-            info!(reason, "photo refused by name");
+            info!(reason = %log_safe(&reason), "photo refused by name");
             self.record_failed(&decoded.name, None, &reason);
             return;
         }
         let scan = match result {
             Ok(scan) => scan,
             Err(reason) => {
-                info!(reason, "photo failed to decode");
+                info!(reason = %log_safe(&reason), "photo failed to decode");
                 self.record_failed(&decoded.name, None, &reason);
                 return;
             }
@@ -154,7 +146,7 @@ impl Processor<'_> {
             QrMeaning::Refused(reason) => {
                 // The current person stays: a photo that cannot say whose it is does not
                 // start anyone.
-                info!(reason, "photo's QR code refused");
+                info!(reason = %log_safe(&reason), "photo's QR code refused");
                 self.record_failed(&decoded.name, Some(&scan.content_hash), &reason);
                 return;
             }
@@ -165,7 +157,7 @@ impl Processor<'_> {
             }
             Err(e) => {
                 self.events.unit_failed();
-                warn!(error = %e, "photo's unit of work failed; marking it failed");
+                warn!(error = %LogSafe(&e), "photo's unit of work failed; marking it failed");
                 self.record_failed(&decoded.name, Some(&scan.content_hash), &e.to_string());
             }
         }
@@ -365,7 +357,7 @@ impl Processor<'_> {
         });
         if let Err(e) = result {
             self.events.failure_record_lost();
-            warn!(photo = name, error = %e, "could not record the failed photo");
+            warn!(photo = %log_safe(name), error = %LogSafe(&e), "could not record the failed photo");
         }
     }
 
@@ -379,12 +371,12 @@ impl Processor<'_> {
             return;
         }
         if let Err(e) = self.save_person(&person) {
-            warn!(person = person.id, error = %e, "saving the person failed");
+            warn!(person = person.id, error = %LogSafe(&e), "saving the person failed");
             return;
         }
         self.events.person_saved();
         if let Err(e) = self.upload_person(&person) {
-            warn!(person = person.id, error = %e, "uploading the person failed");
+            warn!(person = person.id, error = %LogSafe(&e), "uploading the person failed");
             return;
         }
         self.events.person_uploaded();
@@ -491,7 +483,7 @@ impl Processor<'_> {
         });
         match result {
             Ok(()) => info!("batch done"),
-            Err(e) => warn!(error = %e, "could not mark the batch done"),
+            Err(e) => warn!(error = %LogSafe(&e), "could not mark the batch done"),
         }
     }
 }

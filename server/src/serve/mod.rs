@@ -39,7 +39,7 @@ use tracing::{info, warn};
 
 use crate::app::{self, AppState};
 use crate::processor::ProcessorConfig;
-use crate::storage::{vfs, ConfigError, OpenError, RetryConfig, StorageConfig, Store};
+use crate::storage::{vfs, OpenError, RetryConfig, StorageConfig, Store};
 
 mod supervisor;
 mod worker;
