@@ -1131,3 +1131,176 @@ async fn a_post_leaves_a_batch_to_the_processor_holding_it_and_takes_over_an_aba
     assert_eq!(batch_status_of(&f.store, batch_id), "done");
     assert_eq!(counts(&f.store), before, "nothing recorded twice");
 }
+
+/// An app state over the database in `root` whose store's counters are journaled to
+/// `events`, as a worker's are (`lockbench serve` keeps them in `<data_dir>/stats`).
+fn journaled_state(root: &Path, storage: &StorageConfig, events: &Path) -> AppState {
+    let store = Store::open(&root.join("app.db"), storage, &RetryConfig::default()).expect("open");
+    store.stats().journal_to(events).expect("journal");
+    AppState::new(
+        store,
+        0,
+        TOKEN,
+        ProcessorConfig::default(),
+        RetryConfig::default(),
+        root.join("data"),
+    )
+}
+
+/// The lines of /metrics that are the processor's and the checkpoints' counters.
+async fn processor_lines(router: &Router) -> Vec<String> {
+    call(router, "GET", "/metrics", None, None)
+        .await
+        .text
+        .lines()
+        .filter(|l| {
+            l.starts_with("lockbench_processor_total{")
+                || l.starts_with("lockbench_checkpoints_total{")
+                || l.starts_with("lockbench_batch_processor_finished{")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_goes_on_from_its_predecessors_processor_counters_and_finished_batches()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let events = root.join("worker-0.events");
+    let storage = StorageConfig {
+        journal_mode: JournalMode::Wal,
+        tx_mode: TxMode::Immediate,
+        ..StorageConfig::default()
+    };
+    let (photos_dir, manifest) = batch(root, 10, 2, 1);
+    let first = app::router(journaled_state(root, &storage, &events));
+    register_all(&first, &manifest).await;
+    let body = json!({"dir": photos_dir}).to_string();
+    let r = call(&first, "POST", "/api/batches", Some(&body), Some(TOKEN)).await;
+    let batch_id = r.body["batch_id"].as_i64().expect("batch id");
+    wait_done(&first, batch_id).await;
+    wait_idle(&first).await;
+    let before = call(&first, "GET", "/api/stats", None, None).await.body;
+    let lines_before = processor_lines(&first).await;
+    assert_eq!(before["batches_finished"], json!([batch_id]));
+    assert!(
+        before["checkpoints_ok"].as_u64().unwrap() + before["checkpoints_busy"].as_u64().unwrap()
+            >= 2,
+        "a checkpoint after each person in WAL mode: {before}"
+    );
+    assert!(
+        lines_before.contains(
+            &r#"lockbench_processor_total{worker="0",what="photos_processed"} 10"#.to_owned()
+        ),
+        "{lines_before:#?}"
+    );
+    assert!(
+        lines_before.contains(
+            &r#"lockbench_processor_total{worker="0",what="photos_failed"} 1"#.to_owned()
+        ),
+        "{lines_before:#?}"
+    );
+    // The worker goes away (as after a SIGKILL, nothing is flushed on the way out: every
+    // count was written when it was made) and its successor replays the events file.
+    drop(first);
+    let second = app::router(journaled_state(root, &storage, &events));
+    let after = call(&second, "GET", "/api/stats", None, None).await.body;
+    for key in [
+        "checkpoints_ok",
+        "checkpoints_busy",
+        "batches_finished",
+        "units",
+    ] {
+        assert_eq!(after[key], before[key], "{key}: {after}");
+    }
+    assert_eq!(processor_lines(&second).await, lines_before);
+    // This worker never ran the batch: no progress of its own, but the batch is finished.
+    assert_eq!(after["batch_progress"], json!({}), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_stats_tells_a_batchs_progress_without_reading_the_database() {
+    let f = fixture(StorageConfig {
+        busy_timeout_ms: 100,
+        ..StorageConfig::default()
+    });
+    let (dir, manifest) = batch(&f.root, 10, 2, 1);
+    register_all(&f.router, &manifest).await;
+    let body = json!({"dir": dir}).to_string();
+    let r = call(&f.router, "POST", "/api/batches", Some(&body), Some(TOKEN)).await;
+    let batch_id = r.body["batch_id"].as_i64().expect("batch id");
+    let key = batch_id.to_string();
+    // Followed through /api/stats alone: done only grows, up to the total, then finished.
+    let started = Instant::now();
+    let mut last_done = 0;
+    loop {
+        let stats = call(&f.router, "GET", "/api/stats", None, None).await;
+        assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
+        if let Some(p) = stats.body["batch_progress"].get(&key) {
+            assert_eq!(p["total"], 11, "{p}");
+            let done = p["done"].as_u64().unwrap();
+            assert!(done >= last_done && done <= 11, "{p}");
+            last_done = done;
+            if p["finished"] == true {
+                assert_eq!(done, 11, "{p}");
+                break;
+            }
+            assert_eq!(p["running"], true, "{p}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{}",
+            stats.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_idle(&f.router).await;
+    // While another process holds the exclusive lock (rollback journal: nobody can read),
+    // /api/stats still answers, with the progress; the status endpoint cannot.
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let db = f.root.join("app.db");
+    let holder = std::thread::spawn(move || {
+        lockbench_server::storage::hold::hold_write_lock(
+            &db,
+            Duration::from_millis(1500),
+            Duration::from_secs(5),
+            |_| {
+                let _ = held_tx.send(());
+            },
+        )
+    });
+    held.recv().unwrap();
+    let stats = call(&f.router, "GET", "/api/stats", None, None).await;
+    let status = call(
+        &f.router,
+        "GET",
+        &format!("/api/batches/{batch_id}/status"),
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    holder.join().unwrap().unwrap();
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
+    assert_eq!(
+        stats.body["batch_progress"][&key],
+        json!({"total": 11, "done": 11, "running": false, "finished": true}),
+        "{}",
+        stats.text
+    );
+    assert_eq!(
+        status.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        status.text
+    );
+    // The typed struct the runner reads takes the same JSON.
+    let typed: lockbench_server::app::stats::WorkerStats =
+        serde_json::from_str(&stats.text).unwrap();
+    assert_eq!(typed.batch_progress[&batch_id].done, 11);
+    // A document from before the field existed still reads.
+    let mut old = stats.body.clone();
+    old.as_object_mut().unwrap().remove("batch_progress");
+    let typed: lockbench_server::app::stats::WorkerStats = serde_json::from_value(old).unwrap();
+    assert!(typed.batch_progress.is_empty());
+}

@@ -1,8 +1,9 @@
 //! `GET /api/stats`: this worker's counters as JSON, the same numbers `/metrics` renders as
 //! Prometheus text, in a shape lockbench's runner reads without parsing text or looking at
 //! the server's files: lock errors, retries and commit-only drops per unit of work (each
-//! with the endpoint it serves), the batches the processor runs or ran here, the WAL size
-//! and checkpoints. Reads counters; never opens a connection.
+//! with the endpoint it serves), the batches the processor runs or ran here and how far its
+//! latest run of each got (so the runner follows a batch without reading the database), the
+//! WAL size and checkpoints. Reads counters; never opens a connection or reads the database.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -54,6 +55,25 @@ pub struct WorkerStats {
     pub wal_bytes: u64,
     pub checkpoints_ok: u64,
     pub checkpoints_busy: u64,
+    /// Batch id → how far this worker's processor got in its latest run of the batch (since
+    /// this worker process started: a restarted worker lists only its own runs, while
+    /// `batches_finished` carries on from its predecessor's).
+    #[serde(default)]
+    pub batch_progress: BTreeMap<i64, BatchProgress>,
+}
+
+/// How far one processor run over a batch got, as the processor reported it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchProgress {
+    /// Photos in the batch's folder when the run started.
+    pub total: u64,
+    /// Photos the run has handled (processed, skipped as already recorded, or failed).
+    pub done: u64,
+    /// The run is going on in this worker now.
+    pub running: bool,
+    /// The run went through every photo and marked the batch done (whether or not its last
+    /// writes landed); false for a run that stopped before (a panic).
+    pub finished: bool,
 }
 
 /// One unit of work's counters.
@@ -112,6 +132,11 @@ impl Metrics {
             wal_bytes: wal_bytes(store),
             checkpoints_ok: self.processor.checkpoints_ok.load(Ordering::Relaxed),
             checkpoints_busy: self.processor.checkpoints_busy.load(Ordering::Relaxed),
+            batch_progress: self
+                .batches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

@@ -17,7 +17,8 @@
 //!   `{"unix_ms": <when the death was seen>, "worker": <id>, "pid": <old pid>, "status":
 //!   "<exit status>", "action": "restarted" | "gave-up", "delay_ms": <wait before
 //!   restarting; 0 when giving up>, "new_pid": <pid, or null when giving up>}`.
-//! - A worker's database counters survive its death: each worker journals them to
+//! - A worker's counters survive its death: each worker journals them (the units of work's,
+//!   the processor's, the checkpoints', the batches whose processor run ended) to
 //!   `<data_dir>/stats/worker-<id>.events` ([`crate::storage::Stats::journal_to`]), and its
 //!   successor goes on from there. `serve` clears that folder when it starts.
 //! - `sync_delay_control`: a file each worker polls every 100 ms; an integer N in it makes

@@ -522,4 +522,53 @@ mod tests {
         again.journal_to(&path2).unwrap();
         assert_eq!(again.snapshot()["two_words"].ok, 1);
     }
+
+    #[test]
+    fn named_counters_and_finished_batches_are_journaled_and_a_v1_file_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.events");
+        // A file a version 1 worker wrote.
+        std::fs::write(
+            &path,
+            "# lockbench stats events v1\nok register 2\nlock register SQLITE_BUSY 1\n",
+        )
+        .unwrap();
+        let first = Stats::default();
+        assert_eq!(first.journal_to(&path).unwrap(), 3);
+        assert_eq!(first.snapshot()["register"].ok, 2);
+        first.add("photos_processed");
+        first.add("photos_processed");
+        first.add("checkpoints_ok");
+        first.batch_finished(4);
+        first.batch_finished(4);
+        first.batch_finished(2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(EVENTS_HEADER), "{text}");
+        assert!(
+            text.ends_with("counter photos_processed 1\ncounter photos_processed 1\ncounter checkpoints_ok 1\nbatch_finished 4 1\nbatch_finished 2 1\n"),
+            "a batch is journaled once: {text}"
+        );
+        drop(first);
+        let second = Stats::default();
+        second.journal_to(&path).unwrap();
+        assert_eq!(
+            second.counters(),
+            BTreeMap::from([
+                ("checkpoints_ok".to_owned(), 1),
+                ("photos_processed".to_owned(), 2)
+            ])
+        );
+        assert_eq!(second.batches_finished(), BTreeSet::from([2, 4]));
+        assert_eq!(second.snapshot()["register"].lock_errors_total(), 1);
+        assert_eq!(second.lock_errors_total(), 1);
+        // Compacted: one line per counter and per batch.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("counter photos_processed 2\n"), "{text}");
+        assert!(
+            text.contains("batch_finished 2 1\nbatch_finished 4 1\n"),
+            "{text}"
+        );
+        // A batch id that is not a number does not parse.
+        assert_eq!(Event::parse("batch_finished x 1"), None);
+    }
 }
