@@ -1304,3 +1304,216 @@ async fn api_stats_tells_a_batchs_progress_without_reading_the_database() {
     let typed: lockbench_server::app::stats::WorkerStats = serde_json::from_value(old).unwrap();
     assert!(typed.batch_progress.is_empty());
 }
+
+/// A batch processed by `process_batch` itself on a fresh database in `root`, with the
+/// given settings; `hold_ms`: another connection holds the write lock that long from just
+/// before the processor starts. Returns the store, the batch id and the acks file.
+fn process_directly(
+    root: &Path,
+    storage: &StorageConfig,
+    retry: &RetryConfig,
+    config: &ProcessorConfig,
+    hold_ms: Option<u64>,
+) -> (Store, i64, PathBuf) {
+    use lockbench_server::processor::{self, DataDirs};
+    let db = root.join("app.db");
+    let store = Store::open(&db, storage, retry).expect("open");
+    let (dir, _manifest) = batch(root, 12, 3, 2);
+    let batch_id = store
+        .write("create", |tx| {
+            tx.insert(
+                "INSERT INTO batches (source_dir, status, total) VALUES ('x', 'running', 14)",
+                &[],
+            )
+        })
+        .unwrap();
+    let photos = processor::list_photos(&dir).unwrap();
+    let dirs = DataDirs::under(&root.join("data"));
+    let metrics = app::metrics::Metrics::default();
+    let holder = hold_ms.map(|ms| {
+        let (held_tx, held) = std::sync::mpsc::channel::<()>();
+        let db = db.clone();
+        let t = std::thread::spawn(move || {
+            lockbench_server::storage::hold::hold_write_lock(
+                &db,
+                Duration::from_millis(ms),
+                Duration::from_secs(5),
+                |_| {
+                    let _ = held_tx.send(());
+                },
+            )
+        });
+        held.recv().unwrap();
+        t
+    });
+    processor::process_batch(&store, config, &dirs, batch_id, photos, &metrics);
+    if let Some(t) = holder {
+        t.join().unwrap().unwrap();
+    }
+    (store, batch_id, dirs.acks)
+}
+
+/// The photos table: content_hash -> (file name, person, status).
+fn photo_rows(store: &Store) -> std::collections::BTreeMap<String, (String, Option<i64>, String)> {
+    store
+        .read("rows", |tx| {
+            tx.query(
+                "SELECT content_hash, file_name, person_id, status FROM photos",
+                &[],
+            )
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_owned(),
+                (
+                    r[1].as_str().unwrap().to_owned(),
+                    r[2].as_i64(),
+                    r[3].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_processors_acks_match_the_rows_it_recorded_and_a_second_run_adds_none() {
+    use lockbench_server::processor::acks::{read_acks, AckKind};
+    use lockbench_server::processor::CommitGranularity;
+    for granularity in [CommitGranularity::PerStep, CommitGranularity::PerPhoto] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ProcessorConfig {
+            commit_granularity: granularity,
+            ..ProcessorConfig::default()
+        };
+        let storage = StorageConfig::default();
+        let (store, batch_id, acks_path) =
+            process_directly(dir.path(), &storage, &RetryConfig::default(), &config, None);
+        assert_eq!(
+            acks_path,
+            dir.path()
+                .join("data")
+                .join(lockbench_server::processor::acks::ACKS_FILE)
+        );
+        let acks = read_acks(&acks_path).unwrap();
+        let rows = photo_rows(&store);
+        assert_eq!(rows.len(), 14, "{granularity:?}");
+        // One photo ack per recorded photo, one failed-photo ack per failed one, keyed as the
+        // row is, with its name and person.
+        let photo_acks: Vec<_> = acks.iter().filter(|a| a.kind != AckKind::Upload).collect();
+        assert_eq!(photo_acks.len(), rows.len(), "{granularity:?}: {acks:#?}");
+        for ack in &photo_acks {
+            assert_eq!(ack.batch_id, batch_id);
+            let (name, person, status) = &rows[&ack.key];
+            assert_eq!(ack.file_name.as_deref(), Some(name.as_str()));
+            assert_eq!(ack.person_id, *person, "{ack:?}");
+            let failed = status == "failed";
+            assert_eq!(ack.kind == AckKind::FailedPhoto, failed, "{ack:?} {status}");
+        }
+        let failed_keys: Vec<&str> = photo_acks
+            .iter()
+            .filter(|a| a.kind == AckKind::FailedPhoto)
+            .map(|a| a.key.as_str())
+            .collect();
+        assert_eq!(failed_keys.len(), 2, "{granularity:?}");
+        assert!(
+            failed_keys
+                .iter()
+                .all(|k| k.starts_with(&format!("failed:{batch_id}:"))),
+            "undecodable files are keyed by batch and name: {failed_keys:?}"
+        );
+        // One upload ack per uploaded person, keyed by the person's id.
+        let uploaded: Vec<i64> = store
+            .read("up", |tx| {
+                tx.query(
+                    "SELECT id FROM persons WHERE upload_state = 'uploaded' ORDER BY id",
+                    &[],
+                )
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_i64().unwrap())
+            .collect();
+        let upload_acks: Vec<_> = acks.iter().filter(|a| a.kind == AckKind::Upload).collect();
+        assert_eq!(uploaded.len(), 3);
+        assert_eq!(
+            upload_acks
+                .iter()
+                .map(|a| (a.key.clone(), a.person_id))
+                .collect::<Vec<_>>(),
+            uploaded
+                .iter()
+                .map(|id| (id.to_string(), Some(*id)))
+                .collect::<Vec<_>>()
+        );
+
+        // Processing the same photos again records nothing and acknowledges nothing.
+        let photos = lockbench_server::processor::list_photos(&dir.path().join("photos")).unwrap();
+        lockbench_server::processor::process_batch(
+            &store,
+            &config,
+            &lockbench_server::processor::DataDirs::under(&dir.path().join("data")),
+            batch_id,
+            photos,
+            &app::metrics::Metrics::default(),
+        );
+        assert_eq!(read_acks(&acks_path).unwrap(), acks, "{granularity:?}");
+        assert_eq!(photo_rows(&store), rows);
+    }
+}
+
+#[test]
+fn with_commit_only_retries_an_acknowledged_photo_can_be_missing_from_the_database() {
+    use lockbench_server::processor::acks::{read_acks, AckKind};
+    use lockbench_server::storage::{RetryKind, RetryScope};
+    let dir = tempfile::tempdir().unwrap();
+    // The incident's stack: lazy transactions, the commit-only helper; a lock held by another
+    // connection for longer than the busy timeout (a backup, a migration).
+    let storage = StorageConfig {
+        journal_mode: JournalMode::Wal,
+        tx_mode: TxMode::Lazy,
+        busy_timeout_ms: 100,
+        ..StorageConfig::default()
+    };
+    let retry = RetryConfig {
+        retry: RetryKind::Fixed,
+        retry_attempts: 2,
+        retry_delay_ms: 1,
+        retry_scope: RetryScope::CommitOnly,
+        ..RetryConfig::default()
+    };
+    let (store, _batch_id, acks_path) = process_directly(
+        dir.path(),
+        &storage,
+        &retry,
+        &ProcessorConfig::default(),
+        Some(1500),
+    );
+    let acks = read_acks(&acks_path).unwrap();
+    let rows = photo_rows(&store);
+    let lost: Vec<&str> = acks
+        .iter()
+        .filter(|a| a.kind != AckKind::Upload && !rows.contains_key(&a.key))
+        .map(|a| a.key.as_str())
+        .collect();
+    let dropped: u64 = store
+        .stats()
+        .snapshot()
+        .values()
+        .map(|s| s.commit_only_dropped)
+        .sum();
+    assert!(
+        !lost.is_empty(),
+        "photos acknowledged while the lock was held are not in the database: {acks:#?}"
+    );
+    assert!(
+        dropped >= lost.len() as u64,
+        "{dropped} drops, {} lost",
+        lost.len()
+    );
+    // Every row the database holds was acknowledged: nothing is recorded behind the acks.
+    for key in rows.keys() {
+        assert!(acks.iter().any(|a| &a.key == key), "{key} has no ack");
+    }
+}

@@ -41,11 +41,13 @@ pub struct ProcessorCounters {
     pub failure_records_lost: AtomicU64,
     pub checkpoints_ok: AtomicU64,
     pub checkpoints_busy: AtomicU64,
+    /// Acknowledgements that could not be written to the acks file.
+    pub acks_unwritten: AtomicU64,
 }
 
 impl ProcessorCounters {
     /// Each counter with the name it is journaled under (`Stats::add`) and rendered as.
-    fn named(&self) -> [(&'static str, &AtomicU64); 8] {
+    fn named(&self) -> [(&'static str, &AtomicU64); 9] {
         [
             ("photos_processed", &self.photos_processed),
             ("photos_failed", &self.photos_failed),
@@ -53,6 +55,7 @@ impl ProcessorCounters {
             ("persons_uploaded", &self.persons_uploaded),
             ("units_failed", &self.units_failed),
             ("failure_records_lost", &self.failure_records_lost),
+            ("acks_unwritten", &self.acks_unwritten),
             ("checkpoints_ok", &self.checkpoints_ok),
             ("checkpoints_busy", &self.checkpoints_busy),
         ]
@@ -407,6 +410,10 @@ impl ProcessorEvents for Metrics {
 
     fn person_uploaded(&self) {
         self.bump(&self.processor.persons_uploaded, "persons_uploaded");
+    }
+
+    fn ack_unwritten(&self) {
+        self.bump(&self.processor.acks_unwritten, "acks_unwritten");
     }
 
     fn checkpoint(&self, completed: bool) {

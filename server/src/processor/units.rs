@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tracing::{info, info_span, warn};
 
+use super::acks::{Ack, AckKind, AckLog};
 use super::decode::{Decoded, Named};
 use super::files::*;
 use super::{DataDirs, ProcessorConfig, ProcessorEvents, Switch};
@@ -30,6 +31,7 @@ pub(super) struct Processor<'a> {
     pub(super) batch_id: i64,
     pub(super) current: Option<Person>,
     pub(super) events: &'a dyn ProcessorEvents,
+    pub(super) acks: AckLog,
 }
 
 pub(super) type Step<'s> = Box<dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + 's>;
@@ -51,12 +53,22 @@ impl Processor<'_> {
         self.config.io_in_transaction == Switch::On
     }
 
-    /// Runs the photo's steps: each its own unit of work, or all in one.
-    fn run_steps(&self, steps: Vec<(&'static str, Step<'_>)>) -> Result<(), DbError> {
+    /// Runs the photo's steps: each its own unit of work, or all in one. The first step
+    /// records the photo: `recorded` is called right after the unit of work that holds it
+    /// returned success (the first step's, or the whole photo's), before anything else.
+    fn run_steps(
+        &self,
+        steps: Vec<(&'static str, Step<'_>)>,
+        recorded: impl FnOnce(),
+    ) -> Result<(), DbError> {
         match self.config.commit_granularity {
             crate::processor::CommitGranularity::PerStep => {
+                let mut recorded = Some(recorded);
                 for (op, mut step) in steps {
                     self.write(op, |tx| step(tx))?;
+                    if let Some(recorded) = recorded.take() {
+                        recorded();
+                    }
                 }
                 Ok(())
             }
@@ -67,8 +79,24 @@ impl Processor<'_> {
                         step(tx)?;
                     }
                     Ok(())
-                })
+                })?;
+                recorded();
+                Ok(())
             }
+        }
+    }
+
+    /// Writes one acknowledgement (see `acks`); one that cannot be written is reported.
+    fn ack(&self, kind: AckKind, key: &str, file_name: Option<&str>, person_id: Option<i64>) {
+        let ack = Ack {
+            batch_id: self.batch_id,
+            kind,
+            key: key.to_owned(),
+            file_name: file_name.map(str::to_owned),
+            person_id,
+        };
+        if !self.acks.append(&ack) {
+            self.events.ack_unwritten();
         }
     }
 
@@ -191,10 +219,10 @@ impl Processor<'_> {
         let name = decoded.name.clone();
         let hash = scan.content_hash.clone();
         let payload = payload.to_owned();
-        let mut person_id = 0_i64;
+        let person_id = std::cell::Cell::new(0_i64);
         let mut folder = String::new();
         {
-            let person_id = &mut person_id;
+            let person_id = &person_id;
             let folder = &mut folder;
             let steps: Vec<(&'static str, Step<'_>)> = vec![
                 (
@@ -237,7 +265,7 @@ impl Processor<'_> {
                             "INSERT INTO photos (batch_id, person_id, file_name, content_hash, is_qr, status) VALUES (?1, ?2, ?3, ?4, 1, 'qr')",
                             &[Value::Int(batch_id), Value::Int(id), Value::from(name.as_str()), Value::from(hash.as_str())],
                         )?;
-                        *person_id = id;
+                        person_id.set(id);
                         *folder = dir;
                         Ok(())
                     }),
@@ -253,10 +281,12 @@ impl Processor<'_> {
                     Box::new(|tx: &mut dyn Tx| update_batch_status(tx, batch_id, &name)),
                 ),
             ];
-            self.run_steps(steps)?;
+            self.run_steps(steps, || {
+                self.ack(AckKind::Photo, &hash, Some(&name), Some(person_id.get()))
+            })?;
         }
         self.current = Some(Person {
-            id: person_id,
+            id: person_id.get(),
             folder,
             photos: Vec::new(),
         });
@@ -328,7 +358,9 @@ impl Processor<'_> {
                 Box::new(|tx: &mut dyn Tx| update_batch_status(tx, batch_id, &name)),
             ),
         ];
-        self.run_steps(steps)?;
+        self.run_steps(steps, || {
+            self.ack(AckKind::Photo, &hash, Some(&name), person_id)
+        })?;
         if let Some(p) = self.current.as_mut() {
             p.photos.push(decoded.path.clone());
         }
@@ -341,6 +373,7 @@ impl Processor<'_> {
         let batch_id = self.batch_id;
         // Undecodable files have no trustworthy content; key them by batch and name.
         let key = hash.map_or_else(|| format!("failed:{batch_id}:{name}"), str::to_owned);
+        // Returns whether this unit recorded the photo (false: it was recorded before).
         let result = self.write("record_failed_photo", |tx| {
             let exists = tx.query_i64("SELECT id FROM photos WHERE content_hash = ?1", &[Value::from(key.as_str())])?;
             if exists.is_none() {
@@ -353,8 +386,12 @@ impl Processor<'_> {
                     &[Value::Int(batch_id), Value::from(name)],
                 )?;
             }
-            log_action(tx, batch_id, "photo_failed", Some(name), reason)
+            log_action(tx, batch_id, "photo_failed", Some(name), reason)?;
+            Ok(exists.is_none())
         });
+        if let Ok(true) = result {
+            self.ack(AckKind::FailedPhoto, &key, Some(name), None);
+        }
         if let Err(e) = result {
             self.events.failure_record_lost();
             warn!(photo = %log_safe(name), error = %LogSafe(&e), "could not record the failed photo");
@@ -379,6 +416,12 @@ impl Processor<'_> {
             warn!(person = person.id, error = %LogSafe(&e), "uploading the person failed");
             return;
         }
+        self.ack(
+            AckKind::Upload,
+            &person.id.to_string(),
+            None,
+            Some(person.id),
+        );
         self.events.person_uploaded();
         self.checkpoint();
     }
