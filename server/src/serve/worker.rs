@@ -59,8 +59,14 @@ pub(super) fn apply_sync_delay_control(
 
 /// Entry point of a worker process started by the supervisor.
 pub fn worker_from_env() -> anyhow::Result<()> {
-    // Die with the supervisor, even if it is killed without a chance to stop us.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    // Die with the supervisor, even if it is killed without a chance to stop us; and do not
+    // start when it is gone already. A supervisor always names itself; without it, the
+    // signal is asked for all the same.
+    if std::env::var_os(ENV_PARENT_PID).is_some() {
+        die_with_parent()?;
+    } else {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    }
     let json = std::env::var(ENV_CONFIG).context("worker started without its configuration")?;
     let config: ServeConfig = serde_json::from_str(&json).context("worker configuration")?;
     let worker: u32 = std::env::var(ENV_WORKER)
