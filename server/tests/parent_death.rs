@@ -42,16 +42,14 @@ fn child_process_entry() {
     };
     match std::env::var(ROLE).as_deref() {
         Ok("parent") => {
-            let child = this_binary("child_process_entry")
+            let mut child = this_binary("child_process_entry")
                 .env(ROLE, "serve")
                 .env(ENV_PARENT_PID, std::process::id().to_string())
                 .spawn()
                 .expect("starting serve");
             std::fs::write(dir.join("serve.pid"), child.id().to_string()).unwrap();
             // Until SIGKILL: this thread started serve, and must outlive it.
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
+            let _ = child.wait();
         }
         Ok("serve") => {
             let config = ServeConfig {
