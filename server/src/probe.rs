@@ -9,6 +9,11 @@
 //! statement is awaited on the store's runtime while sqlx runs the connection on its own
 //! worker thread), so the two drivers differ only in how statements reach SQLite.
 //!
+//! [`run_until`] ends early when its stop flag is set (Ctrl-C), reports what was measured
+//! so far with `interrupted: true`, and removes the database it created in every case.
+//! Probes that would measure nothing or cannot run are refused before anything starts
+//! ([`ProbeConfig::validate`]).
+//!
 //! Uses the store's public API only; never opens connections or issues PRAGMAs itself.
 
 use std::collections::{BTreeMap, HashMap};
@@ -61,6 +66,42 @@ pub struct ProbeConfig {
     pub db: Option<PathBuf>,
 }
 
+impl ProbeConfig {
+    /// Refuses a probe that would measure nothing (no threads, a duration under
+    /// [`MIN_DURATION`]) or could not run (more than [`MAX_THREADS_PER_ROLE`] writers or
+    /// readers), naming the flag.
+    pub fn validate(&self) -> Result<(), ProbeConfigError> {
+        let invalid = |flag, reason: String| Err(ProbeConfigError::Invalid { flag, reason });
+        if self.writers == 0 && self.readers == 0 {
+            return invalid(
+                "--writers/--readers",
+                "0 writers and 0 readers: nothing would be measured; give at least one".into(),
+            );
+        }
+        if self.duration < MIN_DURATION {
+            return invalid(
+                "--duration",
+                format!(
+                    "{} ms is under the shortest probe, {} ms",
+                    self.duration.as_millis(),
+                    MIN_DURATION.as_millis()
+                ),
+            );
+        }
+        for (flag, n) in [("--writers", self.writers), ("--readers", self.readers)] {
+            if n > MAX_THREADS_PER_ROLE {
+                return invalid(
+                    flag,
+                    format!(
+                        "{n} threads is more than {MAX_THREADS_PER_ROLE} (each is a thread with its own latency histograms, all sharing pool_size connections)"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for ProbeConfig {
     fn default() -> Self {
         ProbeConfig {
@@ -74,6 +115,28 @@ impl Default for ProbeConfig {
             db: None,
         }
     }
+}
+
+/// The most writer threads, and separately the most reader threads, a probe takes.
+///
+/// Each writer is an OS thread with its own two latency histograms (1 µs .. 1 h at three
+/// significant figures: about 0.2 MB each) and each reader one, kept until the end; 1000 of
+/// each is about 0.6 GB of histograms and 2000 threads (each reserving Rust's 2 MiB stack),
+/// which a small machine still holds, where `--writers 100000` asked for some 40 GB and the
+/// process aborted. More would not measure SQLite anyway: every thread shares the store's
+/// `pool_size` connections, so threads beyond a few hundred only queue for the pool (up to
+/// its 30 s timeout), and many containers cap a process's threads at a few thousand.
+pub const MAX_THREADS_PER_ROLE: u32 = 1000;
+
+/// The shortest probe: under 100 ms, thread start-up and the first connection's opening
+/// are most of the run, and the figures say little.
+pub const MIN_DURATION: Duration = Duration::from_millis(100);
+
+/// A probe that is refused before it runs, naming the flag.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProbeConfigError {
+    #[error("invalid setting {flag}: {reason}")]
+    Invalid { flag: &'static str, reason: String },
 }
 
 /// Latency percentiles in microseconds.
@@ -158,6 +221,9 @@ pub struct ProbeReport {
     pub duplicate_writes: u64,
     /// Rows found that no caller was told about (a failure reported for a write that landed).
     pub unacknowledged_writes: u64,
+    /// The probe was stopped before its duration was over (Ctrl-C): the figures are those
+    /// measured until then, the audit included.
+    pub interrupted: bool,
     /// The batch counter the writers incremented, against the rows they inserted.
     pub counter: i64,
     pub counter_rows: i64,
@@ -203,6 +269,18 @@ impl Drop for DropSchema {
 
 /// Runs the probe and audits the database afterwards.
 pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
+    run_until(config, &AtomicBool::new(false))
+}
+
+/// Runs the probe until its duration is over or `stop` becomes true (checked every 10 ms;
+/// then `interrupted` is true in the report), and audits the database afterwards: the
+/// figures are those of the time it ran. The database the probe created (no `--db`) is
+/// removed however it ends; one the user named is left in place. A configuration
+/// [`ProbeConfig::validate`] refuses is an error before anything runs.
+pub fn run_until(config: &ProbeConfig, stop: &AtomicBool) -> anyhow::Result<ProbeReport> {
+    config.validate()?;
+    // Removed when this function returns, whatever it returns (the folder and the database,
+    // its journal or WAL files with it).
     let tempdir;
     let path = match &config.db {
         Some(p) => p.clone(),
@@ -226,7 +304,7 @@ pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
     let syncs_before = (config.storage.sync_delay_ms > 0)
         .then(|| storage::vfs::sync_calls(config.storage.sync_delay()));
 
-    let outcomes = run_threads(config, &store, batch_id)?;
+    let outcomes = run_threads(config, &store, batch_id, stop)?;
     let syncs = syncs_before.map(|b| storage::vfs::sync_calls(config.storage.sync_delay()) - b);
 
     let audit = audit(&store, batch_id, &outcomes.acked).context("auditing the database")?;
@@ -278,6 +356,7 @@ fn open_store(
 struct Outcomes {
     acked: Vec<String>,
     elapsed_s: f64,
+    interrupted: bool,
     write_ok: Histogram<u64>,
     write_failed: Histogram<u64>,
     read_hist: Histogram<u64>,
@@ -285,44 +364,76 @@ struct Outcomes {
     other_errors: BTreeMap<String, u64>,
 }
 
-/// Runs the writer and reader threads for the configured duration and collects what they saw.
-fn run_threads(config: &ProbeConfig, store: &Store, batch_id: i64) -> anyhow::Result<Outcomes> {
+/// How often the probe looks at the caller's stop flag while its threads run.
+const STOP_POLL: Duration = Duration::from_millis(10);
+
+/// Runs the writer and reader threads for the configured duration (or until `interrupt`)
+/// and collects what they saw. A thread that cannot be started stops and joins the ones
+/// already running before the error is returned.
+fn run_threads(
+    config: &ProbeConfig,
+    store: &Store,
+    batch_id: i64,
+    interrupt: &AtomicBool,
+) -> anyhow::Result<Outcomes> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let writers: Vec<_> = (0..config.writers)
-        .map(|w| {
-            let store = store.clone();
-            let stop = stop.clone();
-            let interval = config.write_interval;
-            std::thread::Builder::new()
-                .name(format!("probe-writer-{w}"))
-                .spawn(move || writer(&store, batch_id, w, interval, &stop))
-        })
-        .collect::<Result<_, _>>()
-        .context("starting writer threads")?;
-    let readers: Vec<_> = (0..config.readers)
-        .map(|r| {
-            let store = store.clone();
-            let stop = stop.clone();
-            let interval = config.read_interval;
-            std::thread::Builder::new()
-                .name(format!("probe-reader-{r}"))
-                .spawn(move || reader(&store, batch_id, interval, &stop))
-        })
-        .collect::<Result<_, _>>()
-        .context("starting reader threads")?;
+    let mut writers = Vec::new();
+    let mut readers = Vec::new();
+    let mut spawn_error = None;
+    for w in 0..config.writers {
+        let store = store.clone();
+        let stop = stop.clone();
+        let interval = config.write_interval;
+        match std::thread::Builder::new()
+            .name(format!("probe-writer-{w}"))
+            .spawn(move || writer(&store, batch_id, w, interval, &stop))
+        {
+            Ok(handle) => writers.push(handle),
+            Err(e) => {
+                spawn_error = Some(anyhow::Error::new(e).context("starting writer threads"));
+                break;
+            }
+        }
+    }
+    for r in 0..config.readers {
+        if spawn_error.is_some() {
+            break;
+        }
+        let store = store.clone();
+        let stop = stop.clone();
+        let interval = config.read_interval;
+        match std::thread::Builder::new()
+            .name(format!("probe-reader-{r}"))
+            .spawn(move || reader(&store, batch_id, interval, &stop))
+        {
+            Ok(handle) => readers.push(handle),
+            Err(e) => spawn_error = Some(anyhow::Error::new(e).context("starting reader threads")),
+        }
+    }
 
-    std::thread::sleep(config.duration);
+    let mut interrupted = false;
+    if spawn_error.is_none() {
+        while started.elapsed() < config.duration {
+            if interrupt.load(Ordering::SeqCst) {
+                interrupted = true;
+                break;
+            }
+            std::thread::sleep(STOP_POLL.min(config.duration.saturating_sub(started.elapsed())));
+        }
+    }
     stop.store(true, Ordering::Relaxed);
 
     let mut acked = Vec::new();
     let mut write_ok = histogram();
     let mut write_failed = histogram();
     let mut other_errors = BTreeMap::new();
+    let mut panicked = false;
     for handle in writers {
-        let outcome = handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("a writer thread panicked"))?;
+        let Ok(outcome) = handle.join() else {
+            panicked = true;
+            continue;
+        };
         acked.extend(outcome.acked);
         write_ok.add(&outcome.ok).ok();
         write_failed.add(&outcome.failed).ok();
@@ -333,19 +444,27 @@ fn run_threads(config: &ProbeConfig, store: &Store, batch_id: i64) -> anyhow::Re
     let mut read_hist = histogram();
     let mut reads_failed = 0;
     for handle in readers {
-        let (h, failed, errors) = handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("a reader thread panicked"))?;
+        let Ok((h, failed, errors)) = handle.join() else {
+            panicked = true;
+            continue;
+        };
         read_hist.add(&h).ok();
         reads_failed += failed;
         for (k, v) in errors {
             *other_errors.entry(k).or_default() += v;
         }
     }
+    if let Some(e) = spawn_error {
+        return Err(e);
+    }
+    if panicked {
+        anyhow::bail!("a probe thread panicked");
+    }
     let elapsed_s = started.elapsed().as_secs_f64();
     Ok(Outcomes {
         acked,
         elapsed_s,
+        interrupted,
         write_ok,
         write_failed,
         read_hist,
@@ -367,6 +486,7 @@ fn report(
     let Outcomes {
         acked: _,
         elapsed_s,
+        interrupted,
         write_ok,
         write_failed,
         read_hist,
@@ -415,6 +535,7 @@ fn report(
         },
         retries: store.stats().retries(),
         commit_only_dropped,
+        interrupted,
         lost_writes: audit.lost,
         duplicate_writes: audit.duplicates,
         unacknowledged_writes: audit.unacknowledged,
@@ -574,6 +695,14 @@ impl ProbeReport {
             "no lock errors, no lost writes".to_owned()
         };
         let _ = writeln!(s, "verdict: {verdict}");
+        if self.interrupted {
+            let _ = writeln!(
+                s,
+                "interrupted after {:.1} s of {:.1} s: the figures are those measured until then",
+                self.elapsed_s,
+                self.workload.duration_ms as f64 / 1000.0
+            );
+        }
         let _ = writeln!(
             s,
             "writes: {} ok, {} failed   reads: {} ok, {} failed   in {:.1} s",

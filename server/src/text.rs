@@ -1,6 +1,44 @@
 //! Small text helpers shared by the processor, the admin page and the `lockbench` binary:
-//! folder-safe slugs and HTML escaping. Pure functions; nothing here reads files, opens
-//! connections or knows about batches.
+//! folder-safe slugs, HTML escaping, and text made safe for the server's log. Pure
+//! functions; nothing here reads files, opens connections or knows about batches.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The phrase the server's log holds exactly once per counted lock error
+/// (`storage::stats::LOCK_LOG_PHRASE`).
+const LOCK_PHRASE: &str = "database is locked";
+
+/// Text from outside the server (a file name, a QR code's payload, an error message that
+/// quotes a path) made safe to log: every "database is locked", in any case, becomes
+/// "database-is-locked", so that the only log lines with the phrase are the lock-error
+/// lines the runner counts.
+pub fn log_safe(text: &str) -> Cow<'_, str> {
+    // ASCII lowercasing keeps byte offsets, so matches in the copy are matches in `text`.
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains(LOCK_PHRASE) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(LOCK_PHRASE) {
+        let at = from + at;
+        out.push_str(&text[from..at]);
+        out.push_str(&text[at..at + LOCK_PHRASE.len()].replace(' ', "-"));
+        from = at + LOCK_PHRASE.len();
+    }
+    out.push_str(&text[from..]);
+    Cow::Owned(out)
+}
+
+/// Displays a value through [`log_safe`]: `warn!(error = %LogSafe(&e), ...)`.
+pub struct LogSafe<T>(pub T);
+
+impl<T: fmt::Display> fmt::Display for LogSafe<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&log_safe(&self.0.to_string()))
+    }
+}
 
 /// Lowercase ASCII letters and digits; every other run of characters becomes a single
 /// '-', with no leading or trailing '-'.
@@ -54,6 +92,20 @@ mod tests {
         assert_eq!(
             html_escape(r#"<a href="x">'&'</a>"#),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn log_safe_text_never_holds_the_lock_phrase() {
+        assert_eq!(log_safe("IMG_0001.jpg"), "IMG_0001.jpg");
+        assert!(matches!(log_safe("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            log_safe("é Database Is Locked.jpg and database is locked"),
+            "é Database-Is-Locked.jpg and database-is-locked"
+        );
+        assert_eq!(
+            LogSafe("copying database is locked.png: gone").to_string(),
+            "copying database-is-locked.png: gone"
         );
     }
 }

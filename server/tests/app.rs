@@ -727,6 +727,62 @@ async fn a_lock_error_that_survives_the_retries_is_a_503_naming_the_code_and_ope
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_met_while_a_new_pooled_connection_is_configured_is_a_503_and_counted() {
+    let storage = StorageConfig {
+        busy_timeout_ms: 100,
+        ..StorageConfig::default()
+    };
+    let f = fixture(storage);
+    // The store's one open connection is lent out (so the request's unit of work opens and
+    // configures a new one) while another connection holds the exclusive lock.
+    let (lent_tx, lent) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let lender = f.store.clone();
+    let lend = std::thread::spawn(move || {
+        lender.read("lend", |_tx| {
+            let _ = lent_tx.send(());
+            let _ = release.recv_timeout(Duration::from_secs(30));
+            Ok(())
+        })
+    });
+    lent.recv().unwrap();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let db = f.root.join("app.db");
+    let holder = std::thread::spawn(move || {
+        lockbench_server::storage::hold::hold_write_lock(
+            &db,
+            Duration::from_millis(1000),
+            Duration::from_secs(5),
+            |_| {
+                let _ = held_tx.send(());
+            },
+        )
+    });
+    held.recv().unwrap();
+    let r = call(
+        &f.router,
+        "POST",
+        "/api/registrations",
+        Some(r#"{"name":"Ada","email":"ada@example.org"}"#),
+        None,
+    )
+    .await;
+    let _ = release_tx.send(());
+    lend.join().unwrap().unwrap();
+    holder.join().unwrap().unwrap();
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.body["error"], "database_locked", "{}", r.text);
+    assert_eq!(r.body["code"], "SQLITE_BUSY", "{}", r.text);
+    assert_eq!(r.body["op"], "register", "{}", r.text);
+    let stats = call(&f.router, "GET", "/api/stats", None, None).await;
+    let register = &stats.body["units"]["register"];
+    assert_eq!(register["endpoint"], "POST /api/registrations");
+    assert_eq!(register["lock_errors"]["SQLITE_BUSY"], 1, "{}", stats.text);
+    assert_eq!(register["failed_locked"], 1, "{}", stats.text);
+    assert_eq!(register["failed_other"], 0, "{}", stats.text);
+}
+
 /// A PNG of the given QR payloads side by side on white: one code, or several in one photo.
 fn qr_png(payloads: &[&str]) -> Vec<u8> {
     use image::{GrayImage, Luma};
@@ -1074,4 +1130,390 @@ async fn a_post_leaves_a_batch_to_the_processor_holding_it_and_takes_over_an_aba
     wait_idle(&f.router).await;
     assert_eq!(batch_status_of(&f.store, batch_id), "done");
     assert_eq!(counts(&f.store), before, "nothing recorded twice");
+}
+
+/// An app state over the database in `root` whose store's counters are journaled to
+/// `events`, as a worker's are (`lockbench serve` keeps them in `<data_dir>/stats`).
+fn journaled_state(root: &Path, storage: &StorageConfig, events: &Path) -> AppState {
+    let store = Store::open(&root.join("app.db"), storage, &RetryConfig::default()).expect("open");
+    store.stats().journal_to(events).expect("journal");
+    AppState::new(
+        store,
+        0,
+        TOKEN,
+        ProcessorConfig::default(),
+        RetryConfig::default(),
+        root.join("data"),
+    )
+}
+
+/// The lines of /metrics that are the processor's and the checkpoints' counters.
+async fn processor_lines(router: &Router) -> Vec<String> {
+    call(router, "GET", "/metrics", None, None)
+        .await
+        .text
+        .lines()
+        .filter(|l| {
+            l.starts_with("lockbench_processor_total{")
+                || l.starts_with("lockbench_checkpoints_total{")
+                || l.starts_with("lockbench_batch_processor_finished{")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_goes_on_from_its_predecessors_processor_counters_and_finished_batches()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let events = root.join("worker-0.events");
+    let storage = StorageConfig {
+        journal_mode: JournalMode::Wal,
+        tx_mode: TxMode::Immediate,
+        ..StorageConfig::default()
+    };
+    let (photos_dir, manifest) = batch(root, 10, 2, 1);
+    let first = app::router(journaled_state(root, &storage, &events));
+    register_all(&first, &manifest).await;
+    let body = json!({"dir": photos_dir}).to_string();
+    let r = call(&first, "POST", "/api/batches", Some(&body), Some(TOKEN)).await;
+    let batch_id = r.body["batch_id"].as_i64().expect("batch id");
+    wait_done(&first, batch_id).await;
+    wait_idle(&first).await;
+    let before = call(&first, "GET", "/api/stats", None, None).await.body;
+    let lines_before = processor_lines(&first).await;
+    assert_eq!(before["batches_finished"], json!([batch_id]));
+    assert!(
+        before["checkpoints_ok"].as_u64().unwrap() + before["checkpoints_busy"].as_u64().unwrap()
+            >= 2,
+        "a checkpoint after each person in WAL mode: {before}"
+    );
+    assert!(
+        lines_before.contains(
+            &r#"lockbench_processor_total{worker="0",what="photos_processed"} 10"#.to_owned()
+        ),
+        "{lines_before:#?}"
+    );
+    assert!(
+        lines_before.contains(
+            &r#"lockbench_processor_total{worker="0",what="photos_failed"} 1"#.to_owned()
+        ),
+        "{lines_before:#?}"
+    );
+    // The worker goes away (as after a SIGKILL, nothing is flushed on the way out: every
+    // count was written when it was made) and its successor replays the events file.
+    drop(first);
+    let second = app::router(journaled_state(root, &storage, &events));
+    let after = call(&second, "GET", "/api/stats", None, None).await.body;
+    for key in [
+        "checkpoints_ok",
+        "checkpoints_busy",
+        "batches_finished",
+        "units",
+    ] {
+        assert_eq!(after[key], before[key], "{key}: {after}");
+    }
+    assert_eq!(processor_lines(&second).await, lines_before);
+    // This worker never ran the batch: no progress of its own, but the batch is finished.
+    assert_eq!(after["batch_progress"], json!({}), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_stats_tells_a_batchs_progress_without_reading_the_database() {
+    let f = fixture(StorageConfig {
+        busy_timeout_ms: 100,
+        ..StorageConfig::default()
+    });
+    let (dir, manifest) = batch(&f.root, 10, 2, 1);
+    register_all(&f.router, &manifest).await;
+    let body = json!({"dir": dir}).to_string();
+    let r = call(&f.router, "POST", "/api/batches", Some(&body), Some(TOKEN)).await;
+    let batch_id = r.body["batch_id"].as_i64().expect("batch id");
+    let key = batch_id.to_string();
+    // Followed through /api/stats alone: done only grows, up to the total, then finished.
+    let started = Instant::now();
+    let mut last_done = 0;
+    loop {
+        let stats = call(&f.router, "GET", "/api/stats", None, None).await;
+        assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
+        if let Some(p) = stats.body["batch_progress"].get(&key) {
+            assert_eq!(p["total"], 11, "{p}");
+            let done = p["done"].as_u64().unwrap();
+            assert!(done >= last_done && done <= 11, "{p}");
+            last_done = done;
+            if p["finished"] == true {
+                assert_eq!(done, 11, "{p}");
+                break;
+            }
+            assert_eq!(p["running"], true, "{p}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{}",
+            stats.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_idle(&f.router).await;
+    // While another process holds the exclusive lock (rollback journal: nobody can read),
+    // /api/stats still answers, with the progress; the status endpoint cannot.
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let db = f.root.join("app.db");
+    let holder = std::thread::spawn(move || {
+        lockbench_server::storage::hold::hold_write_lock(
+            &db,
+            Duration::from_millis(1500),
+            Duration::from_secs(5),
+            |_| {
+                let _ = held_tx.send(());
+            },
+        )
+    });
+    held.recv().unwrap();
+    let stats = call(&f.router, "GET", "/api/stats", None, None).await;
+    let status = call(
+        &f.router,
+        "GET",
+        &format!("/api/batches/{batch_id}/status"),
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    holder.join().unwrap().unwrap();
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
+    assert_eq!(
+        stats.body["batch_progress"][&key],
+        json!({"total": 11, "done": 11, "running": false, "finished": true}),
+        "{}",
+        stats.text
+    );
+    assert_eq!(
+        status.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        status.text
+    );
+    // The typed struct the runner reads takes the same JSON.
+    let typed: lockbench_server::app::stats::WorkerStats =
+        serde_json::from_str(&stats.text).unwrap();
+    assert_eq!(typed.batch_progress[&batch_id].done, 11);
+    // A document from before the field existed still reads.
+    let mut old = stats.body.clone();
+    old.as_object_mut().unwrap().remove("batch_progress");
+    let typed: lockbench_server::app::stats::WorkerStats = serde_json::from_value(old).unwrap();
+    assert!(typed.batch_progress.is_empty());
+}
+
+/// A batch processed by `process_batch` itself on a fresh database in `root`, with the
+/// given settings; `hold_ms`: another connection holds the write lock that long from just
+/// before the processor starts. Returns the store, the batch id and the acks file.
+fn process_directly(
+    root: &Path,
+    storage: &StorageConfig,
+    retry: &RetryConfig,
+    config: &ProcessorConfig,
+    hold_ms: Option<u64>,
+) -> (Store, i64, PathBuf) {
+    use lockbench_server::processor::{self, DataDirs};
+    let db = root.join("app.db");
+    let store = Store::open(&db, storage, retry).expect("open");
+    let (dir, _manifest) = batch(root, 12, 3, 2);
+    let batch_id = store
+        .write("create", |tx| {
+            tx.insert(
+                "INSERT INTO batches (source_dir, status, total) VALUES ('x', 'running', 14)",
+                &[],
+            )
+        })
+        .unwrap();
+    let photos = processor::list_photos(&dir).unwrap();
+    let dirs = DataDirs::under(&root.join("data"));
+    let metrics = app::metrics::Metrics::default();
+    let holder = hold_ms.map(|ms| {
+        let (held_tx, held) = std::sync::mpsc::channel::<()>();
+        let db = db.clone();
+        let t = std::thread::spawn(move || {
+            lockbench_server::storage::hold::hold_write_lock(
+                &db,
+                Duration::from_millis(ms),
+                Duration::from_secs(5),
+                |_| {
+                    let _ = held_tx.send(());
+                },
+            )
+        });
+        held.recv().unwrap();
+        t
+    });
+    processor::process_batch(&store, config, &dirs, batch_id, photos, &metrics);
+    if let Some(t) = holder {
+        t.join().unwrap().unwrap();
+    }
+    (store, batch_id, dirs.acks)
+}
+
+/// The photos table: content_hash -> (file name, person, status).
+fn photo_rows(store: &Store) -> std::collections::BTreeMap<String, (String, Option<i64>, String)> {
+    store
+        .read("rows", |tx| {
+            tx.query(
+                "SELECT content_hash, file_name, person_id, status FROM photos",
+                &[],
+            )
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_owned(),
+                (
+                    r[1].as_str().unwrap().to_owned(),
+                    r[2].as_i64(),
+                    r[3].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_processors_acks_match_the_rows_it_recorded_and_a_second_run_adds_none() {
+    use lockbench_server::processor::acks::{read_acks, AckKind};
+    use lockbench_server::processor::CommitGranularity;
+    for granularity in [CommitGranularity::PerStep, CommitGranularity::PerPhoto] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ProcessorConfig {
+            commit_granularity: granularity,
+            ..ProcessorConfig::default()
+        };
+        let storage = StorageConfig::default();
+        let (store, batch_id, acks_path) =
+            process_directly(dir.path(), &storage, &RetryConfig::default(), &config, None);
+        assert_eq!(
+            acks_path,
+            dir.path()
+                .join("data")
+                .join(lockbench_server::processor::acks::ACKS_FILE)
+        );
+        let acks = read_acks(&acks_path).unwrap();
+        let rows = photo_rows(&store);
+        assert_eq!(rows.len(), 14, "{granularity:?}");
+        // One photo ack per recorded photo, one failed-photo ack per failed one, keyed as the
+        // row is, with its name and person.
+        let photo_acks: Vec<_> = acks.iter().filter(|a| a.kind != AckKind::Upload).collect();
+        assert_eq!(photo_acks.len(), rows.len(), "{granularity:?}: {acks:#?}");
+        for ack in &photo_acks {
+            assert_eq!(ack.batch_id, batch_id);
+            let (name, person, status) = &rows[&ack.key];
+            assert_eq!(ack.file_name.as_deref(), Some(name.as_str()));
+            assert_eq!(ack.person_id, *person, "{ack:?}");
+            let failed = status == "failed";
+            assert_eq!(ack.kind == AckKind::FailedPhoto, failed, "{ack:?} {status}");
+        }
+        let failed_keys: Vec<&str> = photo_acks
+            .iter()
+            .filter(|a| a.kind == AckKind::FailedPhoto)
+            .map(|a| a.key.as_str())
+            .collect();
+        assert_eq!(failed_keys.len(), 2, "{granularity:?}");
+        assert!(
+            failed_keys
+                .iter()
+                .all(|k| k.starts_with(&format!("failed:{batch_id}:"))),
+            "undecodable files are keyed by batch and name: {failed_keys:?}"
+        );
+        // One upload ack per uploaded person, keyed by the person's id.
+        let uploaded: Vec<i64> = store
+            .read("up", |tx| {
+                tx.query(
+                    "SELECT id FROM persons WHERE upload_state = 'uploaded' ORDER BY id",
+                    &[],
+                )
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_i64().unwrap())
+            .collect();
+        let upload_acks: Vec<_> = acks.iter().filter(|a| a.kind == AckKind::Upload).collect();
+        assert_eq!(uploaded.len(), 3);
+        assert_eq!(
+            upload_acks
+                .iter()
+                .map(|a| (a.key.clone(), a.person_id))
+                .collect::<Vec<_>>(),
+            uploaded
+                .iter()
+                .map(|id| (id.to_string(), Some(*id)))
+                .collect::<Vec<_>>()
+        );
+
+        // Processing the same photos again records nothing and acknowledges nothing.
+        let photos = lockbench_server::processor::list_photos(&dir.path().join("photos")).unwrap();
+        lockbench_server::processor::process_batch(
+            &store,
+            &config,
+            &lockbench_server::processor::DataDirs::under(&dir.path().join("data")),
+            batch_id,
+            photos,
+            &app::metrics::Metrics::default(),
+        );
+        assert_eq!(read_acks(&acks_path).unwrap(), acks, "{granularity:?}");
+        assert_eq!(photo_rows(&store), rows);
+    }
+}
+
+#[test]
+fn with_commit_only_retries_an_acknowledged_photo_can_be_missing_from_the_database() {
+    use lockbench_server::processor::acks::{read_acks, AckKind};
+    use lockbench_server::storage::{RetryKind, RetryScope};
+    let dir = tempfile::tempdir().unwrap();
+    // The incident's stack: lazy transactions, the commit-only helper; a lock held by another
+    // connection for longer than the busy timeout (a backup, a migration).
+    let storage = StorageConfig {
+        journal_mode: JournalMode::Wal,
+        tx_mode: TxMode::Lazy,
+        busy_timeout_ms: 100,
+        ..StorageConfig::default()
+    };
+    let retry = RetryConfig {
+        retry: RetryKind::Fixed,
+        retry_attempts: 2,
+        retry_delay_ms: 1,
+        retry_scope: RetryScope::CommitOnly,
+        ..RetryConfig::default()
+    };
+    let (store, _batch_id, acks_path) = process_directly(
+        dir.path(),
+        &storage,
+        &retry,
+        &ProcessorConfig::default(),
+        Some(1500),
+    );
+    let acks = read_acks(&acks_path).unwrap();
+    let rows = photo_rows(&store);
+    let lost: Vec<&str> = acks
+        .iter()
+        .filter(|a| a.kind != AckKind::Upload && !rows.contains_key(&a.key))
+        .map(|a| a.key.as_str())
+        .collect();
+    let dropped: u64 = store
+        .stats()
+        .snapshot()
+        .values()
+        .map(|s| s.commit_only_dropped)
+        .sum();
+    assert!(
+        !lost.is_empty(),
+        "photos acknowledged while the lock was held are not in the database: {acks:#?}"
+    );
+    assert!(
+        dropped >= lost.len() as u64,
+        "{dropped} drops, {} lost",
+        lost.len()
+    );
+    // Every row the database holds was acknowledged: nothing is recorded behind the acks.
+    for key in rows.keys() {
+        assert!(acks.iter().any(|a| &a.key == key), "{key} has no ack");
+    }
 }

@@ -1,9 +1,11 @@
 //! The storage core's behaviour, on real file databases in temporary folders.
 
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use lockbench_server::probe::{self, ProbeConfig, ProbeReport};
+use lockbench_server::storage::hold::hold_write_lock;
 use lockbench_server::storage::{
     vfs, BusyTimeoutScope, DbError, Driver, JournalMode, LockCode, PoolLayout, RetryConfig,
     RetryKind, RetryScope, Role, StorageConfig, Store, Synchronous, TxMode, Value,
@@ -442,7 +444,9 @@ fn settings_that_cannot_work_are_refused_by_name() {
     );
 
     // A database kept in WAL by an open connection cannot be switched back to the rollback
-    // journal: the store says so instead of running in a mode nobody asked for.
+    // journal: the store says so instead of running in a mode nobody asked for. SQLite
+    // answers SQLITE_BUSY (leaving WAL needs the database to itself), and that stays a lock
+    // error, naming the setting, so that a worker waits it out as it waits out any lock.
     let wal = storage(JournalMode::Wal, TxMode::Deferred);
     let holder = Store::open(&path, &wal, &RetryConfig::default()).expect("open wal");
     let err = Store::open(
@@ -452,6 +456,10 @@ fn settings_that_cannot_work_are_refused_by_name() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("journal_mode"), "{err}");
+    assert!(
+        matches!(&err, lockbench_server::storage::OpenError::Open { source, .. } if source.lock_code() == Some(LockCode::Busy)),
+        "{err:?}"
+    );
     drop(holder);
 
     let err =
@@ -509,4 +517,186 @@ fn migrations_create_the_app_schema_for_both_drivers_and_keep_committed_data() {
         })
         .expect("row");
     assert_eq!(name[0][0], Value::Text("Ada".into()));
+}
+
+/// Runs `f` while the store's one open connection is lent to another thread (so the next
+/// unit of work makes its pool open and configure a new connection) and another connection
+/// holds the database's exclusive lock for `hold` (a rollback journal: nobody can read).
+fn while_a_new_connection_meets_a_lock<T>(
+    store: &Store,
+    path: &Path,
+    hold: Duration,
+    f: impl FnOnce() -> T,
+) -> T {
+    let (lent_tx, lent) = mpsc::channel::<()>();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let lender = store.clone();
+    let lend = std::thread::spawn(move || {
+        // BEGIN DEFERRED takes no lock: the connection is only kept from the pool.
+        lender.read("lend", |_tx| {
+            let _ = lent_tx.send(());
+            let _ = release.recv_timeout(Duration::from_secs(30));
+            Ok(())
+        })
+    });
+    lent.recv().expect("connection lent");
+    let (held_tx, held) = mpsc::channel::<()>();
+    let path = path.to_path_buf();
+    let holder = std::thread::spawn(move || {
+        hold_write_lock(&path, hold, Duration::from_secs(5), |_| {
+            let _ = held_tx.send(());
+        })
+    });
+    held.recv().expect("exclusive lock taken");
+    let out = f();
+    let _ = release_tx.send(());
+    lend.join().expect("lender").expect("lend");
+    holder.join().expect("holder").expect("hold");
+    out
+}
+
+fn insert_registration(store: &Store, op: &str) -> Result<i64, DbError> {
+    store.write(op, |tx| {
+        tx.insert(
+            "INSERT INTO registrations (name, email, qr_payload) VALUES ('Ada', 'ada@example.org', ?1)",
+            &[Value::from(format!("reg:{op}:{}", std::process::id()))],
+        )
+    })
+}
+
+#[test]
+fn a_lock_met_while_a_pooled_connection_is_configured_is_the_units_lock_error_counted_and_retried()
+{
+    let (_dir, path) = temp_db();
+    let cfg = StorageConfig {
+        busy_timeout_ms: 100,
+        ..StorageConfig::default()
+    };
+    // No retries: the unit fails with the lock error, under its own op, and it is counted.
+    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    let err =
+        while_a_new_connection_meets_a_lock(&store, &path, Duration::from_millis(800), || {
+            insert_registration(&store, "register")
+        })
+        .expect_err("the new connection cannot be configured while the database is locked");
+    assert!(
+        matches!(
+            &err,
+            DbError::Lock {
+                code: LockCode::Busy,
+                extended: 5,
+                op,
+                ..
+            } if op == "register"
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "lock error SQLITE_BUSY in register");
+    let s = &store.stats().snapshot()["register"];
+    assert_eq!(s.lock_errors.get(&LockCode::Busy), Some(&1), "{s:?}");
+    assert_eq!((s.ok, s.failed_locked, s.failed_other), (0, 1, 0), "{s:?}");
+
+    // A unit-of-work retry policy retries it like any other lock error: the unit succeeds
+    // once the lock is gone, each try's lock error counted, each new try a retry.
+    let retry = RetryConfig {
+        retry: RetryKind::Fixed,
+        retry_attempts: 100,
+        retry_delay_ms: 20,
+        ..RetryConfig::default()
+    };
+    let store = Store::open(&path, &cfg, &retry).expect("open");
+    let id = while_a_new_connection_meets_a_lock(&store, &path, Duration::from_millis(600), || {
+        insert_registration(&store, "register")
+    })
+    .expect("retried until the lock went");
+    assert!(id > 0);
+    let s = &store.stats().snapshot()["register"];
+    assert!(s.lock_errors_total() >= 1, "{s:?}");
+    assert_eq!(s.retries, s.lock_errors_total(), "{s:?}");
+    assert_eq!((s.ok, s.failed_locked, s.failed_other), (1, 0, 0), "{s:?}");
+
+    // A checkpoint's lock error is counted under "checkpoint".
+    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    let err =
+        while_a_new_connection_meets_a_lock(&store, &path, Duration::from_millis(500), || {
+            store.checkpoint_passive()
+        })
+        .expect_err("locked");
+    assert_eq!(err.lock_code(), Some(LockCode::Busy), "{err:?}");
+    assert_eq!(err.op(), "checkpoint");
+    let s = &store.stats().snapshot()["checkpoint"];
+    assert_eq!(s.lock_errors.get(&LockCode::Busy), Some(&1), "{s:?}");
+    assert_eq!(s.failed_locked, 1, "{s:?}");
+}
+
+#[test]
+fn a_patient_write_counts_each_lock_error_once_each_new_try_as_a_retry_and_the_unit_once() {
+    for scope in [RetryScope::UnitOfWork, RetryScope::CommitOnly] {
+        let (_dir, path) = temp_db();
+        let cfg = StorageConfig {
+            busy_timeout_ms: 50,
+            tx_mode: TxMode::Immediate,
+            ..StorageConfig::default()
+        };
+        let retry = RetryConfig {
+            retry_scope: scope,
+            ..RetryConfig::default()
+        };
+        let store = Store::open(&path, &cfg, &retry).expect("open");
+        let hold_for = |ms: u64| {
+            let (held_tx, held) = mpsc::channel::<()>();
+            let path = path.clone();
+            let t = std::thread::spawn(move || {
+                hold_write_lock(
+                    &path,
+                    Duration::from_millis(ms),
+                    Duration::from_secs(5),
+                    |_| {
+                        let _ = held_tx.send(());
+                    },
+                )
+            });
+            held.recv().expect("lock taken");
+            t
+        };
+        let write = |op: &str, patience_ms: u64| {
+            store.write_patiently(op, Duration::from_millis(patience_ms), |tx| {
+                tx.insert(
+                    "INSERT INTO processing_log (action, detail) VALUES (?1, 'x')",
+                    &[Value::from(op)],
+                )
+            })
+        };
+
+        // The lock lasts part of the patience: the write succeeds and is one ok unit.
+        let holder = hold_for(700);
+        write("patient", 10_000).expect("succeeds once the lock is gone");
+        holder.join().unwrap().unwrap();
+        let s = &store.stats().snapshot()["patient"];
+        assert!(s.lock_errors_total() >= 2, "{scope:?}: {s:?}");
+        assert_eq!(s.retries, s.lock_errors_total(), "{scope:?}: {s:?}");
+        assert_eq!(
+            (s.ok, s.failed_locked, s.failed_other, s.commit_only_dropped),
+            (1, 0, 0, 0),
+            "{scope:?}: a step that succeeded is not counted as failed: {s:?}"
+        );
+
+        // The lock outlasts the patience: one failed unit; every lock error but the last was
+        // followed by another try.
+        let holder = hold_for(1500);
+        let err = write("impatient", 300).expect_err("the lock outlasts the patience");
+        holder.join().unwrap().unwrap();
+        assert_eq!(err.lock_code(), Some(LockCode::Busy), "{err:?}");
+        let s = &store.stats().snapshot()["impatient"];
+        assert!(s.lock_errors_total() >= 2, "{scope:?}: {s:?}");
+        assert_eq!(s.retries, s.lock_errors_total() - 1, "{scope:?}: {s:?}");
+        assert_eq!((s.ok, s.failed_locked), (0, 1), "{scope:?}: {s:?}");
+
+        let rows = store
+            .read("rows", |tx| {
+                tx.query("SELECT action FROM processing_log ORDER BY id", &[])
+            })
+            .unwrap();
+        assert_eq!(rows, vec![vec![Value::from("patient")]], "{scope:?}");
+    }
 }

@@ -13,8 +13,10 @@ use crate::storage::{DbError, LockCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// A lock error that survived the retry policy: 503 with Retry-After.
-    #[error("database is locked ({code}) in {op}")]
+    /// A lock error that survived the retry policy: 503 with Retry-After. Displayed without
+    /// the phrase "database is locked", which the log keeps for the one line per counted
+    /// lock error (`storage::stats`).
+    #[error("lock error {code} in {op}")]
     Locked { code: LockCode, op: String },
     /// Malformed input: 400.
     #[error("bad request: {0}")]
@@ -118,7 +120,8 @@ impl IntoResponse for AppError {
                 json!({"error": "unsupported_media_type", "detail": detail}),
             ),
             AppError::Internal(cause) => {
-                error!(error = format!("{cause:#}"), "internal error");
+                let cause = format!("{cause:#}");
+                error!(error = %crate::text::log_safe(&cause), "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     json!({"error": "internal", "detail": "see the server log"}),

@@ -2,14 +2,17 @@
 //! scraper that reaches several workers through one port can tell them apart.
 //!
 //! Counts what the HTTP layer and the processor report, and reads the store's counters and the
-//! WAL file's size; never writes to the database.
+//! WAL file's size; never writes to the database. The processor's counters (checkpoints
+//! included) and the finished batches are also counted in the store's `Stats`
+//! ([`Metrics::keep_in`]), whose events file carries them across a worker's restart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use super::stats::BatchProgress;
 use crate::processor::ProcessorEvents;
 use crate::storage::{vfs, Store};
 
@@ -38,6 +41,25 @@ pub struct ProcessorCounters {
     pub failure_records_lost: AtomicU64,
     pub checkpoints_ok: AtomicU64,
     pub checkpoints_busy: AtomicU64,
+    /// Acknowledgements that could not be written to the acks file.
+    pub acks_unwritten: AtomicU64,
+}
+
+impl ProcessorCounters {
+    /// Each counter with the name it is journaled under (`Stats::add`) and rendered as.
+    fn named(&self) -> [(&'static str, &AtomicU64); 9] {
+        [
+            ("photos_processed", &self.photos_processed),
+            ("photos_failed", &self.photos_failed),
+            ("persons_saved", &self.persons_saved),
+            ("persons_uploaded", &self.persons_uploaded),
+            ("units_failed", &self.units_failed),
+            ("failure_records_lost", &self.failure_records_lost),
+            ("acks_unwritten", &self.acks_unwritten),
+            ("checkpoints_ok", &self.checkpoints_ok),
+            ("checkpoints_busy", &self.checkpoints_busy),
+        ]
+    }
 }
 
 #[derive(Default)]
@@ -45,15 +67,44 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     latency: Mutex<BTreeMap<String, RouteLatency>>,
     pub processor: ProcessorCounters,
-    /// Batch id → (total photos, photos done) for batches this worker processes.
-    pub batches: Mutex<BTreeMap<i64, (u64, u64)>>,
-    /// Batches whose processor run has ended here (whether or not its last writes landed).
+    /// Batch id → the progress of this worker's latest processor run over it.
+    pub batches: Mutex<BTreeMap<i64, BatchProgress>>,
+    /// Batches whose processor run has ended here or in a predecessor of this worker
+    /// (whether or not its last writes landed).
     pub finished: Mutex<BTreeSet<i64>>,
     /// Batches whose processor is running in this worker now.
     pub running: Mutex<BTreeSet<i64>>,
+    /// The store whose `Stats` also count the processor's counters and finished batches.
+    kept_in: OnceLock<Store>,
 }
 
 impl Metrics {
+    /// From now on the processor's counters and the finished batches are also counted in
+    /// `store`'s `Stats` (journaled when those are: `Stats::journal_to`), and what those hold
+    /// already, a predecessor's totals replayed from the events file, is taken over. Call it
+    /// once, before the processor runs; a second call changes nothing.
+    pub fn keep_in(&self, store: &Store) {
+        if self.kept_in.set(store.clone()).is_err() {
+            return;
+        }
+        let stats = store.stats();
+        let counters = stats.counters();
+        for (name, counter) in self.processor.named() {
+            if let Some(n) = counters.get(name) {
+                counter.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        lock(&self.finished).extend(stats.batches_finished());
+    }
+
+    /// Adds 1 to a processor counter, and to its journaled twin.
+    fn bump(&self, counter: &AtomicU64, name: &str) {
+        if let Some(store) = self.kept_in.get() {
+            store.stats().add(name);
+        }
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *requests.entry((route.to_owned(), status)).or_default() += 1;
@@ -198,16 +249,13 @@ impl Metrics {
 
     /// The processor's counters and the batches it runs or ran here.
     fn render_processor(&self, out: &mut String, w: u32) {
-        let p = &self.processor;
         let _ = writeln!(out, "# TYPE lockbench_processor_total counter");
-        for (what, v) in [
-            ("photos_processed", &p.photos_processed),
-            ("photos_failed", &p.photos_failed),
-            ("persons_saved", &p.persons_saved),
-            ("persons_uploaded", &p.persons_uploaded),
-            ("units_failed", &p.units_failed),
-            ("failure_records_lost", &p.failure_records_lost),
-        ] {
+        for (what, v) in self
+            .processor
+            .named()
+            .into_iter()
+            .filter(|(what, _)| !what.starts_with("checkpoints_"))
+        {
             let _ = writeln!(
                 out,
                 "lockbench_processor_total{{worker=\"{w}\",what=\"{what}\"}} {}",
@@ -215,7 +263,7 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# TYPE lockbench_batch_photos gauge");
-        for (batch, (total, done)) in self
+        for (batch, BatchProgress { total, done, .. }) in self
             .batches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -298,63 +346,82 @@ impl Metrics {
 impl ProcessorEvents for Metrics {
     fn batch_running(&self, batch_id: i64) {
         lock(&self.running).insert(batch_id);
+        if let Some(p) = lock(&self.batches).get_mut(&batch_id) {
+            p.running = true;
+        }
     }
 
     fn batch_stopped(&self, batch_id: i64) {
         lock(&self.running).remove(&batch_id);
+        if let Some(p) = lock(&self.batches).get_mut(&batch_id) {
+            p.running = false;
+        }
     }
 
     fn batch_started(&self, batch_id: i64, total: u64) {
-        lock(&self.batches).insert(batch_id, (total, 0));
+        // A new run: its own progress, whatever an earlier run here reached.
+        let running = lock(&self.running).contains(&batch_id);
+        lock(&self.batches).insert(
+            batch_id,
+            BatchProgress {
+                total,
+                done: 0,
+                running,
+                finished: false,
+            },
+        );
     }
 
     fn batch_progress(&self, batch_id: i64, done: u64) {
-        if let Some(entry) = lock(&self.batches).get_mut(&batch_id) {
-            entry.1 = done;
+        if let Some(p) = lock(&self.batches).get_mut(&batch_id) {
+            p.done = done;
         }
     }
 
     fn batch_finished(&self, batch_id: i64) {
+        if let Some(p) = lock(&self.batches).get_mut(&batch_id) {
+            p.finished = true;
+        }
+        if let Some(store) = self.kept_in.get() {
+            store.stats().batch_finished(batch_id);
+        }
         lock(&self.finished).insert(batch_id);
     }
 
     fn photo_processed(&self) {
-        self.processor
-            .photos_processed
-            .fetch_add(1, Ordering::Relaxed);
+        self.bump(&self.processor.photos_processed, "photos_processed");
     }
 
     fn unit_failed(&self) {
-        self.processor.units_failed.fetch_add(1, Ordering::Relaxed);
+        self.bump(&self.processor.units_failed, "units_failed");
     }
 
     fn photo_failed(&self) {
-        self.processor.photos_failed.fetch_add(1, Ordering::Relaxed);
+        self.bump(&self.processor.photos_failed, "photos_failed");
     }
 
     fn failure_record_lost(&self) {
-        self.processor
-            .failure_records_lost
-            .fetch_add(1, Ordering::Relaxed);
+        self.bump(&self.processor.failure_records_lost, "failure_records_lost");
     }
 
     fn person_saved(&self) {
-        self.processor.persons_saved.fetch_add(1, Ordering::Relaxed);
+        self.bump(&self.processor.persons_saved, "persons_saved");
     }
 
     fn person_uploaded(&self) {
-        self.processor
-            .persons_uploaded
-            .fetch_add(1, Ordering::Relaxed);
+        self.bump(&self.processor.persons_uploaded, "persons_uploaded");
+    }
+
+    fn ack_unwritten(&self) {
+        self.bump(&self.processor.acks_unwritten, "acks_unwritten");
     }
 
     fn checkpoint(&self, completed: bool) {
-        let counter = if completed {
-            &self.processor.checkpoints_ok
+        if completed {
+            self.bump(&self.processor.checkpoints_ok, "checkpoints_ok");
         } else {
-            &self.processor.checkpoints_busy
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.bump(&self.processor.checkpoints_busy, "checkpoints_busy");
+        }
     }
 }
 

@@ -65,11 +65,15 @@ impl AppState {
         retry: RetryConfig,
         data_dir: PathBuf,
     ) -> AppState {
+        // The processor's counters are kept in the store's (journaled) stats too, and go on
+        // from what those hold.
+        let metrics = Metrics::default();
+        metrics.keep_in(&store);
         AppState {
             store,
             worker,
             admin_token: Arc::from(admin_token),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(metrics),
             processor: Arc::new(processor),
             retry: Arc::new(retry),
             dirs: Arc::new(DataDirs::under(&data_dir)),

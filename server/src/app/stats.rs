@@ -1,8 +1,9 @@
 //! `GET /api/stats`: this worker's counters as JSON, the same numbers `/metrics` renders as
 //! Prometheus text, in a shape lockbench's runner reads without parsing text or looking at
 //! the server's files: lock errors, retries and commit-only drops per unit of work (each
-//! with the endpoint it serves), the batches the processor runs or ran here, the WAL size
-//! and checkpoints. Reads counters; never opens a connection.
+//! with the endpoint it serves), the batches the processor runs or ran here and how far its
+//! latest run of each got (so the runner follows a batch without reading the database), the
+//! WAL size and checkpoints. Reads counters; never opens a connection or reads the database.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -19,10 +20,12 @@ pub mod ops {
     pub const BATCH_STATUS: &str = "batch_status";
     pub const ADMIN_DASHBOARD: &str = "admin_dashboard";
     pub const CREATE_BATCH: &str = "create_batch";
+    /// A worker opening its store while another process holds a lock (not a request).
+    pub const WORKER_OPEN: &str = "worker_open";
 }
 
-/// The endpoint a unit of work serves; every unit that is not a handler's is the
-/// processor's.
+/// The endpoint a unit of work serves; a worker opening its store is "worker start"; every
+/// other unit that is not a handler's is the processor's (its checkpoints included).
 pub fn endpoint_of(op: &str) -> &'static str {
     match op {
         ops::REGISTER => "POST /api/registrations",
@@ -30,6 +33,7 @@ pub fn endpoint_of(op: &str) -> &'static str {
         ops::BATCH_STATUS => "GET /api/batches/{id}/status",
         ops::ADMIN_DASHBOARD => "GET /admin",
         ops::CREATE_BATCH => "POST /api/batches",
+        ops::WORKER_OPEN => "worker start",
         _ => "processor",
     }
 }
@@ -51,6 +55,25 @@ pub struct WorkerStats {
     pub wal_bytes: u64,
     pub checkpoints_ok: u64,
     pub checkpoints_busy: u64,
+    /// Batch id → how far this worker's processor got in its latest run of the batch (since
+    /// this worker process started: a restarted worker lists only its own runs, while
+    /// `batches_finished` carries on from its predecessor's).
+    #[serde(default)]
+    pub batch_progress: BTreeMap<i64, BatchProgress>,
+}
+
+/// How far one processor run over a batch got, as the processor reported it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchProgress {
+    /// Photos in the batch's folder when the run started.
+    pub total: u64,
+    /// Photos the run has handled (processed, skipped as already recorded, or failed).
+    pub done: u64,
+    /// The run is going on in this worker now.
+    pub running: bool,
+    /// The run went through every photo and marked the batch done (whether or not its last
+    /// writes landed); false for a run that stopped before (a panic).
+    pub finished: bool,
 }
 
 /// One unit of work's counters.
@@ -109,6 +132,11 @@ impl Metrics {
             wal_bytes: wal_bytes(store),
             checkpoints_ok: self.processor.checkpoints_ok.load(Ordering::Relaxed),
             checkpoints_busy: self.processor.checkpoints_busy.load(Ordering::Relaxed),
+            batch_progress: self
+                .batches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

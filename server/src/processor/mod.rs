@@ -10,19 +10,23 @@
 //! Decoding and QR scanning run on two decoder threads ahead of the database thread, so the
 //! image work uses both cores while the database steps stay in order.
 //!
+//! Every write it is told succeeded (a photo recorded, a photo recorded as failed, an upload)
+//! is acknowledged in an append-only file ([`acks`]) that the runner's audit reads.
+//!
 //! Reports what it does through [`ProcessorEvents`]; never depends on the HTTP layer or its
 //! metrics.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use tracing::info_span;
 
 use crate::storage::Store;
+use acks::AckLog;
 
+pub mod acks;
 mod decode;
 mod files;
 mod units;
@@ -62,6 +66,9 @@ pub trait ProcessorEvents: Send + Sync {
     fn person_uploaded(&self);
     /// A passive WAL checkpoint ran; `completed` is false when it was busy or failed.
     fn checkpoint(&self, completed: bool);
+    /// An acknowledgement could not be written to the acks file (`acks`): the audit will not
+    /// look for that write.
+    fn ack_unwritten(&self) {}
 }
 
 /// Shared events report through what they share.
@@ -102,10 +109,10 @@ impl<T: ProcessorEvents + ?Sized> ProcessorEvents for Arc<T> {
     fn checkpoint(&self, completed: bool) {
         (**self).checkpoint(completed);
     }
+    fn ack_unwritten(&self) {
+        (**self).ack_unwritten();
+    }
 }
-
-/// The pause between the processor's tries while the database stays locked.
-const LOCK_WAIT_STEP: Duration = Duration::from_millis(100);
 
 /// How often the processor commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
@@ -148,13 +155,15 @@ pub struct ProcessorConfig {
     pub lock_wait_ms: u64,
 }
 
-/// Where the processor writes: per-person folders, the upload folder, and the batches' claim
-/// files (see `app`'s POST /api/batches).
+/// Where the processor writes: per-person folders, the upload folder, the batches' claim
+/// files (see `app`'s POST /api/batches), and its acknowledgements ([`acks`]).
 #[derive(Debug, Clone)]
 pub struct DataDirs {
     pub persons: PathBuf,
     pub uploads: PathBuf,
     pub batches: PathBuf,
+    /// The acks file, `<root>/processor-acks.jsonl` ([`acks::ACKS_FILE`]).
+    pub acks: PathBuf,
 }
 
 impl DataDirs {
@@ -163,6 +172,7 @@ impl DataDirs {
             persons: root.join("persons"),
             uploads: root.join("uploads"),
             batches: root.join("batches"),
+            acks: root.join(acks::ACKS_FILE),
         }
     }
 }
@@ -209,6 +219,7 @@ pub fn process_batch(
         batch_id,
         current: None,
         events,
+        acks: AckLog::open(&dirs.acks),
     };
     proc.log_or_warn("batch_started", None, &format!("{total} photos"));
 

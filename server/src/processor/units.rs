@@ -1,18 +1,20 @@
 //! The processor's write units of work, one per step of the incident's app (start a person,
-//! assign a photo, record a failure, save, upload, finish the batch), and the retry-while-
-//! locked loop around them. Reports what happened through `ProcessorEvents`; never knows
+//! assign a photo, record a failure, save, upload, finish the batch), each run with the
+//! store's patience of `lock_wait_ms` (`Store::write_patiently`). Reports what happened through `ProcessorEvents`; never knows
 //! about HTTP or the metrics page.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{info, info_span, warn};
 
+use super::acks::{Ack, AckKind, AckLog};
 use super::decode::{Decoded, Named};
 use super::files::*;
-use super::{DataDirs, ProcessorConfig, ProcessorEvents, Switch, LOCK_WAIT_STEP};
+use super::{DataDirs, ProcessorConfig, ProcessorEvents, Switch};
 use crate::photos::{self, Scan};
 use crate::storage::{DbError, JournalMode, Store, Tx, Value};
+use crate::text::{log_safe, LogSafe};
 
 /// The person whose photos are being collected.
 #[derive(Debug, Clone)]
@@ -29,42 +31,44 @@ pub(super) struct Processor<'a> {
     pub(super) batch_id: i64,
     pub(super) current: Option<Person>,
     pub(super) events: &'a dyn ProcessorEvents,
+    pub(super) acks: AckLog,
 }
 
 pub(super) type Step<'s> = Box<dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + 's>;
 
 impl Processor<'_> {
-    /// A write unit of work, run again while it fails on a lock, for up to `lock_wait_ms`;
-    /// every new try is counted as a retry.
+    /// A write unit of work, run again by the store while it fails on a lock, for up to
+    /// `lock_wait_ms` (`Store::write_patiently`: each lock error counted and logged once,
+    /// each new try a retry, the unit ok or failed once).
     fn write<T>(
         &self,
         op: &str,
-        mut work: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
+        work: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let wait = Duration::from_millis(self.config.lock_wait_ms);
-        let started = Instant::now();
-        loop {
-            match self.store.write(op, &mut work) {
-                Err(e) if e.is_lock() && started.elapsed() < wait => {
-                    warn!(op, error = %e, "the database stays locked; the processor waits and tries again");
-                    self.store.count_retry(op);
-                    std::thread::sleep(LOCK_WAIT_STEP.min(wait.saturating_sub(started.elapsed())));
-                }
-                other => return other,
-            }
-        }
+        let patience = Duration::from_millis(self.config.lock_wait_ms);
+        self.store.write_patiently(op, patience, work)
     }
 
     fn io_in_tx(&self) -> bool {
         self.config.io_in_transaction == Switch::On
     }
 
-    /// Runs the photo's steps: each its own unit of work, or all in one.
-    fn run_steps(&self, steps: Vec<(&'static str, Step<'_>)>) -> Result<(), DbError> {
+    /// Runs the photo's steps: each its own unit of work, or all in one. The first step
+    /// records the photo: `recorded` is called right after the unit of work that holds it
+    /// returned success (the first step's, or the whole photo's), before anything else.
+    fn run_steps(
+        &self,
+        steps: Vec<(&'static str, Step<'_>)>,
+        recorded: impl FnOnce(),
+    ) -> Result<(), DbError> {
         match self.config.commit_granularity {
             crate::processor::CommitGranularity::PerStep => {
+                let mut recorded = Some(recorded);
                 for (op, mut step) in steps {
                     self.write(op, |tx| step(tx))?;
+                    if let Some(recorded) = recorded.take() {
+                        recorded();
+                    }
                 }
                 Ok(())
             }
@@ -75,8 +79,24 @@ impl Processor<'_> {
                         step(tx)?;
                     }
                     Ok(())
-                })
+                })?;
+                recorded();
+                Ok(())
             }
+        }
+    }
+
+    /// Writes one acknowledgement (see `acks`); one that cannot be written is reported.
+    fn ack(&self, kind: AckKind, key: &str, file_name: Option<&str>, person_id: Option<i64>) {
+        let ack = Ack {
+            batch_id: self.batch_id,
+            kind,
+            key: key.to_owned(),
+            file_name: file_name.map(str::to_owned),
+            person_id,
+        };
+        if !self.acks.append(&ack) {
+            self.events.ack_unwritten();
         }
     }
 
@@ -86,25 +106,25 @@ impl Processor<'_> {
             log_action(tx, batch_id, action, photo, detail)
         });
         if let Err(e) = result {
-            warn!(action, error = %e, "could not write the processing log");
+            warn!(action, error = %LogSafe(&e), "could not write the processing log");
         }
     }
 
     pub(super) fn photo(&mut self, decoded: Decoded) {
-        let span = info_span!("photo", name = %decoded.name);
+        let span = info_span!("photo", name = %log_safe(&decoded.name));
         let _enter = span.enter();
         let Decoded { path, name, result } = decoded;
         let decoded = Named { path, name };
         if let Err(reason) = inside(Path::new(""), &decoded.name) {
             // Never copied anywhere: the name could not be written safely.
-            info!(reason, "photo refused by name");
+            info!(reason = %log_safe(&reason), "photo refused by name");
             self.record_failed(&decoded.name, None, &reason);
             return;
         }
         let scan = match result {
             Ok(scan) => scan,
             Err(reason) => {
-                info!(reason, "photo failed to decode");
+                info!(reason = %log_safe(&reason), "photo failed to decode");
                 self.record_failed(&decoded.name, None, &reason);
                 return;
             }
@@ -154,7 +174,7 @@ impl Processor<'_> {
             QrMeaning::Refused(reason) => {
                 // The current person stays: a photo that cannot say whose it is does not
                 // start anyone.
-                info!(reason, "photo's QR code refused");
+                info!(reason = %log_safe(&reason), "photo's QR code refused");
                 self.record_failed(&decoded.name, Some(&scan.content_hash), &reason);
                 return;
             }
@@ -165,7 +185,7 @@ impl Processor<'_> {
             }
             Err(e) => {
                 self.events.unit_failed();
-                warn!(error = %e, "photo's unit of work failed; marking it failed");
+                warn!(error = %LogSafe(&e), "photo's unit of work failed; marking it failed");
                 self.record_failed(&decoded.name, Some(&scan.content_hash), &e.to_string());
             }
         }
@@ -199,10 +219,10 @@ impl Processor<'_> {
         let name = decoded.name.clone();
         let hash = scan.content_hash.clone();
         let payload = payload.to_owned();
-        let mut person_id = 0_i64;
+        let person_id = std::cell::Cell::new(0_i64);
         let mut folder = String::new();
         {
-            let person_id = &mut person_id;
+            let person_id = &person_id;
             let folder = &mut folder;
             let steps: Vec<(&'static str, Step<'_>)> = vec![
                 (
@@ -245,7 +265,7 @@ impl Processor<'_> {
                             "INSERT INTO photos (batch_id, person_id, file_name, content_hash, is_qr, status) VALUES (?1, ?2, ?3, ?4, 1, 'qr')",
                             &[Value::Int(batch_id), Value::Int(id), Value::from(name.as_str()), Value::from(hash.as_str())],
                         )?;
-                        *person_id = id;
+                        person_id.set(id);
                         *folder = dir;
                         Ok(())
                     }),
@@ -261,10 +281,12 @@ impl Processor<'_> {
                     Box::new(|tx: &mut dyn Tx| update_batch_status(tx, batch_id, &name)),
                 ),
             ];
-            self.run_steps(steps)?;
+            self.run_steps(steps, || {
+                self.ack(AckKind::Photo, &hash, Some(&name), Some(person_id.get()))
+            })?;
         }
         self.current = Some(Person {
-            id: person_id,
+            id: person_id.get(),
             folder,
             photos: Vec::new(),
         });
@@ -336,7 +358,9 @@ impl Processor<'_> {
                 Box::new(|tx: &mut dyn Tx| update_batch_status(tx, batch_id, &name)),
             ),
         ];
-        self.run_steps(steps)?;
+        self.run_steps(steps, || {
+            self.ack(AckKind::Photo, &hash, Some(&name), person_id)
+        })?;
         if let Some(p) = self.current.as_mut() {
             p.photos.push(decoded.path.clone());
         }
@@ -349,6 +373,7 @@ impl Processor<'_> {
         let batch_id = self.batch_id;
         // Undecodable files have no trustworthy content; key them by batch and name.
         let key = hash.map_or_else(|| format!("failed:{batch_id}:{name}"), str::to_owned);
+        // Returns whether this unit recorded the photo (false: it was recorded before).
         let result = self.write("record_failed_photo", |tx| {
             let exists = tx.query_i64("SELECT id FROM photos WHERE content_hash = ?1", &[Value::from(key.as_str())])?;
             if exists.is_none() {
@@ -361,11 +386,15 @@ impl Processor<'_> {
                     &[Value::Int(batch_id), Value::from(name)],
                 )?;
             }
-            log_action(tx, batch_id, "photo_failed", Some(name), reason)
+            log_action(tx, batch_id, "photo_failed", Some(name), reason)?;
+            Ok(exists.is_none())
         });
+        if let Ok(true) = result {
+            self.ack(AckKind::FailedPhoto, &key, Some(name), None);
+        }
         if let Err(e) = result {
             self.events.failure_record_lost();
-            warn!(photo = name, error = %e, "could not record the failed photo");
+            warn!(photo = %log_safe(name), error = %LogSafe(&e), "could not record the failed photo");
         }
     }
 
@@ -379,14 +408,20 @@ impl Processor<'_> {
             return;
         }
         if let Err(e) = self.save_person(&person) {
-            warn!(person = person.id, error = %e, "saving the person failed");
+            warn!(person = person.id, error = %LogSafe(&e), "saving the person failed");
             return;
         }
         self.events.person_saved();
         if let Err(e) = self.upload_person(&person) {
-            warn!(person = person.id, error = %e, "uploading the person failed");
+            warn!(person = person.id, error = %LogSafe(&e), "uploading the person failed");
             return;
         }
+        self.ack(
+            AckKind::Upload,
+            &person.id.to_string(),
+            None,
+            Some(person.id),
+        );
         self.events.person_uploaded();
         self.checkpoint();
     }
@@ -491,7 +526,7 @@ impl Processor<'_> {
         });
         match result {
             Ok(()) => info!("batch done"),
-            Err(e) => warn!(error = %e, "could not mark the batch done"),
+            Err(e) => warn!(error = %LogSafe(&e), "could not mark the batch done"),
         }
     }
 }

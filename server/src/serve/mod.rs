@@ -5,7 +5,9 @@
 //! starts N copies of its own binary (`lockbench __worker`), each with its own connection
 //! pools on the same database file and its own listening socket on the same port
 //! (SO_REUSEPORT), so contention crosses processes as it did under gunicorn. SIGTERM or Ctrl-C
-//! stops them all.
+//! stops them all. Nothing outlives its starter: with `LOCKBENCH_PARENT_PID` set (the runner
+//! sets it), `serve` gets SIGTERM when that parent dies, and every worker when its supervisor
+//! dies ([`die_with_parent`]).
 //!
 //! # Faults
 //!
@@ -17,7 +19,8 @@
 //!   `{"unix_ms": <when the death was seen>, "worker": <id>, "pid": <old pid>, "status":
 //!   "<exit status>", "action": "restarted" | "gave-up", "delay_ms": <wait before
 //!   restarting; 0 when giving up>, "new_pid": <pid, or null when giving up>}`.
-//! - A worker's database counters survive its death: each worker journals them to
+//! - A worker's counters survive its death: each worker journals them (the units of work's,
+//!   the processor's, the checkpoints', the batches whose processor run ended) to
 //!   `<data_dir>/stats/worker-<id>.events` ([`crate::storage::Stats::journal_to`]), and its
 //!   successor goes on from there. `serve` clears that folder when it starts.
 //! - `sync_delay_control`: a file each worker polls every 100 ms; an integer N in it makes
@@ -39,7 +42,7 @@ use tracing::{info, warn};
 
 use crate::app::{self, AppState};
 use crate::processor::ProcessorConfig;
-use crate::storage::{vfs, ConfigError, OpenError, RetryConfig, StorageConfig, Store};
+use crate::storage::{vfs, OpenError, RetryConfig, StorageConfig, Store};
 
 mod supervisor;
 mod worker;
@@ -53,6 +56,10 @@ const ENV_CONFIG: &str = "LOCKBENCH_WORKER_CONFIG";
 const ENV_WORKER: &str = "LOCKBENCH_WORKER_ID";
 /// The admin token; generated and printed when unset.
 pub const ENV_TOKEN: &str = "LOCKBENCH_ADMIN_TOKEN";
+/// The pid of the process `serve` (or a worker) must not outlive: `lockbench run` sets it to
+/// its own pid when it starts `lockbench serve`, and the supervisor to its own when it starts
+/// a worker. See [`die_with_parent`].
+pub const ENV_PARENT_PID: &str = "LOCKBENCH_PARENT_PID";
 
 /// Everything `lockbench serve` takes, as flags or as a TOML file (`--config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
@@ -263,9 +270,36 @@ fn prepare_database(config: &ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `lockbench serve` until SIGTERM or Ctrl-C. `announce` receives the listening
-/// address once the server can take requests.
+/// When [`ENV_PARENT_PID`] is set: asks the kernel to send this process SIGTERM when its
+/// parent dies (`PR_SET_PDEATHSIG`, so nothing of lockbench keeps running under PID 1 after
+/// the runner or the supervisor was killed or crashed), and fails at once when the parent is
+/// already not that pid (it died before the request was made, and the signal will never
+/// come). Unset: nothing is asked. The signal is tied to the parent thread that started this
+/// process, so a parent must start it from a thread that lives as long as it should run.
+pub fn die_with_parent() -> anyhow::Result<()> {
+    let Ok(text) = std::env::var(ENV_PARENT_PID) else {
+        return Ok(());
+    };
+    let expected: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{ENV_PARENT_PID}={text:?} is not a process id"))?;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+        .context("asking to die with the parent process (PR_SET_PDEATHSIG)")?;
+    let parent = nix::unistd::getppid().as_raw();
+    if parent != expected {
+        bail!(
+            "the process that started lockbench ({ENV_PARENT_PID}={expected}) is gone (the parent is now pid {parent}); exiting"
+        );
+    }
+    Ok(())
+}
+
+/// Runs `lockbench serve` until SIGTERM or Ctrl-C (or the death of the process named by
+/// [`ENV_PARENT_PID`], see [`die_with_parent`]). `announce` receives the listening address
+/// once the server can take requests.
 pub fn serve(config: ServeConfig, announce: impl FnOnce(SocketAddr, &str)) -> anyhow::Result<()> {
+    die_with_parent()?;
     config.validate()?;
     check_port_free(SocketAddr::new(config.bind, config.port))?;
     prepare_database(&config)?;

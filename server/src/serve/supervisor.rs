@@ -78,8 +78,10 @@ impl CrashHistory {
 
 pub(super) fn spawn_worker(config_json: &str, worker: u32, token: &str) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("finding lockbench's own binary")?;
+    // Started from the supervisor's main thread (the pdeathsig follows the thread).
     Command::new(exe)
         .arg(WORKER_SUBCOMMAND)
+        .env(ENV_PARENT_PID, std::process::id().to_string())
         .env(ENV_CONFIG, config_json)
         .env(ENV_WORKER, worker.to_string())
         .env(ENV_TOKEN, token)

@@ -1,8 +1,12 @@
-//! One worker process: opens the store (waiting while another process holds a lock), polls
+//! One worker process: opens the store (waiting while another process holds a lock, and
+//! counting each lock error it met under the op `worker_open`), polls
 //! the sync delay control file, and serves the app until SIGTERM or Ctrl-C. Never starts or
 //! watches other processes; the supervisor does.
 
 use super::*;
+use crate::app::stats::ops;
+use crate::storage::LockCode;
+use crate::text::{log_safe, LogSafe};
 
 /// Reads the sync delay control file: `Ok(Some(N ms))` for an integer N, `Ok(None)` when the
 /// file is absent or empty (the configured delay applies), an error naming the file and its
@@ -45,7 +49,9 @@ pub(super) fn apply_sync_delay_control(
             "sync delay set by the control file"
         ),
         Ok(None) => info!("sync delay back to the configured sync_delay_ms"),
-        Err(e) => warn!(error = %e, "ignoring the sync delay control file; using sync_delay_ms"),
+        Err(e) => {
+            warn!(error = %log_safe(e), "ignoring the sync delay control file; using sync_delay_ms")
+        }
     }
     vfs::set_sync_delay_override(now.clone().ok().flatten());
     *last = Some(now);
@@ -53,8 +59,14 @@ pub(super) fn apply_sync_delay_control(
 
 /// Entry point of a worker process started by the supervisor.
 pub fn worker_from_env() -> anyhow::Result<()> {
-    // Die with the supervisor, even if it is killed without a chance to stop us.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    // Die with the supervisor, even if it is killed without a chance to stop us; and do not
+    // start when it is gone already. A supervisor always names itself; without it, the
+    // signal is asked for all the same.
+    if std::env::var_os(ENV_PARENT_PID).is_some() {
+        die_with_parent()?;
+    } else {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    }
     let json = std::env::var(ENV_CONFIG).context("worker started without its configuration")?;
     let config: ServeConfig = serde_json::from_str(&json).context("worker configuration")?;
     let worker: u32 = std::env::var(ENV_WORKER)
@@ -80,31 +92,38 @@ pub(super) const WORKER_OPEN_PATIENCE: Duration = Duration::from_secs(60);
 pub(super) fn open_error_is_lock(e: &OpenError) -> bool {
     match e {
         OpenError::Open { source, .. } | OpenError::Migration { source, .. } => source.is_lock(),
-        // Setting the journal mode reports its error as text (configure's NotApplied).
-        OpenError::Config(ConfigError::NotApplied { effective, .. }) => {
-            effective.contains("database is locked")
-        }
         _ => false,
     }
 }
 
 /// Opens the store, waiting (up to [`WORKER_OPEN_PATIENCE`]) while the database is locked:
-/// the supervisor prepared it already, so a lock is another process's, and passes.
-pub(super) fn open_store_patiently(config: &ServeConfig) -> anyhow::Result<Store> {
+/// the supervisor prepared it already, so a lock is another process's, and passes. Returns
+/// the lock errors met on the way, in order, for the caller to count once the store's
+/// counters are journaled (a store that does not exist yet has no counters; a worker that
+/// gives up exits with the error instead).
+pub(super) fn open_store_patiently(config: &ServeConfig) -> anyhow::Result<(Store, Vec<LockCode>)> {
     let started = Instant::now();
-    let mut warned = false;
+    let mut met = Vec::new();
     loop {
         match Store::open(&config.db, &config.storage, &config.retry) {
-            Ok(store) => return Ok(store),
+            Ok(store) => return Ok((store, met)),
             Err(e) if open_error_is_lock(&e) && started.elapsed() < WORKER_OPEN_PATIENCE => {
-                if !warned {
-                    warn!(error = %e, "the database is locked; the worker waits to open it");
-                    warned = true;
+                if met.is_empty() {
+                    warn!(error = %LogSafe(&e), "another process holds a lock on the database; the worker waits to open it");
                 }
+                met.extend(open_error_lock_code(&e));
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => return Err(e).with_context(|| format!("opening {}", config.db.display())),
         }
+    }
+}
+
+/// The lock code of an error opening the store, if it is a lock error.
+fn open_error_lock_code(e: &OpenError) -> Option<LockCode> {
+    match e {
+        OpenError::Open { source, .. } | OpenError::Migration { source, .. } => source.lock_code(),
+        _ => None,
     }
 }
 
@@ -130,13 +149,19 @@ pub fn run_worker(
     }
     runtime.block_on(async move {
         let cfg = config.clone();
-        let store = tokio::task::spawn_blocking(move || open_store_patiently(&cfg)).await??;
+        let (store, open_locks) =
+            tokio::task::spawn_blocking(move || open_store_patiently(&cfg)).await??;
         let events = stats_events_path(&config.data_dir(), worker);
         let journaled = store.clone();
         let events2 = events.clone();
         let replayed = tokio::task::spawn_blocking(move || journaled.stats().journal_to(&events2))
             .await?
             .with_context(|| format!("keeping the counters in {}", events.display()))?;
+        // The lock errors met while opening, each followed by another try, counted (and
+        // logged) now that the counters are journaled.
+        for code in open_locks {
+            store.stats().lock_seen(ops::WORKER_OPEN, code, true);
+        }
         if replayed > 0 {
             info!(
                 worker,

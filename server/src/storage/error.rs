@@ -1,6 +1,8 @@
 //! Lock errors as data: one typed error for both drivers.
 //!
-//! Classifies errors; never retries or logs them.
+//! Classifies errors; never retries or logs them. No error's `Display` contains the phrase
+//! "database is locked": the server's log has exactly one line with it per counted lock
+//! error (`Stats::lock_seen`), and an error printed in another log line must not add one.
 
 use std::fmt;
 
@@ -86,13 +88,17 @@ impl fmt::Display for LockCode {
 /// An error from a database operation, the same for both drivers.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// Another connection holds a lock ("database is locked").
-    #[error("database is locked ({code}) in {op}: {message}")]
+    /// Another connection holds a lock ("database is locked"). Displayed as "lock error
+    /// SQLITE_BUSY in register", without SQLite's message (see the module docs).
+    #[error("lock error {code} in {op}")]
     Lock {
         code: LockCode,
         /// The extended result code SQLite returned.
         extended: i32,
+        /// The unit of work that met it (whatever phase: opening or configuring a pooled
+        /// connection, BEGIN, a statement, COMMIT, a checkpoint).
         op: String,
+        /// SQLite's message, with the phase when it was not a statement of the unit itself.
         message: String,
     },
     /// Any other SQLite error, with its extended result code.
@@ -129,6 +135,44 @@ impl DbError {
             | DbError::Sqlite { op, .. }
             | DbError::PoolTimeout { op, .. }
             | DbError::Driver { op, .. } => op,
+        }
+    }
+
+    /// The same error, as met by the unit of work `op` while its pool was opening or
+    /// configuring a connection (whose statements ran under the op `open` or `configure`):
+    /// a lock error stays a lock error with its code, now under the unit's op, so that it is
+    /// counted where the unit's other lock errors are and answered as they are.
+    pub(crate) fn met_by(self, op: &str) -> DbError {
+        let in_phase = |phase: &str, message: String| format!("while {phase}: {message}");
+        match self {
+            DbError::Lock {
+                code,
+                extended,
+                op: phase,
+                message,
+            } => DbError::Lock {
+                code,
+                extended,
+                op: op.to_owned(),
+                message: in_phase(&phase, message),
+            },
+            DbError::Sqlite {
+                extended,
+                op: phase,
+                message,
+            } => DbError::Sqlite {
+                extended,
+                op: op.to_owned(),
+                message: in_phase(&phase, message),
+            },
+            DbError::Driver { op: phase, message } => DbError::Driver {
+                op: op.to_owned(),
+                message: in_phase(&phase, message),
+            },
+            DbError::PoolTimeout { waited_ms, .. } => DbError::PoolTimeout {
+                op: op.to_owned(),
+                waited_ms,
+            },
         }
     }
 
@@ -232,5 +276,22 @@ mod tests {
         assert_eq!(LockCode::from_extended(262), Some(LockCode::Locked));
         assert_eq!(LockCode::from_extended(19), None); // SQLITE_CONSTRAINT
         assert_eq!(LockCode::from_extended(1), None);
+    }
+
+    #[test]
+    fn a_lock_error_never_displays_the_phrase_the_log_counts() {
+        let e = DbError::from_code(5, "configure", "database is locked".into());
+        assert_eq!(e.to_string(), "lock error SQLITE_BUSY in configure");
+        let e = e.met_by("register");
+        assert_eq!(e.to_string(), "lock error SQLITE_BUSY in register");
+        assert_eq!(e.lock_code(), Some(LockCode::Busy));
+        match &e {
+            DbError::Lock { message, .. } => {
+                assert_eq!(message, "while configure: database is locked")
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = DbError::from_code(517, "a", "database is locked".into());
+        assert_eq!(e.to_string(), "lock error SQLITE_BUSY_SNAPSHOT in a");
     }
 }

@@ -3,8 +3,11 @@
 //! A [`Store`] owns one or two connection pools on one database file (shared layout: one
 //! pool; split layout: one writer connection and read-only readers), applies every
 //! [`StorageConfig`] setting to each connection it opens, reads the settings back
-//! ([`Store::effective_settings`]), and runs units of work ([`Store::write`], [`Store::read`])
-//! with the configured transaction mode and [`RetryPolicy`], counting every lock error.
+//! ([`Store::effective_settings`]), and runs units of work ([`Store::write`],
+//! [`Store::write_patiently`], [`Store::read`]) with the configured transaction mode and
+//! [`RetryPolicy`], counting every lock error in whatever phase it comes (opening or
+//! configuring a pooled connection, BEGIN, a statement, COMMIT, a checkpoint) under the op of
+//! the unit that met it, with one log line each ([`Stats`]).
 //!
 //! The API blocks: call it from threads, or from `tokio::task::spawn_blocking`.
 
@@ -42,6 +45,13 @@ use pool::Pool;
 
 /// How long a unit of work waits for a free pooled connection (SQLAlchemy's pool_timeout).
 pub const POOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The op a passive WAL checkpoint ([`Store::checkpoint_passive`]) is counted under.
+pub const CHECKPOINT_OP: &str = "checkpoint";
+
+/// The wait between two tries of [`Store::write_patiently`] once the retry policy has none
+/// left.
+pub const PATIENCE_STEP: Duration = Duration::from_millis(100);
 
 /// A value bound to or read from a statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -403,19 +413,15 @@ fn configure(
     }
     if !read_only {
         // journal_mode answers with the mode in effect; it is checked below. Leaving WAL
-        // needs exclusive access, which busy_timeout does not wait for.
+        // needs exclusive access, which busy_timeout does not wait for: another connection
+        // holding the database open makes this fail with SQLITE_BUSY, which stays a lock
+        // error (counted and answered as one by the unit of work that opened the connection).
+        // Only a mode that is not applied without an error is `NotApplied`.
         conn.rows(
-            "configure",
+            "configure_journal_mode",
             &format!("PRAGMA journal_mode = {}", config.journal_mode.as_sql()),
             &[],
-        )
-        .map_err(|e| {
-            Configure::Config(ConfigError::NotApplied {
-                setting: "journal_mode",
-                requested: config.journal_mode.as_sql().into(),
-                effective: format!("an error ({e}); another connection may hold the database open"),
-            })
-        })?;
+        )?;
         conn.rows(
             "configure",
             &format!("PRAGMA journal_size_limit = {}", config.journal_size_limit),
@@ -646,12 +652,6 @@ impl Store {
         postgres::PgClaim::try_take(conn, batch_id)
     }
 
-    /// Counts one retry of `op` made by a caller above the store (a background job that runs
-    /// a unit of work again after the store's own retry policy gave up).
-    pub fn count_retry(&self, op: &str) {
-        self.inner.stats.retried(op);
-    }
-
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
     }
@@ -666,16 +666,32 @@ impl Store {
     }
 
     /// `PRAGMA wal_checkpoint(PASSIVE)` on a writer connection; true when it completed
-    /// (false: readers kept some frames from being copied back).
+    /// (false: readers kept some frames from being copied back). Counted under the op
+    /// [`CHECKPOINT_OP`] like a unit of work (ok, or failed; a lock error, in opening the
+    /// connection or in the checkpoint, by its code); never retried: the next one comes soon.
     pub fn checkpoint_passive(&self) -> Result<bool, DbError> {
         if self.inner.config.driver == Driver::Postgres {
             // PostgreSQL checkpoints on its own; there is no WAL file of the app's to tend.
             return Ok(true);
         }
-        let mut lease = self.inner.writer.acquire("checkpoint")?;
-        let rows = lease
-            .conn()
-            .rows("checkpoint", "PRAGMA wal_checkpoint(PASSIVE)", &[])?;
+        let op = CHECKPOINT_OP;
+        let result = self
+            .inner
+            .writer
+            .acquire(op)
+            .and_then(|mut lease| lease.conn().rows(op, "PRAGMA wal_checkpoint(PASSIVE)", &[]));
+        let stats = &self.inner.stats;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(e) => {
+                if let Some(code) = e.lock_code() {
+                    stats.lock_seen(op, code, false);
+                }
+                stats.failed(op, &e);
+                return Err(e);
+            }
+        };
+        stats.ok(op);
         let row = rows.first().cloned().unwrap_or_default();
         let busy = row.first().and_then(Value::as_i64).unwrap_or(1);
         let log = row.get(1).and_then(Value::as_i64).unwrap_or(0);

@@ -55,7 +55,9 @@ impl Pool {
         self.size
     }
 
-    /// Takes an idle connection, opens a new one while under `size`, or waits for one.
+    /// Takes an idle connection, opens a new one while under `size`, or waits for one. An
+    /// error opening or configuring the new connection is returned as met by `op` (a lock
+    /// error stays one, under `op`: see [`DbError::met_by`]).
     pub fn acquire(&self, op: &str) -> Result<Lease<'_>, DbError> {
         let started = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -84,7 +86,7 @@ impl Pool {
                         state.opened -= 1;
                         drop(state);
                         self.freed.notify_one();
-                        Err(e)
+                        Err(e.met_by(op))
                     }
                 };
             }

@@ -1,4 +1,19 @@
-//! Counters per operation name and per lock code: a lock error is counted, never hidden.
+//! Counters per operation name and per lock code: a lock error is counted, never hidden;
+//! and the worker's other counters that must survive a restart (the processor's, the
+//! checkpoints', the batches whose processor run ended).
+//!
+//! [`Stats::lock_seen`] is the one place a lock error is counted, and it writes exactly one
+//! WARN log line for it, whose message is [`LOCK_LOG_PHRASE`] ("database is locked"), with
+//! the fields `op`, `code` and `retried` (whether another try follows):
+//!
+//! ```text
+//! WARN lockbench_server::storage::stats: database is locked op="register" code="SQLITE_BUSY" retried=true
+//! ```
+//!
+//! No other log line of the server contains that phrase (errors display as "lock error
+//! SQLITE_BUSY in register"; text that comes from outside, such as file names, is passed
+//! through [`crate::text::log_safe`]), so a run's lock-error total equals the number of lines
+//! of the server's log that contain it.
 //!
 //! A server's worker also writes every counter change to an events file
 //! ([`Stats::journal_to`]), so that a worker killed with SIGKILL loses none of them: the
@@ -14,26 +29,32 @@
 //! counter is journaled, `ok` included. Lines:
 //!
 //! ```text
-//! # lockbench stats events v1
+//! # lockbench stats events v2
 //! ok register 1
 //! lock register SQLITE_BUSY 1
 //! retry register 1
 //! dropped register 1
 //! failed_locked register 1
 //! failed_other register 1
+//! counter photos_processed 1
+//! batch_finished 3 1
 //! ```
 //!
 //! `<event> <op> [<lock code>] <n>`: the event adds `n` to the operation's counter (`ok`,
 //! `lock_errors[code]`, `retries`, `commit_only_dropped`, `failed_locked`, `failed_other`).
+//! Version 2 added two events that are not an operation's: `counter <name> <n>` adds `n` to
+//! a named worker counter ([`Stats::add`]), and `batch_finished <batch id> 1` notes a batch
+//! whose processor run ended ([`Stats::batch_finished`]). A version 1 file is a version 2 file
+//! without them and reads as before.
 //! Live events always add 1; when a worker starts it replays the file and rewrites it with one
 //! line per counter holding the totals (written to a temporary file and renamed over the old
 //! one), so the file grows only with one worker's life. Lines starting with `#` are comments;
 //! a line that does not parse (none should) is skipped and reported. Whitespace in an
-//! operation's name is written as `_`.
+//! operation's or a counter's name is written as `_`.
 //!
-//! Counts and journals; never decides whether anything is retried.
+//! Counts, journals and logs each lock error; never decides whether anything is retried.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -46,7 +67,11 @@ use tracing::{info, warn};
 use super::error::{DbError, LockCode};
 
 /// First line of an events file.
-const EVENTS_HEADER: &str = "# lockbench stats events v1";
+const EVENTS_HEADER: &str = "# lockbench stats events v2";
+
+/// The message of the one log line written per counted lock error ([`Stats::lock_seen`]);
+/// no other line of the server's log contains it.
+pub const LOCK_LOG_PHRASE: &str = "database is locked";
 
 /// What happened to one operation name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -71,6 +96,14 @@ impl OpStats {
     }
 }
 
+/// Everything the counters hold.
+#[derive(Debug, Default)]
+struct Totals {
+    ops: BTreeMap<String, OpStats>,
+    counters: BTreeMap<String, u64>,
+    finished: BTreeSet<i64>,
+}
+
 /// One counter change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Event {
@@ -80,17 +113,37 @@ enum Event {
     Dropped,
     FailedLocked,
     FailedOther,
+    /// A named worker counter; the "op" is its name.
+    Counter,
+    /// A batch whose processor run ended; the "op" is its id.
+    BatchFinished,
 }
 
 impl Event {
-    fn apply(self, s: &mut OpStats, n: u64) {
+    /// Adds `n` to the counter of `key` (an op, a counter's name, a batch id).
+    fn apply(self, t: &mut Totals, key: &str, n: u64) {
         match self {
-            Event::Ok => s.ok += n,
-            Event::Lock(code) => *s.lock_errors.entry(code).or_default() += n,
-            Event::Retry => s.retries += n,
-            Event::Dropped => s.commit_only_dropped += n,
-            Event::FailedLocked => s.failed_locked += n,
-            Event::FailedOther => s.failed_other += n,
+            Event::Counter => *t.counters.entry(key.to_owned()).or_default() += n,
+            Event::BatchFinished => {
+                if let Ok(id) = key.parse() {
+                    t.finished.insert(id);
+                }
+            }
+            _ => {
+                let s = match t.ops.get_mut(key) {
+                    Some(s) => s,
+                    None => t.ops.entry(key.to_owned()).or_default(),
+                };
+                match self {
+                    Event::Ok => s.ok += n,
+                    Event::Lock(code) => *s.lock_errors.entry(code).or_default() += n,
+                    Event::Retry => s.retries += n,
+                    Event::Dropped => s.commit_only_dropped += n,
+                    Event::FailedLocked => s.failed_locked += n,
+                    Event::FailedOther => s.failed_other += n,
+                    Event::Counter | Event::BatchFinished => {}
+                }
+            }
         }
     }
 
@@ -107,6 +160,8 @@ impl Event {
             Event::Dropped => format!("dropped {op} {n}\n"),
             Event::FailedLocked => format!("failed_locked {op} {n}\n"),
             Event::FailedOther => format!("failed_other {op} {n}\n"),
+            Event::Counter => format!("counter {op} {n}\n"),
+            Event::BatchFinished => format!("batch_finished {op} {n}\n"),
         }
     }
 
@@ -125,6 +180,11 @@ impl Event {
                     "dropped" => Event::Dropped,
                     "failed_locked" => Event::FailedLocked,
                     "failed_other" => Event::FailedOther,
+                    "counter" => Event::Counter,
+                    "batch_finished" => {
+                        op.parse::<i64>().ok()?;
+                        Event::BatchFinished
+                    }
                     _ => return None,
                 };
                 (event, *op, *n)
@@ -138,10 +198,10 @@ impl Event {
     }
 }
 
-/// Every counter of `ops` as events-file lines, after the header.
-fn totals_text(ops: &BTreeMap<String, OpStats>) -> String {
+/// Every counter as events-file lines, after the header.
+fn totals_text(t: &Totals) -> String {
     let mut out = format!("{EVENTS_HEADER}\n");
-    for (op, s) in ops {
+    for (op, s) in &t.ops {
         for (event, n) in [
             (Event::Ok, s.ok),
             (Event::Retry, s.retries),
@@ -156,6 +216,12 @@ fn totals_text(ops: &BTreeMap<String, OpStats>) -> String {
         for (code, n) in &s.lock_errors {
             out.push_str(&Event::Lock(*code).line(op, *n));
         }
+    }
+    for (name, n) in &t.counters {
+        out.push_str(&Event::Counter.line(name, *n));
+    }
+    for id in &t.finished {
+        out.push_str(&Event::BatchFinished.line(&id.to_string(), 1));
     }
     out
 }
@@ -172,43 +238,57 @@ struct Journal {
 /// Shared counters of one store.
 #[derive(Debug, Default)]
 pub struct Stats {
-    ops: Mutex<BTreeMap<String, OpStats>>,
+    totals: Mutex<Totals>,
     journal: OnceLock<Journal>,
 }
 
 impl Stats {
-    fn count(&self, op: &str, event: Event) {
-        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+    fn lock_totals(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.totals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, key: &str, event: Event) {
+        let mut totals = self.lock_totals();
+        self.record_locked(&mut totals, key, event);
+    }
+
+    fn record_locked(&self, totals: &mut Totals, key: &str, event: Event) {
         // Written before the counter changes, under the same lock: a count anyone can read
         // is already in the file.
         if let Some(journal) = self.journal.get() {
-            if let Err(e) = (&journal.file).write_all(event.line(op, 1).as_bytes()) {
+            if let Err(e) = (&journal.file).write_all(event.line(key, 1).as_bytes()) {
                 if !journal.failed.swap(true, Ordering::Relaxed) {
                     warn!(path = %journal.path.display(), error = %e,
                         "cannot write the stats events file; counters after a restart will be low");
                 }
             }
         }
-        match ops.get_mut(op) {
-            Some(entry) => event.apply(entry, 1),
-            None => event.apply(ops.entry(op.to_owned()).or_default(), 1),
-        }
+        event.apply(totals, key, 1);
     }
 
     pub(crate) fn ok(&self, op: &str) {
-        self.count(op, Event::Ok);
+        self.record(op, Event::Ok);
     }
 
-    pub(crate) fn lock_seen(&self, op: &str, code: LockCode) {
-        self.count(op, Event::Lock(code));
+    /// Counts one lock error of `op` and writes its one log line (see the module docs);
+    /// `retried`: whether another try follows.
+    pub(crate) fn lock_seen(&self, op: &str, code: LockCode, retried: bool) {
+        self.record(op, Event::Lock(code));
+        warn!(
+            op = %crate::text::log_safe(op),
+            code = code.as_str(),
+            retried,
+            "{}",
+            LOCK_LOG_PHRASE
+        );
     }
 
     pub(crate) fn retried(&self, op: &str) {
-        self.count(op, Event::Retry);
+        self.record(op, Event::Retry);
     }
 
     pub(crate) fn dropped(&self, op: &str) {
-        self.count(op, Event::Dropped);
+        self.record(op, Event::Dropped);
     }
 
     pub(crate) fn failed(&self, op: &str, err: &DbError) {
@@ -217,7 +297,31 @@ impl Stats {
         } else {
             Event::FailedOther
         };
-        self.count(op, event);
+        self.record(op, event);
+    }
+
+    /// Adds 1 to the named worker counter `name` (journaled like every other count).
+    pub fn add(&self, name: &str) {
+        self.record(name, Event::Counter);
+    }
+
+    /// The named worker counters ([`Stats::add`]), replayed ones included.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.lock_totals().counters.clone()
+    }
+
+    /// Notes that the processor's run over `batch_id` ended in this worker (journaled once
+    /// per batch).
+    pub fn batch_finished(&self, batch_id: i64) {
+        let mut totals = self.lock_totals();
+        if !totals.finished.contains(&batch_id) {
+            self.record_locked(&mut totals, &batch_id.to_string(), Event::BatchFinished);
+        }
+    }
+
+    /// The batches whose processor run ended in this worker or a predecessor.
+    pub fn batches_finished(&self) -> BTreeSet<i64> {
+        self.lock_totals().finished.clone()
     }
 
     /// Makes every later counter change durable in the events file at `path` (see the module
@@ -225,7 +329,7 @@ impl Stats {
     /// rewrites it with the totals, and appends every change from now on. Returns the number
     /// of events replayed. Can be called once per `Stats`; a second call is an error.
     pub fn journal_to(&self, path: &Path) -> io::Result<u64> {
-        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        let mut totals = self.lock_totals();
         if self.journal.get().is_some() {
             return Err(io::Error::other("the stats are already journaled"));
         }
@@ -240,8 +344,8 @@ impl Stats {
                 continue;
             }
             match Event::parse(line) {
-                Some((event, op, n)) => {
-                    event.apply(ops.entry(op.to_owned()).or_default(), n);
+                Some((event, key, n)) => {
+                    event.apply(&mut totals, key, n);
                     replayed += n;
                 }
                 None => skipped += 1,
@@ -255,7 +359,7 @@ impl Stats {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, totals_text(&ops))?;
+        std::fs::write(&tmp, totals_text(&totals))?;
         std::fs::rename(&tmp, path)?;
         let file = OpenOptions::new().append(true).open(path)?;
         let journal = Journal {
@@ -266,7 +370,7 @@ impl Stats {
         if self.journal.set(journal).is_err() {
             return Err(io::Error::other("the stats are already journaled"));
         }
-        drop(ops);
+        drop(totals);
         if replayed > 0 {
             info!(path = %path.display(), replayed, "stats: went on from the events file");
         }
@@ -275,7 +379,7 @@ impl Stats {
 
     /// A copy of every operation's counters.
     pub fn snapshot(&self) -> BTreeMap<String, OpStats> {
-        self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.lock_totals().ops.clone()
     }
 
     /// Lock errors of all operations, by code.
@@ -287,6 +391,15 @@ impl Stats {
             }
         }
         out
+    }
+
+    /// Lock errors of all operations.
+    pub fn lock_errors_total(&self) -> u64 {
+        self.lock_totals()
+            .ops
+            .values()
+            .map(OpStats::lock_errors_total)
+            .sum()
     }
 
     pub fn retries(&self) -> u64 {
@@ -311,8 +424,8 @@ mod tests {
     fn one_of_each(stats: &Stats) {
         stats.ok("register");
         stats.ok("register");
-        stats.lock_seen("register", LockCode::Busy);
-        stats.lock_seen("log_action", LockCode::BusySnapshot);
+        stats.lock_seen("register", LockCode::Busy, true);
+        stats.lock_seen("log_action", LockCode::BusySnapshot, false);
         stats.retried("register");
         stats.dropped("log_action");
         stats.failed("register", &lock_error());
@@ -371,7 +484,7 @@ mod tests {
         let second = Stats::default();
         assert_eq!(second.journal_to(&path).unwrap(), 9);
         assert_eq!(second.snapshot(), before);
-        second.lock_seen("register", LockCode::Busy);
+        second.lock_seen("register", LockCode::Busy, false);
         assert_eq!(
             second.snapshot()["register"].lock_errors[&LockCode::Busy],
             2
@@ -408,5 +521,54 @@ mod tests {
         std::fs::copy(&path, &path2).unwrap();
         again.journal_to(&path2).unwrap();
         assert_eq!(again.snapshot()["two_words"].ok, 1);
+    }
+
+    #[test]
+    fn named_counters_and_finished_batches_are_journaled_and_a_v1_file_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.events");
+        // A file a version 1 worker wrote.
+        std::fs::write(
+            &path,
+            "# lockbench stats events v1\nok register 2\nlock register SQLITE_BUSY 1\n",
+        )
+        .unwrap();
+        let first = Stats::default();
+        assert_eq!(first.journal_to(&path).unwrap(), 3);
+        assert_eq!(first.snapshot()["register"].ok, 2);
+        first.add("photos_processed");
+        first.add("photos_processed");
+        first.add("checkpoints_ok");
+        first.batch_finished(4);
+        first.batch_finished(4);
+        first.batch_finished(2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(EVENTS_HEADER), "{text}");
+        assert!(
+            text.ends_with("counter photos_processed 1\ncounter photos_processed 1\ncounter checkpoints_ok 1\nbatch_finished 4 1\nbatch_finished 2 1\n"),
+            "a batch is journaled once: {text}"
+        );
+        drop(first);
+        let second = Stats::default();
+        second.journal_to(&path).unwrap();
+        assert_eq!(
+            second.counters(),
+            BTreeMap::from([
+                ("checkpoints_ok".to_owned(), 1),
+                ("photos_processed".to_owned(), 2)
+            ])
+        );
+        assert_eq!(second.batches_finished(), BTreeSet::from([2, 4]));
+        assert_eq!(second.snapshot()["register"].lock_errors_total(), 1);
+        assert_eq!(second.lock_errors_total(), 1);
+        // Compacted: one line per counter and per batch.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("counter photos_processed 2\n"), "{text}");
+        assert!(
+            text.contains("batch_finished 2 1\nbatch_finished 4 1\n"),
+            "{text}"
+        );
+        // A batch id that is not a number does not parse.
+        assert_eq!(Event::parse("batch_finished x 1"), None);
     }
 }

@@ -1,14 +1,48 @@
-//! Units of work on a `Store`: `write` and `read`, the transaction they run in (`BEGIN`
-//! variant, lazy start, COMMIT), the one retry loop around them, and the incident's
-//! commit-only "retry". Runs statements on connections the pools lend; never opens
+//! Units of work on a `Store`: `write`, `write_patiently` and `read`, the transaction they
+//! run in (`BEGIN` variant, lazy start, COMMIT), the one retry decision (the policy's wait,
+//! then the patience's) and the loop around them, and the incident's commit-only "retry".
+//! Every lock error of a unit, whatever its phase (the pool opening or configuring a
+//! connection, BEGIN, a statement, COMMIT), is counted here once, under the unit's op. Runs statements on connections the pools lend; never opens
 //! connections or issues PRAGMAs (`mod.rs` does).
 
-use std::time::Duration;
-
-use tracing::warn;
+use std::time::{Duration, Instant};
 
 use super::pool::Pool;
-use super::{DbError, RawConn, RetryPolicy, RetryScope, Row, Store, Tx, TxMode, Value};
+use super::{
+    DbError, RawConn, RetryPolicy, RetryScope, Row, Store, Tx, TxMode, Value, PATIENCE_STEP,
+};
+
+/// How long a unit of work keeps trying again while it fails on a lock, beyond its retry
+/// policy (`Store::write_patiently`); `None`: the policy alone decides.
+#[derive(Clone, Copy)]
+struct Patience {
+    until: Option<Instant>,
+}
+
+impl Patience {
+    const NONE: Patience = Patience { until: None };
+
+    fn of(patience: Duration) -> Patience {
+        Patience {
+            until: (!patience.is_zero()).then(|| Instant::now() + patience),
+        }
+    }
+
+    /// The wait before the next try, while some patience is left.
+    fn next_wait(self) -> Option<Duration> {
+        let left = self.until?.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then(|| PATIENCE_STEP.min(left))
+    }
+}
+
+/// What comes after a lock error.
+enum Next {
+    /// The policy's retry: for commit-only scope, the second COMMIT.
+    Policy(Duration),
+    /// The policy has no retry left (or is not asked) but patience is left: the whole unit
+    /// of work again.
+    Patience(Duration),
+}
 
 impl Store {
     /// Runs a write unit of work with the configured tx mode, retry policy and scope.
@@ -17,10 +51,40 @@ impl Store {
         op: &str,
         mut work: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
+        self.write_with(op, Patience::NONE, &mut work)
+    }
+
+    /// Like [`Store::write`], and while a lock error lasts after the retry policy gave up,
+    /// the unit of work runs again, every [`PATIENCE_STEP`], until `patience` has passed since
+    /// the call (a background job that can wait out a backup or a migration). Each lock error
+    /// is counted (and logged) once, with whether another try follows; each further try is
+    /// a retry; the unit counts as ok or failed once, by how it ended.
+    pub fn write_patiently<T>(
+        &self,
+        op: &str,
+        patience: Duration,
+        mut work: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.write_with(op, Patience::of(patience), &mut work)
+    }
+
+    fn write_with<T>(
+        &self,
+        op: &str,
+        patience: Patience,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let inner = &*self.inner;
         let result = match inner.retry_scope {
-            RetryScope::UnitOfWork => self.write_unit_of_work(op, &mut work),
-            RetryScope::CommitOnly => self.write_commit_only(op, &mut work),
+            RetryScope::UnitOfWork => self.run_with_retries(
+                op,
+                &inner.writer,
+                self.begin_statement(),
+                &inner.write_policy,
+                patience,
+                work,
+            ),
+            RetryScope::CommitOnly => self.write_commit_only(op, patience, work),
         };
         match &result {
             Ok(_) => inner.stats.ok(op),
@@ -40,7 +104,14 @@ impl Store {
         let pool = inner.readers.as_ref().unwrap_or(&inner.writer);
         let in_tx = inner.config.tx_mode != TxMode::Lazy;
         let begin = in_tx.then_some("BEGIN");
-        let result = self.run_with_retries(op, pool, begin, &inner.read_policy, &mut work);
+        let result = self.run_with_retries(
+            op,
+            pool,
+            begin,
+            &inner.read_policy,
+            Patience::NONE,
+            &mut work,
+        );
         match &result {
             Ok(_) => inner.stats.ok(op),
             Err(e) => inner.stats.failed(op, e),
@@ -56,63 +127,52 @@ impl Store {
         }
     }
 
-    /// Counts a lock error and, if the policy allows another try, logs and returns the wait.
-    fn retry_wait(
+    /// The one decision after an error of a unit of work: not a lock error, nothing (not
+    /// counted here; the unit fails). A lock error: the policy's next wait, or else the
+    /// patience's, or none; the error is counted and logged once with that decision, and a
+    /// try that follows is counted as a retry.
+    fn after_error(
         &self,
         op: &str,
         err: &DbError,
         policy: &RetryPolicy,
         attempt: u32,
-    ) -> Option<Duration> {
+        patience: Patience,
+    ) -> Option<Next> {
         let code = err.lock_code()?;
-        self.inner.stats.lock_seen(op, code);
-        let delay = policy.delay_after(attempt)?;
-        warn!(
-            op,
-            attempt,
-            code = code.as_str(),
-            delay_ms = delay.as_millis() as u64,
-            "database locked, retrying"
-        );
-        self.inner.stats.retried(op);
-        Some(delay)
-    }
-
-    fn write_unit_of_work<T>(
-        &self,
-        op: &str,
-        work: &mut dyn FnMut(&mut dyn Tx) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        let begin = self.begin_statement();
-        self.run_with_retries(
-            op,
-            &self.inner.writer,
-            begin,
-            &self.inner.write_policy,
-            work,
-        )
+        let next = match policy.delay_after(attempt) {
+            Some(delay) => Some(Next::Policy(delay)),
+            None => patience.next_wait().map(Next::Patience),
+        };
+        self.inner.stats.lock_seen(op, code, next.is_some());
+        if next.is_some() {
+            self.inner.stats.retried(op);
+        }
+        next
     }
 
     /// The transaction retry loop: runs the whole unit of work on a connection from `pool`,
-    /// and again after the policy's wait while it fails on a lock the policy retries.
+    /// and again after the policy's (then the patience's) wait while it fails on a lock.
+    /// Opening and configuring the connection is part of the try: its lock errors are the
+    /// unit's like any other.
     fn run_with_retries<T>(
         &self,
         op: &str,
         pool: &Pool,
         begin: Option<&'static str>,
         policy: &RetryPolicy,
+        patience: Patience,
         work: &mut dyn FnMut(&mut dyn Tx) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let mut attempt = 1;
         loop {
-            let outcome = {
-                let mut lease = pool.acquire(op)?;
-                run_once(lease.conn(), op, begin, false, work)
-            };
+            let outcome = pool
+                .acquire(op)
+                .and_then(|mut lease| run_once(lease.conn(), op, begin, false, work));
             match outcome {
                 Ok((value, _)) => return Ok(value),
-                Err(e) => match self.retry_wait(op, &e, policy, attempt) {
-                    Some(delay) => {
+                Err(e) => match self.after_error(op, &e, policy, attempt, patience) {
+                    Some(Next::Policy(delay) | Next::Patience(delay)) => {
                         std::thread::sleep(delay);
                         attempt += 1;
                     }
@@ -125,31 +185,38 @@ impl Store {
     /// The incident's `db_commit_with_retry`: the unit of work runs once; a lock error on a
     /// write or at COMMIT is followed by ROLLBACK, a wait, and a second COMMIT that has
     /// nothing left to commit and so "succeeds". The write is gone; the caller is told it
-    /// was saved. Lock errors on reads propagate, as they do outside an ORM's commit.
+    /// was saved. Lock errors before any write (opening the connection, BEGIN, reads)
+    /// propagate, as they do outside an ORM's commit. With patience, a unit that failed on a
+    /// lock all the same runs again, whole, while the patience lasts.
     fn write_commit_only<T>(
         &self,
         op: &str,
+        patience: Patience,
         work: &mut dyn FnMut(&mut dyn Tx) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let outcome = {
-            let mut lease = self.inner.writer.acquire(op)?;
-            run_once(lease.conn(), op, self.begin_statement(), true, work)
-        };
-        match outcome {
-            Ok((value, None)) => Ok(value),
-            Ok((value, Some(e))) => match self.retry_wait(op, &e, &self.inner.write_policy, 1) {
-                Some(delay) => {
-                    std::thread::sleep(delay);
-                    self.inner.stats.dropped(op);
-                    Ok(value)
+        loop {
+            let outcome = self.inner.writer.acquire(op).and_then(|mut lease| {
+                run_once(lease.conn(), op, self.begin_statement(), true, work)
+            });
+            let (next, err) = match outcome {
+                Ok((value, None)) => return Ok(value),
+                Ok((value, Some(e))) => {
+                    // Each run of the unit gets the helper's retry afresh.
+                    match self.after_error(op, &e, &self.inner.write_policy, 1, patience) {
+                        Some(Next::Policy(delay)) => {
+                            std::thread::sleep(delay);
+                            self.inner.stats.dropped(op);
+                            return Ok(value);
+                        }
+                        next => (next, e),
+                    }
                 }
-                None => Err(e),
-            },
-            Err(e) => {
-                if let Some(code) = e.lock_code() {
-                    self.inner.stats.lock_seen(op, code);
-                }
-                Err(e)
+                // The helper wraps only the commit: no policy retry before it.
+                Err(e) => (self.after_error(op, &e, &RetryPolicy::None, 1, patience), e),
+            };
+            match next {
+                Some(Next::Patience(delay) | Next::Policy(delay)) => std::thread::sleep(delay),
+                None => return Err(err),
             }
         }
     }
