@@ -421,6 +421,8 @@ fn fault_command(
     hold: std::time::Duration,
     wait: std::time::Duration,
 ) -> anyhow::Result<ExitCode> {
+    // A lock held by a process whose runner is gone would outlive the run.
+    serve::die_with_parent()?;
     let target = match (db, schema) {
         (Some(db), _) => faults::FaultTarget::File(db),
         (None, Some(schema)) => faults::FaultTarget::Postgres {
@@ -436,13 +438,18 @@ fn fault_command(
 
 /// Runs the contention probe, prints its summary or JSON, and gates it.
 fn contend_command(probe: ProbeConfig, json: bool, gates: CliGates) -> anyhow::Result<ExitCode> {
-    let report = probe::run(&probe)?;
+    stop::install();
+    let report = probe::run_until(&probe, stop::flag())?;
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &report).context("writing JSON")?;
         writeln!(out)?;
     } else {
         write!(out, "{}", report.summary())?;
+    }
+    if report.interrupted {
+        eprintln!("interrupted: the figures above cover the probe up to then; no gate was judged");
+        return Ok(ExitCode::from(stop::INTERRUPTED_EXIT));
     }
     let mut failed = Vec::new();
     if let Some(limit) = gates.max_lock_errors {

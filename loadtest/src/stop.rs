@@ -24,8 +24,9 @@ pub const INTERRUPTED_EXIT: u8 = 130;
 
 /// Set in every child process lockbench starts: lockbench's own pid. The child asks the
 /// kernel to send it SIGTERM when that parent dies, and exits at once if its parent is
-/// already another process.
-pub const PARENT_PID_ENV: &str = "LOCKBENCH_PARENT_PID";
+/// already another process (`lockbench_server::serve::die_with_parent`). The kernel ties
+/// the signal to the parent *thread*: children are started from threads that outlive them.
+pub use lockbench_server::serve::ENV_PARENT_PID as PARENT_PID_ENV;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());

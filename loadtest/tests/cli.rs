@@ -289,3 +289,36 @@ fn mistakes_that_can_be_seen_before_a_run_are_refused_before_it() {
     );
     assert!(!dir.path().join("report").exists());
 }
+
+/// Ctrl-C during `contend`: the probe stops within seconds, prints its summary of what it
+/// measured, exits 130 and leaves no database behind.
+#[test]
+fn ctrl_c_stops_contend_with_its_summary_and_nothing_left_behind() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["contend", "--duration", "10m", "--writers", "2", "--readers", "2"])
+        .env("TMPDIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it open its database and start contending.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(dir.path()).unwrap().next().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{text}{}", stderr(&out));
+    assert!(text.starts_with("verdict: "), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
