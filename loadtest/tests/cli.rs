@@ -297,7 +297,15 @@ fn ctrl_c_stops_contend_with_its_summary_and_nothing_left_behind() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_lockbench"))
-        .args(["contend", "--duration", "10m", "--writers", "2", "--readers", "2"])
+        .args([
+            "contend",
+            "--duration",
+            "10m",
+            "--writers",
+            "2",
+            "--readers",
+            "2",
+        ])
         .env("TMPDIR", dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

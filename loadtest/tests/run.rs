@@ -398,12 +398,22 @@ fn the_incident_scenario_counts_every_lock_error_the_server_logged() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(1), "the incident fails its gates: {err}");
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "the incident fails its gates: {err}"
+    );
     let report: lockbench::report::Report =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let log = std::fs::read_to_string(out.join("server.log")).unwrap();
-    let logged = log.lines().filter(|l| l.contains("database is locked")).count() as u64;
-    assert!(report.lock_errors.total > 0, "the incident reproduces lock errors");
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("database is locked"))
+        .count() as u64;
+    assert!(
+        report.lock_errors.total > 0,
+        "the incident reproduces lock errors"
+    );
     assert_eq!(
         report.lock_errors.total, logged,
         "lock errors in the report against lines in the server's log"

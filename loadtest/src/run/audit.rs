@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use lockbench_server::photos::{FileKind, Manifest};
+use lockbench_server::processor::acks::{Ack, AckKind};
 use lockbench_server::storage::{postgres, ReadOnlyDb, Value};
 
 use crate::report::{Audit, TargetDatabase};
@@ -150,14 +151,60 @@ fn audit_acks(
     Ok(audit)
 }
 
-/// Compares what clients were told with what the database holds. The file is opened
-/// read-only: the audit changes nothing in what it audits.
+/// The units of work whose writes the audit looks up row by row: a commit-only drop of one
+/// of them is found as a missing row. Drops of every other unit (the processing log, the
+/// batch's status, a person's save) leave no row the audit could miss, so they are counted as
+/// lost from the server's own record. The names are the server's op names (`app::stats::ops`
+/// and the processor's steps).
+pub(super) const AUDITED_OPS: [&str; 6] = [
+    "register",
+    "start_new_person",
+    "assign_to_current_person",
+    "record_failed_photo",
+    "process_photo",
+    "upload_person",
+];
+
+/// The batch as the database holds it after the run: its row's status and counters, and
+/// what its rows add up to.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BatchRow {
+    /// `batches.status`, when the row exists.
+    pub(super) status: Option<String>,
+    /// Photos recorded for the batch (any status).
+    pub(super) photos: u64,
+    pub(super) failed: u64,
+    pub(super) persons: u64,
+    pub(super) uploaded: u64,
+}
+
+/// What the audit is told was acknowledged.
+pub(super) struct Acknowledged<'a> {
+    /// Registrations a client got a 2xx for (the kiosks' emails).
+    pub(super) registrations: &'a [String],
+    /// The processor's acknowledgements (`processor-acks.jsonl`), every batch's.
+    pub(super) processor: &'a [Ack],
+    /// Commit-only drops of units the audit cannot look up (see [`AUDITED_OPS`]).
+    pub(super) dropped_unaudited: u64,
+}
+
+/// Compares what was acknowledged with what the database holds, and reads the batch's row.
+/// The file is opened read-only: the audit changes nothing in what it audits.
+///
+/// - A photo the processor acknowledged that has no row is a lost write (`missing_photos`);
+///   a photo of the batch nobody acknowledged and the database does not hold was not
+///   reached (`not_processed`), counted apart.
+/// - A photo recorded for the wrong person is misassigned; one recorded twice, a duplicate.
+/// - A registration a client got a 2xx for (and every person of the batch, registered by
+///   lockbench first) that is absent is a lost write.
+/// - A person the processor acknowledged as uploaded whose row does not say so is a lost
+///   write (`lost_uploads`).
 pub(super) fn audit(
     ro: &mut AuditDb,
     batch_id: i64,
     manifest: &Manifest,
-    acks: &[String],
-) -> anyhow::Result<Audit> {
+    acked: &Acknowledged<'_>,
+) -> anyhow::Result<(Audit, BatchRow)> {
     let photos = ro.query(
         "audit",
         "SELECT ph.file_name, ph.content_hash, ph.status, p.qr_payload FROM photos ph \
@@ -165,79 +212,121 @@ pub(super) fn audit(
         &[Value::Int(batch_id)],
     )?;
     let registrations = ro.query("audit", "SELECT email FROM registrations", &[])?;
-    let counters = ro.query(
+    let persons = ro.query(
         "audit",
-        "SELECT processed, failed, persons, uploaded, \
-           (SELECT count(*) FROM photos WHERE batch_id = ?1), \
-           (SELECT count(*) FROM photos WHERE batch_id = ?1 AND status = 'failed'), \
-           (SELECT count(*) FROM persons WHERE batch_id = ?1), \
-           (SELECT count(*) FROM persons WHERE batch_id = ?1 AND upload_state = 'uploaded') \
-         FROM batches WHERE id = ?1",
+        "SELECT id, upload_state FROM persons WHERE batch_id = ?1",
         &[Value::Int(batch_id)],
     )?;
-    let mut by_hash: HashMap<&str, Vec<&[Value]>> = HashMap::new();
+    let counters = ro.query(
+        "audit",
+        "SELECT processed, failed, persons, uploaded, status FROM batches WHERE id = ?1",
+        &[Value::Int(batch_id)],
+    )?;
+    let mut by_hash: HashMap<&str, &[Value]> = HashMap::new();
     let mut by_name: HashMap<&str, u64> = HashMap::new();
     for row in &photos {
         if let Some(h) = row[1].as_str() {
-            by_hash.entry(h).or_default().push(row);
+            by_hash.insert(h, row);
         }
         if let Some(n) = row[0].as_str() {
             *by_name.entry(n).or_default() += 1;
         }
     }
     let mut audit = Audit::default();
+    let ours = || acked.processor.iter().filter(|a| a.batch_id == batch_id);
+    // Acknowledged photos, each key once (a photo acknowledged, dropped, and processed again
+    // after a re-post is acknowledged twice).
+    let acked_keys: HashSet<&str> = ours()
+        .filter(|a| matches!(a.kind, AckKind::Photo | AckKind::FailedPhoto))
+        .map(|a| a.key.as_str())
+        .collect();
+    let acked_names: HashSet<&str> = ours()
+        .filter(|a| matches!(a.kind, AckKind::Photo | AckKind::FailedPhoto))
+        .filter_map(|a| a.file_name.as_deref())
+        .collect();
+    audit.missing_photos = acked_keys
+        .iter()
+        .filter(|k| !by_hash.contains_key(*k))
+        .count() as u64;
     for file in &manifest.files {
-        match file.kind {
-            FileKind::Corrupt => {
-                let recorded = photos.iter().any(|r| {
-                    r[0].as_str() == Some(file.name.as_str()) && r[2].as_str() == Some("failed")
-                });
-                if !recorded {
-                    audit.missing_photos += 1;
-                }
+        let row = by_hash.get(file.content_hash.as_str()).copied();
+        let recorded = row.is_some() || by_name.contains_key(file.name.as_str());
+        let acknowledged = acked_keys.contains(file.content_hash.as_str())
+            || acked_names.contains(file.name.as_str());
+        if !recorded && !acknowledged {
+            audit.not_processed += 1;
+        }
+        if let (FileKind::Qr | FileKind::Photo, Some(row)) = (file.kind, row) {
+            if row[2].as_str() == Some("failed") {
+                continue;
             }
-            FileKind::Qr | FileKind::Photo => match by_hash.get(file.content_hash.as_str()) {
-                None => audit.missing_photos += 1,
-                Some(rows) => {
-                    let expected = file
-                        .person
-                        .and_then(|p| manifest.people.get(p))
-                        .map(|p| p.qr_payload.as_str());
-                    if rows[0][3].as_str() != expected {
-                        audit.misassigned_photos += 1;
-                    }
-                }
-            },
+            let expected = file
+                .person
+                .and_then(|p| manifest.people.get(p))
+                .map(|p| p.qr_payload.as_str());
+            if row[3].as_str() != expected {
+                audit.misassigned_photos += 1;
+            }
         }
     }
     audit.duplicate_writes = by_name.values().map(|n| n.saturating_sub(1)).sum();
+    let uploaded: HashSet<i64> = persons
+        .iter()
+        .filter(|r| r[1].as_str() == Some("uploaded"))
+        .filter_map(|r| r[0].as_i64())
+        .collect();
+    let acked_uploads: HashSet<i64> = ours()
+        .filter(|a| a.kind == AckKind::Upload)
+        .filter_map(|a| a.person_id)
+        .collect();
+    audit.lost_uploads = acked_uploads.difference(&uploaded).count() as u64;
     let emails: HashSet<&str> = registrations.iter().filter_map(|r| r[0].as_str()).collect();
     let batch_people = manifest.people.iter().map(|p| p.email.as_str());
-    audit.lost_registrations = acks
+    audit.lost_registrations = acked
+        .registrations
         .iter()
         .map(String::as_str)
         .chain(batch_people)
         .filter(|e| !emails.contains(e))
         .count() as u64;
-    audit.lost_writes = audit.missing_photos + audit.lost_registrations;
-    if let Some(c) = counters.first() {
-        let n = |i: usize| c.get(i).and_then(Value::as_i64).unwrap_or(0);
-        for (name, counter, rows) in [
-            ("processed", n(0), n(4)),
-            ("failed", n(1), n(5)),
-            ("persons", n(2), n(6)),
-            ("uploaded", n(3), n(7)),
-        ] {
-            if counter != rows {
-                audit
-                    .counter_mismatches
-                    .push(format!("batches.{name} = {counter}, rows = {rows}"));
+    audit.dropped_unaudited = acked.dropped_unaudited;
+    audit.lost_writes = audit.missing_photos
+        + audit.lost_registrations
+        + audit.lost_uploads
+        + audit.dropped_unaudited;
+    let row = BatchRow {
+        status: counters
+            .first()
+            .and_then(|c| c.get(4))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        photos: photos.len() as u64,
+        failed: photos
+            .iter()
+            .filter(|r| r[2].as_str() == Some("failed"))
+            .count() as u64,
+        persons: persons.len() as u64,
+        uploaded: uploaded.len() as u64,
+    };
+    match counters.first() {
+        Some(c) => {
+            let n = |i: usize| c.get(i).and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
+            for (name, counter, rows) in [
+                ("processed", n(0), row.photos),
+                ("failed", n(1), row.failed),
+                ("persons", n(2), row.persons),
+                ("uploaded", n(3), row.uploaded),
+            ] {
+                if counter != rows {
+                    audit
+                        .counter_mismatches
+                        .push(format!("batches.{name} = {counter}, rows = {rows}"));
+                }
             }
         }
-    } else {
-        audit
+        None => audit
             .counter_mismatches
-            .push(format!("batch {batch_id} is not in the database"));
+            .push(format!("batch {batch_id} is not in the database")),
     }
-    Ok(audit)
+    Ok((audit, row))
 }

@@ -49,9 +49,7 @@ impl ExternalBatch {
 
     /// How the wait for it ended, and when.
     fn end(&self, interrupted: bool) -> (BatchEnd, Duration) {
-        let until = self
-            .watched_until
-            .unwrap_or_else(|| self.posted.elapsed());
+        let until = self.watched_until.unwrap_or_else(|| self.posted.elapsed());
         match (self.done, self.ended) {
             (Some(done), _) => (BatchEnd::Finished, done),
             (None, Some(ended)) => (BatchEnd::Failed, ended),

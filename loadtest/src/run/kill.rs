@@ -73,6 +73,12 @@ impl Kill {
         matches!(self.state, KillState::Waiting)
     }
 
+    /// Killed, and waiting for the supervisor's restart and the batch posted again: the
+    /// batch runs nowhere for a while, on purpose.
+    pub(super) fn restarting(&self) -> bool {
+        matches!(self.state, KillState::Killed { .. })
+    }
+
     fn record(&self, env: &KillEnv<'_>, started: Option<Instant>, outcome: String) -> FaultRecord {
         let since = |t: Instant| {
             (t.saturating_duration_since(env.recorder.started())
@@ -162,7 +168,9 @@ impl Kill {
         }
     }
 
-    pub(super) fn into_record(self) -> FaultRecord {
+    /// What happened, for the report. `max_done`: the most photos a processor run was seen
+    /// to have handled, so a kill that never fired says whether the batch got there.
+    pub(super) fn into_record(self, max_done: u64) -> FaultRecord {
         let unfinished = |outcome: String| FaultRecord {
             kind: self.fault.kind().to_owned(),
             description: self.fault.describe(),
@@ -174,8 +182,12 @@ impl Kill {
         };
         match &self.state {
             KillState::Done(r) => r.clone(),
+            KillState::Waiting if max_done >= self.at_photo => unfinished(format!(
+                "not applied: the processor went past photo {} between two of the runner's looks (every 100 ms; it got to {max_done})",
+                self.at_photo
+            )),
             KillState::Waiting => unfinished(format!(
-                "not applied: the batch never reached photo {}",
+                "not applied: the batch never reached photo {} (it got to {max_done})",
                 self.at_photo
             )),
             KillState::Killed { worker, pid, .. } => unfinished(format!(

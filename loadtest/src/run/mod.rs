@@ -22,6 +22,7 @@ mod processes;
 mod reference;
 mod repeat;
 mod scrape;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use lockbench_server::app::stats::WorkerStats;
 use lockbench_server::photos::Manifest;
+use lockbench_server::processor::acks;
 use lockbench_server::serve::ServeConfig;
 use lockbench_server::storage::{self, postgres, ReadOnlyDb, StorageConfig};
 
-use super::audit::{audit, AuditDb};
+use super::audit::{audit, Acknowledged, AuditDb, BatchRow};
 use super::gates::judge;
-use super::kill::{Kill, KillEnv};
+use super::kill::Kill;
 use super::processes::{token, PgSchema, PgWatch, ServerProcess};
-use super::scrape::{any_stats, missing_workers, scrape_all, scrape_stats, ServerFigures};
-use super::{base_report, batch_figures, photo_batch, progress_bar, RunOptions};
+use super::scrape::{missing_workers, scrape_all, scrape_stats, ServerFigures};
+use super::watch::{watch_batch, WatchTarget, Watched};
+use super::{base_report, batch_figures, photo_batch, RunOptions};
 use crate::faults::{FaultContext, FaultRecord, FaultRunner};
 use crate::http::{self, Again};
 use crate::load::{self, Recorder, Shared};
@@ -133,132 +135,6 @@ fn post_batch(
         .context("POST /api/batches gave no batch_id")
 }
 
-/// How the watch over the batch ended, and what it saw.
-#[derive(Default)]
-struct Watched {
-    interrupted: bool,
-    /// Why the PostgreSQL server is taken for gone, when it went away mid-run.
-    database_gone: Option<String>,
-    batch_done: Option<Duration>,
-    status: serde_json::Value,
-    wal_max: u64,
-    /// When the watch ended, since the batch was posted.
-    until: Duration,
-}
-
-/// Polls the batch's status (and the WAL file) until the batch is done plus the tail, the
-/// cap is reached, Ctrl-C is pressed or PostgreSQL goes away; applies kill-worker faults
-/// when the batch reaches their photo.
-fn watch_batch(
-    scenario: &Scenario,
-    opts: &RunOptions,
-    reference: &Reference,
-    shared: &Shared,
-    batch: (i64, Instant, u64, &Path),
-    kills: &mut [Kill],
-    pg_watch: Option<&PgWatch>,
-    runner: &Recorder,
-) -> Watched {
-    let (batch_id, posted, total, photo_dir) = batch;
-    let Ok(client) = http::client() else {
-        return Watched::default();
-    };
-    let url = reference.url.as_str();
-    let restarts_file = reference.data_dir.join("restarts.jsonl");
-    let bar = progress_bar(opts, total);
-    let mut w = Watched::default();
-    let mut processor_ended: Option<Duration> = None;
-    let mut last_check = Instant::now();
-    let mut last_wal: Option<Instant> = None;
-    loop {
-        // A kill waits for a photo: look closely while one is pending.
-        let pending = kills.iter().any(Kill::waiting);
-        std::thread::sleep(Duration::from_millis(if pending { 20 } else { 500 }));
-        if let Ok(s) = client
-            .get(format!("{url}/api/batches/{batch_id}/status"))
-            .bearer_auth(&reference.token)
-            .send()
-            .and_then(|r| r.json::<serde_json::Value>())
-        {
-            if s["status"].is_string() {
-                w.status = s;
-            }
-        }
-        let processed = w.status["processed"].as_u64().unwrap_or(0);
-        shared.recorder.sample_photos(processed);
-        // The WAL's size as the server sees it (a worker's /api/stats), never the file
-        // itself; every half second, however closely a pending kill makes the loop look.
-        if last_wal.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
-            last_wal = Some(Instant::now());
-            let wal_now = any_stats(&client, url).map_or(0, |s| s.wal_bytes);
-            shared.recorder.sample_wal(wal_now);
-            w.wal_max = w.wal_max.max(wal_now);
-        }
-        if crate::stop::interrupted() {
-            w.interrupted = true;
-            break;
-        }
-        if let Some(why) = pg_watch.and_then(PgWatch::gone) {
-            w.database_gone = Some(why);
-            break;
-        }
-        let env = KillEnv {
-            client: &client,
-            url,
-            token: &reference.token,
-            workers: scenario.server.workers,
-            batch_id,
-            photo_dir,
-            restarts: &restarts_file,
-            recorder: &shared.recorder,
-            runner,
-        };
-        for kill in kills.iter_mut() {
-            kill.step(processed, &env);
-        }
-        bar.set_position(processed);
-        bar.set_message(format!(
-            "{} requests, {} lock errors seen by clients",
-            shared.recorder.requests_total(),
-            shared.recorder.lock_visible_total()
-        ));
-        if w.batch_done.is_none() && w.status["status"] == "done" {
-            w.batch_done = Some(posted.elapsed());
-        }
-        // The batch row may never say "done" when the app's last write fails: the workers'
-        // stats say when the processor itself has gone through the batch.
-        if w.batch_done.is_none()
-            && processor_ended.is_none()
-            && last_check.elapsed() >= Duration::from_secs(3)
-        {
-            last_check = Instant::now();
-            if processor_finished(&client, url, scenario.server.workers, batch_id) {
-                processor_ended = Some(posted.elapsed());
-            }
-        }
-        let ended_at = w.batch_done.or(processor_ended);
-        let tail_over = ended_at.is_some_and(|d| posted.elapsed() >= d + scenario.duration.tail);
-        if tail_over || posted.elapsed() >= scenario.duration.max {
-            break;
-        }
-    }
-    bar.finish_and_clear();
-    w.until = posted.elapsed();
-    w
-}
-
-/// Whether a worker's /api/stats says the processor has gone through the batch.
-fn processor_finished(
-    client: &reqwest::blocking::Client,
-    url: &str,
-    workers: u32,
-    batch_id: i64,
-) -> bool {
-    scrape_stats(client, url, workers)
-        .values()
-        .any(|s| s.batches_finished.contains(&batch_id))
-}
-
 pub(super) fn run_reference(
     scenario: &Scenario,
     opts: &RunOptions,
@@ -291,19 +167,30 @@ pub(super) fn run_reference(
     let mut kills = Kill::from_faults(&scenario.faults);
     let pg_watch = postgres.as_ref().map(|pg| PgWatch::start(&pg.url, posted));
     let total = manifest.files.len() as u64;
+    let restarts_file = reference.data_dir.join("restarts.jsonl");
+    let target = WatchTarget {
+        client: &client,
+        url: &reference.url,
+        token: &reference.token,
+        workers: scenario.server.workers,
+        batch_id,
+        posted,
+        photos: total,
+        photo_dir: &photo_dir,
+        restarts: &restarts_file,
+    };
     let watched = watch_batch(
         scenario,
         opts,
-        &reference,
+        &target,
         &shared,
-        (batch_id, posted, total, &photo_dir),
         &mut kills,
         pg_watch.as_ref(),
         &runner,
     );
     shared.stop_load();
     let load_time = shared.recorder.started().elapsed();
-    let faults = fault_records(fault_runner, kills);
+    let faults = fault_records(fault_runner, kills, watched.max_done);
     drop(pg_watch);
     if let Some(why) = watched.database_gone {
         // Nothing more can be measured or audited: stop everything, then say so (exit 2).
@@ -321,12 +208,20 @@ pub(super) fn run_reference(
     let (stats, settings) = scrape_and_stop(&client, &mut reference, scenario.server.workers);
 
     let server_side = ServerFigures::sum(stats.values());
-    let audit = audit_run(
+    let acks = acks::read_acks(&reference.data_dir.join(acks::ACKS_FILE)).with_context(|| {
+        format!(
+            "reading the processor's acknowledgements in {}",
+            reference.data_dir.display()
+        )
+    })?;
+    let (audit, batch_row) = audit_run(
         postgres.as_ref(),
         &reference.db,
         batch_id,
         &manifest,
         &shared,
+        &acks,
+        server_side.dropped_unaudited(),
     )?;
     let mut report = base_report(
         scenario,
@@ -365,12 +260,19 @@ pub(super) fn run_reference(
         postgres.is_none().then_some(watched.wal_max),
     );
     report.lock_errors.missing_workers = missing_workers(&stats, scenario.server.workers);
-    let (ended, duration) = match (watched.batch_done, watched.interrupted) {
-        (Some(done), _) => (BatchEnd::Finished, done),
-        (None, true) => (BatchEnd::Interrupted, watched.until),
-        (None, false) => (BatchEnd::Cap, watched.until),
-    };
-    report.batch = Some(batch_figures(&watched.status, total, ended, duration));
+    report.processor_failures = server_side.processor_failures.clone();
+    report.batch = Some(batch_figures(
+        &serde_json::json!({
+            "processed": batch_row.photos,
+            "failed": batch_row.failed,
+            "persons": batch_row.persons,
+            "uploaded": batch_row.uploaded,
+            "status": batch_row.status,
+        }),
+        total,
+        watched.ended,
+        watched.duration,
+    ));
     report.audit = Some(audit);
     report.faults = faults;
     report.interrupted = watched.interrupted;
@@ -389,9 +291,9 @@ pub(super) fn run_reference(
 }
 
 /// Every fault's record, in the order they started: the fault runner's and the kills'.
-fn fault_records(runner: FaultRunner, kills: Vec<Kill>) -> Vec<FaultRecord> {
+fn fault_records(runner: FaultRunner, kills: Vec<Kill>, max_done: u64) -> Vec<FaultRecord> {
     let mut faults = runner.finish();
-    faults.extend(kills.into_iter().map(Kill::into_record));
+    faults.extend(kills.into_iter().map(|k| k.into_record(max_done)));
     faults.sort_by(|a, b| {
         a.started_s
             .unwrap_or(f64::MAX)
@@ -452,7 +354,9 @@ fn audit_run(
     batch_id: i64,
     manifest: &Manifest,
     shared: &Shared,
-) -> anyhow::Result<crate::report::Audit> {
+    processor_acks: &[acks::Ack],
+    dropped_unaudited: u64,
+) -> anyhow::Result<(crate::report::Audit, BatchRow)> {
     let acks: Vec<String> = shared
         .kiosk_acks
         .lock()
@@ -467,7 +371,12 @@ fn audit_run(
         ),
         None => AuditDb::Sqlite(ReadOnlyDb::open(db)?),
     };
-    audit(&mut audit_db, batch_id, manifest, &acks).context("auditing the database")
+    let acked = Acknowledged {
+        registrations: &acks,
+        processor: processor_acks,
+        dropped_unaudited,
+    };
+    audit(&mut audit_db, batch_id, manifest, &acked).context("auditing the database")
 }
 
 /// The report's notes on a reference run: how it ended, what could not be seen, and on
@@ -483,7 +392,7 @@ fn reference_notes(
 ) -> Vec<String> {
     let mut notes = Vec::new();
     if watched.interrupted {
-        notes.push("interrupted by Ctrl-C: the load, the batch and the server were stopped early; the figures cover the run up to then".into());
+        notes.push("interrupted (Ctrl-C or a termination signal): the load, the batch and the server were stopped early; the figures cover the run up to then, and photos the processor had not reached are counted as not processed, not as lost".into());
     }
     if !restarts.is_empty() {
         notes.push(restarts_note(restarts));
@@ -494,11 +403,15 @@ fn reference_notes(
             "server-side counters from {answered} of {workers} workers only (the others never answered /api/stats): every server-side count is a lower bound"
         ));
     }
-    if watched.batch_done.is_none() && !watched.interrupted {
-        notes.push(format!(
-            "the batch did not finish within the cap of {:?}",
-            scenario.duration.max
-        ));
+    match (watched.ended, &watched.abandoned) {
+        (BatchEnd::Cap, _) => notes.push(format!(
+            "the batch did not finish within the cap (duration.max = {}); photos the processor had not reached are counted as not processed, not as lost",
+            humantime::format_duration(scenario.duration.max)
+        )),
+        (BatchEnd::Abandoned, Some(why)) => notes.push(format!(
+            "the run stopped waiting for the batch: {why}; photos the processor had not reached are counted as not processed, not as lost"
+        )),
+        _ => {}
     }
     if let Some(pg) = postgres {
         notes.push(format!(

@@ -69,15 +69,6 @@ pub(super) fn missing_workers<T>(answered: &BTreeMap<String, T>, workers: u32) -
         .collect()
 }
 
-/// One worker's `/api/stats`, whichever answers (the WAL file is the same for all).
-pub(super) fn any_stats(client: &reqwest::blocking::Client, url: &str) -> Option<WorkerStats> {
-    client
-        .get(format!("{url}/api/stats"))
-        .send()
-        .and_then(|r| r.json::<WorkerStats>())
-        .ok()
-}
-
 /// The server side's figures, summed over the workers.
 #[derive(Default)]
 pub(super) struct ServerFigures {
@@ -86,23 +77,42 @@ pub(super) struct ServerFigures {
     pub(super) retries: u64,
     pub(super) commit_only_dropped: u64,
     pub(super) dropped_by_endpoint: BTreeMap<String, u64>,
+    /// The same, by the unit of work's op.
+    pub(super) dropped_by_op: BTreeMap<String, u64>,
     pub(super) wal_bytes: u64,
     pub(super) checkpoints_ok: u64,
     pub(super) checkpoints_busy: u64,
+    /// The processor's units of work that failed, by op (failed_locked + failed_other).
+    pub(super) processor_failures: BTreeMap<String, u64>,
 }
 
 impl ServerFigures {
+    /// Commit-only drops of units the audit cannot look up row by row: lost writes counted
+    /// from the server's own record (see `audit::AUDITED_OPS`).
+    pub(super) fn dropped_unaudited(&self) -> u64 {
+        self.dropped_by_op
+            .iter()
+            .filter(|(op, _)| !super::audit::AUDITED_OPS.contains(&op.as_str()))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     pub(super) fn sum<'a>(workers: impl Iterator<Item = &'a WorkerStats>) -> ServerFigures {
         let mut f = ServerFigures::default();
         for w in workers {
-            for unit in w.units.values() {
+            for (op, unit) in &w.units {
                 for (code, n) in &unit.lock_errors {
                     *f.lock_by_code.entry(code.clone()).or_default() += n;
                     *f.lock_by_endpoint.entry(unit.endpoint.clone()).or_default() += n;
                 }
                 f.retries += unit.retries;
+                let failed = unit.failed_locked + unit.failed_other;
+                if unit.endpoint == "processor" && failed > 0 {
+                    *f.processor_failures.entry(op.clone()).or_default() += failed;
+                }
                 f.commit_only_dropped += unit.commit_only_dropped;
                 if unit.commit_only_dropped > 0 {
+                    *f.dropped_by_op.entry(op.clone()).or_default() += unit.commit_only_dropped;
                     *f.dropped_by_endpoint
                         .entry(unit.endpoint.clone())
                         .or_default() += unit.commit_only_dropped;
