@@ -172,6 +172,113 @@ fn a_slow_disk_fault_slows_every_commit_while_it_lasts() {
     }
 }
 
+/// The incident's commit-only retry under a lock held longer than the busy timeout: every
+/// write it reports as saved after a rollback is a lost write in the report, whether the audit
+/// finds the missing row (a photo, a registration, an upload) or the server's own record of
+/// the drop is all there is (the processing log, the batch's status). With `--repeat`, the
+/// combined report keeps the largest loss of any run and names every run that failed.
+#[test]
+fn every_commit_only_drop_is_a_lost_write_and_repeats_name_the_runs_that_lost_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+name = "drops"
+[server]
+workers = 2
+[server.storage]
+journal_mode = "wal"
+synchronous = "normal"
+tx_mode = "lazy"
+busy_timeout_ms = 500
+pool_size = 4
+[server.retry]
+retry = "fixed"
+retry_attempts = 2
+retry_delay_ms = 5
+retry_scope = "commit-only"
+[server.processor]
+upload_latency_ms = 20
+[batch]
+count = 60
+people = 6
+size = "320x240"
+seed = 5
+[users]
+pollers = 2
+poll_interval = "500ms"
+admins = 0
+kiosks = 2
+kiosk_interval = "100ms"
+[duration]
+tail = "1s"
+max = "60s"
+[gates]
+max_lost_writes = 0
+[[faults]]
+kind = "external-lock"
+at = "500ms"
+hold = "2500ms"
+"#;
+    let scenario = dir.path().join("drops.toml");
+    std::fs::write(&scenario, text).unwrap();
+    let out = dir.path().join("report");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["run", scenario.to_str().unwrap(), "--repeat", "2", "--out"])
+        .arg(&out)
+        .args([
+            "--photos-cache",
+            dir.path().join("photos").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    let read = |p: PathBuf| -> Report {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let runs: Vec<Report> = (1..=2)
+        .map(|k| read(out.join(format!("run-{k}/report.json"))))
+        .collect();
+    for (k, r) in runs.iter().enumerate() {
+        let drops = r.commit_only_dropped.unwrap();
+        let audit = r.audit.as_ref().unwrap();
+        assert!(drops > 0, "run {}: the lock should make writes drop", k + 1);
+        assert_eq!(
+            audit.lost_writes,
+            audit.missing_photos
+                + audit.lost_registrations
+                + audit.lost_uploads
+                + audit.dropped_unaudited,
+            "{audit:?}"
+        );
+        assert!(
+            audit.lost_writes >= drops,
+            "run {}: {drops} commit-only drops but {} lost writes: {audit:?}",
+            k + 1,
+            audit.lost_writes
+        );
+        assert!(!r.verdict.passed, "run {}: {}", k + 1, r.verdict.summary);
+        assert!(
+            !r.verdict.summary.contains(" 0 lost writes"),
+            "{}",
+            r.verdict.summary
+        );
+    }
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    let combined = read(out.join("report.json"));
+    let most = runs
+        .iter()
+        .map(|r| r.audit.as_ref().unwrap().lost_writes)
+        .max()
+        .unwrap();
+    assert_eq!(combined.audit.as_ref().unwrap().lost_writes, most);
+    for k in 1..=2 {
+        assert!(
+            combined.verdict.summary.contains(&format!("run {k}")),
+            "run {k} is not named: {}",
+            combined.verdict.summary
+        );
+    }
+}
+
 /// The pids of `root`'s descendants now, from /proc.
 fn descendants(root: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
@@ -302,6 +409,15 @@ fn stopped_by(signal: nix::sys::signal::Signal, photos: &Path) {
         report.verdict.summary
     );
     assert!(!report.batch.as_ref().unwrap().finished);
+    // Photos the processor never reached are not processed, not lost writes.
+    let audit = report.audit.as_ref().unwrap();
+    assert_eq!(audit.lost_writes, 0, "{signal}: {audit:?}");
+    assert!(audit.not_processed > 0, "{signal}: {audit:?}");
+    assert_eq!(
+        audit.not_processed + report.batch.as_ref().unwrap().processed,
+        600,
+        "{signal}: every photo is either in the database or not processed: {audit:?}"
+    );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.starts_with("# lockbench: long — INTERRUPTED"), "{md}");
     // Nothing is left in the temporary folder, and no process the run started is alive.

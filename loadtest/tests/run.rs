@@ -427,3 +427,90 @@ fn the_incident_scenario_counts_every_lock_error_the_server_logged() {
         );
     }
 }
+
+/// A cap that cuts the batch: the photos the processor never reached are "not processed",
+/// not lost writes; the batch's time is the time until the cap, not until the report; its
+/// figures are what the database holds; and a gate on the batch's time is unknown, not -1.
+#[test]
+fn a_batch_cut_by_the_cap_is_not_processed_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = SMALL
+        .replace("count = 30", "count = 400")
+        .replace("people = 3", "people = 20")
+        .replace("max = \"60s\"", "max = \"4s\"")
+        .replace(
+            "max_error_rate = 0.0",
+            "max_error_rate = 0.0\nmax_batch_seconds = 100",
+        )
+        // Every uploaded file takes 50 ms: 400 photos cannot be done in 4 s.
+        .replace(
+            "[batch]",
+            "[server.processor]\nupload_latency_ms = 50\n\n[batch]",
+        );
+    let scenario = write_scenario(dir.path(), "cut.toml", &text);
+    let outcome = run_scenario(&options(scenario, dir.path().join("report"))).expect("run");
+    let report = &outcome.report;
+    let batch = report.batch.as_ref().unwrap();
+    assert_eq!(batch.ended, lockbench::report::BatchEnd::Cap, "{batch:?}");
+    assert!(!batch.finished);
+    assert!(batch.duration_s <= 5.0, "{batch:?}");
+    let audit = report.audit.as_ref().unwrap();
+    assert_eq!(audit.lost_writes, 0, "{audit:?}");
+    assert!(audit.not_processed > 0, "{audit:?}");
+    assert_eq!(
+        batch.processed + audit.not_processed,
+        401,
+        "{batch:?} {audit:?}"
+    );
+    let gate = report
+        .gates
+        .iter()
+        .find(|g| g.name == "max_batch_seconds")
+        .unwrap();
+    assert_eq!(gate.value, None, "{gate:?}");
+    assert!(!gate.passed);
+    assert!(
+        report.verdict.summary.contains("not processed"),
+        "{}",
+        report.verdict.summary
+    );
+}
+
+/// A photo cache that no longer matches its manifest (a photo deleted, another overwritten
+/// with a copy of a third) is written again before the run; nothing is blamed on the
+/// database. A photo that is not the batch's at all is refused, named, before the run.
+#[test]
+fn a_damaged_photo_cache_is_written_again_not_blamed_on_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("photos");
+    let scenario = write_scenario(dir.path(), "small.toml", SMALL);
+    let mut opts = options(scenario, dir.path().join("first"));
+    opts.photos_cache = Some(cache.clone());
+    run_scenario(&opts).expect("first run");
+    let mut photos: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    std::fs::remove_file(&photos[3]).unwrap();
+    std::fs::copy(&photos[7], &photos[12]).unwrap();
+    opts.out = Some(dir.path().join("second"));
+    let report = run_scenario(&opts).expect("second run").report;
+    let audit = report.audit.as_ref().unwrap();
+    assert_eq!(audit.lost_writes, 0, "{audit:?}");
+    assert_eq!(audit.misassigned_photos, 0, "{audit:?}");
+    assert_eq!(audit.duplicate_writes, 0, "{audit:?}");
+    assert_eq!(audit.not_processed, 0, "{audit:?}");
+    assert_eq!(report.batch.as_ref().unwrap().processed, 31);
+
+    std::fs::copy(&photos[7], cache.join("holiday.jpg")).unwrap();
+    opts.out = Some(dir.path().join("third"));
+    let err = format!("{:#}", run_scenario(&opts).err().expect("refused"));
+    assert!(
+        err.contains("holiday.jpg") && err.contains("--photos-cache"),
+        "{err}"
+    );
+    assert!(!dir.path().join("third").exists());
+}
