@@ -279,6 +279,54 @@ hold = "2500ms"
     }
 }
 
+/// A server whose only worker dies (one worker runs in the server's own process: nobody
+/// restarts it): its counters cannot be read, so the report's lock errors are a lower bound
+/// that names the worker and fails its gate, the run stops waiting for a batch nobody
+/// processes, and what the processor had not reached is not processed, not lost.
+#[test]
+fn counters_that_could_not_be_read_are_a_named_lower_bound_never_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "name = \"gone\"\n{}\n[gates]\nmax_lock_errors = 1000\n[[faults]]\nkind = \"kill-worker\"\nat_photo = 10\nworker = \"any\"\n",
+        RETRIED_LOCKS
+            .replace("workers = 2", "workers = 1")
+            .replace("count = 80", "count = 300")
+            .replace("people = 8", "people = 20")
+            .replace("upload_latency_ms = 20", "upload_latency_ms = 200")
+    );
+    let report = run(dir.path(), "gone", &text);
+    assert_eq!(
+        report.lock_errors.missing_workers,
+        vec![0],
+        "{:?}",
+        report.lock_errors
+    );
+    let gate = report
+        .gates
+        .iter()
+        .find(|g| g.name == "max_lock_errors")
+        .unwrap();
+    assert!(!gate.passed, "{gate:?}");
+    assert!(
+        gate.note.as_deref().is_some_and(|n| n.contains("at least")),
+        "{gate:?}"
+    );
+    assert!(
+        report.verdict.summary.contains("at least"),
+        "{}",
+        report.verdict.summary
+    );
+    let batch = report.batch.as_ref().unwrap();
+    assert_eq!(
+        batch.ended,
+        lockbench::report::BatchEnd::Abandoned,
+        "{batch:?}"
+    );
+    let audit = report.audit.as_ref().unwrap();
+    assert_eq!(audit.lost_writes, 0, "{audit:?}");
+    assert!(audit.not_processed > 0, "{audit:?}");
+}
+
 /// The pids of `root`'s descendants now, from /proc.
 fn descendants(root: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();

@@ -197,3 +197,50 @@ fn a_row_that_cannot_run_stops_the_sweep_and_its_reports_say_it_is_incomplete() 
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("nowhere") && xml.contains("<error"), "{xml}");
 }
+
+/// Ctrl-C during a breakpoint search stops it as it stops a run: the step under way ends
+/// with its report, the search writes what it found so far marked interrupted (no breaking
+/// point claimed), and the exit code is 130.
+#[test]
+fn ctrl_c_stops_a_breakpoint_search_and_keeps_its_steps() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.toml");
+    // A long cap and a slow upload: only Ctrl-C ends a step early.
+    std::fs::write(
+        &path,
+        BASE.replace("max = \"60s\"", "max = \"5m\"").replace(
+            "[batch]",
+            "[server.processor]\nupload_latency_ms = 2000\n[batch]",
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("bp");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["breakpoint", path.to_str().unwrap(), "--vary", "pollers"])
+        .args(["--max", "64", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !out.join("tiny").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    let report: lockbench::decide::breakpoint::BreakpointReport =
+        serde_json::from_str(&std::fs::read_to_string(out.join("breakpoint.json")).unwrap())
+            .unwrap();
+    assert!(report.interrupted);
+    let r = &report.results[0];
+    assert_eq!(r.breaking_point, None, "{r:?}");
+    assert_eq!(r.first_failure, None, "{r:?}");
+}

@@ -183,13 +183,23 @@ pub fn sweep_html(r: &SweepReport, base: &Scenario) -> String {
 
 pub fn breakpoint_markdown(r: &BreakpointReport) -> String {
     let key = r.vary.key();
-    let mut s = format!("# lockbench breakpoint: {key}\n\n| configuration | breaking point (highest passing) | first failure | gate that failed first | runs |\n| --- | ---: | ---: | --- | ---: |\n");
+    let mut s = format!("# lockbench breakpoint: {key}\n\n");
+    if r.interrupted {
+        s.push_str("**INTERRUPTED**: the search stopped before it ended; the steps below are those finished, and a configuration whose search did not end has no breaking point.\n\n");
+    }
+    s.push_str("| configuration | breaking point (highest passing) | first failure | gate that failed first | runs |\n| --- | ---: | ---: | --- | ---: |\n");
     for res in &r.results {
+        let unfinished =
+            r.interrupted && res.breaking_point.is_none() && res.first_failure.is_none();
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} |\n",
             res.config,
-            res.breaking_point
-                .map_or("none (the lowest value failed)".into(), |v| v.to_string()),
+            if unfinished {
+                "unknown (interrupted)".into()
+            } else {
+                res.breaking_point
+                    .map_or("none (the lowest value failed)".into(), |v| v.to_string())
+            },
             res.first_failure
                 .map_or(format!("none up to {}", r.max), |v| v.to_string()),
             res.failed_gate.clone().unwrap_or_else(|| "–".into()),

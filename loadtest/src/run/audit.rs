@@ -330,3 +330,56 @@ pub(super) fn audit(
     }
     Ok((audit, row))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An app's table after a run: `rows` rows per email.
+    fn app_db(dir: &Path, rows: &[(&str, usize)]) -> PathBuf {
+        let path = dir.join("app.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE signups (id INTEGER PRIMARY KEY, email TEXT)")
+            .unwrap();
+        for (email, n) in rows {
+            for _ in 0..*n {
+                conn.execute("INSERT INTO signups (email) VALUES (?1)", [email])
+                    .unwrap();
+            }
+        }
+        path
+    }
+
+    fn body(email: Option<&str>) -> serde_json::Value {
+        match email {
+            Some(e) => serde_json::json!({"name": "K", "email": e}),
+            None => serde_json::json!({"name": "K"}),
+        }
+    }
+
+    #[test]
+    fn acknowledged_writes_are_audited_by_distinct_value_and_unauditable_ones_said_so() {
+        let dir = tempfile::tempdir().unwrap();
+        // Five answers acknowledged the same email (a body without {n}), and the app holds it
+        // five times: no duplicate (not 5 × 4 = 20). Two acknowledged another email once and
+        // the app holds it three times: one duplicate. One acknowledged an email the app
+        // does not hold: lost. One body had no email at all: unaudited, not audited.
+        let path = app_db(dir.path(), &[("same@x.org", 5), ("twice@x.org", 3)]);
+        let mut acks: Vec<serde_json::Value> = (0..5).map(|_| body(Some("same@x.org"))).collect();
+        acks.extend([body(Some("twice@x.org")), body(Some("twice@x.org"))]);
+        acks.push(body(Some("gone@x.org")));
+        acks.push(body(None));
+        let ro = ReadOnlyDb::open(&path).unwrap();
+        let audit = audit_acks(
+            &ro,
+            "SELECT count(*) FROM signups WHERE email = ?1",
+            "email",
+            &acks,
+        )
+        .unwrap();
+        assert_eq!(audit.duplicate_writes, 1, "{audit:?}");
+        assert_eq!(audit.lost_registrations, 1, "{audit:?}");
+        assert_eq!(audit.lost_writes, 1, "{audit:?}");
+        assert_eq!(audit.unaudited_writes, 1, "{audit:?}");
+    }
+}
