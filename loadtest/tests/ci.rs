@@ -112,24 +112,45 @@ fn run_writes_junit_with_one_test_case_per_gate_and_a_failing_gate_is_a_failure(
 
 #[test]
 fn contend_gates_exit_1_on_the_incident_settings_and_0_on_the_recommended_ones() {
-    let incident = lockbench(&[
-        "contend",
-        "--journal-mode",
-        "delete",
-        "--tx-mode",
-        "deferred",
-        "--writers",
-        "4",
-        "--readers",
-        "4",
-        "--duration",
-        "2s",
-        "--max-lock-errors",
-        "0",
-    ]);
-    let err = String::from_utf8_lossy(&incident.stderr);
-    assert_eq!(incident.status.code(), Some(1), "{err}");
-    assert!(err.contains("gate failed: max_lock_errors"), "{err}");
+    // Whether writers collide within 2 s depends on the scheduler: on a loaded machine one
+    // probe may see none. Up to three probes; each that passes its gate must have counted 0.
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let incident = lockbench(&[
+            "contend",
+            "--journal-mode",
+            "delete",
+            "--tx-mode",
+            "deferred",
+            "--writers",
+            "4",
+            "--readers",
+            "4",
+            "--duration",
+            "2s",
+            "--max-lock-errors",
+            "0",
+        ]);
+        let err = String::from_utf8_lossy(&incident.stderr).into_owned();
+        let out = String::from_utf8_lossy(&incident.stdout).into_owned();
+        match incident.status.code() {
+            Some(1) => {
+                assert!(err.contains("gate failed: max_lock_errors"), "{err}");
+                outcomes.clear();
+                break;
+            }
+            Some(0) => assert!(
+                out.contains(" 0 lock errors") || out.contains("no lock"),
+                "{out}"
+            ),
+            other => panic!("contend exited {other:?}: {err}"),
+        }
+        outcomes.push(out);
+    }
+    assert!(
+        outcomes.is_empty(),
+        "three probes on the incident's settings met no lock error: {outcomes:?}"
+    );
     let recommended = lockbench(&[
         "contend",
         "--journal-mode",
