@@ -16,15 +16,13 @@ use lockbench_server::serve::{self, ServeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub mod ci;
 pub mod decide;
-pub mod faults;
-pub mod follow;
-pub mod http;
+use decide::{breakpoint, compare, sweep};
+use report::ci;
+use run::{faults, http};
 pub mod load;
 pub mod report;
 pub mod run;
-pub use decide::{breakpoint, compare, sweep};
 pub mod scenario;
 pub mod stop;
 
@@ -501,10 +499,13 @@ fn run_command(
         progress: true,
         sets,
         database_url,
-        repeat,
         ..run::RunOptions::default()
     };
-    let outcome = run::run_scenario(&opts)?;
+    let outcome = if repeat > 1 {
+        decide::repeat::run_repeated(&opts, repeat)?
+    } else {
+        run::run_scenario(&opts)?
+    };
     println!("{}", outcome.report.verdict.summary);
     println!("report: {}", outcome.out_dir.join("report.md").display());
     if let Some(path) = &junit {
@@ -611,7 +612,7 @@ fn breakpoint_command(
     });
     stop::install();
     let report = breakpoint::breakpoint(&all, vary, max, &sets, &out, None)?;
-    let md = report::sweep::breakpoint_markdown(&report);
+    let md = report::breakpoint::breakpoint_markdown(&report);
     print!("{md}");
     ci::append_step_summary(&md)?;
     if report.interrupted {

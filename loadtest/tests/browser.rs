@@ -150,7 +150,7 @@ fn the_admin_page_in_chromium_shows_batch_progress_changing_while_a_batch_runs()
             "120000",
         ],
     );
-    lockbench::http::register_people(&server.url, &manifest, None).unwrap();
+    lockbench::run::http::register_people(&server.url, &manifest, None).unwrap();
     let client = fresh_client();
     let id = post_batch(&client, &server.url, &photos);
     // The batch cannot finish before the browser watches: the test takes the write lock

@@ -405,7 +405,7 @@ max_lost_writes = 0
     let grown =
         (b.requests["GET /api/registrations/updates"].latency_us.p99 - base) as f64 / 1000.0;
     let regressed = |a: &Report, b: &Report| {
-        lockbench::compare::compare(a, b, 0.1)
+        lockbench::decide::compare::compare(a, b, 0.1)
             .unwrap()
             .regressions
             .iter()

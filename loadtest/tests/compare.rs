@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use lockbench::compare;
+use lockbench::decide::compare;
 use lockbench::report::Report;
 use serde_json::{json, Value};
 

@@ -208,7 +208,7 @@ fn two_servers_on_different_ports_share_one_database_and_only_one_runs_the_proce
     );
     assert_ne!(a.url, b.url);
     // People register at B's kiosks; the batch goes to A, which runs the processor.
-    lockbench::http::register_people(&b.url, &manifest, None).unwrap();
+    lockbench::run::http::register_people(&b.url, &manifest, None).unwrap();
     let client = fresh_client();
     let refused = client
         .post(format!("{}/api/batches", b.url))

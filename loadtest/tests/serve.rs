@@ -30,7 +30,7 @@ fn two_worker_processes_share_one_port_process_a_batch_and_stop_on_sigterm() {
             "immediate",
         ],
     );
-    lockbench::http::register_people(&server.url, &manifest, None).expect("register");
+    lockbench::run::http::register_people(&server.url, &manifest, None).expect("register");
     let client = fresh_client();
 
     // Both workers answer on the one port, each its own process.
@@ -97,7 +97,7 @@ fn incident_in_miniature(storage_args: &[&str]) -> Load {
     ];
     args.extend_from_slice(storage_args);
     let server = Server::start(&dir.path().join("app.db"), &args);
-    lockbench::http::register_people(&server.url, &manifest, None).expect("register");
+    lockbench::run::http::register_people(&server.url, &manifest, None).expect("register");
 
     let stop = Arc::new(AtomicBool::new(false));
     let client_503 = Arc::new(AtomicU64::new(0));
@@ -628,7 +628,7 @@ fn a_batch_posted_again_during_and_after_its_run_ends_done_with_nothing_recorded
             "60000",
         ],
     );
-    lockbench::http::register_people(&server.url, &manifest, None).expect("register");
+    lockbench::run::http::register_people(&server.url, &manifest, None).expect("register");
     let client = fresh_client();
 
     // Post, then hold the write lock so the processor cannot finish: while it is held, the

@@ -6,72 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
 
 use super::sweep::apply;
-use crate::report::sweep::{breakpoint_html, breakpoint_markdown};
+use crate::report::breakpoint::{breakpoint_html, breakpoint_markdown};
+pub use crate::report::breakpoint::{BreakpointReport, BreakpointResult, BreakpointStep, Vary};
 use crate::run::{run_scenario, RunOptions};
 use crate::scenario::Scenario;
-
-/// The load dimension a breakpoint search raises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Vary {
-    Pollers,
-    Kiosks,
-    #[value(name = "sync_delay_ms")]
-    SyncDelayMs,
-}
-
-impl Vary {
-    /// The lowest value a search tries: one user, or no sync delay at all.
-    pub fn lowest(self) -> u64 {
-        match self {
-            Vary::SyncDelayMs => 0,
-            Vary::Pollers | Vary::Kiosks => 1,
-        }
-    }
-
-    pub fn key(self) -> &'static str {
-        match self {
-            Vary::Pollers => "users.pollers",
-            Vary::Kiosks => "users.kiosks",
-            Vary::SyncDelayMs => "server.storage.sync_delay_ms",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BreakpointStep {
-    pub value: u64,
-    pub passed: bool,
-    pub first_failed_gate: Option<String>,
-    pub lock_errors: u64,
-    pub report: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BreakpointResult {
-    pub config: String,
-    /// The highest value that still passed (None: even the lowest value failed).
-    pub breaking_point: Option<u64>,
-    /// The lowest value that failed (None: never failed up to --max).
-    pub first_failure: Option<u64>,
-    pub failed_gate: Option<String>,
-    pub steps: Vec<BreakpointStep>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BreakpointReport {
-    pub schema_version: u32,
-    pub vary: Vary,
-    pub max: u64,
-    pub results: Vec<BreakpointResult>,
-    /// True when an interruption stopped the search: the steps run so far are kept, and a
-    /// configuration whose search did not end has no breaking point.
-    #[serde(default)]
-    pub interrupted: bool,
-}
 
 /// Checks a search before it runs: `max` at or above the dimension's lowest value, and a
 /// `--require` the search can reach.

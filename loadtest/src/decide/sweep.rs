@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::report::sweep::{sweep_html, sweep_markdown};
+pub use crate::report::sweep::{SweepAbort, SweepReport, SweepRow};
 use crate::report::Report;
 use crate::run::{run_scenario, RunOptions};
 use crate::scenario::{set_key, Scenario};
@@ -103,84 +104,11 @@ pub struct RowSpec {
     pub set: BTreeMap<String, toml::Value>,
 }
 
-/// One finished row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SweepRow {
-    pub label: String,
-    pub set: BTreeMap<String, String>,
-    pub exit_code: u8,
-    pub passed: bool,
-    pub lock_errors: u64,
-    pub lock_errors_by_code: BTreeMap<String, u64>,
-    pub client_visible_lock_errors: u64,
-    pub requests: u64,
-    pub error_rate: f64,
-    pub retries: u64,
-    pub commit_only_dropped: u64,
-    pub p99_ms: BTreeMap<String, f64>,
-    pub batch_seconds: Option<f64>,
-    pub batch_finished: bool,
-    pub lost_writes: Option<u64>,
-    pub misassigned_photos: Option<u64>,
-    pub gates_failed: Vec<String>,
-    /// Wall time of the whole row (server start to report), seconds.
-    pub wall_s: f64,
-    pub report: String,
-    /// SHA-256 of the row's whole scenario as it ran: an interrupted sweep reuses a finished
-    /// row only when its label and its settings are both unchanged.
-    #[serde(default)]
-    pub settings_key: String,
-    /// The faults the row applied, in words.
-    #[serde(default)]
-    pub faults: Vec<String>,
-    /// Worker restarts during the row.
-    #[serde(default)]
-    pub restarts: u64,
-    /// Duplicate writes the audit found.
-    #[serde(default)]
-    pub duplicate_writes: Option<u64>,
-}
-
 /// The key a finished row is reused by: a hash of its whole scenario.
 pub fn settings_key(scenario: &Scenario) -> anyhow::Result<String> {
     use sha2::Digest;
     let text = toml::to_string(scenario).context("scenario to TOML")?;
     Ok(format!("{:x}", sha2::Sha256::digest(text.as_bytes())))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SweepReport {
-    pub schema_version: u32,
-    pub name: String,
-    pub description: String,
-    pub base: String,
-    pub rows: Vec<SweepRow>,
-    /// True when Ctrl-C stopped the sweep: the rows finished so far are kept, and running
-    /// the sweep again resumes it.
-    #[serde(default)]
-    pub interrupted: bool,
-    /// The rows the sweep file asks for; `rows` holds fewer when it stopped early.
-    #[serde(default)]
-    pub planned_rows: usize,
-    /// Why the sweep stopped before its last row when a row could not be carried out (its
-    /// server would not start, its database could not be reached): the row and the error.
-    /// The sweep's exit code is then 2, and its reports say it is incomplete.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aborted: Option<SweepAbort>,
-}
-
-/// The row a sweep could not carry out, and why.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SweepAbort {
-    pub label: String,
-    pub error: String,
-}
-
-impl SweepReport {
-    /// Every planned row ran to its verdict.
-    pub fn complete(&self) -> bool {
-        !self.interrupted && self.aborted.is_none() && self.rows.len() == self.planned_rows
-    }
 }
 
 fn value_text(v: &toml::Value) -> String {

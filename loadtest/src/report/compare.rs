@@ -8,8 +8,8 @@ use std::fmt::{self, Write};
 
 use serde_json::Value;
 
+use super::comparison::{Comparison, Figure, RunInfo, Unit};
 use super::format::{capitalised, cell, code, count, fixed, text};
-use crate::decide::compare::{Comparison, Figure, RunInfo, Unit};
 
 /// The versioned JSON document: the [`Comparison`] itself.
 pub fn render_json(c: &Comparison) -> String {

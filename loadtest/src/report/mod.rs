@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::faults::{FaultRecord, RestartRecord};
 use crate::scenario::{Connection, PollModel};
 
+pub mod breakpoint;
 pub mod chart;
+pub mod ci;
 pub mod compare;
+pub mod comparison;
 pub mod facts;
 pub mod format;
 pub mod html;
@@ -503,4 +505,38 @@ pub fn dotted_keys(value: &serde_json::Value) -> Vec<(String, serde_json::Value)
     let mut out = Vec::new();
     walk("", value, &mut out);
     out
+}
+
+/// One fault as it happened, times in seconds since the load started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub kind: String,
+    /// The fault as the scenario gives it, in words.
+    pub description: String,
+    /// The fault's settings as the scenario gives them.
+    pub spec: serde_json::Value,
+    /// When it took effect (the lock was held, the worker killed, the delay set).
+    pub started_s: Option<f64>,
+    pub ended_s: Option<f64>,
+    /// What happened, in words ("held BEGIN IMMEDIATE for 35.0 s after waiting 0.0 s").
+    pub outcome: String,
+    /// kill-worker: the lock errors the workers had counted just before the kill (the
+    /// report's total must still include them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_errors_before: Option<u64>,
+}
+
+/// One restart of a worker by the supervisor, or its giving up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartRecord {
+    /// Seconds since the load started when the worker's death was seen.
+    pub t_s: f64,
+    pub worker: u32,
+    pub pid: u32,
+    /// The dead worker's exit status.
+    pub status: String,
+    /// "restarted" or "gave-up".
+    pub action: String,
+    pub delay_ms: u64,
+    pub new_pid: Option<u32>,
 }

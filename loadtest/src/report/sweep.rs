@@ -1,12 +1,87 @@
 //! The Markdown and HTML of a sweep and of a breakpoint search: the rows' table, and charts
 //! of lock errors and p99 per row through `chart.rs`. Renders finished results; runs nothing.
 
-use crate::decide::breakpoint::BreakpointReport;
-use crate::decide::sweep::{SweepReport, SweepRow};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
 use crate::scenario::Scenario;
 
-use super::chart::{bars, series_chart};
+use super::chart::series_chart;
 use super::format::{cell, esc, num};
+
+/// One finished row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub label: String,
+    pub set: BTreeMap<String, String>,
+    pub exit_code: u8,
+    pub passed: bool,
+    pub lock_errors: u64,
+    pub lock_errors_by_code: BTreeMap<String, u64>,
+    pub client_visible_lock_errors: u64,
+    pub requests: u64,
+    pub error_rate: f64,
+    pub retries: u64,
+    pub commit_only_dropped: u64,
+    pub p99_ms: BTreeMap<String, f64>,
+    pub batch_seconds: Option<f64>,
+    pub batch_finished: bool,
+    pub lost_writes: Option<u64>,
+    pub misassigned_photos: Option<u64>,
+    pub gates_failed: Vec<String>,
+    /// Wall time of the whole row (server start to report), seconds.
+    pub wall_s: f64,
+    pub report: String,
+    /// SHA-256 of the row's whole scenario as it ran: an interrupted sweep reuses a finished
+    /// row only when its label and its settings are both unchanged.
+    #[serde(default)]
+    pub settings_key: String,
+    /// The faults the row applied, in words.
+    #[serde(default)]
+    pub faults: Vec<String>,
+    /// Worker restarts during the row.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Duplicate writes the audit found.
+    #[serde(default)]
+    pub duplicate_writes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepReport {
+    pub schema_version: u32,
+    pub name: String,
+    pub description: String,
+    pub base: String,
+    pub rows: Vec<SweepRow>,
+    /// True when Ctrl-C stopped the sweep: the rows finished so far are kept, and running
+    /// the sweep again resumes it.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// The rows the sweep file asks for; `rows` holds fewer when it stopped early.
+    #[serde(default)]
+    pub planned_rows: usize,
+    /// Why the sweep stopped before its last row when a row could not be carried out (its
+    /// server would not start, its database could not be reached): the row and the error.
+    /// The sweep's exit code is then 2, and its reports say it is incomplete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<SweepAbort>,
+}
+
+/// The row a sweep could not carry out, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepAbort {
+    pub label: String,
+    pub error: String,
+}
+
+impl SweepReport {
+    /// Every planned row ran to its verdict.
+    pub fn complete(&self) -> bool {
+        !self.interrupted && self.aborted.is_none() && self.rows.len() == self.planned_rows
+    }
+}
 
 /// The sweep's table: one row per setting combination.
 pub fn sweep_markdown(r: &SweepReport) -> String {
@@ -178,78 +253,5 @@ pub fn sweep_html(r: &SweepReport, base: &Scenario) -> String {
         charts,
         legend,
         esc(&table)
-    )
-}
-
-pub fn breakpoint_markdown(r: &BreakpointReport) -> String {
-    let key = r.vary.key();
-    let mut s = format!("# lockbench breakpoint: {key}\n\n");
-    if r.interrupted {
-        s.push_str("**INTERRUPTED**: the search stopped before it ended; the steps below are those finished, and a configuration whose search did not end has no breaking point.\n\n");
-    }
-    s.push_str("| configuration | breaking point (highest passing) | first failure | gate that failed first | runs |\n| --- | ---: | ---: | --- | ---: |\n");
-    for res in &r.results {
-        let unfinished =
-            r.interrupted && res.breaking_point.is_none() && res.first_failure.is_none();
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            res.config,
-            if unfinished {
-                "unknown (interrupted)".into()
-            } else {
-                res.breaking_point
-                    .map_or("none (the lowest value failed)".into(), |v| v.to_string())
-            },
-            res.first_failure
-                .map_or(format!("none up to {}", r.max), |v| v.to_string()),
-            res.failed_gate.clone().unwrap_or_else(|| "–".into()),
-            res.steps.len()
-        ));
-    }
-    for res in &r.results {
-        s.push_str(&format!("\n## {}\n\n| {key} | result | first failed gate | lock errors |\n| ---: | --- | --- | ---: |\n", res.config));
-        for st in &res.steps {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} |\n",
-                st.value,
-                if st.passed { "pass" } else { "FAIL" },
-                st.first_failed_gate.clone().unwrap_or_else(|| "–".into()),
-                st.lock_errors
-            ));
-        }
-    }
-    s
-}
-
-pub fn breakpoint_html(r: &BreakpointReport) -> String {
-    let mut charts = String::new();
-    for res in &r.results {
-        let values: Vec<(String, f64)> = res
-            .steps
-            .iter()
-            .map(|s| {
-                (
-                    format!(
-                        "{}={} {}",
-                        r.vary.key(),
-                        s.value,
-                        if s.passed { "pass" } else { "FAIL" }
-                    ),
-                    s.lock_errors as f64,
-                )
-            })
-            .collect();
-        charts.push_str(&bars(
-            &format!("{}: lock errors against {}", res.config, r.vary.key()),
-            "",
-            &values,
-            "#c0392b",
-        ));
-    }
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>lockbench breakpoint</title><style>body{{font-family:system-ui,sans-serif;margin:2rem}}pre{{white-space:pre-wrap}}</style></head><body><h1>lockbench breakpoint: {}</h1>{}<pre>{}</pre></body></html>\n",
-        esc(r.vary.key()),
-        charts,
-        esc(&breakpoint_markdown(r))
     )
 }

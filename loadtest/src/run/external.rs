@@ -13,10 +13,10 @@ use anyhow::{bail, Context};
 use super::audit::{audit_target, check_target, TargetAccess};
 use super::gates::judge;
 use super::{base_report, batch_figures, count_text, photo_batch, progress_bar, RunOptions};
-use crate::follow::LogFollower;
-use crate::http;
 use crate::load::{self, Shared};
 use crate::report::{Audit, BatchEnd, LockErrors, LockSource, Report, Target, TargetDatabase};
+use crate::run::follow::LogFollower;
+use crate::run::http;
 use crate::scenario::{EndpointSpec, Scenario};
 
 /// The external app's batch, once posted: its id, and what its status endpoint last said.

@@ -62,7 +62,7 @@ pub fn lock_summary(le: &LockErrors) -> String {
 }
 
 /// Checks the scenario's gates and writes the verdict.
-pub(crate) fn judge(scenario: &Scenario, report: &mut Report) {
+pub fn judge(scenario: &Scenario, report: &mut Report) {
     let gates = check_gates(scenario, report);
     write_verdict(report, gates);
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::scrape::{scrape_stats, ServerFigures};
-use crate::faults::FaultRecord;
-use crate::http::{self, Again};
+use crate::run::faults::FaultRecord;
+use crate::run::http::{self, Again};
 use crate::scenario::{Fault, KillTarget};
 
 /// A `kill-worker` fault on its way: waiting for its photo, killed and waiting for the

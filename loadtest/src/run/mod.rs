@@ -16,11 +16,14 @@
 
 mod audit;
 mod external;
-mod gates;
+pub mod faults;
+pub mod follow;
+pub mod gates;
+pub mod http;
 mod kill;
+pub mod machine;
 mod processes;
 mod reference;
-mod repeat;
 mod scrape;
 mod watch;
 
@@ -36,8 +39,7 @@ pub use processes::ServerProcess;
 
 use crate::load::Shared;
 use crate::report::{
-    self, BatchEnd, BatchFigures, LockErrors, Machine, Report, ScenarioInfo, Target, UsersInfo,
-    Verdict,
+    self, BatchEnd, BatchFigures, LockErrors, Report, ScenarioInfo, Target, UsersInfo, Verdict,
 };
 use crate::scenario::Scenario;
 
@@ -61,9 +63,6 @@ pub struct RunOptions {
     pub sets: BTreeMap<String, toml::Value>,
     /// The PostgreSQL server for a `driver = "postgres"` scenario (`--database-url`).
     pub database_url: Option<String>,
-    /// Run the scenario this many times; the report keeps the median and the spread of
-    /// every figure (`--repeat`). 0 and 1 both mean once.
-    pub repeat: u32,
 }
 
 /// A finished run: its report and where the report files are.
@@ -72,33 +71,8 @@ pub struct RunOutcome {
     pub out_dir: PathBuf,
 }
 
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-fn machine() -> Machine {
-    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    Machine {
-        load_average_start: None,
-        load_average_end: None,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        memory_bytes,
-        os: format!(
-            "{} {} {}",
-            std::env::consts::OS,
-            std::env::consts::ARCH,
-            kernel.trim()
-        ),
-    }
 }
 
 /// The batch folder: from the cache when its manifest has the same spec and its photos are
@@ -164,49 +138,9 @@ pub(super) fn batch_matches(dir: &Path, manifest: &Manifest) -> Result<(), Strin
     }
 }
 
-/// Runs a scenario end to end and writes its report; with `repeat` > 1, runs it that many
-/// times (each run's report in `run-<k>/` of the report folder) and writes a report of the
-/// medians, with each figure's spread.
+/// Runs a scenario once, end to end, and writes its report (`--repeat` is
+/// `decide::repeat`'s, over this).
 pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
-    if opts.repeat <= 1 {
-        return run_once(opts);
-    }
-    let scenario = match &opts.scenario_override {
-        Some(s) => s.clone(),
-        None => Scenario::load_with(&opts.scenario, &opts.sets)?,
-    };
-    let started_at = utc_now();
-    let out_dir = match &opts.out {
-        Some(d) => d.clone(),
-        None => PathBuf::from("reports")
-            .join(&scenario.name)
-            .join(started_at.replace(':', "-")),
-    };
-    let mut reports = Vec::new();
-    let mut paths = Vec::new();
-    for k in 1..=opts.repeat {
-        let dir = out_dir.join(format!("run-{k}"));
-        let once = RunOptions {
-            out: Some(dir.clone()),
-            repeat: 1,
-            ..opts.clone()
-        };
-        let outcome = run_once(&once)?;
-        let interrupted = outcome.report.interrupted;
-        paths.push(dir.join("report.json").display().to_string());
-        reports.push(outcome.report);
-        if interrupted {
-            break;
-        }
-    }
-    let mut report = repeat::median_report(&reports, paths);
-    gates::judge(&scenario, &mut report);
-    write_report(&report, &out_dir)?;
-    Ok(RunOutcome { report, out_dir })
-}
-
-/// One run of a scenario, end to end, and its report.
-fn run_once(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     let mut scenario = match &opts.scenario_override {
         Some(s) => s.clone(),
         None => {
@@ -224,7 +158,7 @@ fn run_once(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         scenario.server.storage.database_url = Some(url.clone());
     }
     let started_at = utc_now();
-    let load_start = crate::ci::load_average();
+    let load_start = machine::load_average();
     let target = opts
         .target
         .clone()
@@ -253,9 +187,9 @@ fn run_once(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
             return Err(e);
         }
     };
-    report.git_commit = crate::ci::git_commit();
+    report.git_commit = machine::git_commit();
     report.machine.load_average_start = load_start;
-    report.machine.load_average_end = crate::ci::load_average();
+    report.machine.load_average_end = machine::load_average();
     write_report(&report, &out_dir)?;
     Ok(RunOutcome { report, out_dir })
 }
@@ -398,7 +332,7 @@ pub(super) fn base_report(
         settings_requested: serde_json::Value::Null,
         settings_effective: None,
         sqlite_version: None,
-        machine: machine(),
+        machine: machine::machine(),
         users: users_info(scenario),
         roles: shared.recorder.role_figures(&scenario.users, load_time),
         requests: shared.recorder.endpoint_stats(),

@@ -23,10 +23,10 @@ use super::processes::{token, PgSchema, PgWatch, ServerProcess};
 use super::scrape::{missing_workers, scrape_all, scrape_stats, ServerFigures};
 use super::watch::{watch_batch, WatchTarget, Watched};
 use super::{base_report, batch_figures, photo_batch, RunOptions};
-use crate::faults::{FaultContext, FaultRecord, FaultRunner};
-use crate::http::{self, Again};
 use crate::load::{self, Recorder, Shared};
 use crate::report::{BatchEnd, LockErrors, LockSource, Report, Target, WalFigures, WorkerSettings};
+use crate::run::faults::{FaultContext, FaultRecord, FaultRunner};
+use crate::run::http::{self, Again};
 use crate::scenario::{Fault, Scenario};
 
 /// The reference server of one run and what the runner needs to talk to it.
@@ -234,7 +234,7 @@ pub(super) fn run_reference(
         &shared,
         load_time,
     );
-    report.restarts = crate::faults::read_restarts(
+    report.restarts = crate::run::faults::read_restarts(
         &reference.data_dir.join("restarts.jsonl"),
         shared.recorder.started_wall(),
     );

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lockbench::http;
+use lockbench::run::http;
 use lockbench::run::ServerProcess;
 use lockbench_server::photos::{self, BatchSpec, ImageSize, Manifest};
 

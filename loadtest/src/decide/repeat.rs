@@ -6,11 +6,54 @@
 //! name. Combines finished reports; runs nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use crate::run::gates::judge;
+use crate::run::{run_scenario, write_report, RunOptions, RunOutcome};
+use crate::scenario::Scenario;
 
 use crate::report::{
     Audit, BatchFigures, EndpointStats, Latency, Repeat, Report, RoleFigures, RunVerdict, Spread,
     WalFigures,
 };
+
+/// Runs the scenario `runs` times, each run's report in `run-<k>/` of the report folder,
+/// and writes the combined report: correctness counts the largest of the runs, timings their
+/// medians, every run's own verdict, and one verdict that names every run that failed.
+/// Stops after a run that was interrupted.
+pub fn run_repeated(opts: &RunOptions, runs: u32) -> anyhow::Result<RunOutcome> {
+    let scenario = match &opts.scenario_override {
+        Some(s) => s.clone(),
+        None => Scenario::load_with(&opts.scenario, &opts.sets)?,
+    };
+    let out_dir = match &opts.out {
+        Some(d) => d.clone(),
+        None => PathBuf::from("reports")
+            .join(&scenario.name)
+            .join(crate::run::utc_now().replace(':', "-")),
+    };
+    crate::run::prepare_out_dir(&out_dir)?;
+    let mut reports = Vec::new();
+    let mut paths = Vec::new();
+    for k in 1..=runs {
+        let dir = out_dir.join(format!("run-{k}"));
+        let once = RunOptions {
+            out: Some(dir.clone()),
+            ..opts.clone()
+        };
+        let outcome = run_scenario(&once)?;
+        let interrupted = outcome.report.interrupted;
+        paths.push(dir.join("report.json").display().to_string());
+        reports.push(outcome.report);
+        if interrupted {
+            break;
+        }
+    }
+    let mut report = median_report(&reports, paths);
+    judge(&scenario, &mut report);
+    write_report(&report, &out_dir)?;
+    Ok(RunOutcome { report, out_dir })
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -209,8 +252,10 @@ fn run_verdicts(reports: &[Report], paths: &[String]) -> Vec<RunVerdict> {
 
 /// Each compared figure's median and range across the runs.
 fn spreads(reports: &[Report]) -> BTreeMap<String, Spread> {
-    let values: Vec<BTreeMap<String, f64>> =
-        reports.iter().map(crate::compare::figure_values).collect();
+    let values: Vec<BTreeMap<String, f64>> = reports
+        .iter()
+        .map(crate::decide::compare::figure_values)
+        .collect();
     let mut spread = BTreeMap::new();
     for name in values[0].keys() {
         let all: Vec<f64> = values.iter().filter_map(|v| v.get(name).copied()).collect();
@@ -232,7 +277,7 @@ fn spreads(reports: &[Report]) -> BTreeMap<String, Spread> {
 /// The report of repeated runs (module docs): the first run's report with its tables
 /// replaced as `repeat.tables` says, each figure's spread, and each run's own verdict. The
 /// gates and the verdict are the caller's to judge (`gates::judge`).
-pub(super) fn median_report(reports: &[Report], paths: Vec<String>) -> Report {
+pub fn median_report(reports: &[Report], paths: Vec<String>) -> Report {
     let n = reports.len();
     let mut out = reports[0].clone();
     let mut tables = BTreeMap::new();
@@ -405,7 +450,7 @@ mod tests {
     /// (name, status) of every JUnit test case: "ok", "flaky" or "failure".
     fn junit(r: &Report) -> Vec<(String, &'static str)> {
         use quick_junit::TestCaseStatus;
-        crate::ci::junit_for_report(r).test_suites[0]
+        crate::report::ci::junit_for_report(r).test_suites[0]
             .test_cases
             .iter()
             .map(|c| {
@@ -549,7 +594,7 @@ mod tests {
         let s = scenario("max_lost_writes = 0");
         let a = repeated(&s, losing(&[0, 0, 0]));
         let b = repeated(&s, losing(&[0, 3, 3]));
-        let c = crate::compare::compare(&a, &b, 0.1).unwrap();
+        let c = crate::decide::compare::compare(&a, &b, 0.1).unwrap();
         assert!(
             c.regressions.iter().any(|r| r.name == "audit.lost_writes"),
             "{:?}",
@@ -569,7 +614,7 @@ mod tests {
         let a = repeated(&s, with_locks(&[10, 10, 10]));
         let b = repeated(&s, with_locks(&[10, 50, 50, 50, 50]));
         assert_eq!(b.lock_errors.total, 50);
-        let c = crate::compare::compare(&a, &b, 0.1).unwrap();
+        let c = crate::decide::compare::compare(&a, &b, 0.1).unwrap();
         assert!(
             c.regressions.iter().any(|r| r.name == "lock_errors.total"),
             "{:?}",

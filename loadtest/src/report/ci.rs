@@ -11,10 +11,10 @@ use std::path::Path;
 use anyhow::Context;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
-use crate::compare::Comparison;
-use crate::report::format::num;
+use super::comparison::Comparison;
+use super::format::num;
+use super::sweep::SweepReport;
 use crate::report::{GateResult, Report, RunVerdict};
-use crate::sweep::SweepReport;
 
 /// The environment variable GitHub Actions points at the job's summary file.
 pub const STEP_SUMMARY_ENV: &str = "GITHUB_STEP_SUMMARY";
@@ -182,28 +182,4 @@ pub fn verdict_and_gates(markdown: &str) -> &str {
         Some(end) => &markdown[..end],
         None => markdown,
     }
-}
-
-/// The git commit of the checkout lockbench runs in, if it is one ("<sha>" or "<sha>-dirty").
-pub fn git_commit() -> Option<String> {
-    let run = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
-    let sha = run(&["rev-parse", "HEAD"]).filter(|s| !s.is_empty())?;
-    let dirty =
-        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(if dirty { format!("{sha}-dirty") } else { sha })
-}
-
-/// The machine's load average over 1, 5 and 15 minutes (Linux), if it can be read.
-pub fn load_average() -> Option<[f64; 3]> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let mut parts = text.split_whitespace().map(|p| p.parse::<f64>().ok());
-    Some([parts.next()??, parts.next()??, parts.next()??])
 }
