@@ -178,6 +178,20 @@ pub(super) struct BatchRow {
     pub(super) uploaded: u64,
 }
 
+impl BatchRow {
+    /// The row as a status answer (`processed`, `failed`, `persons`, `uploaded`, `status`):
+    /// what the database holds, not what the status endpoint said last.
+    pub(super) fn as_status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "processed": self.photos,
+            "failed": self.failed,
+            "persons": self.persons,
+            "uploaded": self.uploaded,
+            "status": self.status,
+        })
+    }
+}
+
 /// What the audit is told was acknowledged.
 pub(super) struct Acknowledged<'a> {
     /// Registrations a client got a 2xx for (the kiosks' emails).

@@ -1,23 +1,29 @@
-//! A run against a user's own app (`--target` or `[target].url`): the load through the
-//! scenario's `[endpoints]`, the app's batch posted and watched when `[endpoints.batch]` is
-//! set, lock errors from the app's log when `[target].log` is set, and the read-only audit
-//! of `[target].database`. Never starts, stops or writes to the app.
+//! A user's own app that is already running (`--target` or `[target].url`), as a
+//! [`Target`]: the load goes through the scenario's `[endpoints]`; the app's batch is posted
+//! and watched when `[endpoints.batch]` is set; lock errors come from the app's log when
+//! `[target].log` is set (`follow.rs`), else only from what the clients saw; the audit reads
+//! `[target].database` read-only. Supports no fault: lockbench never starts, stops or
+//! writes to the app.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use lockbench_server::photos::Manifest;
 
 use super::audit::{audit_target, check_target, TargetAccess};
-use super::gates::judge;
-use super::{base_report, batch_figures, count_text, photo_batch, progress_bar, RunOptions};
-use crate::load::{self, Shared};
-use crate::report::{Audit, BatchEnd, LockErrors, LockSource, Report, Target, TargetDatabase};
-use crate::run::follow::LogFollower;
-use crate::run::http;
-use crate::scenario::{EndpointSpec, Scenario};
+use super::follow::LogFollower;
+use super::http;
+use super::target::{RunCtx, Started, Target, Waited};
+use super::{batch_figures, count_text, photo_batch, progress_bar, RunOptions};
+use crate::load::{Recorder, Shared};
+use crate::report::{
+    Audit, BatchEnd, BatchFigures, LockErrors, LockSource, Report, TargetDatabase,
+};
+use crate::scenario::{EndpointSpec, Endpoints, Scenario};
+use crate::stop::TempFolder;
 
 /// The external app's batch, once posted: its id, and what its status endpoint last said.
 struct ExternalBatch {
@@ -103,146 +109,189 @@ fn external_request(
     Ok((status, response.text().unwrap_or_default()))
 }
 
-pub(super) fn run_external(
-    scenario: &Scenario,
-    opts: &RunOptions,
-    url: &str,
-    started_at: String,
-) -> anyhow::Result<Report> {
-    let Some(endpoints) = scenario.endpoints.clone() else {
-        bail!(
-            "scenario {}: --target needs an [endpoints] table mapping poller, admin and kiosk to requests of your app",
-            opts.scenario.display()
-        );
-    };
-    let url = url.trim_end_matches('/').to_owned();
-    // Everything [target] names is checked before any load starts.
-    let access = check_target(scenario)?;
-    let work = crate::stop::TempFolder::new().context("creating a temporary folder")?;
-    let batch_files = match &endpoints.batch {
-        Some(_) => {
-            let (dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work.path())?;
-            let dir = std::path::absolute(&dir).unwrap_or(dir);
-            Some((dir, manifest))
-        }
-        None => None,
-    };
-    let shared = Arc::new(Shared::new(
-        scenario.users.clone(),
-        Some(endpoints.clone()),
-        None,
-    ));
-    let follower = match &access.log {
-        Some((path, pattern)) => Some(LogFollower::start(path, pattern.clone(), shared.clone())?),
-        None => None,
-    };
-    let run_for = match endpoints.batch {
-        Some(_) => scenario.duration.max,
-        None => scenario.duration.target_run.min(scenario.duration.max),
-    };
-    let attack = load::start(&url, &shared, run_for + Duration::from_secs(5));
-    let client = http::client()?;
-    let started = Instant::now();
-
-    let posted = match (&endpoints.batch, &batch_files) {
-        (Some(spec), Some((dir, manifest))) => post_external_batch(&client, &url, spec, dir)
-            .map(|id| Some(ExternalBatch::posted(id, manifest.files.len() as u64))),
-        _ => Ok(None),
-    };
-    let mut batch = match posted {
-        Ok(batch) => batch,
-        Err(e) => {
-            let _ = stop_external(&shared, attack, follower);
-            return Err(e);
-        }
-    };
-    if let Some(b) = &batch {
-        shared.batch_id.store(b.id, Ordering::Relaxed);
-    }
-    let photos_dir = batch_files
-        .as_ref()
-        .map_or(Path::new(""), |(d, _)| d.as_path());
-    let interrupted = watch_external(
-        scenario,
-        opts,
-        (&client, &url, &endpoints),
-        &shared,
-        follower.as_ref(),
-        &mut batch,
-        (started, run_for, photos_dir),
-    );
-    let load_time = started.elapsed();
-    let log_count = stop_external(&shared, attack, follower)?;
-    let acks = shared
-        .kiosk_acks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let (target_database, audit) = match audit_target(&access, &acks)? {
-        Some((db, audit)) => (Some(db), audit),
-        None => (None, None),
-    };
-    let mut report = base_report(
-        scenario,
-        opts,
-        started_at,
-        Target {
-            kind: "external".into(),
-            url,
-        },
-        &shared,
-        load_time,
-    );
-    report.lock_errors = external_lock_errors(log_count, &shared);
-    report.notes = external_notes(
-        scenario,
-        interrupted,
-        &access,
-        report.lock_errors.server_errors_unexplained,
-        (&audit, &target_database),
-    );
-    report.settings_requested = super::settings_requested(scenario)?;
-    if let Some(b) = &batch {
-        let figures = b.figures(interrupted);
-        match figures.ended {
-            BatchEnd::Finished => {}
-            BatchEnd::Cap => report.notes.push(format!(
-                "the batch did not finish within the cap of {}",
-                humantime::format_duration(scenario.duration.max)
-            )),
-            BatchEnd::Failed => report.notes.push(format!(
-                "the app said the batch failed ({}): its figures are what its status said last",
-                b.status["status"]
-            )),
-            BatchEnd::Interrupted | BatchEnd::Abandoned => {}
-        }
-        report.batch = Some(figures);
-    }
-    report.audit = audit;
-    report.target_database = target_database;
-    report.interrupted = interrupted;
-    judge(scenario, &mut report);
-    drop(work);
-    Ok(report)
+/// An app that is already running, and what the run has learnt of it so far.
+pub(super) struct ExternalTarget {
+    url: String,
+    endpoints: Endpoints,
+    /// What `[target]` lets lockbench read, checked before any load starts.
+    access: TargetAccess,
+    /// `[endpoints.batch]`: the photo batch to post, and the batch once posted.
+    photos: Option<(PathBuf, Manifest)>,
+    batch: Option<ExternalBatch>,
+    follower: Option<LogFollower>,
+    /// The app's lock errors from its log, once the follower has read it to its end.
+    log_count: Option<u64>,
+    /// lockbench's own requests to the app (posting the batch, asking its status).
+    runner: Option<Recorder>,
+    client: reqwest::blocking::Client,
+    load_started: Option<Instant>,
+    work: TempFolder,
 }
 
-/// Stops the load and the log follower; the app's lock errors from its log, when followed.
-fn stop_external(
-    shared: &Shared,
-    attack: std::thread::JoinHandle<anyhow::Result<()>>,
-    follower: Option<LogFollower>,
-) -> anyhow::Result<Option<u64>> {
-    shared.stop_load();
-    let attacked = attack.join();
-    let log_count = match follower {
-        Some(f) => Some(f.finish()?),
-        None => None,
-    };
-    match attacked {
-        Ok(result) => result.context("the load generator failed")?,
-        Err(_) => bail!("the load generator panicked"),
+impl ExternalTarget {
+    /// Checks the scenario's `[endpoints]` and `[target]` against the app's files before
+    /// anything starts.
+    pub(super) fn new(ctx: &RunCtx<'_>, url: &str) -> anyhow::Result<ExternalTarget> {
+        let Some(endpoints) = ctx.scenario.endpoints.clone() else {
+            bail!(
+                "scenario {}: --target needs an [endpoints] table mapping poller, admin and kiosk to requests of your app",
+                ctx.opts.scenario.display()
+            );
+        };
+        Ok(ExternalTarget {
+            url: url.trim_end_matches('/').to_owned(),
+            endpoints,
+            access: check_target(ctx.scenario)?,
+            photos: None,
+            batch: None,
+            follower: None,
+            log_count: None,
+            runner: None,
+            client: http::client()?,
+            load_started: None,
+            work: TempFolder::new().context("creating a temporary folder")?,
+        })
     }
-    Ok(log_count)
+
+    /// How long the load runs: until the batch is done (at most the cap), or `target_run`.
+    fn run_for(&self, scenario: &Scenario) -> Duration {
+        match self.endpoints.batch {
+            Some(_) => scenario.duration.max,
+            None => scenario.duration.target_run.min(scenario.duration.max),
+        }
+    }
+}
+
+impl Target for ExternalTarget {
+    fn kind(&self) -> &'static str {
+        "external"
+    }
+
+    fn check_faults(&self, ctx: &RunCtx<'_>) -> anyhow::Result<()> {
+        if let Some(f) = ctx.scenario.faults.first() {
+            bail!(
+                "faults: {} applies to the reference server only; lockbench does not touch a running app's database or processes",
+                f.kind()
+            );
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, ctx: &RunCtx<'_>) -> anyhow::Result<Started> {
+        if self.endpoints.batch.is_some() {
+            let cache = ctx.opts.photos_cache.as_deref();
+            let (dir, manifest) = photo_batch(ctx.scenario, cache, self.work.path())?;
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            self.photos = Some((dir, manifest));
+        }
+        let shared = Arc::new(Shared::new(
+            ctx.scenario.users.clone(),
+            Some(self.endpoints.clone()),
+            None,
+        ));
+        if let Some((path, pattern)) = &self.access.log {
+            self.follower = Some(LogFollower::start(path, pattern.clone(), shared.clone())?);
+        }
+        self.runner = Some(Recorder::new(shared.recorder.started()));
+        Ok(Started {
+            url: self.url.clone(),
+            shared,
+        })
+    }
+
+    fn load_cap(&self, ctx: &RunCtx<'_>) -> Duration {
+        self.run_for(ctx.scenario) + Duration::from_secs(5)
+    }
+
+    fn begin(&mut self, _ctx: &RunCtx<'_>, shared: &Arc<Shared>) -> anyhow::Result<()> {
+        self.load_started = Some(Instant::now());
+        if let (Some(spec), Some((dir, manifest))) = (&self.endpoints.batch, &self.photos) {
+            let id = post_external_batch(&self.client, &self.url, spec, dir)?;
+            shared.batch_id.store(id, Ordering::Relaxed);
+            self.batch = Some(ExternalBatch::posted(id, manifest.files.len() as u64));
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self, ctx: &RunCtx<'_>, shared: &Shared) -> Waited {
+        let started = self.load_started.unwrap_or_else(Instant::now);
+        let run_for = self.run_for(ctx.scenario);
+        let dir = self
+            .photos
+            .as_ref()
+            .map_or(PathBuf::new(), |(d, _)| d.clone());
+        let interrupted = watch_external(
+            ctx.scenario,
+            ctx.opts,
+            (&self.client, &self.url, &self.endpoints),
+            shared,
+            self.follower.as_ref(),
+            &mut self.batch,
+            (started, run_for, &dir),
+        );
+        Waited { interrupted }
+    }
+
+    fn stop(&mut self, _ctx: &RunCtx<'_>) -> anyhow::Result<()> {
+        if let Some(f) = self.follower.take() {
+            self.log_count = Some(f.finish()?);
+        }
+        Ok(())
+    }
+
+    fn fill(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        shared: &Shared,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let scenario = ctx.scenario;
+        let acks = shared
+            .kiosk_acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (target_database, audit) = match audit_target(&self.access, &acks)? {
+            Some((db, audit)) => (Some(db), audit),
+            None => (None, None),
+        };
+        report.lock_errors = external_lock_errors(self.log_count, shared);
+        report.notes = external_notes(
+            scenario,
+            report.interrupted,
+            &self.access,
+            report.lock_errors.server_errors_unexplained,
+            (&audit, &target_database),
+        );
+        if let Some(b) = &self.batch {
+            let figures = b.figures(report.interrupted);
+            if let Some(note) = batch_note(&figures, b, scenario) {
+                report.notes.push(note);
+            }
+            report.batch = Some(figures);
+        }
+        if let Some(runner) = &self.runner {
+            report.runner_requests = runner.endpoint_stats();
+        }
+        report.audit = audit;
+        report.target_database = target_database;
+        Ok(())
+    }
+}
+
+/// What the notes say of a batch that did not finish.
+fn batch_note(figures: &BatchFigures, b: &ExternalBatch, scenario: &Scenario) -> Option<String> {
+    match figures.ended {
+        BatchEnd::Cap => Some(format!(
+            "the batch did not finish within the cap of {}",
+            humantime::format_duration(scenario.duration.max)
+        )),
+        BatchEnd::Failed => Some(format!(
+            "the app said the batch failed ({}): its figures are what its status said last",
+            b.status["status"]
+        )),
+        BatchEnd::Finished | BatchEnd::Interrupted | BatchEnd::Abandoned => None,
+    }
 }
 
 /// Posts the app's batch through `[endpoints.batch]`; its answer must carry `batch_id`.

@@ -128,6 +128,17 @@ impl FaultRunner {
     }
 }
 
+impl Drop for FaultRunner {
+    /// A run that ends on an error path ends its faults too: a lock is released, a reader
+    /// closed, the disk's delay restored.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Sleeps until `at` or until stopped; false when stopped.
 fn sleep_until(at: Instant, stop: &AtomicBool) -> bool {
     while Instant::now() < at {

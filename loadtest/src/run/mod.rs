@@ -25,6 +25,8 @@ pub mod machine;
 mod processes;
 mod reference;
 mod scrape;
+mod sequence;
+mod target;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -173,9 +175,16 @@ pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     };
     let existed = out_dir.exists();
     prepare_out_dir(&out_dir)?;
+    let ctx = target::RunCtx {
+        scenario: &scenario,
+        opts,
+        out_dir: &out_dir,
+    };
     let ran = match &target {
-        Some(url) => external::run_external(&scenario, opts, url, started_at),
-        None => reference::run_reference(&scenario, opts, started_at, &out_dir),
+        Some(url) => external::ExternalTarget::new(&ctx, url)
+            .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
+        None => reference::ReferenceTarget::new()
+            .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
     };
     let mut report = match ran {
         Ok(report) => report,
