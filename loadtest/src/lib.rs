@@ -490,7 +490,7 @@ fn run_command(
 ) -> anyhow::Result<ExitCode> {
     stop::install();
     check_outputs(junit.as_deref())?;
-    let sets = sweep::parse_sets(&sets)?;
+    let sets = scenario::parse_sets(&sets)?;
     let opts = run::RunOptions {
         scenario,
         out,
@@ -605,7 +605,7 @@ fn breakpoint_command(
     check_outputs(None)?;
     let mut all = vec![scenario];
     all.extend(configs);
-    let mut sets = sweep::parse_sets(&sets)?;
+    let mut sets = scenario::parse_sets(&sets)?;
     sets.extend(gates.as_sets());
     let out = out.unwrap_or_else(|| {
         PathBuf::from("reports/breakpoints").join(format!("{vary:?}").to_lowercase())

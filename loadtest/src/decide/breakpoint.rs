@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::sweep::apply;
 use crate::report::breakpoint::{breakpoint_html, breakpoint_markdown};
 pub use crate::report::breakpoint::{BreakpointReport, BreakpointResult, BreakpointStep, Vary};
 use crate::run::{run_scenario, RunOptions};
+use crate::scenario::apply;
 use crate::scenario::Scenario;
 
 /// Checks a search before it runs: `max` at or above the dimension's lowest value, and a

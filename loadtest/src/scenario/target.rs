@@ -1,0 +1,152 @@
+//! An external app in a scenario: `[endpoints]` (each role's request, the batch to post and
+//! its status) and `[target]` (its URL, log, database and audit query), with the checks that
+//! need no file. The runner checks the files themselves (`run/audit.rs`). Data and checks.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+use super::Scenario;
+
+/// What lockbench may look at inside an external app (`[target]`). Relative paths are read
+/// from the current directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetSpec {
+    /// The app's URL, used when `--target` is not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The app's log file: lockbench follows it during the run and counts the lines that
+    /// match `lock_pattern` as the server's lock errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    /// A regular expression; default [`DEFAULT_LOCK_PATTERN`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_pattern: Option<String>,
+    /// The app's SQLite file: opened read-only after the run for its journal mode, its size
+    /// and the audit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<PathBuf>,
+    /// A query returning one number for an acknowledged write (`?1` bound from the kiosk
+    /// body's `audit_field`); 0 means the write is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_query: Option<String>,
+    /// The field of the kiosk request's JSON body bound to `?1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_field: Option<String>,
+}
+
+/// The lines of an app's log that mean "database is locked", by default.
+pub const DEFAULT_LOCK_PATTERN: &str =
+    "database is locked|database table is locked|SQLITE_BUSY|SQLITE_LOCKED";
+
+impl TargetSpec {
+    pub fn lock_pattern(&self) -> &str {
+        self.lock_pattern.as_deref().unwrap_or(DEFAULT_LOCK_PATTERN)
+    }
+}
+
+/// The endpoints of the reference server's user mix, as reports and gates name them.
+pub const REFERENCE_ENDPOINTS: [&str; 4] = [
+    "GET /api/registrations/updates",
+    "GET /api/batches/{id}/status",
+    "GET /admin",
+    "POST /api/registrations",
+];
+
+/// With `[endpoints]` (an external app), requests are named by their role.
+pub const EXTERNAL_ENDPOINTS: [&str; 4] = ["poller", "status", "admin", "kiosk"];
+
+/// One role's request against an external app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    #[serde(default = "get")]
+    pub method: String,
+    /// Path (and query) below the target URL. `{user}` is replaced by the user's number,
+    /// `{n}` by a counter (per user; one counter for all kiosks, so no two kiosk bodies are
+    /// alike), `{since}` by the poller's cursor (the `last_id` of its previous answer, 0 at
+    /// first) and `{batch}` by the posted batch's id.
+    pub path: String,
+    /// JSON body template, with the same replacements.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+impl EndpointSpec {
+    /// The top-level field names of the JSON object body (placeholders filled with a
+    /// sample value); None when there is no body or it is not a JSON object.
+    pub fn body_fields(&self) -> Option<Vec<String>> {
+        let body = self.body.as_deref()?;
+        let filled = ["{user}", "{n}", "{since}", "{batch}"]
+            .iter()
+            .fold(body.to_owned(), |text, p| text.replace(p, "0"));
+        match serde_json::from_str::<serde_json::Value>(&filled).ok()? {
+            serde_json::Value::Object(map) => Some(map.keys().cloned().collect()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    pub poller: EndpointSpec,
+    /// Polled after the poller's request; `{batch}` is the batch id once one is posted
+    /// (until then a path with `{batch}` is not polled).
+    #[serde(default)]
+    pub status: Option<EndpointSpec>,
+    pub admin: Option<EndpointSpec>,
+    pub kiosk: Option<EndpointSpec>,
+    /// Posted once at the start with the scenario's photo batch: `{photos}` in the body is
+    /// the batch folder's absolute path. The answer must be JSON with a `batch_id`; the
+    /// run then lasts until `status` answers `"status": "done"`, plus the tail.
+    #[serde(default)]
+    pub batch: Option<EndpointSpec>,
+}
+
+impl Scenario {
+    /// Checks `[target]` for what can be known without touching the app's files.
+    pub(super) fn validate_target(&self, t: &TargetSpec) -> anyhow::Result<()> {
+        if let Some(url) = &t.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("target.url: {url:?} is not an http:// or https:// URL");
+            }
+        }
+        if t.lock_pattern.is_some() && t.log.is_none() {
+            bail!("target.lock_pattern: set without target.log (the pattern is matched against the app's log)");
+        }
+        regex::Regex::new(t.lock_pattern()).map_err(|e| {
+            anyhow::anyhow!("target.lock_pattern: not a valid regular expression: {e}")
+        })?;
+        match (&t.audit_query, &t.audit_field) {
+            (Some(_), None) => bail!("target.audit_query: set without target.audit_field (which field of the kiosk body binds ?1)"),
+            (None, Some(_)) => bail!("target.audit_field: set without target.audit_query"),
+            (Some(_), Some(field)) => {
+                if t.database.is_none() {
+                    bail!("target.audit_query: set without target.database (the file the query runs on)");
+                }
+                let kiosk = self.endpoints.as_ref().and_then(|e| e.kiosk.as_ref());
+                let Some(kiosk) = kiosk else {
+                    bail!("target.audit_field: the scenario has no [endpoints.kiosk] whose writes could be audited");
+                };
+                let Some(fields) = kiosk.body_fields() else {
+                    bail!("target.audit_field: [endpoints.kiosk] has no JSON object body to take {field:?} from");
+                };
+                if !fields.iter().any(|f| f == field) {
+                    bail!(
+                        "target.audit_field: {field:?} is not a field of the kiosk body (it has {})",
+                        fields.join(", ")
+                    );
+                }
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+}
