@@ -33,7 +33,8 @@ pub fn check_range(vary: Vary, max: u64, require: Option<u64>) -> anyhow::Result
     Ok(())
 }
 
-/// Raises one load dimension (coarse doubling, then bisection) until a gate first fails.
+/// Raises one load dimension (coarse doubling, then bisection) until a gate first fails,
+/// for each configuration; every configuration is checked before the first run.
 pub fn breakpoint(
     configs: &[PathBuf],
     vary: Vary,
@@ -43,7 +44,6 @@ pub fn breakpoint(
     server_exe: Option<PathBuf>,
 ) -> anyhow::Result<BreakpointReport> {
     check_range(vary, max, None)?;
-    // Every configuration is checked before the first run.
     let mut bases = Vec::new();
     for config in configs {
         let base = apply(&Scenario::load(config)?, sets)?;
@@ -54,113 +54,22 @@ pub fn breakpoint(
         bases.push((config, base));
     }
     std::fs::create_dir_all(out)?;
-    let cache = out.join("photos");
     let mut results = Vec::new();
     let mut interrupted = false;
     for (config, base) in bases {
-        let name = base.name.clone();
-        let mut steps: Vec<BreakpointStep> = Vec::new();
-        // None: an interruption stopped the step (or came before it).
-        let try_value =
-            |value: u64, steps: &mut Vec<BreakpointStep>| -> anyhow::Result<Option<bool>> {
-                if let Some(s) = steps.iter().find(|s| s.value == value) {
-                    return Ok(Some(s.passed));
-                }
-                if crate::stop::interrupted() {
-                    return Ok(None);
-                }
-                let mut set = BTreeMap::new();
-                set.insert(vary.key().to_owned(), toml::Value::Integer(value as i64));
-                let scenario = apply(&base, &set)?;
-                let dir = out.join(&name).join(format!(
-                    "{}-{value}",
-                    vary.key().rsplit('.').next().unwrap_or("value")
-                ));
-                let outcome = run_scenario(&RunOptions {
-                    scenario: config.clone(),
-                    out: Some(dir.clone()),
-                    server_exe: server_exe.clone(),
-                    photos_cache: Some(cache.clone()),
-                    scenario_override: Some(scenario),
-                    ..RunOptions::default()
-                })?;
-                let r = &outcome.report;
-                if r.interrupted {
-                    return Ok(None);
-                }
-                steps.push(BreakpointStep {
-                    value,
-                    passed: r.verdict.passed,
-                    first_failed_gate: r.gates.iter().find(|g| !g.passed).map(|g| g.name.clone()),
-                    lock_errors: r.lock_errors.total,
-                    report: dir.join("report.json").display().to_string(),
-                });
-                eprintln!(
-                    "breakpoint {name}: {}={value} {}",
-                    vary.key(),
-                    if r.verdict.passed { "passed" } else { "FAILED" }
-                );
-                Ok(Some(r.verdict.passed))
-            };
-        let mut last_pass: Option<u64> = None;
-        let mut first_fail: Option<u64> = None;
-        let mut stopped = false;
-        let mut value = vary.lowest().max(1).min(max);
-        if vary == Vary::SyncDelayMs {
-            match try_value(0, &mut steps)? {
-                Some(true) => last_pass = Some(0),
-                Some(false) => first_fail = Some(0),
-                None => stopped = true,
-            }
-        }
-        // Coarse: double until the first failure.
-        while first_fail.is_none() && !stopped {
-            match try_value(value, &mut steps)? {
-                Some(true) => {
-                    last_pass = Some(value);
-                    if value >= max {
-                        break;
-                    }
-                    value = (value * 2).min(max);
-                }
-                Some(false) => first_fail = Some(value),
-                None => stopped = true,
-            }
-        }
-        // Fine: bisect between the last pass and the first failure.
-        if let (Some(mut lo), Some(mut hi), false) = (last_pass, first_fail, stopped) {
-            while hi - lo > 1 && (hi - lo) * 10 > hi {
-                let mid = lo + (hi - lo) / 2;
-                match try_value(mid, &mut steps)? {
-                    Some(true) => lo = mid,
-                    Some(false) => hi = mid,
-                    None => {
-                        stopped = true;
-                        break;
-                    }
-                }
-            }
-            last_pass = Some(lo);
-            first_fail = Some(hi);
-        }
+        let mut search = Search {
+            config,
+            base: &base,
+            vary,
+            out,
+            cache: out.join("photos"),
+            server_exe: server_exe.clone(),
+            steps: Vec::new(),
+        };
+        let (result, stopped) = search.run(max)?;
+        results.push(result);
         if stopped {
-            // An unfinished search has no breaking point to state.
             interrupted = true;
-            last_pass = None;
-            first_fail = None;
-        }
-        steps.sort_by_key(|s| s.value);
-        let failed_gate = first_fail
-            .and_then(|f| steps.iter().find(|s| s.value == f))
-            .and_then(|s| s.first_failed_gate.clone());
-        results.push(BreakpointResult {
-            config: config.display().to_string(),
-            breaking_point: last_pass,
-            first_failure: first_fail,
-            failed_gate,
-            steps,
-        });
-        if interrupted {
             break;
         }
     }
@@ -178,4 +87,122 @@ pub fn breakpoint(
     std::fs::write(out.join("breakpoint.md"), breakpoint_markdown(&report))?;
     std::fs::write(out.join("breakpoint.html"), breakpoint_html(&report))?;
     Ok(report)
+}
+
+/// One configuration's search, and the steps it ran.
+struct Search<'a> {
+    config: &'a PathBuf,
+    base: &'a Scenario,
+    vary: Vary,
+    out: &'a Path,
+    cache: PathBuf,
+    server_exe: Option<PathBuf>,
+    steps: Vec<BreakpointStep>,
+}
+
+impl Search<'_> {
+    /// The search's result, and whether an interruption stopped it (then it states no
+    /// breaking point).
+    fn run(&mut self, max: u64) -> anyhow::Result<(BreakpointResult, bool)> {
+        let bounds = self.bounds(max)?;
+        let (last_pass, first_fail, stopped) = match bounds {
+            Some((pass, fail)) => (pass, fail, false),
+            None => (None, None, true),
+        };
+        let mut steps = std::mem::take(&mut self.steps);
+        steps.sort_by_key(|s| s.value);
+        let failed_gate = first_fail
+            .and_then(|f| steps.iter().find(|s| s.value == f))
+            .and_then(|s| s.first_failed_gate.clone());
+        let result = BreakpointResult {
+            config: self.config.display().to_string(),
+            breaking_point: last_pass,
+            first_failure: first_fail,
+            failed_gate,
+            steps,
+        };
+        Ok((result, stopped))
+    }
+
+    /// The last passing and first failing values: doubling up to the first failure, then
+    /// bisecting between them. None when an interruption stopped the search.
+    fn bounds(&mut self, max: u64) -> anyhow::Result<Option<(Option<u64>, Option<u64>)>> {
+        let mut last_pass: Option<u64> = None;
+        let mut first_fail: Option<u64> = None;
+        if self.vary == Vary::SyncDelayMs {
+            match self.try_value(0)? {
+                Some(true) => last_pass = Some(0),
+                Some(false) => first_fail = Some(0),
+                None => return Ok(None),
+            }
+        }
+        let mut value = self.vary.lowest().max(1).min(max);
+        while first_fail.is_none() {
+            match self.try_value(value)? {
+                Some(true) => {
+                    last_pass = Some(value);
+                    if value >= max {
+                        break;
+                    }
+                    value = (value * 2).min(max);
+                }
+                Some(false) => first_fail = Some(value),
+                None => return Ok(None),
+            }
+        }
+        if let (Some(mut lo), Some(mut hi)) = (last_pass, first_fail) {
+            while hi - lo > 1 && (hi - lo) * 10 > hi {
+                let mid = lo + (hi - lo) / 2;
+                match self.try_value(mid)? {
+                    Some(true) => lo = mid,
+                    Some(false) => hi = mid,
+                    None => return Ok(None),
+                }
+            }
+            return Ok(Some((Some(lo), Some(hi))));
+        }
+        Ok(Some((last_pass, first_fail)))
+    }
+
+    /// Runs the scenario at `value` (once: a value tried before is looked up); None when an
+    /// interruption stopped the step or came before it.
+    fn try_value(&mut self, value: u64) -> anyhow::Result<Option<bool>> {
+        if let Some(s) = self.steps.iter().find(|s| s.value == value) {
+            return Ok(Some(s.passed));
+        }
+        if crate::stop::interrupted() {
+            return Ok(None);
+        }
+        let key = self.vary.key();
+        let mut set = BTreeMap::new();
+        set.insert(key.to_owned(), toml::Value::Integer(value as i64));
+        let scenario = apply(self.base, &set)?;
+        let name = &self.base.name;
+        let dir = self.out.join(name).join(format!(
+            "{}-{value}",
+            key.rsplit('.').next().unwrap_or("value")
+        ));
+        let outcome = run_scenario(&RunOptions {
+            scenario: self.config.clone(),
+            out: Some(dir.clone()),
+            server_exe: self.server_exe.clone(),
+            photos_cache: Some(self.cache.clone()),
+            scenario_override: Some(scenario),
+            ..RunOptions::default()
+        })?;
+        let r = &outcome.report;
+        if r.interrupted {
+            return Ok(None);
+        }
+        self.steps.push(BreakpointStep {
+            value,
+            passed: r.verdict.passed,
+            first_failed_gate: r.gates.iter().find(|g| !g.passed).map(|g| g.name.clone()),
+            lock_errors: r.lock_errors.total,
+            report: dir.join("report.json").display().to_string(),
+        });
+        let word = if r.verdict.passed { "passed" } else { "FAILED" };
+        eprintln!("breakpoint {name}: {key}={value} {word}");
+        Ok(Some(r.verdict.passed))
+    }
 }

@@ -262,99 +262,114 @@ pub fn sweep_with(
     progress: bool,
     extra: &BTreeMap<String, toml::Value>,
 ) -> anyhow::Result<SweepReport> {
-    let Planned {
-        file,
-        base_path,
-        base,
-        rows: planned,
-    } = plan(file_path, extra)?;
+    let planned = plan(file_path, extra)?;
     std::fs::create_dir_all(out)?;
-    let cache = out.join("photos");
     let bar = if progress {
-        indicatif::ProgressBar::new(planned.len() as u64)
+        indicatif::ProgressBar::new(planned.rows.len() as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut done = Vec::new();
-    let mut interrupted = false;
-    let planned_rows = planned.len();
-    let write = |done: &[SweepRow], interrupted, aborted: Option<SweepAbort>| {
-        let report = SweepReport {
-            schema_version: 1,
-            name: file.name.clone(),
-            description: file.description.clone(),
-            base: base_path.display().to_string(),
-            rows: done.to_vec(),
-            interrupted,
-            planned_rows,
-            aborted,
-        };
-        write_sweep(&report, &base, out)
+    let mut report = SweepReport {
+        schema_version: 1,
+        name: planned.file.name.clone(),
+        description: planned.file.description.clone(),
+        base: planned.base_path.display().to_string(),
+        rows: Vec::new(),
+        interrupted: false,
+        planned_rows: planned.rows.len(),
+        aborted: None,
     };
-    for (i, (label, set, scenario)) in planned.into_iter().enumerate() {
+    for (i, (label, set, scenario)) in planned.rows.iter().enumerate() {
         if crate::stop::interrupted() {
-            interrupted = true;
+            report.interrupted = true;
             break;
         }
         bar.set_message(label.clone());
         let dir = out.join("rows").join(format!(
             "{:02}-{}",
             i + 1,
-            lockbench_server::text::slug(&label)
+            lockbench_server::text::slug(label)
         ));
-        let marker = dir.join("row.json");
-        let key = settings_key(&scenario)?;
+        let row = RowRun {
+            label,
+            set,
+            scenario,
+            dir: &dir,
+        };
+        match row.reuse_or_run(&planned.base_path, out, server_exe.clone()) {
+            Ok(Some(row)) => report.rows.push(row),
+            // Not kept: the row runs again when the sweep is resumed.
+            Ok(None) => {
+                report.interrupted = true;
+                break;
+            }
+            Err(e) => {
+                // The sweep stops here; its reports say so and name the row.
+                report.aborted = Some(SweepAbort {
+                    label: label.clone(),
+                    error: format!("{e:#}"),
+                });
+                break;
+            }
+        }
+        bar.inc(1);
+        write_sweep(&report, &planned.base, out)?;
+    }
+    bar.finish_and_clear();
+    write_sweep(&report, &planned.base, out)
+}
+
+/// One row of a sweep on its way.
+struct RowRun<'a> {
+    label: &'a str,
+    set: &'a BTreeMap<String, toml::Value>,
+    scenario: &'a Scenario,
+    dir: &'a Path,
+}
+
+impl RowRun<'_> {
+    /// The row's result: the one already in its folder when its label and settings are
+    /// unchanged, else a fresh run's; None when an interruption stopped the run.
+    fn reuse_or_run(
+        &self,
+        base_path: &Path,
+        out: &Path,
+        server_exe: Option<PathBuf>,
+    ) -> anyhow::Result<Option<SweepRow>> {
+        let marker = self.dir.join("row.json");
+        let key = settings_key(self.scenario)?;
         if let Ok(existing) = std::fs::read_to_string(&marker) {
             if let Ok(row) = serde_json::from_str::<SweepRow>(&existing) {
-                if row.label == label && row.settings_key == key {
-                    done.push(row);
-                    bar.inc(1);
-                    continue;
+                if row.label == self.label && row.settings_key == key {
+                    return Ok(Some(row));
                 }
             }
             // The row's settings changed since it ran: run it again.
         }
         let started = Instant::now();
         let opts = RunOptions {
-            scenario: base_path.clone(),
-            out: Some(dir.clone()),
-            server_exe: server_exe.clone(),
-            photos_cache: Some(cache.clone()),
-            scenario_override: Some(scenario),
+            scenario: base_path.to_path_buf(),
+            out: Some(self.dir.to_path_buf()),
+            server_exe,
+            photos_cache: Some(out.join("photos")),
+            scenario_override: Some(self.scenario.clone()),
             ..RunOptions::default()
         };
-        let outcome = match run_scenario(&opts) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                // The sweep stops here; its reports say so and name the row.
-                let aborted = SweepAbort {
-                    label: label.clone(),
-                    error: format!("{e:#}"),
-                };
-                bar.finish_and_clear();
-                return write(&done, false, Some(aborted));
-            }
-        };
+        let outcome = run_scenario(&opts)?;
         if outcome.report.interrupted {
-            // Not kept: the row runs again when the sweep is resumed.
-            interrupted = true;
-            break;
+            return Ok(None);
         }
         let mut row = row_from(
-            &label,
-            &set,
+            self.label,
+            self.set,
             &outcome.report,
             started.elapsed().as_secs_f64(),
-            &dir,
+            self.dir,
         );
         row.settings_key = key;
         std::fs::write(&marker, serde_json::to_string_pretty(&row)?)?;
-        done.push(row);
-        bar.inc(1);
-        write(&done, false, None)?;
+        Ok(Some(row))
     }
-    bar.finish_and_clear();
-    write(&done, interrupted, None)
 }
 
 fn write_sweep(

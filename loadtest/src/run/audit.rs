@@ -219,82 +219,31 @@ pub(super) fn audit(
     manifest: &Manifest,
     acked: &Acknowledged<'_>,
 ) -> anyhow::Result<(Audit, BatchRow)> {
-    let photos = ro.query(
-        "audit",
-        "SELECT ph.file_name, ph.content_hash, ph.status, p.qr_payload FROM photos ph \
-         LEFT JOIN persons p ON p.id = ph.person_id WHERE ph.batch_id = ?1",
-        &[Value::Int(batch_id)],
-    )?;
-    let registrations = ro.query("audit", "SELECT email FROM registrations", &[])?;
-    let persons = ro.query(
-        "audit",
-        "SELECT id, upload_state FROM persons WHERE batch_id = ?1",
-        &[Value::Int(batch_id)],
-    )?;
-    let counters = ro.query(
-        "audit",
-        "SELECT processed, failed, persons, uploaded, status FROM batches WHERE id = ?1",
-        &[Value::Int(batch_id)],
-    )?;
-    let mut by_hash: HashMap<&str, &[Value]> = HashMap::new();
-    let mut by_name: HashMap<&str, u64> = HashMap::new();
-    for row in &photos {
-        if let Some(h) = row[1].as_str() {
-            by_hash.insert(h, row);
-        }
-        if let Some(n) = row[0].as_str() {
-            *by_name.entry(n).or_default() += 1;
-        }
-    }
+    let rows = Rows::read(ro, batch_id)?;
     let mut audit = Audit::default();
-    let ours = || acked.processor.iter().filter(|a| a.batch_id == batch_id);
-    // Acknowledged photos, each key once (a photo acknowledged, dropped, and processed again
-    // after a re-post is acknowledged twice).
-    let acked_keys: HashSet<&str> = ours()
-        .filter(|a| matches!(a.kind, AckKind::Photo | AckKind::FailedPhoto))
-        .map(|a| a.key.as_str())
-        .collect();
-    let acked_names: HashSet<&str> = ours()
-        .filter(|a| matches!(a.kind, AckKind::Photo | AckKind::FailedPhoto))
-        .filter_map(|a| a.file_name.as_deref())
-        .collect();
-    audit.missing_photos = acked_keys
+    let ours: Vec<&Ack> = acked
+        .processor
         .iter()
-        .filter(|k| !by_hash.contains_key(*k))
-        .count() as u64;
-    for file in &manifest.files {
-        let row = by_hash.get(file.content_hash.as_str()).copied();
-        let recorded = row.is_some() || by_name.contains_key(file.name.as_str());
-        let acknowledged = acked_keys.contains(file.content_hash.as_str())
-            || acked_names.contains(file.name.as_str());
-        if !recorded && !acknowledged {
-            audit.not_processed += 1;
-        }
-        if let (FileKind::Qr | FileKind::Photo, Some(row)) = (file.kind, row) {
-            if row[2].as_str() == Some("failed") {
-                continue;
-            }
-            let expected = file
-                .person
-                .and_then(|p| manifest.people.get(p))
-                .map(|p| p.qr_payload.as_str());
-            if row[3].as_str() != expected {
-                audit.misassigned_photos += 1;
-            }
-        }
-    }
-    audit.duplicate_writes = by_name.values().map(|n| n.saturating_sub(1)).sum();
-    let uploaded: HashSet<i64> = persons
+        .filter(|a| a.batch_id == batch_id)
+        .collect();
+    audit_photos(&mut audit, &rows, manifest, &ours);
+    let uploaded: HashSet<i64> = rows
+        .persons
         .iter()
         .filter(|r| r[1].as_str() == Some("uploaded"))
         .filter_map(|r| r[0].as_i64())
         .collect();
-    let acked_uploads: HashSet<i64> = ours()
+    let acked_uploads: HashSet<i64> = ours
+        .iter()
         .filter(|a| a.kind == AckKind::Upload)
         .filter_map(|a| a.person_id)
         .collect();
     audit.lost_uploads = acked_uploads.difference(&uploaded).count() as u64;
-    let emails: HashSet<&str> = registrations.iter().filter_map(|r| r[0].as_str()).collect();
+    let emails: HashSet<&str> = rows
+        .registrations
+        .iter()
+        .filter_map(|r| r[0].as_str())
+        .collect();
     let batch_people = manifest.people.iter().map(|p| p.email.as_str());
     audit.lost_registrations = acked
         .registrations
@@ -309,40 +258,129 @@ pub(super) fn audit(
         + audit.lost_uploads
         + audit.dropped_unaudited;
     let row = BatchRow {
-        status: counters
+        status: rows
+            .counters
             .first()
             .and_then(|c| c.get(4))
             .and_then(Value::as_str)
             .map(str::to_owned),
-        photos: photos.len() as u64,
-        failed: photos
+        photos: rows.photos.len() as u64,
+        failed: rows
+            .photos
             .iter()
             .filter(|r| r[2].as_str() == Some("failed"))
             .count() as u64,
-        persons: persons.len() as u64,
+        persons: rows.persons.len() as u64,
         uploaded: uploaded.len() as u64,
     };
-    match counters.first() {
-        Some(c) => {
-            let n = |i: usize| c.get(i).and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
-            for (name, counter, rows) in [
-                ("processed", n(0), row.photos),
-                ("failed", n(1), row.failed),
-                ("persons", n(2), row.persons),
-                ("uploaded", n(3), row.uploaded),
-            ] {
-                if counter != rows {
-                    audit
-                        .counter_mismatches
-                        .push(format!("batches.{name} = {counter}, rows = {rows}"));
-                }
+    audit.counter_mismatches = counter_mismatches(&rows, &row, batch_id);
+    Ok((audit, row))
+}
+
+/// What the audit reads of the run's database, read-only.
+struct Rows {
+    /// file_name, content_hash, status, the person's qr_payload.
+    photos: Vec<Vec<Value>>,
+    /// email.
+    registrations: Vec<Vec<Value>>,
+    /// id, upload_state.
+    persons: Vec<Vec<Value>>,
+    /// The batch row's processed, failed, persons, uploaded, status.
+    counters: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    fn read(ro: &mut AuditDb, batch_id: i64) -> anyhow::Result<Rows> {
+        let batch = [Value::Int(batch_id)];
+        Ok(Rows {
+            photos: ro.query(
+                "audit",
+                "SELECT ph.file_name, ph.content_hash, ph.status, p.qr_payload FROM photos ph \
+                 LEFT JOIN persons p ON p.id = ph.person_id WHERE ph.batch_id = ?1",
+                &batch,
+            )?,
+            registrations: ro.query("audit", "SELECT email FROM registrations", &[])?,
+            persons: ro.query(
+                "audit",
+                "SELECT id, upload_state FROM persons WHERE batch_id = ?1",
+                &batch,
+            )?,
+            counters: ro.query(
+                "audit",
+                "SELECT processed, failed, persons, uploaded, status FROM batches WHERE id = ?1",
+                &batch,
+            )?,
+        })
+    }
+}
+
+/// The photos: acknowledged ones that are missing (lost), the batch's that nobody
+/// acknowledged and the database does not hold (not processed), misassigned and duplicated.
+fn audit_photos(audit: &mut Audit, rows: &Rows, manifest: &Manifest, ours: &[&Ack]) {
+    let mut by_hash: HashMap<&str, &[Value]> = HashMap::new();
+    let mut by_name: HashMap<&str, u64> = HashMap::new();
+    for row in &rows.photos {
+        if let Some(h) = row[1].as_str() {
+            by_hash.insert(h, row);
+        }
+        if let Some(n) = row[0].as_str() {
+            *by_name.entry(n).or_default() += 1;
+        }
+    }
+    let photo_acks = || {
+        ours.iter()
+            .filter(|a| matches!(a.kind, AckKind::Photo | AckKind::FailedPhoto))
+    };
+    // Each key once: a photo acknowledged, dropped, and processed again after a re-post is
+    // acknowledged twice.
+    let acked_keys: HashSet<&str> = photo_acks().map(|a| a.key.as_str()).collect();
+    let acked_names: HashSet<&str> = photo_acks()
+        .filter_map(|a| a.file_name.as_deref())
+        .collect();
+    audit.missing_photos = acked_keys
+        .iter()
+        .filter(|k| !by_hash.contains_key(*k))
+        .count() as u64;
+    for file in &manifest.files {
+        let row = by_hash.get(file.content_hash.as_str()).copied();
+        let recorded = row.is_some() || by_name.contains_key(file.name.as_str());
+        let acknowledged = acked_keys.contains(file.content_hash.as_str())
+            || acked_names.contains(file.name.as_str());
+        if !recorded && !acknowledged {
+            audit.not_processed += 1;
+        }
+        let Some(row) = row.filter(|r| r[2].as_str() != Some("failed")) else {
+            continue;
+        };
+        if matches!(file.kind, FileKind::Qr | FileKind::Photo) {
+            let expected = file
+                .person
+                .and_then(|p| manifest.people.get(p))
+                .map(|p| p.qr_payload.as_str());
+            if row[3].as_str() != expected {
+                audit.misassigned_photos += 1;
             }
         }
-        None => audit
-            .counter_mismatches
-            .push(format!("batch {batch_id} is not in the database")),
     }
-    Ok((audit, row))
+    audit.duplicate_writes = by_name.values().map(|n| n.saturating_sub(1)).sum();
+}
+
+/// The batch row's counters against what its rows add up to.
+fn counter_mismatches(rows: &Rows, row: &BatchRow, batch_id: i64) -> Vec<String> {
+    let Some(c) = rows.counters.first() else {
+        return vec![format!("batch {batch_id} is not in the database")];
+    };
+    let n = |i: usize| c.get(i).and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
+    [
+        ("processed", n(0), row.photos),
+        ("failed", n(1), row.failed),
+        ("persons", n(2), row.persons),
+        ("uploaded", n(3), row.uploaded),
+    ]
+    .into_iter()
+    .filter(|(_, counter, rows)| counter != rows)
+    .map(|(name, counter, rows)| format!("batches.{name} = {counter}, rows = {rows}"))
+    .collect()
 }
 
 #[cfg(test)]

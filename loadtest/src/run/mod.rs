@@ -24,6 +24,7 @@ mod kill;
 pub mod machine;
 mod processes;
 mod reference;
+pub mod restarts;
 mod scrape;
 mod sequence;
 mod target;

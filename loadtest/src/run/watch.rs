@@ -110,48 +110,33 @@ pub(super) fn watch_batch(
     runner: &Recorder,
 ) -> Watched {
     let bar = progress_bar(opts, t.photos);
-    let mut w = Watched {
-        ended: BatchEnd::Cap,
-        duration: Duration::ZERO,
-        interrupted: false,
-        database_gone: None,
-        max_done: 0,
-        wal_max: 0,
-        abandoned: None,
+    let mut state = State {
+        w: Watched {
+            ended: BatchEnd::Cap,
+            duration: Duration::ZERO,
+            interrupted: false,
+            database_gone: None,
+            max_done: 0,
+            wal_max: 0,
+            abandoned: None,
+        },
+        done_at: None,
+        current_done: 0,
+        last_running: Instant::now(),
+        last_answer: Instant::now(),
     };
-    let mut done_at: Option<Duration> = None;
-    let mut current_done = 0;
-    let mut last_running = Instant::now();
-    let mut last_answer = Instant::now();
     loop {
         // A kill waits for a photo: look closely while one is pending.
         let pending = kills.iter().any(Kill::waiting);
         std::thread::sleep(Duration::from_millis(if pending { 100 } else { 500 }));
-        let seen = look(t);
-        if seen.answered > 0 {
-            last_answer = Instant::now();
-        }
-        if let Some(p) = seen.running {
-            last_running = Instant::now();
-            current_done = p.done;
-            w.max_done = w.max_done.max(p.done);
-        }
-        if seen.finished && done_at.is_none() {
-            done_at = Some(t.posted.elapsed());
-            w.max_done = w.max_done.max(t.photos);
-        }
-        shared.recorder.sample_photos(w.max_done);
-        if let Some(wal) = seen.wal_bytes {
-            shared.recorder.sample_wal(wal);
-            w.wal_max = w.wal_max.max(wal);
-        }
+        state.record(look(t), t, shared);
         if crate::stop::interrupted() {
-            w.interrupted = true;
-            w.ended = BatchEnd::Interrupted;
+            state.w.interrupted = true;
+            state.w.ended = BatchEnd::Interrupted;
             break;
         }
         if let Some(why) = pg_watch.and_then(PgWatch::gone) {
-            w.database_gone = Some(why);
+            state.w.database_gone = Some(why);
             break;
         }
         let env = KillEnv {
@@ -166,59 +151,102 @@ pub(super) fn watch_batch(
             runner,
         };
         for kill in kills.iter_mut() {
-            kill.step(current_done, &env);
+            kill.step(state.current_done, &env);
         }
-        bar.set_position(w.max_done);
+        bar.set_position(state.w.max_done);
         bar.set_message(format!(
             "{} requests, {} lock errors seen by clients",
             shared.recorder.requests_total(),
             shared.recorder.lock_visible_total()
         ));
-        if let Some(d) = done_at {
-            // The processor went through the batch: the tail runs, unless the cap comes first.
-            let elapsed = t.posted.elapsed();
-            if elapsed >= d + scenario.duration.tail || elapsed >= scenario.duration.max {
-                w.ended = BatchEnd::Finished;
-                break;
-            }
-            continue;
-        }
-        // Nobody processes the batch any more: a killed worker whose batch could not be
-        // posted again, a supervisor that gave up. Waiting for the cap would measure nothing.
         let restarting = kills.iter().any(Kill::restarting);
-        if last_answer.elapsed() >= SILENT_AFTER {
-            w.abandoned = Some(format!(
-                "no worker answered /api/stats for {} s",
-                SILENT_AFTER.as_secs()
-            ));
-            w.ended = BatchEnd::Abandoned;
-            break;
-        }
-        if !restarting && last_running.elapsed() >= ABANDONED_AFTER {
-            w.abandoned = Some(format!(
-                "no worker's processor had batch {} for {} s and it had not finished",
-                t.batch_id,
-                ABANDONED_AFTER.as_secs()
-            ));
-            w.ended = BatchEnd::Abandoned;
-            break;
-        }
-        if t.posted.elapsed() >= scenario.duration.max {
-            w.ended = BatchEnd::Cap;
+        if let Some(end) = state.end(t, scenario, restarting) {
+            state.w.ended = end;
             break;
         }
     }
     bar.finish_and_clear();
-    w.duration = match (w.ended, done_at) {
-        (BatchEnd::Finished, Some(d)) => d,
-        _ => t.posted.elapsed(),
-    };
-    // Interrupted after the processor had finished: the batch did finish.
-    if w.interrupted {
-        if let Some(d) = done_at {
-            w.ended = BatchEnd::Finished;
-            w.duration = d;
+    state.finish(t)
+}
+
+/// What the watch has seen so far.
+struct State {
+    w: Watched,
+    /// Since the post: when a worker first said the processor had gone through the batch.
+    done_at: Option<Duration>,
+    /// Photos the processor run going on now has handled (what a kill waits for).
+    current_done: u64,
+    last_running: Instant,
+    last_answer: Instant,
+}
+
+impl State {
+    /// Takes in one look at the workers, and samples the photos and the WAL.
+    fn record(&mut self, seen: Look, t: &WatchTarget<'_>, shared: &Shared) {
+        if seen.answered > 0 {
+            self.last_answer = Instant::now();
+        }
+        if let Some(p) = seen.running {
+            self.last_running = Instant::now();
+            self.current_done = p.done;
+            self.w.max_done = self.w.max_done.max(p.done);
+        }
+        if seen.finished && self.done_at.is_none() {
+            self.done_at = Some(t.posted.elapsed());
+            self.w.max_done = self.w.max_done.max(t.photos);
+        }
+        shared.recorder.sample_photos(self.w.max_done);
+        if let Some(wal) = seen.wal_bytes {
+            shared.recorder.sample_wal(wal);
+            self.w.wal_max = self.w.wal_max.max(wal);
         }
     }
-    w
+
+    /// Whether the wait is over, and how it ended.
+    fn end(
+        &mut self,
+        t: &WatchTarget<'_>,
+        scenario: &Scenario,
+        restarting: bool,
+    ) -> Option<BatchEnd> {
+        let elapsed = t.posted.elapsed();
+        if let Some(d) = self.done_at {
+            // The processor went through the batch: the tail runs, unless the cap comes first.
+            let over = elapsed >= d + scenario.duration.tail || elapsed >= scenario.duration.max;
+            return over.then_some(BatchEnd::Finished);
+        }
+        // Nobody processes the batch any more: a killed worker whose batch could not be
+        // posted again, a supervisor that gave up. Waiting for the cap would measure nothing.
+        if self.last_answer.elapsed() >= SILENT_AFTER {
+            self.w.abandoned = Some(format!(
+                "no worker answered /api/stats for {} s",
+                SILENT_AFTER.as_secs()
+            ));
+            return Some(BatchEnd::Abandoned);
+        }
+        if !restarting && self.last_running.elapsed() >= ABANDONED_AFTER {
+            self.w.abandoned = Some(format!(
+                "no worker's processor had batch {} for {} s and it had not finished",
+                t.batch_id,
+                ABANDONED_AFTER.as_secs()
+            ));
+            return Some(BatchEnd::Abandoned);
+        }
+        (elapsed >= scenario.duration.max).then_some(BatchEnd::Cap)
+    }
+
+    /// The watch's result: the batch's time runs to the processor's end when it finished,
+    /// else to the moment the watch stopped waiting.
+    fn finish(mut self, t: &WatchTarget<'_>) -> Watched {
+        self.w.duration = match (self.w.ended, self.done_at) {
+            (BatchEnd::Finished, Some(d)) => d,
+            _ => t.posted.elapsed(),
+        };
+        // Interrupted after the processor had finished: the batch did finish.
+        if let (true, Some(d)) = (self.w.interrupted, self.done_at) {
+            self.w.ended = BatchEnd::Finished;
+            self.w.duration = d;
+        }
+        self.w
+    }
 }

@@ -9,7 +9,29 @@ use anyhow::bail;
 use super::{Role, Scenario, EXTERNAL_ENDPOINTS, REFERENCE_ENDPOINTS};
 
 impl Scenario {
+    /// Checks the whole scenario, part by part; the first mistake is named by its key.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.validate_name()?;
+        self.validate_server()?;
+        self.validate_users()?;
+        if self.duration.max < Duration::from_secs(1) {
+            bail!("duration.max: {:?} is below 1 s", self.duration.max);
+        }
+        if let Some(rate) = self.gates.max_error_rate {
+            if !(0.0..=1.0).contains(&rate) {
+                bail!("gates.max_error_rate: {rate} is not between 0 and 1");
+            }
+        }
+        self.validate_endpoints()?;
+        if let Some(t) = &self.target {
+            self.validate_target(t)?;
+        }
+        self.validate_gate_names()?;
+        self.validate_faults()?;
+        Ok(())
+    }
+
+    fn validate_name(&self) -> anyhow::Result<()> {
         if self.name.trim().is_empty() {
             bail!("name: must not be empty");
         }
@@ -23,6 +45,11 @@ impl Scenario {
                 self.name
             );
         }
+        Ok(())
+    }
+
+    /// The server's settings and the batch.
+    fn validate_server(&self) -> anyhow::Result<()> {
         self.server.storage.validate()?;
         self.server.retry.validate()?;
         self.batch.validate().map_err(|e| match e {
@@ -40,6 +67,10 @@ impl Scenario {
                 self.server.threads
             );
         }
+        Ok(())
+    }
+
+    fn validate_users(&self) -> anyhow::Result<()> {
         if self.users.total() == 0 {
             bail!("users: no pollers, admins or kiosks");
         }
@@ -66,59 +97,51 @@ impl Scenario {
                 );
             }
         }
-        if self.duration.max < Duration::from_secs(1) {
-            bail!("duration.max: {:?} is below 1 s", self.duration.max);
+        Ok(())
+    }
+
+    /// An external app's `[endpoints]`: methods, paths, and a batch that can be followed.
+    fn validate_endpoints(&self) -> anyhow::Result<()> {
+        let Some(e) = &self.endpoints else {
+            return Ok(());
+        };
+        if e.batch.is_some()
+            && !e
+                .status
+                .as_ref()
+                .is_some_and(|s| s.path.contains("{batch}"))
+        {
+            bail!("endpoints.batch: needs an [endpoints.status] whose path holds {{batch}}, to tell when the batch is done");
         }
-        if let Some(rate) = self.gates.max_error_rate {
-            if !(0.0..=1.0).contains(&rate) {
-                bail!("gates.max_error_rate: {rate} is not between 0 and 1");
-            }
-        }
-        if let Some(e) = &self.endpoints {
-            if e.batch.is_some()
-                && !e
-                    .status
-                    .as_ref()
-                    .is_some_and(|s| s.path.contains("{batch}"))
+        for (role, spec) in [
+            ("poller", Some(&e.poller)),
+            ("status", e.status.as_ref()),
+            ("admin", e.admin.as_ref()),
+            ("kiosk", e.kiosk.as_ref()),
+            ("batch", e.batch.as_ref()),
+        ] {
+            let Some(spec) = spec else { continue };
+            if role == "batch"
+                && spec
+                    .body
+                    .as_deref()
+                    .is_some_and(|b| !b.contains("{photos}"))
             {
-                bail!("endpoints.batch: needs an [endpoints.status] whose path holds {{batch}}, to tell when the batch is done");
+                bail!("endpoints.batch.body: has no {{photos}} placeholder for the batch folder's path");
             }
-            for (role, spec) in [
-                ("poller", Some(&e.poller)),
-                ("status", e.status.as_ref()),
-                ("admin", e.admin.as_ref()),
-                ("kiosk", e.kiosk.as_ref()),
-                ("batch", e.batch.as_ref()),
-            ] {
-                if let Some(spec) = spec {
-                    if role == "batch"
-                        && spec
-                            .body
-                            .as_deref()
-                            .is_some_and(|b| !b.contains("{photos}"))
-                    {
-                        bail!("endpoints.batch.body: has no {{photos}} placeholder for the batch folder's path");
-                    }
-                    if !matches!(
-                        spec.method.as_str(),
-                        "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
-                    ) {
-                        bail!(
-                            "endpoints.{role}.method: {:?} (GET, POST, PUT, PATCH or DELETE)",
-                            spec.method
-                        );
-                    }
-                    if !spec.path.starts_with('/') {
-                        bail!("endpoints.{role}.path: {:?} must start with /", spec.path);
-                    }
-                }
+            if !matches!(
+                spec.method.as_str(),
+                "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
+            ) {
+                bail!(
+                    "endpoints.{role}.method: {:?} (GET, POST, PUT, PATCH or DELETE)",
+                    spec.method
+                );
+            }
+            if !spec.path.starts_with('/') {
+                bail!("endpoints.{role}.path: {:?} must start with /", spec.path);
             }
         }
-        if let Some(t) = &self.target {
-            self.validate_target(t)?;
-        }
-        self.validate_gate_names()?;
-        self.validate_faults()?;
         Ok(())
     }
 

@@ -230,7 +230,7 @@ impl Target for ReferenceTarget {
             server_side.dropped_unaudited(),
         )?;
         report.faults = fault_records(posted.faults, posted.kills, watched.max_done);
-        report.restarts = crate::run::faults::read_restarts(
+        report.restarts = crate::run::restarts::read_restarts(
             &data_dir.join("restarts.jsonl"),
             shared.recorder.started_wall(),
         );
