@@ -292,11 +292,9 @@ max = "60s"
         .any(|g| g["name"] == "max_lost_writes"));
 }
 
-#[test]
-fn repeated_runs_keep_medians_and_spreads_name_each_run_and_compare_excuses_only_as_range() {
-    use lockbench::report::{Repeat, Report, Spread};
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("tiny.toml");
+/// A tiny scenario for repeated runs, written into `dir`.
+fn tiny_repeat_scenario(dir: &Path) -> PathBuf {
+    let scenario = dir.join("tiny.toml");
     std::fs::write(
         &scenario,
         r#"
@@ -322,6 +320,14 @@ max_lost_writes = 0
 "#,
     )
     .unwrap();
+    scenario
+}
+
+#[test]
+fn repeated_runs_keep_medians_and_spreads_and_name_each_run() {
+    use lockbench::report::Report;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = tiny_repeat_scenario(dir.path());
     let out = dir.path().join("repeat");
     let junit = dir.path().join("repeat.xml");
     let status = Command::new(env!("CARGO_BIN_EXE_lockbench"))
@@ -371,9 +377,18 @@ max_lost_writes = 0
             ("run 3".to_owned(), None),
         ]
     );
+}
 
-    // B is A with one p99 grown by 50%: a regression past a 10% tolerance, unless A's own
-    // runs went that high; B's spread never excuses it.
+/// B is A with one p99 grown by 50%: a regression past a 10% tolerance, unless A's own runs
+/// went that high; B's spread never excuses it.
+#[test]
+fn compare_excuses_a_timing_only_within_as_own_range() {
+    use lockbench::report::{Repeat, Report, Spread};
+    let report: Report = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("loadtest/tests/fixtures/report.json")).unwrap(),
+    )
+    .unwrap();
+    let p99 = "requests[GET /api/registrations/updates].p99_ms";
     let with_spread = |r: &Report, below: f64, above: f64| {
         let mut r = r.clone();
         let v = r.requests["GET /api/registrations/updates"].latency_us.p99 as f64 / 1000.0;
@@ -425,7 +440,13 @@ max_lost_writes = 0
         &with_spread(&report, grown / 2.0, grown / 2.0),
         &with_spread(&b, grown * 5.0, grown * 5.0)
     ));
+}
 
+#[test]
+fn repeated_runs_that_fail_a_gate_exit_1_naming_each_run() {
+    use lockbench::report::Report;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = tiny_repeat_scenario(dir.path());
     // Two runs that both fail a gate: exit 1, each run named and a failing JUnit case.
     let out = dir.path().join("failing");
     let junit = dir.path().join("failing.xml");

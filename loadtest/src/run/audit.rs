@@ -89,7 +89,7 @@ pub(super) fn audit_target(
     let ro = ReadOnlyDb::open(path).map_err(|e| anyhow::anyhow!("target.database: {e}"))?;
     let journal_mode = ro
         .journal_mode()
-        .context("target.database: PRAGMA journal_mode")?;
+        .context("target.database: reading its journal mode")?;
     let audit = match &access.audit {
         None => None,
         Some((query, field)) => Some(audit_acks(&ro, query, field, acks)?),
