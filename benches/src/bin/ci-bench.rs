@@ -180,6 +180,52 @@ fn rollback_vs_wal(readers: u32) -> anyhow::Result<Ratio> {
     .judge())
 }
 
+/// One processor run over `photos` on a fresh database (the batch's people registered
+/// first), in µs per photo.
+fn processor_us_per_photo(
+    storage: &StorageConfig,
+    manifest: &photos::Manifest,
+    photos: &[std::path::PathBuf],
+) -> anyhow::Result<f64> {
+    let tmp = tempfile::tempdir()?;
+    let store = Store::open(&tmp.path().join("app.db"), storage, &RetryConfig::default())?;
+    for p in &manifest.people {
+        store.write("register", |tx| {
+            tx.insert(
+                "INSERT INTO registrations (name, email, qr_payload) VALUES (?1, ?2, ?3)",
+                &[
+                    Value::from(p.name.as_str()),
+                    Value::from(p.email.as_str()),
+                    Value::from(p.qr_payload.as_str()),
+                ],
+            )
+        })?;
+    }
+    let batch_id = store.write("create_batch", |tx| {
+        tx.insert(
+            "INSERT INTO batches (source_dir, status, total) VALUES ('ci-bench', 'running', ?1)",
+            &[Value::Int(photos.len() as i64)],
+        )
+    })?;
+    let metrics = Arc::new(Metrics::default());
+    let dirs = DataDirs::under(&tmp.path().join("data"));
+    let started = Instant::now();
+    let done = processor::process_batch(
+        &store,
+        &ProcessorConfig::default(),
+        &dirs,
+        batch_id,
+        photos.to_vec(),
+        &metrics,
+    );
+    let took = started.elapsed();
+    anyhow::ensure!(
+        done == photos.len() as u64,
+        "the processor handled {done} photos"
+    );
+    Ok(took.as_secs_f64() * 1e6 / photos.len() as f64)
+}
+
 fn processor_vs_image_work() -> anyhow::Result<Ratio> {
     let spec = BatchSpec {
         count: 24,
@@ -197,49 +243,7 @@ fn processor_vs_image_work() -> anyhow::Result<Ratio> {
         synchronous: Synchronous::Normal,
         ..StorageConfig::default()
     };
-    let run_processor = || -> anyhow::Result<f64> {
-        let tmp = tempfile::tempdir()?;
-        let store = Store::open(
-            &tmp.path().join("app.db"),
-            &storage,
-            &RetryConfig::default(),
-        )?;
-        for p in &manifest.people {
-            store.write("register", |tx| {
-                tx.insert(
-                    "INSERT INTO registrations (name, email, qr_payload) VALUES (?1, ?2, ?3)",
-                    &[
-                        Value::from(p.name.as_str()),
-                        Value::from(p.email.as_str()),
-                        Value::from(p.qr_payload.as_str()),
-                    ],
-                )
-            })?;
-        }
-        let batch_id = store.write("create_batch", |tx| {
-            tx.insert(
-                "INSERT INTO batches (source_dir, status, total) VALUES ('ci-bench', 'running', ?1)",
-                &[Value::Int(photos.len() as i64)],
-            )
-        })?;
-        let metrics = Arc::new(Metrics::default());
-        let dirs = DataDirs::under(&tmp.path().join("data"));
-        let started = Instant::now();
-        let done = processor::process_batch(
-            &store,
-            &ProcessorConfig::default(),
-            &dirs,
-            batch_id,
-            photos.clone(),
-            &metrics,
-        );
-        let took = started.elapsed();
-        anyhow::ensure!(
-            done == photos.len() as u64,
-            "the processor handled {done} photos"
-        );
-        Ok(took.as_secs_f64() * 1e6 / photos.len() as f64)
-    };
+    let run_processor = || processor_us_per_photo(&storage, &manifest, &photos);
     let image_work = || {
         let started = Instant::now();
         let payloads = processor::scan_photos(&photos);
