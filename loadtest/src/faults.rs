@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use lockbench_server::serve::read_restart_events;
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::Fault;
@@ -58,22 +59,28 @@ pub struct RestartRecord {
     pub new_pid: Option<u32>,
 }
 
-/// The supervisor's restarts.jsonl, read after the run.
+/// The supervisor's restarts.jsonl, read after the run ([`read_restart_events`]), with
+/// times relative to the load's start. A log that cannot be read is logged and reads as no
+/// restarts.
 pub fn read_restarts(path: &Path, load_started: SystemTime) -> Vec<RestartRecord> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
+    let events = match read_restart_events(path) {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the restarts log");
+            return Vec::new();
+        }
     };
     let base = unix_ms(load_started) as f64;
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .map(|v| RestartRecord {
-            t_s: round1((v["unix_ms"].as_f64().unwrap_or(base) - base) / 1000.0),
-            worker: v["worker"].as_u64().unwrap_or(0) as u32,
-            pid: v["pid"].as_u64().unwrap_or(0) as u32,
-            status: v["status"].as_str().unwrap_or("").to_owned(),
-            action: v["action"].as_str().unwrap_or("").to_owned(),
-            delay_ms: v["delay_ms"].as_u64().unwrap_or(0),
-            new_pid: v["new_pid"].as_u64().map(|p| p as u32),
+    events
+        .into_iter()
+        .map(|e| RestartRecord {
+            t_s: round1((e.unix_ms as f64 - base) / 1000.0),
+            worker: e.worker,
+            pid: e.pid,
+            status: e.status,
+            action: e.action.as_str().to_owned(),
+            delay_ms: e.delay_ms,
+            new_pid: e.new_pid,
         })
         .collect()
 }

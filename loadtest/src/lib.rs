@@ -197,6 +197,10 @@ pub enum Command {
     },
     #[command(name = serve::WORKER_SUBCOMMAND, hide = true)]
     Worker,
+    /// `serve` with its whole config as JSON in `LOCKBENCH_SERVE_CONFIG`, as a parent process
+    /// starts it (`serve::serve_command`).
+    #[command(name = serve::SERVE_SUBCOMMAND, hide = true)]
+    ServeFromEnv,
     /// A fault process of `lockbench run` (`[[faults]]`): holds the write lock or a read
     /// transaction on a database for a while, then reports what it did as JSON lines.
     #[command(name = "__fault", hide = true)]
@@ -292,10 +296,7 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
                 }
                 None => config,
             };
-            serve::serve(config, |addr, workers| {
-                println!("lockbench serve: listening on http://{addr} ({workers})");
-                let _ = std::io::stdout().flush();
-            })?;
+            serve::serve(config, serve::print_listening)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Photos {
@@ -359,6 +360,10 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Validate { files } => validate_command(files),
         Command::Worker => {
             serve::worker_from_env()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ServeFromEnv => {
+            serve::serve_from_env(serve::print_listening)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Fault {

@@ -1,7 +1,7 @@
 //! Scenario files: TOML, unknown keys rejected, errors pointing at the line and key.
 //!
-//! A scenario names the server's settings (the same `StorageConfig`, `RetryConfig` and
-//! `ProcessorConfig` types `lockbench serve` takes), the photo batch, the user mix, the
+//! A scenario names the server's settings (`ServerSettings`, the very `AppSettings` type
+//! `lockbench serve` takes), the photo batch, the user mix, the
 //! duration policy, the gates, and optionally the endpoints of an external app (`--target`).
 //! Reads and checks files; runs nothing.
 
@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lockbench_server::photos::BatchSpec;
-use lockbench_server::processor::ProcessorConfig;
 use lockbench_server::storage::config::duration_text;
-use lockbench_server::storage::{RetryConfig, StorageConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,31 +158,9 @@ mod optional_duration {
     }
 }
 
-/// The reference server's settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerSettings {
-    /// Worker processes (gunicorn's --workers).
-    pub workers: u32,
-    /// Requests one worker handles at once, the others waiting their turn (gunicorn's
-    /// --threads with gthread workers); 0: no limit.
-    pub threads: u32,
-    pub storage: StorageConfig,
-    pub retry: RetryConfig,
-    pub processor: ProcessorConfig,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        ServerSettings {
-            workers: 1,
-            threads: 0,
-            storage: StorageConfig::default(),
-            retry: RetryConfig::default(),
-            processor: ProcessorConfig::default(),
-        }
-    }
-}
+/// The reference server's settings: the server crate's own type (`[server]` keys are
+/// `serve`'s keys), handed to the server as it is.
+pub use lockbench_server::serve::AppSettings as ServerSettings;
 
 /// The user mix. Each role keeps a schedule of ticks, one every interval from a phase spread
 /// over the first interval; how a tick behaves when the previous one is still unanswered is

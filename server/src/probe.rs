@@ -28,9 +28,11 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::measure::{histogram, record_since};
+use crate::now_sql;
 use crate::storage::config::parse_duration;
 use crate::storage::{
-    self, ConnectionSettings, DbError, LockCode, OpStats, RetryConfig, StorageConfig, Store, Value,
+    self, ConnectionSettings, DbError, LockCode, OpStats, RetryConfig, RetryPlan, StorageConfig,
+    Store, Value,
 };
 
 /// Version of the JSON document `contend --json` prints.
@@ -279,6 +281,7 @@ pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
 /// [`ProbeConfig::validate`] refuses is an error before anything runs.
 pub fn run_until(config: &ProbeConfig, stop: &AtomicBool) -> anyhow::Result<ProbeReport> {
     config.validate()?;
+    let retry = config.retry.plan()?;
     // Removed when this function returns, whatever it returns (the folder and the database,
     // its journal or WAL files with it).
     let tempdir;
@@ -292,11 +295,11 @@ pub fn run_until(config: &ProbeConfig, stop: &AtomicBool) -> anyhow::Result<Prob
     let mut storage = config.storage.clone();
     // Declared before the store so that the store closes before the schema is dropped.
     let _schema = own_schema(&mut storage)?;
-    let store = open_store(&path, &storage, config)?;
+    let store = open_store(&path, &storage, &retry)?;
     let batch_id = store
         .write("probe_setup", |tx| {
             tx.insert(
-                "INSERT INTO batches (source_dir, status, started_at) VALUES ('contend probe', 'running', strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+                concat!("INSERT INTO batches (source_dir, status, started_at) VALUES ('contend probe', 'running', ", now_sql!(), ")"),
                 &[],
             )
         })
@@ -342,9 +345,9 @@ fn own_schema(storage: &mut StorageConfig) -> anyhow::Result<Option<DropSchema>>
 fn open_store(
     path: &std::path::Path,
     storage: &StorageConfig,
-    config: &ProbeConfig,
+    retry: &RetryPlan,
 ) -> anyhow::Result<Store> {
-    Store::open(path, storage, &config.retry).with_context(|| match &storage.database_url {
+    Store::open(path, storage, retry).with_context(|| match &storage.database_url {
         Some(url) if storage.driver.is_postgres() => {
             format!("opening {}", storage::postgres::redact_url(url))
         }
@@ -579,7 +582,11 @@ fn writer(
                 &[Value::Int(batch_id), Value::Text(key.clone())],
             )?;
             tx.execute(
-                "UPDATE batches SET processed = processed + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                concat!(
+                    "UPDATE batches SET processed = processed + 1, updated_at = ",
+                    now_sql!(),
+                    " WHERE id = ?1"
+                ),
                 &[Value::Int(batch_id)],
             )?;
             Ok(processed)

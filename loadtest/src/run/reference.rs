@@ -27,7 +27,7 @@ use crate::faults::{FaultContext, FaultRecord, FaultRunner};
 use crate::http::{self, Again};
 use crate::load::{self, Recorder, Shared};
 use crate::report::{BatchEnd, LockErrors, LockSource, Report, Target, WalFigures, WorkerSettings};
-use crate::scenario::{Fault, Scenario};
+use crate::scenario::{Fault, Scenario, ServerSettings};
 
 /// The reference server of one run and what the runner needs to talk to it.
 struct Reference {
@@ -54,11 +54,13 @@ impl Reference {
     }
 }
 
-/// Writes the server's settings file and starts `lockbench serve` with it.
+/// Writes the server's settings file and starts `lockbench serve` with it; batches are
+/// confined to `photo_dir`.
 fn start_reference(
     scenario: &Scenario,
     opts: &RunOptions,
     work: &Path,
+    photo_dir: &Path,
     postgres: Option<&PgSchema>,
 ) -> anyhow::Result<Reference> {
     let db = work.join("app.db");
@@ -73,14 +75,14 @@ fn start_reference(
         .iter()
         .any(|f| matches!(f, Fault::SlowDisk { .. }));
     let serve = ServeConfig {
-        storage: storage.clone(),
-        retry: scenario.server.retry.clone(),
-        processor: scenario.server.processor.clone(),
-        workers: scenario.server.workers,
-        threads: scenario.server.threads,
+        app: ServerSettings {
+            storage: storage.clone(),
+            ..scenario.server.clone()
+        },
         port: 0,
         db: db.clone(),
         data_dir: Some(data_dir.clone()),
+        photo_root: Some(photo_dir.to_path_buf()),
         sync_delay_control: slow_disk.then(|| sync_delay_control.clone()),
         ..ServeConfig::default()
     };
@@ -145,7 +147,8 @@ pub(super) fn run_reference(
     let (photo_dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work.path())?;
     // PostgreSQL: a schema of this run's own, dropped when the run ends (whatever happens).
     let postgres = PgSchema::for_scenario(scenario)?;
-    let mut reference = start_reference(scenario, opts, work.path(), postgres.as_ref())?;
+    let mut reference =
+        start_reference(scenario, opts, work.path(), &photo_dir, postgres.as_ref())?;
     let shared = Arc::new(Shared::new(
         scenario.users.clone(),
         None,

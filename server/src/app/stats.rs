@@ -3,7 +3,10 @@
 //! the server's files: lock errors, retries and commit-only drops per unit of work (each
 //! with the endpoint it serves), the batches the processor runs or ran here and how far its
 //! latest run of each got (so the runner follows a batch without reading the database), the
-//! WAL size and checkpoints. Reads counters; never opens a connection or reads the database.
+//! WAL size and checkpoints. And `GET /api/settings` ([`WorkerSettingsReport`]): the
+//! settings the worker was started with and those each of its connections really has. Both
+//! are types the handler serialises and a reader deserialises. Reads counters and settings
+//! already read back; never opens a connection or reads the database.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -11,7 +14,8 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{wal_bytes, Metrics};
-use crate::storage::Store;
+use crate::processor::ProcessorConfig;
+use crate::storage::{ConnectionSettings, RetryConfig, StorageConfig, Store};
 
 /// The names the app's units of work are counted under, one per handler.
 pub mod ops {
@@ -60,6 +64,26 @@ pub struct WorkerStats {
     /// `batches_finished` carries on from its predecessor's).
     #[serde(default)]
     pub batch_progress: BTreeMap<i64, BatchProgress>,
+}
+
+/// `GET /api/settings`: one worker's settings, as it was asked to run and as each of its
+/// connections really is (read back with PRAGMAs or `SHOW` when it was opened).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSettingsReport {
+    pub worker: u32,
+    pub pid: u32,
+    pub sqlite_version: String,
+    pub requested: RequestedSettings,
+    /// Every connection the worker has opened so far, in opening order.
+    pub effective: Vec<ConnectionSettings>,
+}
+
+/// The settings a worker was started with that shape its database work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestedSettings {
+    pub storage: StorageConfig,
+    pub retry: RetryConfig,
+    pub processor: ProcessorConfig,
 }
 
 /// How far one processor run over a batch got, as the processor reported it.

@@ -12,6 +12,7 @@ use super::acks::{Ack, AckKind, AckLog};
 use super::decode::{Decoded, Named};
 use super::files::*;
 use super::{DataDirs, ProcessorConfig, ProcessorEvents, Switch};
+use crate::now_sql;
 use crate::photos::{self, Scan};
 use crate::storage::{DbError, JournalMode, Store, Tx, Value};
 use crate::text::{log_safe, LogSafe};
@@ -382,7 +383,7 @@ impl Processor<'_> {
                     &[Value::Int(batch_id), Value::from(name), Value::from(key.as_str()), Value::from(reason)],
                 )?;
                 tx.execute(
-                    "UPDATE batches SET failed = failed + 1, processed = processed + 1, current_photo = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                    concat!("UPDATE batches SET failed = failed + 1, processed = processed + 1, current_photo = ?2, updated_at = ", now_sql!(), " WHERE id = ?1"),
                     &[Value::Int(batch_id), Value::from(name)],
                 )?;
             }
@@ -517,9 +518,18 @@ impl Processor<'_> {
     pub(super) fn finish_batch(&self) {
         let batch_id = self.batch_id;
         let result = self.write("finish_batch", |tx| {
-            tx.query_i64("SELECT processed FROM batches WHERE id = ?1", &[Value::Int(batch_id)])?;
+            tx.query_i64(
+                "SELECT processed FROM batches WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )?;
             tx.execute(
-                "UPDATE batches SET status = 'done', current_photo = NULL, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                concat!(
+                    "UPDATE batches SET status = 'done', current_photo = NULL, finished_at = ",
+                    now_sql!(),
+                    ", updated_at = ",
+                    now_sql!(),
+                    " WHERE id = ?1"
+                ),
                 &[Value::Int(batch_id)],
             )?;
             log_action(tx, batch_id, "batch_done", None, "")
@@ -625,7 +635,11 @@ pub(super) fn update_batch_status(
         &[Value::Int(batch_id)],
     )?;
     tx.execute(
-        "UPDATE batches SET processed = processed + 1, current_photo = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+        concat!(
+            "UPDATE batches SET processed = processed + 1, current_photo = ?2, updated_at = ",
+            now_sql!(),
+            " WHERE id = ?1"
+        ),
         &[Value::Int(batch_id), Value::from(photo)],
     )
     .map(|_| ())
