@@ -89,8 +89,13 @@ impl AppSettings {
 }
 
 /// Everything `lockbench serve` takes, as flags or as a TOML file (`--config`).
+///
+/// Serialised with [`AppSettings`]' keys at the top level; read through [`ServeConfigFile`],
+/// which has the same keys, so that an error in a file points at its line (serde's
+/// `flatten` would buffer the values and lose it), unknown keys refused, missing keys
+/// defaulted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "ServeConfigFile")]
 pub struct ServeConfig {
     /// The app's settings; their keys are this config's own (`workers`, `[storage]`, ...).
     #[command(flatten)]
@@ -146,6 +151,97 @@ impl Default for ServeConfig {
             data_dir: None,
             photo_root: None,
             sync_delay_control: None,
+        }
+    }
+}
+
+/// A [`ServeConfig`] as a file or JSON spells it: [`AppSettings`]' keys beside the
+/// server's. Private to reading; the conversions list every field without `..`, so a field
+/// added to either type must be added here too or nothing compiles.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ServeConfigFile {
+    workers: u32,
+    threads: u32,
+    storage: StorageConfig,
+    retry: RetryConfig,
+    processor: ProcessorConfig,
+    role: ServeRole,
+    port: u16,
+    bind: IpAddr,
+    db: PathBuf,
+    data_dir: Option<PathBuf>,
+    photo_root: Option<PathBuf>,
+    sync_delay_control: Option<PathBuf>,
+}
+
+impl Default for ServeConfigFile {
+    fn default() -> Self {
+        let ServeConfig {
+            app:
+                AppSettings {
+                    workers,
+                    threads,
+                    storage,
+                    retry,
+                    processor,
+                },
+            role,
+            port,
+            bind,
+            db,
+            data_dir,
+            photo_root,
+            sync_delay_control,
+        } = ServeConfig::default();
+        ServeConfigFile {
+            workers,
+            threads,
+            storage,
+            retry,
+            processor,
+            role,
+            port,
+            bind,
+            db,
+            data_dir,
+            photo_root,
+            sync_delay_control,
+        }
+    }
+}
+
+impl From<ServeConfigFile> for ServeConfig {
+    fn from(file: ServeConfigFile) -> Self {
+        let ServeConfigFile {
+            workers,
+            threads,
+            storage,
+            retry,
+            processor,
+            role,
+            port,
+            bind,
+            db,
+            data_dir,
+            photo_root,
+            sync_delay_control,
+        } = file;
+        ServeConfig {
+            app: AppSettings {
+                workers,
+                threads,
+                storage,
+                retry,
+                processor,
+            },
+            role,
+            port,
+            bind,
+            db,
+            data_dir,
+            photo_root,
+            sync_delay_control,
         }
     }
 }
