@@ -39,7 +39,7 @@ use lockbench_server::app::metrics::Metrics;
 use lockbench_server::photos::{self, BatchSpec, ImageSize, Manifest};
 use lockbench_server::processor::{self, DataDirs, ProcessorConfig};
 use lockbench_server::storage::{
-    JournalMode, RetryConfig, RetryPlan, StorageConfig, Store, Synchronous, TxMode, Value,
+    JournalMode, RetryPlan, StorageConfig, Store, Synchronous, TxMode, Value,
 };
 use tempfile::TempDir;
 

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use lockbench_server::now_sql;
 use lockbench_server::storage::{
-    BusyTimeoutScope, DbError, Driver, JournalMode, LockCode, PoolLayout, RetryConfig, RetryPlan,
-    StorageConfig, Store, Synchronous, TxMode, Value,
+    BusyTimeoutScope, DbError, Driver, JournalMode, LockCode, PoolLayout, RetryPlan, StorageConfig,
+    Store, Synchronous, TxMode, Value,
 };
 use rusqlite::OptionalExtension;
 use tempfile::TempDir;

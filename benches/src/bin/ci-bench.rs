@@ -26,7 +26,7 @@ use lockbench_server::app::metrics::Metrics;
 use lockbench_server::photos::{self, BatchSpec, ImageSize};
 use lockbench_server::processor::{self, DataDirs, ProcessorConfig};
 use lockbench_server::storage::{
-    Driver, JournalMode, RetryConfig, RetryPlan, StorageConfig, Store, Synchronous, TxMode, Value,
+    Driver, JournalMode, RetryPlan, StorageConfig, Store, Synchronous, TxMode, Value,
 };
 
 /// Rounds per pair; the ratio is taken from the medians.

@@ -6,7 +6,9 @@
 //!   a serve config file (`workers`, `threads`, `[storage]`, `[retry]`, `[processor]`) and
 //!   its flags are `serve`'s own (`--workers`, `--journal-mode`, `--retry`, ...).
 //! - [`ServeConfig`]: everything `lockbench serve` takes, as flags or as a TOML file
-//!   (`--config`): the app's settings plus where the server runs (port, database, folders).
+//!   (`--config`): the app's settings plus where the server runs (port, database, folders,
+//!   the photo root batches are confined to). It is read through a private mirror of its
+//!   keys (`ServeConfigFile`), so that an error in a file points at its line.
 //! - Crossing a process boundary, a `ServeConfig` is one JSON value in [`ENV_CONFIG`]:
 //!   [`serve_command`] builds `lockbench __serve` for a parent that starts a server (the
 //!   runner), and the supervisor starts its workers the same way; [`ServeConfig::from_env`]
