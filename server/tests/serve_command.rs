@@ -91,8 +91,8 @@ fn listening_addr(server: &mut Child) -> SocketAddr {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("the server announces its address");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap();
+        if let Some(url) = serve::listening_url(&line) {
+            let addr = url.strip_prefix("http://").expect("an http URL");
             return addr.parse().expect("an address");
         }
     }

@@ -159,11 +159,21 @@ pub fn die_with_parent() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the announcement says before the server's URL.
+const LISTENING_ON: &str = "lockbench serve: listening on ";
+
 /// Prints the line a parent waits for (`lockbench serve: listening on http://ADDR (N
 /// workers)`) on stdout, flushed: the announcement `lockbench serve` and `__serve` make.
+/// [`listening_url`] reads it.
 pub fn print_listening(addr: SocketAddr, workers: &str) {
-    println!("lockbench serve: listening on http://{addr} ({workers})");
+    println!("{LISTENING_ON}http://{addr} ({workers})");
     let _ = std::io::stdout().flush();
+}
+
+/// The URL a line of the server's stdout announces (`http://ADDR`), if it is the
+/// announcement [`print_listening`] writes.
+pub fn listening_url(line: &str) -> Option<&str> {
+    line.strip_prefix(LISTENING_ON)?.split_whitespace().next()
 }
 
 /// `lockbench __serve`: [`serve`] with the config a parent put in [`ENV_CONFIG`]
