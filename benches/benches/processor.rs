@@ -39,7 +39,7 @@ use lockbench_server::app::metrics::Metrics;
 use lockbench_server::photos::{self, BatchSpec, ImageSize, Manifest};
 use lockbench_server::processor::{self, DataDirs, ProcessorConfig};
 use lockbench_server::storage::{
-    JournalMode, RetryConfig, StorageConfig, Store, Synchronous, TxMode, Value,
+    JournalMode, RetryPlan, StorageConfig, Store, Synchronous, TxMode, Value,
 };
 use tempfile::TempDir;
 
@@ -109,7 +109,7 @@ struct Run {
 impl Run {
     fn prepare(storage: &StorageConfig, manifest: &Manifest, total: usize) -> Run {
         let tmp = tempfile::tempdir().expect("creating the database folder");
-        let store = Store::open(&tmp.path().join("app.db"), storage, &RetryConfig::default())
+        let store = Store::open(&tmp.path().join("app.db"), storage, &RetryPlan::default())
             .expect("opening the store");
         for person in &manifest.people {
             store

@@ -18,9 +18,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use lockbench_server::now_sql;
 use lockbench_server::storage::{
-    BusyTimeoutScope, DbError, Driver, JournalMode, LockCode, PoolLayout, RetryConfig,
-    StorageConfig, Store, Synchronous, TxMode, Value,
+    BusyTimeoutScope, DbError, Driver, JournalMode, LockCode, PoolLayout, RetryPlan, StorageConfig,
+    Store, Synchronous, TxMode, Value,
 };
 use rusqlite::OptionalExtension;
 use tempfile::TempDir;
@@ -37,11 +38,19 @@ pub const READ_OP: &str = "bench_read";
 pub const SELECT_PROCESSED: &str = "SELECT processed FROM batches WHERE id = ?1";
 pub const INSERT_LOG: &str =
     "INSERT INTO processing_log (batch_id, action, detail) VALUES (?1, 'bench', ?2)";
-pub const UPDATE_BATCH: &str = "UPDATE batches SET processed = processed + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1";
+pub const UPDATE_BATCH: &str = concat!(
+    "UPDATE batches SET processed = processed + 1, updated_at = ",
+    now_sql!(),
+    " WHERE id = ?1"
+);
 /// The readers' statement.
 pub const READ_LOG: &str = "SELECT count(*), max(id) FROM processing_log WHERE batch_id = ?1";
 
-const INSERT_BATCH: &str = "INSERT INTO batches (source_dir, status, started_at) VALUES ('bench', 'running', strftime('%Y-%m-%dT%H:%M:%fZ','now'))";
+const INSERT_BATCH: &str = concat!(
+    "INSERT INTO batches (source_dir, status, started_at) VALUES ('bench', 'running', ",
+    now_sql!(),
+    ")"
+);
 const BUSY_TIMEOUT_MS: u64 = 5000;
 
 /// One benchmarked setting: which driver, journal mode and transaction mode, and how many
@@ -150,7 +159,7 @@ impl StoreFixture {
         let store = Store::open(
             &dir.path().join("bench.db"),
             &setting.storage_config(),
-            &RetryConfig::default(),
+            &RetryPlan::default(),
         )?;
         let batch_id = insert_batch(&store)?;
         Ok(StoreFixture {
@@ -218,7 +227,7 @@ impl BareFixture {
                 tx_mode,
                 readers: 0,
             };
-            let store = Store::open(&path, &setting.storage_config(), &RetryConfig::default())?;
+            let store = Store::open(&path, &setting.storage_config(), &RetryPlan::default())?;
             insert_batch(&store)?
         };
         let conn = open_bare(&path, journal_mode)?;

@@ -81,6 +81,10 @@ pub enum Command {
     },
     #[command(name = serve::WORKER_SUBCOMMAND, hide = true)]
     Worker,
+    /// `serve` with its whole config as JSON in `LOCKBENCH_SERVE_CONFIG`, as a parent process
+    /// starts it (`serve::serve_command`).
+    #[command(name = serve::SERVE_SUBCOMMAND, hide = true)]
+    ServeFromEnv,
     /// A fault process of `lockbench run` (`[[faults]]`): holds the write lock or a read
     /// transaction on a database for a while, then reports what it did as JSON lines.
     #[command(name = "__fault", hide = true)]

@@ -88,10 +88,7 @@ pub(crate) fn serve_command(args: ServeArgs, matches: &ArgMatches) -> anyhow::Re
         }
         None => config,
     };
-    serve::serve(config, |addr, workers| {
-        println!("lockbench serve: listening on http://{addr} ({workers})");
-        let _ = std::io::stdout().flush();
-    })?;
+    serve::serve(config, serve::print_listening)?;
     Ok(ExitCode::SUCCESS)
 }
 

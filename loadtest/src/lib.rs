@@ -47,6 +47,11 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             lockbench_server::serve::worker_from_env()?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::ServeFromEnv => {
+            let serve = lockbench_server::serve::serve_from_env;
+            serve(lockbench_server::serve::print_listening)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Fault(args) => commands::fault_command(args),
     }
 }

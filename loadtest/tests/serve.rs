@@ -229,9 +229,16 @@ struct Serve {
 }
 
 impl Serve {
-    /// Starts `lockbench serve --port 0 --db DB ARGS...`, waits for its announce line.
+    /// Starts `lockbench serve --port 0 --db DB ARGS... --photo-root <DB's folder>` (the
+    /// tests' batches are beside the database), waits for its announce line.
     fn start(db: &Path, args: &[&str]) -> Serve {
-        let mut child = serve_command(db, args, "0").spawn().expect("start");
+        let root = db.parent().unwrap().to_str().unwrap().to_owned();
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["--photo-root", &root])
+            .collect();
+        let mut child = serve_command(db, &args, "0").spawn().expect("start");
         let stderr = collect_stderr(&mut child);
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();

@@ -459,3 +459,52 @@ fn files_and_functions_stay_small() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+#[test]
+fn the_checks_see_through_comments_strings_and_chars() {
+    let text = "fn a() {\n    let s = \"}\"; // }\n    let c = '}';\n    let r = r#\"{\"#;\n}\n\nfn b(x: &'static str) -> u8 { 1 }\ntrait T { fn c(&self); }\n";
+    let code = blank(text, false);
+    let found: Vec<(usize, usize, String)> = functions(&code);
+    assert_eq!(
+        found,
+        [(1, 5, "a".to_owned()), (7, 1, "b".to_owned())],
+        "{code}"
+    );
+    // A module that reaches up is seen, one that reaches down is not.
+    assert_eq!(
+        crate_uses("use crate::{report, run::http};\nlet x = crate::decide::compare;"),
+        ["decide", "report", "run"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+    let mut graph = BTreeMap::new();
+    graph.insert("config".to_owned(), BTreeSet::from(["postgres".to_owned()]));
+    graph.insert("postgres".to_owned(), BTreeSet::from(["config".to_owned()]));
+    assert!(cycle(&graph).is_some());
+}
+
+/// SQL's "now" has one spelling, `now_sql!()` in `server/src/storage/now.rs`, so the
+/// PostgreSQL translation can replace exactly it.
+#[test]
+fn now_is_spelled_only_in_storage_now_rs() {
+    let mut elsewhere = Vec::new();
+    for dir in SOURCE_DIRS {
+        for f in rust_files(dir) {
+            if shown(&f) == "server/src/storage/now.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if line.contains("strftime(") {
+                    elsewhere.push(format!("{}:{}: {}", shown(&f), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        elsewhere.is_empty(),
+        "write \"now\" as now_sql!() (storage/now.rs), not:\n{}",
+        elsewhere.join("\n")
+    );
+}

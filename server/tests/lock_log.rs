@@ -19,7 +19,7 @@ use lockbench_server::probe::{self, ProbeConfig};
 use lockbench_server::processor::ProcessorConfig;
 use lockbench_server::storage::stats::LOCK_LOG_PHRASE;
 use lockbench_server::storage::{
-    JournalMode, RetryConfig, RetryKind, StorageConfig, Store, TxMode,
+    JournalMode, RetryConfig, RetryKind, RetryPlan, StorageConfig, Store, TxMode,
 };
 use tower::ServiceExt;
 use tracing::field::{Field, Visit};
@@ -153,7 +153,7 @@ fn every_counted_lock_error_is_one_log_line_and_no_other_line_has_the_phrase() {
         busy_timeout_ms: 100,
         ..StorageConfig::default()
     };
-    let store = Store::open(&db, &storage, &RetryConfig::default()).unwrap();
+    let store = Store::open(&db, &storage, &RetryPlan::default()).unwrap();
     let router = app::router(AppState::new(
         store.clone(),
         0,

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lockbench_server::serve::{self, ServeConfig, ENV_PARENT_PID, ENV_TOKEN};
+use lockbench_server::serve::{
+    self, AppSettings, ServeConfig, ENV_CONFIG, ENV_PARENT_PID, ENV_TOKEN,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
@@ -53,7 +55,10 @@ fn child_process_entry() {
         }
         Ok("serve") => {
             let config = ServeConfig {
-                workers: 2,
+                app: AppSettings {
+                    workers: 2,
+                    ..AppSettings::default()
+                },
                 port: 0,
                 db: dir.join("app.db"),
                 data_dir: Some(dir.join("data")),
@@ -75,7 +80,7 @@ fn child_process_entry() {
 #[test]
 #[allow(non_snake_case)]
 fn child__worker() {
-    if std::env::var_os("LOCKBENCH_WORKER_CONFIG").is_some() {
+    if std::env::var_os(ENV_CONFIG).is_some() {
         serve::worker_from_env().expect("worker");
     }
 }

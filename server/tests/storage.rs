@@ -8,7 +8,7 @@ use lockbench_server::probe::{self, ProbeConfig, ProbeReport};
 use lockbench_server::storage::hold::hold_write_lock;
 use lockbench_server::storage::{
     vfs, BusyTimeoutScope, DbError, Driver, JournalMode, LockCode, PoolLayout, RetryConfig,
-    RetryKind, RetryScope, Role, StorageConfig, Store, Synchronous, TxMode, Value,
+    RetryKind, RetryPlan, RetryScope, Role, StorageConfig, Store, Synchronous, TxMode, Value,
 };
 
 /// A temporary folder and the database path inside it.
@@ -95,7 +95,7 @@ fn stale_snapshot_upgrade(
     let mut cfg = storage(JournalMode::Wal, tx_mode);
     cfg.driver = driver;
     cfg.busy_timeout_ms = 10_000;
-    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    let store = Store::open(&path, &cfg, &RetryPlan::default()).expect("open");
     store
         .write("seed", |tx| {
             tx.insert("INSERT INTO batches (source_dir) VALUES ('x')", &[])
@@ -162,7 +162,7 @@ fn rollback_upgrade(driver: Driver) -> (Result<(), DbError>, Result<(), DbError>
     let mut cfg = storage(JournalMode::Delete, TxMode::Deferred);
     cfg.driver = driver;
     cfg.busy_timeout_ms = 10_000;
-    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    let store = Store::open(&path, &cfg, &RetryPlan::default()).expect("open");
     store
         .write("seed", |tx| {
             tx.insert("INSERT INTO batches (source_dir) VALUES ('x')", &[])
@@ -235,7 +235,7 @@ fn first_connection_scope_leaves_the_other_connections_at_the_driver_default() {
             pool_size: 4,
             ..StorageConfig::default()
         };
-        let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+        let store = Store::open(&path, &cfg, &RetryPlan::default()).expect("open");
         store.open_all().expect("open all");
         let timeouts: Vec<i64> = store
             .effective_settings()
@@ -249,7 +249,7 @@ fn first_connection_scope_leaves_the_other_connections_at_the_driver_default() {
             ..cfg
         };
         let (_dir2, path2) = temp_db();
-        let store = Store::open(&path2, &every, &RetryConfig::default()).expect("open");
+        let store = Store::open(&path2, &every, &RetryPlan::default()).expect("open");
         store.open_all().expect("open all");
         assert!(store
             .effective_settings()
@@ -268,7 +268,7 @@ fn split_layout_has_one_writer_and_read_only_readers() {
         pool_size: 4,
         ..StorageConfig::default()
     };
-    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    let store = Store::open(&path, &cfg, &RetryPlan::default()).expect("open");
     store.open_all().expect("open all");
     let settings = store.effective_settings();
     let roles: Vec<Role> = settings.iter().map(|c| c.role).collect();
@@ -350,7 +350,7 @@ fn syncs_per_commit(
         tx_mode: TxMode::Immediate,
         ..StorageConfig::default()
     };
-    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    let store = Store::open(&path, &cfg, &RetryPlan::default()).expect("open");
     assert!(store
         .effective_settings()
         .iter()
@@ -429,13 +429,13 @@ fn settings_that_cannot_work_are_refused_by_name() {
         pool_size: 1,
         ..StorageConfig::default()
     };
-    let err = Store::open(&path, &split_of_one, &RetryConfig::default()).unwrap_err();
+    let err = Store::open(&path, &split_of_one, &RetryPlan::default()).unwrap_err();
     assert!(err.to_string().contains("pool_layout"), "{err}");
 
     let err = Store::open(
         std::path::Path::new("/nonexistent-lockbench-dir/x.db"),
         &StorageConfig::default(),
-        &RetryConfig::default(),
+        &RetryPlan::default(),
     )
     .unwrap_err();
     assert!(
@@ -448,11 +448,11 @@ fn settings_that_cannot_work_are_refused_by_name() {
     // answers SQLITE_BUSY (leaving WAL needs the database to itself), and that stays a lock
     // error, naming the setting, so that a worker waits it out as it waits out any lock.
     let wal = storage(JournalMode::Wal, TxMode::Deferred);
-    let holder = Store::open(&path, &wal, &RetryConfig::default()).expect("open wal");
+    let holder = Store::open(&path, &wal, &RetryPlan::default()).expect("open wal");
     let err = Store::open(
         &path,
         &storage(JournalMode::Delete, TxMode::Deferred),
-        &RetryConfig::default(),
+        &RetryPlan::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("journal_mode"), "{err}");
@@ -473,7 +473,7 @@ fn settings_that_cannot_work_are_refused_by_name() {
 fn migrations_create_the_app_schema_for_both_drivers_and_keep_committed_data() {
     let (_dir, path) = temp_db();
     let rusqlite_cfg = StorageConfig::default();
-    let store = Store::open(&path, &rusqlite_cfg, &RetryConfig::default()).expect("open");
+    let store = Store::open(&path, &rusqlite_cfg, &RetryPlan::default()).expect("open");
     let id = store
         .write("register", |tx| {
             tx.insert(
@@ -488,7 +488,7 @@ fn migrations_create_the_app_schema_for_both_drivers_and_keep_committed_data() {
         driver: Driver::Sqlx,
         ..StorageConfig::default()
     };
-    let store = Store::open(&path, &sqlx_cfg, &RetryConfig::default()).expect("reopen");
+    let store = Store::open(&path, &sqlx_cfg, &RetryPlan::default()).expect("reopen");
     let rows = store
         .read("list", |tx| {
             tx.query(
@@ -573,7 +573,7 @@ fn a_lock_met_while_a_pooled_connection_is_configured_is_the_units_lock_error_co
         ..StorageConfig::default()
     };
     // No retries: the unit fails with the lock error, under its own op, and it is counted.
-    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    let store = Store::open(&path, &cfg, &RetryPlan::default()).expect("open");
     let err =
         while_a_new_connection_meets_a_lock(&store, &path, Duration::from_millis(800), || {
             insert_registration(&store, "register")
@@ -604,7 +604,7 @@ fn a_lock_met_while_a_pooled_connection_is_configured_is_the_units_lock_error_co
         retry_delay_ms: 20,
         ..RetryConfig::default()
     };
-    let store = Store::open(&path, &cfg, &retry).expect("open");
+    let store = Store::open(&path, &cfg, &retry.plan().unwrap()).expect("open");
     let id = while_a_new_connection_meets_a_lock(&store, &path, Duration::from_millis(600), || {
         insert_registration(&store, "register")
     })
@@ -616,7 +616,7 @@ fn a_lock_met_while_a_pooled_connection_is_configured_is_the_units_lock_error_co
     assert_eq!((s.ok, s.failed_locked, s.failed_other), (1, 0, 0), "{s:?}");
 
     // A checkpoint's lock error is counted under "checkpoint".
-    let store = Store::open(&path, &cfg, &RetryConfig::default()).expect("open");
+    let store = Store::open(&path, &cfg, &RetryPlan::default()).expect("open");
     let err =
         while_a_new_connection_meets_a_lock(&store, &path, Duration::from_millis(500), || {
             store.checkpoint_passive()
@@ -642,7 +642,7 @@ fn a_patient_write_counts_each_lock_error_once_each_new_try_as_a_retry_and_the_u
             retry_scope: scope,
             ..RetryConfig::default()
         };
-        let store = Store::open(&path, &cfg, &retry).expect("open");
+        let store = Store::open(&path, &cfg, &retry.plan().unwrap()).expect("open");
         let hold_for = |ms: u64| {
             let (held_tx, held) = mpsc::channel::<()>();
             let path = path.clone();

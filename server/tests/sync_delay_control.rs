@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lockbench_server::storage::{
-    vfs, JournalMode, RetryConfig, StorageConfig, Store, Synchronous, TxMode,
+    vfs, JournalMode, RetryPlan, StorageConfig, Store, Synchronous, TxMode,
 };
 
 /// (syncs, slept) of the 0-delay VFS.
@@ -40,12 +40,8 @@ fn the_override_reaches_a_store_at_zero_delay_is_applied_to_every_sync_and_clear
 
     // Without require_delay_vfs, a 0 delay means SQLite's default VFS: no override can reach it.
     assert!(!vfs::delay_vfs_required());
-    let plain = Store::open(
-        &dir.path().join("plain.db"),
-        &config,
-        &RetryConfig::default(),
-    )
-    .expect("open");
+    let plain =
+        Store::open(&dir.path().join("plain.db"), &config, &RetryPlan::default()).expect("open");
     assert!(plain
         .effective_settings()
         .iter()
@@ -55,7 +51,7 @@ fn the_override_reaches_a_store_at_zero_delay_is_applied_to_every_sync_and_clear
     vfs::require_delay_vfs();
     assert!(vfs::delay_vfs_required());
     let store =
-        Store::open(&dir.path().join("app.db"), &config, &RetryConfig::default()).expect("open");
+        Store::open(&dir.path().join("app.db"), &config, &RetryPlan::default()).expect("open");
     let vfs_names: Vec<String> = store
         .effective_settings()
         .iter()
@@ -104,8 +100,8 @@ fn the_override_reaches_a_store_at_zero_delay_is_applied_to_every_sync_and_clear
         ..config
     };
     let two = Duration::from_millis(2);
-    let store2 = Store::open(&dir.path().join("slow.db"), &slow, &RetryConfig::default())
-        .expect("open slow");
+    let store2 =
+        Store::open(&dir.path().join("slow.db"), &slow, &RetryPlan::default()).expect("open slow");
     let (s0, z0) = (vfs::sync_calls(two), vfs::sync_delay_slept(two));
     commit(&store2, 30);
     let (s1, z1) = (vfs::sync_calls(two), vfs::sync_delay_slept(two));

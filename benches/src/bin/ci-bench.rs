@@ -26,7 +26,7 @@ use lockbench_server::app::metrics::Metrics;
 use lockbench_server::photos::{self, BatchSpec, ImageSize};
 use lockbench_server::processor::{self, DataDirs, ProcessorConfig};
 use lockbench_server::storage::{
-    Driver, JournalMode, RetryConfig, StorageConfig, Store, Synchronous, TxMode, Value,
+    Driver, JournalMode, RetryPlan, StorageConfig, Store, Synchronous, TxMode, Value,
 };
 
 /// Rounds per pair; the ratio is taken from the medians.
@@ -188,7 +188,7 @@ fn processor_us_per_photo(
     photos: &[std::path::PathBuf],
 ) -> anyhow::Result<f64> {
     let tmp = tempfile::tempdir()?;
-    let store = Store::open(&tmp.path().join("app.db"), storage, &RetryConfig::default())?;
+    let store = Store::open(&tmp.path().join("app.db"), storage, &RetryPlan::default())?;
     for p in &manifest.people {
         store.write("register", |tx| {
             tx.insert(

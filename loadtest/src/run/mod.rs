@@ -234,7 +234,7 @@ pub(super) fn settings_requested(scenario: &Scenario) -> anyhow::Result<serde_js
         map.remove("description");
     }
     if let Some(url) = v["server"]["storage"]["database_url"].as_str() {
-        let shown = lockbench_server::storage::postgres::redact_url(url);
+        let shown = lockbench_server::storage::config::redact_url(url);
         v["server"]["storage"]["database_url"] = serde_json::Value::String(shown);
     }
     Ok(v)

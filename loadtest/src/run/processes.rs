@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
-use lockbench_server::serve::ENV_TOKEN;
+use lockbench_server::serve::{listening_url, serve_command, ServeConfig, ENV_TOKEN};
 use lockbench_server::storage::postgres;
 
 use crate::scenario::Scenario;
@@ -51,12 +51,8 @@ impl ServerProcess {
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) => {
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        let url = rest
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned();
+                    if let Some(url) = listening_url(&line) {
+                        let url = url.to_owned();
                         return Ok(ServerProcess { child, url });
                     }
                 }
@@ -78,17 +74,17 @@ impl ServerProcess {
     }
 
     /// `exe serve --config FILE` with the admin token, as a run starts its reference server.
+    /// `exe __serve` with the whole config as one serialized value (`serve::serve_command`,
+    /// the form its workers get too) and the admin token, as a run starts its reference
+    /// server; its log at warn level in `log`.
     pub(super) fn serve(
         exe: &Path,
-        config_file: &Path,
+        config: &ServeConfig,
         token: &str,
         log: &Path,
     ) -> anyhow::Result<ServerProcess> {
         ServerProcess::spawn(
-            Command::new(exe)
-                .arg("serve")
-                .arg("--config")
-                .arg(config_file)
+            serve_command(exe, config)
                 .env(ENV_TOKEN, token)
                 .env("LOCKBENCH_LOG", "warn"),
             Some(log),
@@ -175,7 +171,7 @@ impl PgSchema {
         postgres::create_schema(url, &schema).map_err(|e| {
             anyhow::anyhow!(
                 "server.storage.database_url {}: {e}",
-                postgres::redact_url(url)
+                lockbench_server::storage::config::redact_url(url)
             )
         })?;
         Ok(PgSchema {
@@ -223,7 +219,7 @@ impl PgWatch {
                         let (first, why) = &failures[0];
                         *gone.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
                             "the PostgreSQL server at {} stopped answering {first:.1} s into the run and did not come back in {} tries ({why})",
-                            postgres::redact_url(&url),
+                            lockbench_server::storage::config::redact_url(&url),
                             failures.len()
                         ));
                         return;

@@ -4,26 +4,33 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+use lockbench_server::serve::read_restart_events;
+
 use crate::report::RestartRecord;
 
-/// The supervisor's restarts.jsonl, read after the run.
-pub fn read_restarts(path: &Path, load_started: SystemTime) -> Vec<RestartRecord> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
+/// The supervisor's restarts.jsonl, read after the run ([`read_restart_events`]), with
+/// times relative to the load's start. A log that cannot be read is an error: "no restarts"
+/// would be a count that could not be read shown as 0.
+pub fn read_restarts(path: &Path, load_started: SystemTime) -> anyhow::Result<Vec<RestartRecord>> {
+    let events = read_restart_events(path).map_err(|e| {
+        anyhow::anyhow!(
+            "reading the supervisor's restarts in {}: {e}",
+            path.display()
+        )
+    })?;
     let base = unix_ms(load_started) as f64;
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .map(|v| RestartRecord {
-            t_s: round1((v["unix_ms"].as_f64().unwrap_or(base) - base) / 1000.0),
-            worker: v["worker"].as_u64().unwrap_or(0) as u32,
-            pid: v["pid"].as_u64().unwrap_or(0) as u32,
-            status: v["status"].as_str().unwrap_or("").to_owned(),
-            action: v["action"].as_str().unwrap_or("").to_owned(),
-            delay_ms: v["delay_ms"].as_u64().unwrap_or(0),
-            new_pid: v["new_pid"].as_u64().map(|p| p as u32),
+    Ok(events
+        .into_iter()
+        .map(|e| RestartRecord {
+            t_s: round1((e.unix_ms as f64 - base) / 1000.0),
+            worker: e.worker,
+            pid: e.pid,
+            status: e.status,
+            action: e.action.as_str().to_owned(),
+            delay_ms: e.delay_ms,
+            new_pid: e.new_pid,
         })
-        .collect()
+        .collect())
 }
 
 pub fn unix_ms(t: SystemTime) -> u128 {

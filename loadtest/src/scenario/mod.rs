@@ -1,7 +1,7 @@
 //! Scenario files: TOML, unknown keys rejected, errors pointing at the line and key.
 //!
-//! A scenario names the server's settings (the same `StorageConfig`, `RetryConfig` and
-//! `ProcessorConfig` types `lockbench serve` takes), the photo batch, the user mix
+//! A scenario names the server's settings (`ServerSettings`, the very `AppSettings` type
+//! `lockbench serve` takes), the photo batch, the user mix
 //! (`users.rs`), the duration policy, the gates, the faults (`faults.rs`), and optionally
 //! the endpoints and files of an external app (`target.rs`). `overrides.rs` lays `--set`
 //! keys over a file; `check.rs` checks the whole before anything runs. Reads and checks
@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lockbench_server::photos::BatchSpec;
-use lockbench_server::processor::ProcessorConfig;
 use lockbench_server::storage::config::duration_text;
-use lockbench_server::storage::{RetryConfig, StorageConfig};
 use serde::{Deserialize, Serialize};
 
 pub use faults::{Fault, KillTarget};
@@ -61,31 +59,9 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
 }
 
-/// The reference server's settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerSettings {
-    /// Worker processes (gunicorn's --workers).
-    pub workers: u32,
-    /// Requests one worker handles at once, the others waiting their turn (gunicorn's
-    /// --threads with gthread workers); 0: no limit.
-    pub threads: u32,
-    pub storage: StorageConfig,
-    pub retry: RetryConfig,
-    pub processor: ProcessorConfig,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        ServerSettings {
-            workers: 1,
-            threads: 0,
-            storage: StorageConfig::default(),
-            retry: RetryConfig::default(),
-            processor: ProcessorConfig::default(),
-        }
-    }
-}
+/// The reference server's settings: the server crate's own type (`[server]` keys are
+/// `serve`'s keys), handed to the server as it is.
+pub use lockbench_server::serve::AppSettings as ServerSettings;
 
 /// Until the batch is done, plus a tail, never longer than the cap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,13 +22,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `lockbench serve --port 0 --db DB ARGS...` and waits for its announce line.
+    /// Starts `lockbench serve --port 0 --db DB ARGS... --photo-root <DB's folder>` (the
+    /// tests' batches are beside the database) and waits for its announce line.
     pub fn start(db: &Path, args: &[&str]) -> Server {
         let process = ServerProcess::spawn(
             Command::new(env!("CARGO_BIN_EXE_lockbench"))
                 .args(["serve", "--port", "0", "--db"])
                 .arg(db)
                 .args(args)
+                .arg("--photo-root")
+                .arg(db.parent().expect("the database's folder"))
                 .env("LOCKBENCH_ADMIN_TOKEN", TOKEN)
                 .stderr(Stdio::inherit()),
             None,

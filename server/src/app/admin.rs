@@ -55,38 +55,11 @@ pub fn load(store: &Store) -> Result<AdminView, DbError> {
     })
 }
 
+/// The dashboard page: totals, batches and the recent log, polled every 5 s (`?poll_ms=N`
+/// changes it) by [`POLL_SCRIPT`].
 pub fn render(view: &AdminView, worker: u32) -> String {
-    let mut batches = String::new();
-    for b in &view.batches {
-        let pct = if b.total > 0 {
-            b.processed * 100 / b.total
-        } else {
-            0
-        };
-        batches.push_str(&format!(
-            r#"<tr data-batch="{id}"><td>{id}</td><td class="status">{status}</td>
-<td><progress max="{total}" value="{processed}"></progress> <span class="processed">{processed}</span>/<span class="total">{total}</span> (<span class="pct">{pct}</span>%)</td>
-<td class="failed">{failed}</td><td class="persons">{persons}</td><td class="uploaded">{uploaded}</td><td class="current">{current}</td></tr>
-"#,
-            id = b.id,
-            status = html_escape(&b.status),
-            total = b.total,
-            processed = b.processed,
-            failed = b.failed,
-            persons = b.persons,
-            uploaded = b.uploaded,
-            current = html_escape(b.current_photo.as_deref().unwrap_or("")),
-        ));
-    }
-    let mut log = String::new();
-    for (at, action, detail) in &view.log {
-        log.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            html_escape(at),
-            html_escape(action),
-            html_escape(detail)
-        ));
-    }
+    let batches = batch_rows(view);
+    let log = log_rows(view);
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lockbench admin</title>
@@ -109,12 +82,68 @@ td, th {{ border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }}
 {log}</table>
 <p>Served by worker {worker}. Last update: <span id="updated">page load</span> <span id="poll-error"></span></p>
 <script>
-let lastRegistration = 0;
-async function poll() {{
-  try {{
-    for (const row of document.querySelectorAll('tr[data-batch]')) {{
+{POLL_SCRIPT}lastRegistration = {registrations};
+const every = Number(new URLSearchParams(location.search).get('poll_ms')) || 5000;
+setInterval(poll, every);
+</script>
+</body></html>
+"#,
+        registrations = view.registrations,
+        persons = view.persons,
+        photos = view.photos,
+    )
+}
+
+/// One table row per batch, its figures updated in place by the page's script.
+fn batch_rows(view: &AdminView) -> String {
+    let mut batches = String::new();
+    for b in &view.batches {
+        let pct = if b.total > 0 {
+            b.processed * 100 / b.total
+        } else {
+            0
+        };
+        batches.push_str(&format!(
+            r#"<tr data-batch="{id}"><td>{id}</td><td class="status">{status}</td>
+<td><progress max="{total}" value="{processed}"></progress> <span class="processed">{processed}</span>/<span class="total">{total}</span> (<span class="pct">{pct}</span>%)</td>
+<td class="failed">{failed}</td><td class="persons">{persons}</td><td class="uploaded">{uploaded}</td><td class="current">{current}</td></tr>
+"#,
+            id = b.id,
+            status = html_escape(&b.status),
+            total = b.total,
+            processed = b.processed,
+            failed = b.failed,
+            persons = b.persons,
+            uploaded = b.uploaded,
+            current = html_escape(b.current_photo.as_deref().unwrap_or("")),
+        ));
+    }
+    batches
+}
+
+/// One table row per recent processing log line.
+fn log_rows(view: &AdminView) -> String {
+    let mut log = String::new();
+    for (at, action, detail) in &view.log {
+        log.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            html_escape(at),
+            html_escape(action),
+            html_escape(detail)
+        ));
+    }
+    log
+}
+
+/// The page's polling, as the incident's dashboard did it: every batch row's status, then
+/// the new registrations. The page sets `lastRegistration` after it and calls `poll` every
+/// `poll_ms` (5 s by default).
+const POLL_SCRIPT: &str = r#"let lastRegistration = 0;
+async function poll() {
+  try {
+    for (const row of document.querySelectorAll('tr[data-batch]')) {
       const r = await fetch('/api/batches/' + row.dataset.batch + '/status');
-      if (!r.ok) {{ document.getElementById('poll-error').textContent = 'status ' + r.status; continue; }}
+      if (!r.ok) { document.getElementById('poll-error').textContent = 'status ' + r.status; continue; }
       const b = await r.json();
       row.querySelector('.status').textContent = b.status;
       row.querySelector('progress').max = b.total;
@@ -126,30 +155,20 @@ async function poll() {{
       row.querySelector('.persons').textContent = b.persons;
       row.querySelector('.uploaded').textContent = b.uploaded;
       row.querySelector('.current').textContent = b.current_photo || '';
-    }}
+    }
     const u = await fetch('/api/registrations/updates?since=' + lastRegistration);
-    if (u.ok) {{
+    if (u.ok) {
       const d = await u.json();
-      if (d.registrations.length) {{
+      if (d.registrations.length) {
         lastRegistration = d.last_id;
         document.getElementById('registrations').textContent = Math.max(
           Number(document.getElementById('registrations').textContent), d.last_id);
-      }}
-    }}
+      }
+    }
     document.getElementById('updated').textContent = new Date().toISOString();
     document.getElementById('poll-error').textContent = '';
-  }} catch (e) {{
+  } catch (e) {
     document.getElementById('poll-error').textContent = String(e);
-  }}
-}}
-lastRegistration = {registrations};
-const every = Number(new URLSearchParams(location.search).get('poll_ms')) || 5000;
-setInterval(poll, every);
-</script>
-</body></html>
-"#,
-        registrations = view.registrations,
-        persons = view.persons,
-        photos = view.photos,
-    )
+  }
 }
+"#;

@@ -9,6 +9,7 @@ use axum::Json;
 use serde_json::json;
 use tracing::error;
 
+use crate::processor::ClaimError;
 use crate::storage::{DbError, LockCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,10 @@ pub enum AppError {
     Conflict(String),
     #[error("admin token required")]
     Unauthorized,
+    /// A request for something this server may not touch (a batch folder outside its photo
+    /// root): 403, the body saying what is allowed.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("request body too large")]
     TooLarge,
     #[error("unsupported media type: {0}")]
@@ -44,6 +49,15 @@ impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Lock { code, op, .. } => AppError::Locked { code, op },
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<ClaimError> for AppError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::Db(e) => e.into(),
             other => AppError::Internal(other.into()),
         }
     }
@@ -111,6 +125,10 @@ impl IntoResponse for AppError {
                 )
                     .into_response();
             }
+            AppError::Forbidden(detail) => (
+                StatusCode::FORBIDDEN,
+                json!({"error": "forbidden", "detail": detail}),
+            ),
             AppError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"error": "payload_too_large"}),

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use super::stats::BatchProgress;
+use super::stats::{endpoint_of, BatchProgress, UnitStats, WorkerStats};
 use crate::processor::ProcessorEvents;
 use crate::storage::{vfs, Store};
 
@@ -435,4 +435,54 @@ pub fn wal_bytes(store: &Store) -> u64 {
     let mut wal = store.path().as_os_str().to_owned();
     wal.push("-wal");
     std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+}
+
+impl Metrics {
+    /// This worker's counters, as `/api/stats` answers them.
+    pub fn stats(&self, worker: u32, store: &Store) -> WorkerStats {
+        let units = store
+            .stats()
+            .snapshot()
+            .into_iter()
+            .map(|(op, s)| {
+                let unit = UnitStats {
+                    endpoint: endpoint_of(&op).to_owned(),
+                    ok: s.ok,
+                    lock_errors: s
+                        .lock_errors
+                        .iter()
+                        .map(|(code, n)| (code.to_string(), *n))
+                        .collect(),
+                    failed_locked: s.failed_locked,
+                    failed_other: s.failed_other,
+                    retries: s.retries,
+                    commit_only_dropped: s.commit_only_dropped,
+                };
+                (op, unit)
+            })
+            .collect();
+        let ids = |set: &std::sync::Mutex<std::collections::BTreeSet<i64>>| -> Vec<i64> {
+            set.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect()
+        };
+        WorkerStats {
+            worker,
+            pid: std::process::id(),
+            sqlite_version: crate::storage::sqlite_version().to_owned(),
+            units,
+            batches_running: ids(&self.running),
+            batches_finished: ids(&self.finished),
+            wal_bytes: wal_bytes(store),
+            checkpoints_ok: self.processor.checkpoints_ok.load(Ordering::Relaxed),
+            checkpoints_busy: self.processor.checkpoints_busy.load(Ordering::Relaxed),
+            batch_progress: self
+                .batches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
 }

@@ -3,6 +3,11 @@
 //! [`router`] builds the whole axum `Router` from an [`AppState`], so tests drive it with
 //! `tower::ServiceExt::oneshot` exactly as the server serves it.
 //!
+//! The handlers check their input, record what the request asks for and answer; a batch's
+//! claim and its processor's thread are the processor's (`processor::claim_batch`,
+//! `processor::start_batch`). Batch folders are confined to the photo root
+//! ([`AppState::with_photo_root`]).
+//!
 //! Reaches the database only through the store's units of work; never opens connections or
 //! issues PRAGMAs (storage does).
 
@@ -11,7 +16,6 @@ pub mod error;
 pub mod metrics;
 pub mod stats;
 
-use std::fs::File;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,12 +29,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
-use tracing::{info, info_span, Span};
+use tracing::{info, info_span};
 
 pub use error::AppError;
 use metrics::Metrics;
-use stats::ops;
+use stats::{ops, RequestedSettings, WorkerSettingsReport};
 
+use crate::now_sql;
 use crate::photos;
 use crate::processor::{self, DataDirs, ProcessorConfig};
 use crate::storage::{self, RetryConfig, Store, Tx, Value};
@@ -51,6 +56,9 @@ pub struct AppState {
     pub processor: Arc<ProcessorConfig>,
     pub retry: Arc<RetryConfig>,
     pub dirs: Arc<DataDirs>,
+    /// The folder POST /api/batches must name a folder inside of (`serve --photo-root`; the
+    /// data folder unless set).
+    pub photo_root: Arc<PathBuf>,
     /// False for a web-only server (`--role web`): it serves the dashboard and the kiosks
     /// and leaves batches to a server that runs the processor.
     pub runs_processor: bool,
@@ -77,8 +85,16 @@ impl AppState {
             processor: Arc::new(processor),
             retry: Arc::new(retry),
             dirs: Arc::new(DataDirs::under(&data_dir)),
+            photo_root: Arc::new(data_dir),
             runs_processor: true,
         }
+    }
+
+    /// Batches must be folders inside `root` (resolved, symbolic links included, when a
+    /// batch is posted): any other folder is refused with 403.
+    pub fn with_photo_root(mut self, root: PathBuf) -> AppState {
+        self.photo_root = Arc::new(root);
+        self
     }
 
     /// A web-only state (`--role web`): POST /api/batches is refused with 409.
@@ -482,13 +498,14 @@ pub struct NewBatch {
 
 /// POST /api/batches: start processing a folder; answers at once, processing runs behind.
 ///
-/// The same folder is the same batch. Whoever processes a batch holds its claim (an exclusive
-/// `flock` on `<data_dir>/batches/<id>.lock`, released when the processor ends or its process
-/// dies), so across all workers at most one processor runs a batch, and a POST that finds the
-/// claim taken leaves the batch to that processor (`already_running`) without touching its
-/// status. A POST that gets the claim sets the batch `running` and starts a processor, which
-/// ends by setting it `done`: a finished batch posted again is run again (nothing is recorded
-/// twice) and ends `done` again; a batch left `running` by a worker that died is taken over.
+/// The folder must be inside the photo root once resolved (403 otherwise, naming the root).
+/// The same folder is the same batch. Whoever processes a batch holds its claim
+/// ([`processor::claim_batch`]), so across all workers at most one processor runs a batch,
+/// and a POST that finds the claim taken leaves the batch to that processor
+/// (`already_running`) without touching its status. A POST that gets the claim sets the
+/// batch `running` and starts a processor ([`processor::start_batch`]), which ends by setting
+/// it `done`: a finished batch posted again is run again (nothing is recorded twice) and ends
+/// `done` again; a batch left `running` by a worker that died is taken over.
 async fn create_batch(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewBatch>,
@@ -498,64 +515,18 @@ async fn create_batch(
             "this server runs with --role web and does not process batches: post the batch to a server with --role all".into(),
         ));
     }
-    let dir = std::fs::canonicalize(&body.dir).map_err(|e| AppError::Invalid {
-        field: "dir",
-        reason: format!("{}: {e}", body.dir),
-    })?;
-    if !dir.is_dir() {
-        return Err(AppError::Invalid {
-            field: "dir",
-            reason: format!("{} is not a folder", dir.display()),
-        });
-    }
-    let listing = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || processor::list_photos(&dir)).await?
-    };
-    let photos = listing.map_err(|e| AppError::Invalid {
-        field: "dir",
-        reason: format!("cannot list {}: {e}", dir.display()),
-    })?;
+    let root = state.photo_root.clone();
+    let (dir, photos) =
+        tokio::task::spawn_blocking(move || batch_photos(&root, &body.dir)).await??;
     let total = photos.len() as i64;
     let source = dir.display().to_string();
-    // Find the batch, or create it already `running` (nobody can be processing a batch that
-    // did not exist; if another POST claims it first, that one processes it).
     let (batch_id, created) = state
-        .db(move |store| {
-            store.write(ops::CREATE_BATCH, |tx| {
-                let existing = tx.query_i64(
-                    "SELECT id FROM batches WHERE source_dir = ?1",
-                    &[Value::from(source.as_str())],
-                )?;
-                match existing {
-                    Some(id) => Ok((id, false)),
-                    None => tx.insert(
-                        "INSERT INTO batches (source_dir, status, total, started_at, updated_at) VALUES (?1, 'running', ?2, strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
-                        &[Value::from(source.as_str()), Value::Int(total)],
-                    ).map(|id| (id, true)),
-                }
-            })
-        })
+        .db(move |store| find_or_create_batch(store, &source, total))
         .await?;
-
-    let claim = if state.store.config().driver.is_postgres() {
-        // Servers on other machines share the database, not the folder: the claim is a
-        // PostgreSQL advisory lock.
-        let store = state.store.clone();
-        tokio::task::spawn_blocking(move || store.claim_batch_postgres(batch_id))
+    let claim = {
+        let (store, dirs) = (state.store.clone(), state.dirs.clone());
+        tokio::task::spawn_blocking(move || processor::claim_batch(&store, &dirs, batch_id))
             .await??
-            .map(|held| Claim::Postgres { _held: held })
-    } else {
-        let claims = state.dirs.batches.clone();
-        tokio::task::spawn_blocking(move || claim_batch(&claims, batch_id))
-            .await?
-            .map_err(|e| {
-                AppError::Internal(anyhow::anyhow!(
-                    "cannot claim batch {batch_id} in {}: {e}",
-                    state.dirs.batches.display()
-                ))
-            })?
-            .map(|held| Claim::File { _held: held })
     };
     let Some(claim) = claim else {
         info!(
@@ -568,84 +539,134 @@ async fn create_batch(
         // Ours now: nobody else processes it. If this write fails (a lock error), the claim
         // is dropped with the error and the batch keeps its status.
         state
-            .db(move |store| {
-                store.write(ops::CREATE_BATCH, |tx| {
-                    tx.execute(
-                        "UPDATE batches SET status = 'running', total = ?2, finished_at = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
-                        &[Value::Int(batch_id), Value::Int(total)],
-                    )
-                })
-            })
+            .db(move |store| mark_batch_running(store, batch_id, total))
             .await?;
     }
-    let state2 = state.clone();
-    let span = Span::current();
-    std::thread::Builder::new()
-        .name(format!("processor-{batch_id}"))
-        .spawn(move || {
-            let _enter = span.enter();
-            processor::process_batch(
-                &state2.store,
-                &state2.processor,
-                &state2.dirs,
-                batch_id,
-                photos,
-                &state2.metrics,
-            );
-            // Released only now, after the batch was marked done.
-            drop(claim);
-        })
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot start the processor: {e}")))?;
+    processor::start_batch(
+        claim,
+        state.store.clone(),
+        state.processor.clone(),
+        state.dirs.clone(),
+        photos,
+        state.metrics.clone(),
+    )
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot start the processor: {e}")))?;
     info!(batch_id, total, "batch accepted");
     Ok(accepted(batch_id, total, false))
 }
 
-fn accepted(batch_id: i64, total: i64, already_running: bool) -> Response {
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({"batch_id": batch_id, "photos": total, "already_running": already_running})),
-    )
-        .into_response()
-}
-
-/// Whoever holds a batch's claim processes it; dropping it lets the next one take over.
-enum Claim {
-    /// An exclusive flock on `<data_dir>/batches/<id>.lock` (one machine, one SQLite file).
-    File { _held: File },
-    /// A PostgreSQL advisory lock (servers on several machines, one database).
-    Postgres { _held: storage::postgres::PgClaim },
-}
-
-/// Takes the batch's claim without waiting: `Some(file)` holds it until dropped, `None` when
-/// a processor (in this process or another) holds it. The lock dies with its process, so a
-/// worker killed mid-batch never leaves a stale claim.
-fn claim_batch(dir: &FsPath, batch_id: i64) -> std::io::Result<Option<File>> {
-    std::fs::create_dir_all(dir)?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(format!("{batch_id}.lock")))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(e),
+/// The folder a POST names, resolved (symbolic links included), and its photos: 422 when it
+/// does not exist, is not a folder or cannot be listed; 403, naming the photo root, when it
+/// is not inside the root (itself resolved).
+fn batch_photos(root: &FsPath, dir: &str) -> Result<(PathBuf, Vec<PathBuf>), AppError> {
+    let root = std::fs::canonicalize(root).map_err(|e| {
+        AppError::Internal(anyhow::anyhow!(
+            "the photo root {} cannot be resolved: {e}",
+            root.display()
+        ))
+    })?;
+    let resolved = std::fs::canonicalize(dir).map_err(|e| AppError::Invalid {
+        field: "dir",
+        reason: format!("{dir}: {e}"),
+    })?;
+    if !resolved.starts_with(&root) {
+        return Err(AppError::Forbidden(format!(
+            "dir {dir} (resolved: {}) is not inside the photo root {}; this server takes batches from there only (serve --photo-root)",
+            resolved.display(),
+            root.display()
+        )));
     }
+    if !resolved.is_dir() {
+        return Err(AppError::Invalid {
+            field: "dir",
+            reason: format!("{} is not a folder", resolved.display()),
+        });
+    }
+    let photos = processor::list_photos(&resolved).map_err(|e| AppError::Invalid {
+        field: "dir",
+        reason: format!("cannot list {}: {e}", resolved.display()),
+    })?;
+    Ok((resolved, photos))
 }
 
-/// GET /api/settings: the effective settings of every connection of this worker.
-async fn settings(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({
-        "worker": state.worker,
-        "pid": std::process::id(),
-        "sqlite_version": storage::sqlite_version(),
-        "requested": {
-            "storage": state.store.config(),
-            "retry": &*state.retry,
-            "processor": &*state.processor,
+/// The batch of a folder, or a new one already `running` (nobody can be processing a batch
+/// that did not exist; if another POST claims it first, that one processes it); whether it
+/// was created.
+fn find_or_create_batch(
+    store: &Store,
+    source: &str,
+    total: i64,
+) -> Result<(i64, bool), storage::DbError> {
+    store.write(ops::CREATE_BATCH, |tx| {
+        let existing = tx.query_i64(
+            "SELECT id FROM batches WHERE source_dir = ?1",
+            &[Value::from(source)],
+        )?;
+        match existing {
+            Some(id) => Ok((id, false)),
+            None => tx
+                .insert(
+                    concat!(
+                        "INSERT INTO batches (source_dir, status, total, started_at, updated_at) VALUES (?1, 'running', ?2, ",
+                        now_sql!(),
+                        ", ",
+                        now_sql!(),
+                        ")"
+                    ),
+                    &[Value::from(source), Value::Int(total)],
+                )
+                .map(|id| (id, true)),
+        }
+    })
+}
+
+/// A batch found again, now claimed: `running` with its folder's photo count.
+fn mark_batch_running(store: &Store, batch_id: i64, total: i64) -> Result<usize, storage::DbError> {
+    store.write(ops::CREATE_BATCH, |tx| {
+        tx.execute(
+            concat!(
+                "UPDATE batches SET status = 'running', total = ?2, finished_at = NULL, updated_at = ",
+                now_sql!(),
+                " WHERE id = ?1"
+            ),
+            &[Value::Int(batch_id), Value::Int(total)],
+        )
+    })
+}
+
+/// POST /api/batches's answer (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAccepted {
+    pub batch_id: i64,
+    /// Photos in the folder.
+    pub photos: i64,
+    /// Another processor holds the batch's claim: it was left to that one.
+    pub already_running: bool,
+}
+
+fn accepted(batch_id: i64, total: i64, already_running: bool) -> Response {
+    let body = BatchAccepted {
+        batch_id,
+        photos: total,
+        already_running,
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// GET /api/settings: the settings this worker was started with and the effective settings
+/// of every connection it opened.
+async fn settings(State(state): State<AppState>) -> Json<WorkerSettingsReport> {
+    Json(WorkerSettingsReport {
+        worker: state.worker,
+        pid: std::process::id(),
+        sqlite_version: storage::sqlite_version().to_owned(),
+        requested: RequestedSettings {
+            storage: state.store.config().clone(),
+            retry: (*state.retry).clone(),
+            processor: (*state.processor).clone(),
         },
-        "effective": state.store.effective_settings(),
-    }))
+        effective: state.store.effective_settings(),
+    })
 }
 
 /// GET /admin: the admin dashboard page.

@@ -3,15 +3,17 @@
 //! the server's files: lock errors, retries and commit-only drops per unit of work (each
 //! with the endpoint it serves), the batches the processor runs or ran here and how far its
 //! latest run of each got (so the runner follows a batch without reading the database), the
-//! WAL size and checkpoints. Reads counters; never opens a connection or reads the database.
+//! WAL size and checkpoints. And `GET /api/settings` ([`WorkerSettingsReport`]): the
+//! settings the worker was started with and those each of its connections really has. Both
+//! are types the handler serialises and a reader deserialises; `Metrics::stats`
+//! (`metrics.rs`) fills [`WorkerStats`]. Wire types only: no counting, no database.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{wal_bytes, Metrics};
-use crate::storage::Store;
+use crate::processor::ProcessorConfig;
+use crate::storage::{ConnectionSettings, RetryConfig, StorageConfig};
 
 /// The names the app's units of work are counted under, one per handler.
 pub mod ops {
@@ -62,6 +64,26 @@ pub struct WorkerStats {
     pub batch_progress: BTreeMap<i64, BatchProgress>,
 }
 
+/// `GET /api/settings`: one worker's settings, as it was asked to run and as each of its
+/// connections really is (read back with PRAGMAs or `SHOW` when it was opened).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSettingsReport {
+    pub worker: u32,
+    pub pid: u32,
+    pub sqlite_version: String,
+    pub requested: RequestedSettings,
+    /// Every connection the worker has opened so far, in opening order.
+    pub effective: Vec<ConnectionSettings>,
+}
+
+/// The settings a worker was started with that shape its database work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestedSettings {
+    pub storage: StorageConfig,
+    pub retry: RetryConfig,
+    pub processor: ProcessorConfig,
+}
+
 /// How far one processor run over a batch got, as the processor reported it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchProgress {
@@ -89,54 +111,4 @@ pub struct UnitStats {
     pub retries: u64,
     /// Writes a commit-only retry reported as saved after rolling them back.
     pub commit_only_dropped: u64,
-}
-
-impl Metrics {
-    /// This worker's counters, as `/api/stats` answers them.
-    pub fn stats(&self, worker: u32, store: &Store) -> WorkerStats {
-        let units = store
-            .stats()
-            .snapshot()
-            .into_iter()
-            .map(|(op, s)| {
-                let unit = UnitStats {
-                    endpoint: endpoint_of(&op).to_owned(),
-                    ok: s.ok,
-                    lock_errors: s
-                        .lock_errors
-                        .iter()
-                        .map(|(code, n)| (code.to_string(), *n))
-                        .collect(),
-                    failed_locked: s.failed_locked,
-                    failed_other: s.failed_other,
-                    retries: s.retries,
-                    commit_only_dropped: s.commit_only_dropped,
-                };
-                (op, unit)
-            })
-            .collect();
-        let ids = |set: &std::sync::Mutex<std::collections::BTreeSet<i64>>| -> Vec<i64> {
-            set.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .copied()
-                .collect()
-        };
-        WorkerStats {
-            worker,
-            pid: std::process::id(),
-            sqlite_version: crate::storage::sqlite_version().to_owned(),
-            units,
-            batches_running: ids(&self.running),
-            batches_finished: ids(&self.finished),
-            wal_bytes: wal_bytes(store),
-            checkpoints_ok: self.processor.checkpoints_ok.load(Ordering::Relaxed),
-            checkpoints_busy: self.processor.checkpoints_busy.load(Ordering::Relaxed),
-            batch_progress: self
-                .batches
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        }
-    }
 }

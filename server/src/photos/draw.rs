@@ -262,7 +262,27 @@ pub(super) fn render_qr_photo(
     let code = qr_code(payload)?;
     let modules = code.width();
     let colors = code.to_colors();
+    let mut canvas = light_scene(width, height, rng);
+    let card = CardLayout::choose(width, height, modules, rng);
+    let paper_level = rng.random_range(238.0..250.0);
+    let paper = tint(rng, paper_level, 4.0);
+    let (x, y, side) = (card.x as f32, card.y as f32, card.side as f32);
+    canvas.rect((x, y, x + side, y + side), 0.8, paper, 1.0, 0.03);
+    let ink_level = rng.random_range(15.0..40.0);
+    let ink = tint(rng, ink_level, 6.0);
+    let ink = ink.map(|v| v as u8);
+    let origin = (
+        card.x + card.quiet * card.module,
+        card.y + card.quiet * card.module,
+    );
+    paint_modules(&mut canvas, &colors, modules, origin, card.module, ink);
+    let luma_sd = rng.random_range(2.0..3.5);
+    canvas.noise(rng, luma_sd, luma_sd * 0.6);
+    Ok(canvas.rgb)
+}
 
+/// The light scene behind a QR card: a gradient with a vignette and a few soft ellipses.
+fn light_scene(width: u32, height: u32, rng: &mut ChaCha8Rng) -> Canvas {
     let top_level = rng.random_range(200.0..240.0);
     let top = tint(rng, top_level, 12.0);
     let bottom_level = rng.random_range(180.0..230.0);
@@ -280,41 +300,59 @@ pub(super) fn render_qr_photo(
         let alpha = rng.random_range(0.3..0.6);
         canvas.ellipse((cx, cy), (rx, ry), 2.0 + side * 0.01, color, alpha);
     }
+    canvas
+}
 
-    // Module size: the code spans 40-60% of the shorter side, with a 4-module quiet zone.
-    // Small frames get bigger modules than that (rqrr's 1:1:3:1:1 finder test is integer
-    // arithmetic on run lengths, which 1-2 px modules after JPEG fail now and then) and a
-    // quiet zone narrowed to what fits, at least two modules on the card.
-    let short = width.min(height) as usize;
-    let share = rng.random_range(0.40..0.60);
-    let by_share = ((short as f64 * share) / modules as f64).floor() as usize;
-    let max_module = (short / (modules + 2 * MIN_QUIET_MODULES)).max(1);
-    let module = by_share.max(MIN_MODULE_PX).min(max_module);
-    let quiet = ((short / module).saturating_sub(modules) / 2).clamp(MIN_QUIET_MODULES, 4);
-    let card = (modules + 2 * quiet) * module;
-    let slack_x = (width as usize).saturating_sub(card);
-    let slack_y = (height as usize).saturating_sub(card);
-    let card_x = slack_x / 2 + rng.random_range(0..=slack_x / 4) - slack_x / 8;
-    let card_y = slack_y / 2 + rng.random_range(0..=slack_y / 4) - slack_y / 8;
-    let paper_level = rng.random_range(238.0..250.0);
-    let paper = tint(rng, paper_level, 4.0);
-    canvas.rect(
-        (
-            card_x as f32,
-            card_y as f32,
-            (card_x + card) as f32,
-            (card_y + card) as f32,
-        ),
-        0.8,
-        paper,
-        1.0,
-        0.03,
-    );
-    let ink_level = rng.random_range(15.0..40.0);
-    let ink = tint(rng, ink_level, 6.0);
-    let ink = ink.map(|v| v as u8);
-    let origin_x = card_x + quiet * module;
-    let origin_y = card_y + quiet * module;
+/// Where the QR card goes and how large its modules are, in pixels.
+struct CardLayout {
+    x: usize,
+    y: usize,
+    /// The card's side (the code and its quiet zone).
+    side: usize,
+    module: usize,
+    /// The quiet zone, in modules.
+    quiet: usize,
+}
+
+impl CardLayout {
+    /// Module size: the code spans 40-60% of the shorter side, with a 4-module quiet zone.
+    /// Small frames get bigger modules than that (rqrr's 1:1:3:1:1 finder test is integer
+    /// arithmetic on run lengths, which 1-2 px modules after JPEG fail now and then) and a
+    /// quiet zone narrowed to what fits, at least two modules on the card. The card sits
+    /// near the middle.
+    fn choose(width: u32, height: u32, modules: usize, rng: &mut ChaCha8Rng) -> CardLayout {
+        let short = width.min(height) as usize;
+        let share = rng.random_range(0.40..0.60);
+        let by_share = ((short as f64 * share) / modules as f64).floor() as usize;
+        let max_module = (short / (modules + 2 * MIN_QUIET_MODULES)).max(1);
+        let module = by_share.max(MIN_MODULE_PX).min(max_module);
+        let quiet = ((short / module).saturating_sub(modules) / 2).clamp(MIN_QUIET_MODULES, 4);
+        let side = (modules + 2 * quiet) * module;
+        let slack_x = (width as usize).saturating_sub(side);
+        let slack_y = (height as usize).saturating_sub(side);
+        let x = slack_x / 2 + rng.random_range(0..=slack_x / 4) - slack_x / 8;
+        let y = slack_y / 2 + rng.random_range(0..=slack_y / 4) - slack_y / 8;
+        CardLayout {
+            x,
+            y,
+            side,
+            module,
+            quiet,
+        }
+    }
+}
+
+/// Paints the dark modules of a code of `modules` × `modules` from `origin`, `module` px
+/// each, clipped to the canvas.
+fn paint_modules(
+    canvas: &mut Canvas,
+    colors: &[qrcode::Color],
+    modules: usize,
+    origin: (usize, usize),
+    module: usize,
+    ink: [u8; 3],
+) {
+    let (origin_x, origin_y) = origin;
     for (i, color) in colors.iter().enumerate() {
         if *color != qrcode::Color::Dark {
             continue;
@@ -333,9 +371,6 @@ pub(super) fn render_qr_photo(
             }
         }
     }
-    let luma_sd = rng.random_range(2.0..3.5);
-    canvas.noise(rng, luma_sd, luma_sd * 0.6);
-    Ok(canvas.rgb)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -83,7 +83,30 @@ pub fn generate(out_dir: &Path, spec: &BatchSpec) -> Result<Manifest, PhotoError
     spec.validate()?;
     let plan = plan(spec);
     prepare_out_dir(out_dir, &plan)?;
+    let files = write_files(out_dir, spec, &plan)?;
+    let manifest = Manifest {
+        schema_version: MANIFEST_SCHEMA_VERSION,
+        spec: spec.clone(),
+        people: people_of(spec, &plan, &files),
+        files,
+    };
+    write_manifest(out_dir, &manifest)?;
+    tracing::debug!(
+        dir = %out_dir.display(),
+        files = manifest.files.len(),
+        people = manifest.people.len(),
+        "generated photo batch"
+    );
+    Ok(manifest)
+}
 
+/// Writes every planned file, on up to [`GENERATE_WORKERS`] threads; the files' records in
+/// plan order, or the first error in plan order (the workers stop at the first).
+fn write_files(
+    out_dir: &Path,
+    spec: &BatchSpec,
+    plan: &[Planned],
+) -> Result<Vec<ManifestFile>, PhotoError> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, GENERATE_WORKERS)
@@ -117,11 +140,11 @@ pub fn generate(out_dir: &Path, spec: &BatchSpec) -> Result<Manifest, PhotoError
             .collect()
     });
     results.sort_by_key(|(i, _)| *i);
-    let mut files = Vec::with_capacity(plan.len());
-    for (_, result) in results {
-        files.push(result?);
-    }
+    results.into_iter().map(|(_, result)| result).collect()
+}
 
+/// The batch's people, each with their QR photo and photos as written.
+fn people_of(spec: &BatchSpec, plan: &[Planned], files: &[ManifestFile]) -> Vec<ManifestPerson> {
     let mut people: Vec<ManifestPerson> = (0..spec.people)
         .map(|index| {
             let (name, email) = person_identity(spec, index);
@@ -135,36 +158,27 @@ pub fn generate(out_dir: &Path, spec: &BatchSpec) -> Result<Manifest, PhotoError
             }
         })
         .collect();
-    for (planned, file) in plan.iter().zip(&files) {
+    for (planned, file) in plan.iter().zip(files) {
         match planned.content {
             Content::Qr { person } => people[person].qr_photo = file.name.clone(),
             Content::Photo { person } => people[person].photos.push(file.name.clone()),
             Content::Corrupt(_) => {}
         }
     }
+    people
+}
 
-    let manifest = Manifest {
-        schema_version: MANIFEST_SCHEMA_VERSION,
-        spec: spec.clone(),
-        people,
-        files,
-    };
+/// Writes `manifest.json` whole or not at all (a temporary file renamed over it).
+fn write_manifest(out_dir: &Path, manifest: &Manifest) -> Result<(), PhotoError> {
     let path = out_dir.join(MANIFEST_FILE);
     let tmp = out_dir.join(format!("{MANIFEST_FILE}.tmp"));
-    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| PhotoError::Manifest {
+    let mut json = serde_json::to_vec_pretty(manifest).map_err(|e| PhotoError::Manifest {
         path: path.clone(),
         reason: e.to_string(),
     })?;
     json.push(b'\n');
     fs::write(&tmp, &json).map_err(|e| PhotoError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| PhotoError::io(&path, e))?;
-    tracing::debug!(
-        dir = %out_dir.display(),
-        files = manifest.files.len(),
-        people = manifest.people.len(),
-        "generated photo batch"
-    );
-    Ok(manifest)
+    fs::rename(&tmp, &path).map_err(|e| PhotoError::io(&path, e))
 }
 
 pub(super) fn is_our_file_name(name: &str) -> bool {

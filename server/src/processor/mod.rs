@@ -13,24 +13,31 @@
 //! Every write it is told succeeded (a photo recorded, a photo recorded as failed, an upload)
 //! is acknowledged in an append-only file ([`acks`]) that the runner's audit reads.
 //!
+//! A batch is processed by whoever holds its claim ([`claim::claim_batch`]); [`start_batch`]
+//! takes the claim and runs [`process_batch`] on a thread of its own, releasing the claim
+//! when the batch is done.
+//!
 //! Reports what it does through [`ProcessorEvents`]; never depends on the HTTP layer or its
 //! metrics.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
-use tracing::info_span;
+use tracing::{info_span, Span};
 
 use crate::storage::Store;
 use acks::AckLog;
 
 pub mod acks;
+pub mod claim;
 mod decode;
 mod files;
 mod units;
 
+pub use claim::{claim_batch, Claim, ClaimError};
 pub use decode::scan_photos;
 
 use decode::decode_in_order;
@@ -156,7 +163,7 @@ pub struct ProcessorConfig {
 }
 
 /// Where the processor writes: per-person folders, the upload folder, the batches' claim
-/// files (see `app`'s POST /api/batches), and its acknowledgements ([`acks`]).
+/// files ([`claim`]), and its acknowledgements ([`acks`]).
 #[derive(Debug, Clone)]
 pub struct DataDirs {
     pub persons: PathBuf,
@@ -233,6 +240,30 @@ pub fn process_batch(
     proc.finish_batch();
     events.batch_finished(batch_id);
     done
+}
+
+/// Runs the claimed batch to the end on a thread of its own (`processor-<id>`, in the
+/// caller's tracing span), and releases the claim only after the batch was marked done.
+/// The thread returns what [`process_batch`] returns; an error is a thread that could not be
+/// started (the claim is then released at once).
+pub fn start_batch(
+    claim: Claim,
+    store: Store,
+    config: Arc<ProcessorConfig>,
+    dirs: Arc<DataDirs>,
+    photos: Vec<PathBuf>,
+    events: Arc<dyn ProcessorEvents>,
+) -> std::io::Result<JoinHandle<u64>> {
+    let batch_id = claim.batch_id();
+    let span = Span::current();
+    std::thread::Builder::new()
+        .name(format!("processor-{batch_id}"))
+        .spawn(move || {
+            let _enter = span.enter();
+            let done = process_batch(&store, &config, &dirs, batch_id, photos, events.as_ref());
+            drop(claim);
+            done
+        })
 }
 
 /// Tells the events that a batch's processor runs in this worker while it lives (a panic

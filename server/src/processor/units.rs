@@ -12,6 +12,7 @@ use super::acks::{Ack, AckKind, AckLog};
 use super::decode::{Decoded, Named};
 use super::files::*;
 use super::{DataDirs, ProcessorConfig, ProcessorEvents, Switch};
+use crate::now_sql;
 use crate::photos::{self, Scan};
 use crate::storage::{DbError, JournalMode, Store, Tx, Value};
 use crate::text::{log_safe, LogSafe};
@@ -228,43 +229,7 @@ impl Processor<'_> {
                 (
                     "start_new_person",
                     Box::new(|tx: &mut dyn Tx| {
-                        let reg = tx.query(
-                            "SELECT id, name FROM registrations WHERE qr_payload = ?1",
-                            &[Value::from(payload.as_str())],
-                        )?;
-                        let (reg_id, reg_name) = match reg.first() {
-                            Some(r) => {
-                                (r[0].as_i64(), r[1].as_str().unwrap_or("person").to_owned())
-                            }
-                            None => (None, "unregistered".to_owned()),
-                        };
-                        let existing = tx.query_i64(
-                            "SELECT id FROM persons WHERE batch_id = ?1 AND qr_payload = ?2",
-                            &[Value::Int(batch_id), Value::from(payload.as_str())],
-                        )?;
-                        let id = match existing {
-                            Some(id) => id,
-                            None => {
-                                let id = tx.insert(
-                                    "INSERT INTO persons (batch_id, registration_id, qr_payload) VALUES (?1, ?2, ?3)",
-                                    &[Value::Int(batch_id), reg_id.into(), Value::from(payload.as_str())],
-                                )?;
-                                tx.execute(
-                                    "UPDATE batches SET persons = persons + 1 WHERE id = ?1",
-                                    &[Value::Int(batch_id)],
-                                )?;
-                                id
-                            }
-                        };
-                        let dir = format!("{id:05}-{}", slug(&reg_name));
-                        tx.execute(
-                            "UPDATE persons SET folder = ?1 WHERE id = ?2",
-                            &[Value::from(dir.as_str()), Value::Int(id)],
-                        )?;
-                        tx.insert(
-                            "INSERT INTO photos (batch_id, person_id, file_name, content_hash, is_qr, status) VALUES (?1, ?2, ?3, ?4, 1, 'qr')",
-                            &[Value::Int(batch_id), Value::Int(id), Value::from(name.as_str()), Value::from(hash.as_str())],
-                        )?;
+                        let (id, dir) = record_new_person(tx, batch_id, &payload, &name, &hash)?;
                         person_id.set(id);
                         *folder = dir;
                         Ok(())
@@ -382,7 +347,7 @@ impl Processor<'_> {
                     &[Value::Int(batch_id), Value::from(name), Value::from(key.as_str()), Value::from(reason)],
                 )?;
                 tx.execute(
-                    "UPDATE batches SET failed = failed + 1, processed = processed + 1, current_photo = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                    concat!("UPDATE batches SET failed = failed + 1, processed = processed + 1, current_photo = ?2, updated_at = ", now_sql!(), " WHERE id = ?1"),
                     &[Value::Int(batch_id), Value::from(name)],
                 )?;
             }
@@ -517,9 +482,18 @@ impl Processor<'_> {
     pub(super) fn finish_batch(&self) {
         let batch_id = self.batch_id;
         let result = self.write("finish_batch", |tx| {
-            tx.query_i64("SELECT processed FROM batches WHERE id = ?1", &[Value::Int(batch_id)])?;
+            tx.query_i64(
+                "SELECT processed FROM batches WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )?;
             tx.execute(
-                "UPDATE batches SET status = 'done', current_photo = NULL, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                concat!(
+                    "UPDATE batches SET status = 'done', current_photo = NULL, finished_at = ",
+                    now_sql!(),
+                    ", updated_at = ",
+                    now_sql!(),
+                    " WHERE id = ?1"
+                ),
                 &[Value::Int(batch_id)],
             )?;
             log_action(tx, batch_id, "batch_done", None, "")
@@ -596,6 +570,54 @@ pub(super) fn io_error(op: &'static str) -> impl Fn(String) -> DbError {
 }
 
 /// _log_action.
+/// The first step of `start_new_person`: the person of `payload` in this batch (created,
+/// and counted in the batch, the first time; tied to its registration, if any), its folder
+/// name, and the QR photo recorded as theirs. Returns the person's id and folder.
+fn record_new_person(
+    tx: &mut dyn Tx,
+    batch_id: i64,
+    payload: &str,
+    name: &str,
+    hash: &str,
+) -> Result<(i64, String), DbError> {
+    let reg = tx.query(
+        "SELECT id, name FROM registrations WHERE qr_payload = ?1",
+        &[Value::from(payload)],
+    )?;
+    let (reg_id, reg_name) = match reg.first() {
+        Some(r) => (r[0].as_i64(), r[1].as_str().unwrap_or("person").to_owned()),
+        None => (None, "unregistered".to_owned()),
+    };
+    let existing = tx.query_i64(
+        "SELECT id FROM persons WHERE batch_id = ?1 AND qr_payload = ?2",
+        &[Value::Int(batch_id), Value::from(payload)],
+    )?;
+    let id = match existing {
+        Some(id) => id,
+        None => {
+            let id = tx.insert(
+                "INSERT INTO persons (batch_id, registration_id, qr_payload) VALUES (?1, ?2, ?3)",
+                &[Value::Int(batch_id), reg_id.into(), Value::from(payload)],
+            )?;
+            tx.execute(
+                "UPDATE batches SET persons = persons + 1 WHERE id = ?1",
+                &[Value::Int(batch_id)],
+            )?;
+            id
+        }
+    };
+    let dir = format!("{id:05}-{}", slug(&reg_name));
+    tx.execute(
+        "UPDATE persons SET folder = ?1 WHERE id = ?2",
+        &[Value::from(dir.as_str()), Value::Int(id)],
+    )?;
+    tx.insert(
+        "INSERT INTO photos (batch_id, person_id, file_name, content_hash, is_qr, status) VALUES (?1, ?2, ?3, ?4, 1, 'qr')",
+        &[Value::Int(batch_id), Value::Int(id), Value::from(name), Value::from(hash)],
+    )?;
+    Ok((id, dir))
+}
+
 pub(super) fn log_action(
     tx: &mut dyn Tx,
     batch_id: i64,
@@ -625,7 +647,11 @@ pub(super) fn update_batch_status(
         &[Value::Int(batch_id)],
     )?;
     tx.execute(
-        "UPDATE batches SET processed = processed + 1, current_photo = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+        concat!(
+            "UPDATE batches SET processed = processed + 1, current_photo = ?2, updated_at = ",
+            now_sql!(),
+            " WHERE id = ?1"
+        ),
         &[Value::Int(batch_id), Value::from(photo)],
     )
     .map(|_| ())

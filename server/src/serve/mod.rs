@@ -9,16 +9,21 @@
 //! sets it), `serve` gets SIGTERM when that parent dies, and every worker when its supervisor
 //! dies ([`die_with_parent`]).
 //!
+//! The settings are one typed value from the scenario to the worker (`config.rs`:
+//! [`AppSettings`] inside [`ServeConfig`]). `lockbench serve` reads them from flags and a
+//! TOML file; a parent that holds them as a value starts `lockbench __serve` with
+//! [`serve_command`], which passes the whole `ServeConfig` as JSON in [`ENV_CONFIG`], as the
+//! supervisor passes it to its workers. They are checked once per process
+//! ([`ServeConfig::check`]), which builds the retry plan the store is opened with.
+//!
 //! # Faults
 //!
 //! - A worker that dies is restarted after a delay that doubles with each consecutive crash
 //!   of that worker ([`RestartPolicy`]: 200 ms, 400 ms, ... at most 5 s; back to 200 ms once
 //!   it stayed up 30 s). When one worker has crashed 5 times within 60 s the supervisor stops
 //!   every worker and exits with an error. Every restart and the giving up are appended to
-//!   `<data_dir>/restarts.jsonl`, one JSON object per line:
-//!   `{"unix_ms": <when the death was seen>, "worker": <id>, "pid": <old pid>, "status":
-//!   "<exit status>", "action": "restarted" | "gave-up", "delay_ms": <wait before
-//!   restarting; 0 when giving up>, "new_pid": <pid, or null when giving up>}`.
+//!   `<data_dir>/restarts.jsonl`, one [`RestartEvent`] per line (`restarts.rs`, which also
+//!   reads them back: [`read_restart_events`]).
 //! - A worker's counters survive its death: each worker journals them (the units of work's,
 //!   the processor's, the checkpoints', the batches whose processor run ended) to
 //!   `<data_dir>/stats/worker-<id>.events` ([`crate::storage::Stats::journal_to`]), and its
@@ -35,24 +40,25 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
-use clap::Args;
-use serde::{Deserialize, Serialize};
 use socket2::{Domain, Socket, Type};
 use tracing::{info, warn};
 
 use crate::app::{self, AppState};
-use crate::processor::ProcessorConfig;
-use crate::storage::{vfs, OpenError, RetryConfig, StorageConfig, Store};
+use crate::storage::{vfs, OpenError, RetryPlan, Store};
 
+mod config;
+mod restarts;
 mod supervisor;
 mod worker;
 
+pub use config::*;
+pub use restarts::*;
 pub use supervisor::*;
 pub use worker::*;
 
-/// The hidden subcommand a supervisor starts its workers with.
+/// The hidden subcommand a supervisor starts its workers with (the config in
+/// [`ENV_CONFIG`], as [`serve_command`] passes it to `__serve`).
 pub const WORKER_SUBCOMMAND: &str = "__worker";
-const ENV_CONFIG: &str = "LOCKBENCH_WORKER_CONFIG";
 const ENV_WORKER: &str = "LOCKBENCH_WORKER_ID";
 /// The admin token; generated and printed when unset.
 pub const ENV_TOKEN: &str = "LOCKBENCH_ADMIN_TOKEN";
@@ -60,148 +66,6 @@ pub const ENV_TOKEN: &str = "LOCKBENCH_ADMIN_TOKEN";
 /// its own pid when it starts `lockbench serve`, and the supervisor to its own when it starts
 /// a worker. See [`die_with_parent`].
 pub const ENV_PARENT_PID: &str = "LOCKBENCH_PARENT_PID";
-
-/// Everything `lockbench serve` takes, as flags or as a TOML file (`--config`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServeConfig {
-    #[command(flatten)]
-    pub storage: StorageConfig,
-    #[command(flatten)]
-    pub retry: RetryConfig,
-    #[command(flatten)]
-    pub processor: ProcessorConfig,
-    /// Worker processes (gunicorn's --workers).
-    #[arg(long, default_value_t = ServeConfig::default().workers)]
-    pub workers: u32,
-    /// Requests one worker handles at once, the others waiting their turn (gunicorn's
-    /// --threads with gthread workers); 0: no limit.
-    #[arg(long, default_value_t = ServeConfig::default().threads)]
-    pub threads: u32,
-    /// all: the dashboard, the kiosks and the processor; web: no processor (POST
-    /// /api/batches answers 409), for servers that share a PostgreSQL database with one
-    /// that runs it.
-    #[arg(long, value_enum, default_value_t = ServeConfig::default().role)]
-    pub role: ServeRole,
-    /// TCP port (0: pick a free one and print it).
-    #[arg(long, default_value_t = ServeConfig::default().port)]
-    pub port: u16,
-    /// Address to listen on.
-    #[arg(long, default_value_t = ServeConfig::default().bind)]
-    pub bind: IpAddr,
-    /// Database file.
-    #[arg(long, default_value_os_t = ServeConfig::default().db)]
-    pub db: PathBuf,
-    /// Where per-person folders and uploads go (default: next to the database, `<db>.data`).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// A file every worker polls every 100 ms: an integer N in it makes every fsync sleep N ms
-    /// (overriding sync_delay_ms); absent or empty, sync_delay_ms applies. Connections then
-    /// go through the slow-disk VFS even when sync_delay_ms is 0.
-    #[arg(long, value_name = "FILE")]
-    pub sync_delay_control: Option<PathBuf>,
-}
-
-/// What one `lockbench serve` process does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ServeRole {
-    /// The dashboard, the kiosks and the photo processor.
-    #[default]
-    All,
-    /// The dashboard and the kiosks only: batches go to a server that runs the processor.
-    Web,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        ServeConfig {
-            storage: StorageConfig::default(),
-            retry: RetryConfig::default(),
-            processor: ProcessorConfig::default(),
-            workers: 1,
-            threads: 0,
-            role: ServeRole::default(),
-            port: 8080,
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            db: PathBuf::from("lockbench.db"),
-            data_dir: None,
-            sync_delay_control: None,
-        }
-    }
-}
-
-impl ServeConfig {
-    pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| {
-            let mut d = self.db.as_os_str().to_owned();
-            d.push(".data");
-            PathBuf::from(d)
-        })
-    }
-
-    /// Rejects settings that cannot work together, naming them.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        self.storage.validate()?;
-        self.retry.validate()?;
-        if self.workers == 0 || self.workers > 64 {
-            bail!("invalid setting workers: {} (1 to 64)", self.workers);
-        }
-        let data_dir = self.data_dir();
-        if same_path(&data_dir, &self.db) {
-            bail!(
-                "invalid setting data_dir: {} is the database file itself",
-                data_dir.display()
-            );
-        }
-        if data_dir.exists() && !data_dir.is_dir() {
-            bail!(
-                "invalid setting data_dir: {} exists and is not a folder",
-                data_dir.display()
-            );
-        }
-        if let Some(control) = &self.sync_delay_control {
-            if same_path(control, &self.db) {
-                bail!(
-                    "invalid setting sync_delay_control: {} is the database file itself",
-                    control.display()
-                );
-            }
-            if same_path(control, &data_dir) || control.is_dir() {
-                bail!(
-                    "invalid setting sync_delay_control: {} is a folder; it must name a file",
-                    control.display()
-                );
-            }
-            let parent = match control.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            if !parent.is_dir() {
-                bail!(
-                    "invalid setting sync_delay_control: the folder {} of {} does not exist",
-                    parent.display(),
-                    control.display()
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Whether two paths name the same file, as written or once resolved.
-fn same_path(a: &Path, b: &Path) -> bool {
-    a == b
-        || matches!(
-            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-            (Ok(x), Ok(y)) if x == y
-        )
-}
-
-/// The restarts log of a data folder.
-pub fn restarts_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("restarts.jsonl")
-}
 
 /// The stats events file of one worker.
 pub fn stats_events_path(data_dir: &Path, worker: u32) -> PathBuf {
@@ -254,8 +118,8 @@ fn check_port_free(addr: SocketAddr) -> anyhow::Result<()> {
 /// Opens the database once, before any worker does: creates the schema and fixes the journal
 /// mode, so workers starting together do not race to switch it. Prepares the data folder,
 /// with an empty stats folder (a new server starts its counters from 0).
-fn prepare_database(config: &ServeConfig) -> anyhow::Result<()> {
-    Store::open(&config.db, &config.storage, &config.retry)
+fn prepare_database(config: &ServeConfig, retry: &RetryPlan) -> anyhow::Result<()> {
+    Store::open(&config.db, &config.app.storage, retry)
         .with_context(|| format!("preparing the database {}", config.db.display()))?;
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)
@@ -295,14 +159,37 @@ pub fn die_with_parent() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the announcement says before the server's URL.
+const LISTENING_ON: &str = "lockbench serve: listening on ";
+
+/// Prints the line a parent waits for (`lockbench serve: listening on http://ADDR (N
+/// workers)`) on stdout, flushed: the announcement `lockbench serve` and `__serve` make.
+/// [`listening_url`] reads it.
+pub fn print_listening(addr: SocketAddr, workers: &str) {
+    println!("{LISTENING_ON}http://{addr} ({workers})");
+    let _ = std::io::stdout().flush();
+}
+
+/// The URL a line of the server's stdout announces (`http://ADDR`), if it is the
+/// announcement [`print_listening`] writes.
+pub fn listening_url(line: &str) -> Option<&str> {
+    line.strip_prefix(LISTENING_ON)?.split_whitespace().next()
+}
+
+/// `lockbench __serve`: [`serve`] with the config a parent put in [`ENV_CONFIG`]
+/// ([`serve_command`]).
+pub fn serve_from_env(announce: impl FnOnce(SocketAddr, &str)) -> anyhow::Result<()> {
+    serve(ServeConfig::from_env()?, announce)
+}
+
 /// Runs `lockbench serve` until SIGTERM or Ctrl-C (or the death of the process named by
 /// [`ENV_PARENT_PID`], see [`die_with_parent`]). `announce` receives the listening address
 /// once the server can take requests.
 pub fn serve(config: ServeConfig, announce: impl FnOnce(SocketAddr, &str)) -> anyhow::Result<()> {
     die_with_parent()?;
-    config.validate()?;
+    let retry = config.check()?;
     check_port_free(SocketAddr::new(config.bind, config.port))?;
-    prepare_database(&config)?;
+    prepare_database(&config, &retry)?;
     let (token, generated) = match std::env::var(ENV_TOKEN) {
         Ok(t) if !t.is_empty() => (t, false),
         _ => (generate_token(), true),
@@ -311,11 +198,15 @@ pub fn serve(config: ServeConfig, announce: impl FnOnce(SocketAddr, &str)) -> an
         eprintln!("lockbench serve: admin token {token} (set {ENV_TOKEN} to choose it)");
     }
     let addr = SocketAddr::new(config.bind, config.port);
-    if config.workers == 1 {
-        return run_worker(
+    if config.app.workers == 1 {
+        let worker = Worker {
             config,
-            0,
+            retry,
+            id: 0,
             token,
+        };
+        return run_worker(
+            worker,
             move || reuseport_listener(addr, true),
             |local| announce(local, "1 worker"),
         );

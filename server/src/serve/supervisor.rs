@@ -1,5 +1,6 @@
-//! The supervisor of `--workers N > 1`: starts the worker processes, watches them, restarts
-//! the dead ones by [`RestartPolicy`], records every restart, and stops them all on SIGTERM or
+//! The supervisor of `--workers N > 1`: starts the worker processes (each with the whole
+//! `ServeConfig` in `ENV_CONFIG`), watches them, restarts the dead ones by [`RestartPolicy`],
+//! records every restart ([`RestartEvent`], `restarts.rs`), and stops them all on SIGTERM or
 //! Ctrl-C. Handles processes only; never opens the database or serves HTTP.
 
 use super::*;
@@ -112,7 +113,7 @@ pub(super) fn wait_healthy(addr: SocketAddr, deadline: Duration) -> bool {
 
 /// One death the supervisor saw, until the worker is started again.
 pub(super) struct Death {
-    unix_ms: u128,
+    unix_ms: u64,
     pid: u32,
     status: String,
     delay: Duration,
@@ -135,23 +136,10 @@ pub(super) struct Slot {
     history: CrashHistory,
 }
 
-pub(super) fn unix_ms_now() -> u128 {
+pub(super) fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-}
-
-/// Appends one line to restarts.jsonl; a failure is logged, never fatal.
-pub(super) fn record_restart(path: &Path, line: &serde_json::Value) {
-    let text = format!("{line}\n");
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()));
-    if let Err(e) = written {
-        warn!(path = %path.display(), error = %e, "cannot write the restarts log");
-    }
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub(super) fn status_text(status: &ExitStatus) -> String {
@@ -165,11 +153,11 @@ pub(super) async fn supervise(
     announce: impl FnOnce(SocketAddr, &str),
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let json = serde_json::to_string(&config)?;
+    let json = config.to_json();
     let policy = RestartPolicy::default();
     let restarts = restarts_path(&config.data_dir());
     let mut slots: Vec<Slot> = Vec::new();
-    for id in 0..config.workers {
+    for id in 0..config.app.workers {
         match spawn_worker(&json, id, &token) {
             Ok(child) => slots.push(Slot {
                 id,
@@ -195,7 +183,7 @@ pub(super) async fn supervise(
         stop_all(&mut slots);
         bail!("no worker answered /healthz on {local} within 60 s");
     }
-    announce(local, &format!("{} workers", config.workers));
+    announce(local, &format!("{} workers", config.app.workers));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -239,50 +227,18 @@ pub(super) fn supervise_tick(
                         continue;
                     }
                 };
-                let pid = child.id();
-                let unix_ms = unix_ms_now();
-                let status = status_text(&status);
+                let death = Death {
+                    unix_ms: unix_ms_now(),
+                    pid: child.id(),
+                    status: status_text(&status),
+                    delay: Duration::ZERO,
+                };
                 let up_for = now.saturating_duration_since(slot.started);
                 match slot.history.died(policy, now, up_for) {
                     AfterDeath::Restart(delay) => {
-                        warn!(worker = id, pid, %status, delay_ms = delay.as_millis() as u64, "worker exited; restarting it");
-                        println!(
-                            "lockbench serve: worker {id} (pid {pid}) exited ({status}); restarting it in {} ms",
-                            delay.as_millis()
-                        );
-                        let _ = std::io::stdout().flush();
-                        slot.state = SlotState::Waiting {
-                            at: now + delay,
-                            death: Death {
-                                unix_ms,
-                                pid,
-                                status,
-                                delay,
-                            },
-                        };
+                        slot.state = wait_to_restart(id, death, now, delay)
                     }
-                    AfterDeath::GiveUp => {
-                        let crashes = policy.give_up_crashes;
-                        let window = policy.give_up_window.as_secs();
-                        record_restart(
-                            restarts,
-                            &serde_json::json!({
-                                "unix_ms": unix_ms,
-                                "worker": id,
-                                "pid": pid,
-                                "status": status,
-                                "action": "gave-up",
-                                "delay_ms": 0,
-                                "new_pid": null,
-                            }),
-                        );
-                        eprintln!(
-                            "lockbench serve: worker {id} crashed {crashes} times in {window} s; giving up"
-                        );
-                        bail!(
-                            "worker {id} crashed {crashes} times in {window} s (last: pid {pid}, {status}); every worker was stopped"
-                        );
-                    }
+                    AfterDeath::GiveUp => return Err(give_up(id, death, policy, restarts)),
                 }
             }
             SlotState::Waiting { at, death } => {
@@ -290,26 +246,61 @@ pub(super) fn supervise_tick(
                     continue;
                 }
                 let child = spawn_worker(json, id, token)?;
-                let new_pid = child.id();
-                record_restart(
+                append_restart_event(
                     restarts,
-                    &serde_json::json!({
-                        "unix_ms": death.unix_ms,
-                        "worker": id,
-                        "pid": death.pid,
-                        "status": death.status,
-                        "action": "restarted",
-                        "delay_ms": death.delay.as_millis() as u64,
-                        "new_pid": new_pid,
-                    }),
+                    &death.event(id, RestartAction::Restarted, Some(child.id())),
                 );
-                info!(worker = id, pid = new_pid, "worker restarted");
+                info!(worker = id, pid = child.id(), "worker restarted");
                 slot.state = SlotState::Running(child);
                 slot.started = Instant::now();
             }
         }
     }
     Ok(())
+}
+
+impl Death {
+    /// The line restarts.jsonl keeps of this death.
+    fn event(&self, worker: u32, action: RestartAction, new_pid: Option<u32>) -> RestartEvent {
+        RestartEvent {
+            unix_ms: self.unix_ms,
+            worker,
+            pid: self.pid,
+            status: self.status.clone(),
+            action,
+            delay_ms: self.delay.as_millis() as u64,
+            new_pid,
+        }
+    }
+}
+
+/// Says that a worker died and will be started again after `delay`; the state it waits in.
+fn wait_to_restart(id: u32, mut death: Death, now: Instant, delay: Duration) -> SlotState {
+    let (pid, status) = (death.pid, &death.status);
+    warn!(worker = id, pid, %status, delay_ms = delay.as_millis() as u64, "worker exited; restarting it");
+    println!(
+        "lockbench serve: worker {id} (pid {pid}) exited ({status}); restarting it in {} ms",
+        delay.as_millis()
+    );
+    let _ = std::io::stdout().flush();
+    death.delay = delay;
+    SlotState::Waiting {
+        at: now + delay,
+        death,
+    }
+}
+
+/// Records and says that the supervisor gives up on a worker; the error it exits with.
+fn give_up(id: u32, death: Death, policy: &RestartPolicy, restarts: &Path) -> anyhow::Error {
+    let crashes = policy.give_up_crashes;
+    let window = policy.give_up_window.as_secs();
+    append_restart_event(restarts, &death.event(id, RestartAction::GaveUp, None));
+    eprintln!("lockbench serve: worker {id} crashed {crashes} times in {window} s; giving up");
+    anyhow::anyhow!(
+        "worker {id} crashed {crashes} times in {window} s (last: pid {}, {}); every worker was stopped",
+        death.pid,
+        death.status
+    )
 }
 
 /// SIGTERM to every running worker, then up to 10 s for them to finish, then SIGKILL.

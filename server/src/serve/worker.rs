@@ -1,7 +1,8 @@
-//! One worker process: opens the store (waiting while another process holds a lock, and
-//! counting each lock error it met under the op `worker_open`), polls
-//! the sync delay control file, and serves the app until SIGTERM or Ctrl-C. Never starts or
-//! watches other processes; the supervisor does.
+//! One worker process: reads its [`ServeConfig`] (from `ENV_CONFIG` when the supervisor
+//! started it), opens the store with the retry plan built from it (waiting while another
+//! process holds a lock, and counting each lock error it met under the op `worker_open`),
+//! polls the sync delay control file, and serves the app until SIGTERM or Ctrl-C. Never
+//! starts or watches other processes; the supervisor does.
 
 use super::*;
 use crate::app::stats::ops;
@@ -57,6 +58,15 @@ pub(super) fn apply_sync_delay_control(
     *last = Some(now);
 }
 
+/// One worker as it runs: its settings, the retry plan built from them in this process,
+/// its id and the admin token.
+pub struct Worker {
+    pub config: ServeConfig,
+    pub retry: RetryPlan,
+    pub id: u32,
+    pub token: String,
+}
+
 /// Entry point of a worker process started by the supervisor.
 pub fn worker_from_env() -> anyhow::Result<()> {
     // Die with the supervisor, even if it is killed without a chance to stop us; and do not
@@ -67,21 +77,22 @@ pub fn worker_from_env() -> anyhow::Result<()> {
     } else {
         let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
     }
-    let json = std::env::var(ENV_CONFIG).context("worker started without its configuration")?;
-    let config: ServeConfig = serde_json::from_str(&json).context("worker configuration")?;
-    let worker: u32 = std::env::var(ENV_WORKER)
+    let config = ServeConfig::from_env().context("worker configuration")?;
+    // The supervisor checked the whole config; this process builds its own plan from it.
+    let retry = config.app.retry.plan()?;
+    let id: u32 = std::env::var(ENV_WORKER)
         .ok()
         .and_then(|w| w.parse().ok())
         .context("worker started without its id")?;
     let token = std::env::var(ENV_TOKEN).context("worker started without the admin token")?;
     let addr = SocketAddr::new(config.bind, config.port);
-    run_worker(
+    let worker = Worker {
         config,
-        worker,
+        retry,
+        id,
         token,
-        move || reuseport_listener(addr, true),
-        |_| {},
-    )
+    };
+    run_worker(worker, move || reuseport_listener(addr, true), |_| {})
 }
 
 /// How long a worker keeps trying to open the database while another process holds a lock
@@ -101,11 +112,14 @@ pub(super) fn open_error_is_lock(e: &OpenError) -> bool {
 /// the lock errors met on the way, in order, for the caller to count once the store's
 /// counters are journaled (a store that does not exist yet has no counters; a worker that
 /// gives up exits with the error instead).
-pub(super) fn open_store_patiently(config: &ServeConfig) -> anyhow::Result<(Store, Vec<LockCode>)> {
+pub(super) fn open_store_patiently(
+    config: &ServeConfig,
+    retry: &RetryPlan,
+) -> anyhow::Result<(Store, Vec<LockCode>)> {
     let started = Instant::now();
     let mut met = Vec::new();
     loop {
-        match Store::open(&config.db, &config.storage, &config.retry) {
+        match Store::open(&config.db, &config.app.storage, retry) {
             Ok(store) => return Ok((store, met)),
             Err(e) if open_error_is_lock(&e) && started.elapsed() < WORKER_OPEN_PATIENCE => {
                 if met.is_empty() {
@@ -131,9 +145,7 @@ fn open_error_lock_code(e: &OpenError) -> Option<LockCode> {
 /// only once the worker can answer (its store open, its counters replayed), so that no
 /// connection waits in the backlog of a worker that may still fail to start.
 pub fn run_worker(
-    config: ServeConfig,
-    worker: u32,
-    token: String,
+    worker: Worker,
     bind: impl FnOnce() -> anyhow::Result<std::net::TcpListener>,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
@@ -142,80 +154,97 @@ pub fn run_worker(
         .enable_all()
         .build()?;
     let mut control_state = None;
-    if let Some(path) = &config.sync_delay_control {
+    if let Some(path) = &worker.config.sync_delay_control {
         // Before the store opens: its connections must go through the delay VFS.
         vfs::require_delay_vfs();
         apply_sync_delay_control(path, &mut control_state);
     }
     runtime.block_on(async move {
-        let cfg = config.clone();
-        let (store, open_locks) =
-            tokio::task::spawn_blocking(move || open_store_patiently(&cfg)).await??;
-        let events = stats_events_path(&config.data_dir(), worker);
-        let journaled = store.clone();
-        let events2 = events.clone();
-        let replayed = tokio::task::spawn_blocking(move || journaled.stats().journal_to(&events2))
-            .await?
-            .with_context(|| format!("keeping the counters in {}", events.display()))?;
-        // The lock errors met while opening, each followed by another try, counted (and
-        // logged) now that the counters are journaled.
-        for code in open_locks {
-            store.stats().lock_seen(ops::WORKER_OPEN, code, true);
+        let store = open_and_replay(&worker).await?;
+        if let Some(path) = worker.config.sync_delay_control.clone() {
+            tokio::spawn(poll_sync_delay_control(path, control_state));
         }
-        if replayed > 0 {
-            info!(
-                worker,
-                replayed, "counters go on from the previous worker's"
-            );
-        }
-        if let Some(path) = config.sync_delay_control.clone() {
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(100));
-                let mut last = control_state;
-                loop {
-                    tick.tick().await;
-                    let path = path.clone();
-                    let polled = tokio::task::spawn_blocking(move || {
-                        apply_sync_delay_control(&path, &mut last);
-                        last
-                    })
-                    .await;
-                    match polled {
-                        Ok(state) => last = state,
-                        Err(_) => return,
-                    }
-                }
-            });
-        }
-        let state = AppState::new(
-            store,
-            worker,
-            &token,
-            config.processor.clone(),
-            config.retry.clone(),
-            config.data_dir(),
-        );
-        let state = match config.role {
-            ServeRole::All => state,
-            ServeRole::Web => state.web_only(),
-        };
+        let app = app_of(&worker, store);
         let listener = tokio::net::TcpListener::from_std(bind()?)?;
         let local = listener.local_addr()?;
-        info!(worker, %local, pid = std::process::id(), "worker listening");
+        info!(worker = worker.id, %local, pid = std::process::id(), "worker listening");
         ready(local);
-        let app = match config.threads {
-            0 => app::router(state),
-            n => {
-                app::router(state).layer(tower::limit::GlobalConcurrencyLimitLayer::new(n as usize))
-            }
-        };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving")?;
-        info!(worker, "worker stopped");
+        info!(worker = worker.id, "worker stopped");
         Ok(())
     })
+}
+
+/// Opens the store (patiently), journals its counters to the worker's events file (going on
+/// from a previous worker's), and counts the lock errors met while opening.
+async fn open_and_replay(worker: &Worker) -> anyhow::Result<Store> {
+    let (config, retry) = (worker.config.clone(), worker.retry.clone());
+    let (store, open_locks) =
+        tokio::task::spawn_blocking(move || open_store_patiently(&config, &retry)).await??;
+    let events = stats_events_path(&worker.config.data_dir(), worker.id);
+    let journaled = store.clone();
+    let events2 = events.clone();
+    let replayed = tokio::task::spawn_blocking(move || journaled.stats().journal_to(&events2))
+        .await?
+        .with_context(|| format!("keeping the counters in {}", events.display()))?;
+    // The lock errors met while opening, each followed by another try, counted (and
+    // logged) now that the counters are journaled.
+    for code in open_locks {
+        store.stats().lock_seen(ops::WORKER_OPEN, code, true);
+    }
+    if replayed > 0 {
+        info!(
+            worker = worker.id,
+            replayed, "counters go on from the previous worker's"
+        );
+    }
+    Ok(store)
+}
+
+/// Applies the sync delay control file every 100 ms, for as long as the worker runs.
+async fn poll_sync_delay_control(
+    path: PathBuf,
+    mut last: Option<Result<Option<Duration>, String>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let path = path.clone();
+        let polled = tokio::task::spawn_blocking(move || {
+            apply_sync_delay_control(&path, &mut last);
+            last
+        })
+        .await;
+        match polled {
+            Ok(state) => last = state,
+            Err(_) => return,
+        }
+    }
+}
+
+/// The app this worker serves: its role, its photo root, its limit on requests at once.
+fn app_of(worker: &Worker, store: Store) -> axum::Router {
+    let config = &worker.config;
+    let state = AppState::new(
+        store,
+        worker.id,
+        &worker.token,
+        config.app.processor.clone(),
+        config.app.retry.clone(),
+        config.data_dir(),
+    )
+    .with_photo_root(config.photo_root());
+    let state = match config.role {
+        ServeRole::All => state,
+        ServeRole::Web => state.web_only(),
+    };
+    match config.app.threads {
+        0 => app::router(state),
+        n => app::router(state).layer(tower::limit::GlobalConcurrencyLimitLayer::new(n as usize)),
+    }
 }
 
 pub(super) async fn shutdown_signal() {

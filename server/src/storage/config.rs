@@ -12,8 +12,6 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use super::error::ConfigError;
-
 /// Which driver issues the statements: two for SQLite (both link the same bundled SQLite),
 /// and PostgreSQL (sqlx), the way out when one writer is not enough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
@@ -248,52 +246,7 @@ impl Default for StorageConfig {
 impl StorageConfig {
     /// Rejects combinations that cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        // An empty URL is no URL (so a sweep row can take one away).
-        let url = self.database_url.as_ref().filter(|u| !u.trim().is_empty());
-        match (self.driver, url) {
-            (Driver::Postgres, None) => {
-                return Err(ConfigError::Invalid {
-                    setting: "database_url",
-                    reason: "the postgres driver needs a database_url (--database-url postgres://user@host:5432/db)".into(),
-                })
-            }
-            (Driver::Postgres, Some(url))
-                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
-            {
-                return Err(ConfigError::Invalid {
-                    setting: "database_url",
-                    reason: format!(
-                        "{} is not a postgres:// URL",
-                        super::postgres::redact_url(url)
-                    ),
-                })
-            }
-            (Driver::Rusqlite | Driver::Sqlx, Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    setting: "database_url",
-                    reason: "set only with driver = \"postgres\"; the SQLite drivers use a database file".into(),
-                })
-            }
-            _ => {}
-        }
-        if let Some(schema) = &self.schema {
-            if self.driver != Driver::Postgres {
-                return Err(ConfigError::Invalid {
-                    setting: "schema",
-                    reason: "set only with driver = \"postgres\"".into(),
-                });
-            }
-            super::postgres::check_schema(schema).map_err(|e| ConfigError::Invalid {
-                setting: "schema",
-                reason: e.to_string(),
-            })?;
-        }
-        if self.driver == Driver::Postgres && self.sync_delay_ms > 0 {
-            return Err(ConfigError::Invalid {
-                setting: "sync_delay_ms",
-                reason: "a slow disk is modelled for SQLite files only; PostgreSQL's disk is the server's".into(),
-            });
-        }
+        self.validate_database()?;
         if self.pool_size == 0 {
             return Err(ConfigError::Invalid {
                 setting: "pool_size",
@@ -323,6 +276,60 @@ impl StorageConfig {
             return Err(ConfigError::Invalid {
                 setting: "sync_delay_ms",
                 reason: format!("{} ms is more than a minute per sync", self.sync_delay_ms),
+            });
+        }
+        Ok(())
+    }
+
+    /// The database a driver needs: a postgres:// URL and a usable schema for PostgreSQL,
+    /// no URL for the SQLite drivers (and no slow disk on PostgreSQL).
+    fn validate_database(&self) -> Result<(), ConfigError> {
+        // An empty URL is no URL (so a sweep row can take one away).
+        let url = self.database_url.as_ref().filter(|u| !u.trim().is_empty());
+        match (self.driver, url) {
+            (Driver::Postgres, None) => {
+                return Err(ConfigError::Invalid {
+                    setting: "database_url",
+                    reason: "the postgres driver needs a database_url (--database-url postgres://user@host:5432/db)".into(),
+                })
+            }
+            (Driver::Postgres, Some(url))
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                return Err(ConfigError::Invalid {
+                    setting: "database_url",
+                    reason: format!(
+                        "{} is not a postgres:// URL",
+                        redact_url(url)
+                    ),
+                })
+            }
+            (Driver::Rusqlite | Driver::Sqlx, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    setting: "database_url",
+                    reason: "set only with driver = \"postgres\"; the SQLite drivers use a database file".into(),
+                })
+            }
+            _ => {}
+        }
+        if let Some(schema) = &self.schema {
+            if self.driver != Driver::Postgres {
+                return Err(ConfigError::Invalid {
+                    setting: "schema",
+                    reason: "set only with driver = \"postgres\"".into(),
+                });
+            }
+            if let Some(reason) = schema_problem(schema) {
+                return Err(ConfigError::Invalid {
+                    setting: "schema",
+                    reason,
+                });
+            }
+        }
+        if self.driver == Driver::Postgres && self.sync_delay_ms > 0 {
+            return Err(ConfigError::Invalid {
+                setting: "sync_delay_ms",
+                reason: "a slow disk is modelled for SQLite files only; PostgreSQL's disk is the server's".into(),
             });
         }
         Ok(())
@@ -379,4 +386,50 @@ pub mod duration_text {
         let text = String::deserialize(d)?;
         super::parse_duration(&text).map_err(serde::de::Error::custom)
     }
+}
+
+/// A setting or combination of settings that cannot work, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid setting {setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("setting {setting}: requested {requested}, but the connection reports {effective}")]
+    NotApplied {
+        setting: &'static str,
+        requested: String,
+        effective: String,
+    },
+}
+
+/// The parts of a database URL that may be shown: the password is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// What is wrong with a PostgreSQL schema name lockbench would use, if anything: lowercase
+/// letters, digits and `_`, at most 63, not starting with a digit (so it never needs quoting).
+pub fn schema_problem(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    (!ok).then(|| {
+        format!(
+            "schema {name:?}: use lowercase letters, digits and _ (at most 63), not starting with a digit"
+        )
+    })
 }

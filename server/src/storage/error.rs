@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::config::ConfigError;
+
 /// The SQLite result codes that mean "someone else holds a lock", told apart by
 /// their extended result code (sqlite.org/rescode.html).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -222,22 +224,6 @@ impl DbError {
             },
         }
     }
-}
-
-/// A setting or combination of settings that cannot work, named.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("invalid setting {setting}: {reason}")]
-    Invalid {
-        setting: &'static str,
-        reason: String,
-    },
-    #[error("setting {setting}: requested {requested}, but the connection reports {effective}")]
-    NotApplied {
-        setting: &'static str,
-        requested: String,
-        effective: String,
-    },
 }
 
 /// What opening a store can fail with.

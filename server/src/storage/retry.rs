@@ -1,8 +1,10 @@
 //! Retry policies as data.
 //!
-//! `RetryConfig` is the flat, flag- and TOML-friendly form; `RetryPolicy` is the typed policy
-//! that the store runs. Attempts count every try, the first included: `attempts = 3` means at
-//! most two retries.
+//! `RetryConfig` is the flat, flag- and TOML-friendly form; [`RetryConfig::plan`] checks it
+//! once and turns it into a [`RetryPlan`] (the write policy, the read policy and the scope,
+//! each a typed value), which is what `Store::open` takes: the store never sees, or checks
+//! again, the flat form. Attempts count every try, the first included: `attempts = 3` means
+//! at most two retries.
 //!
 //! Decides how long to wait; never sleeps or runs statements (the store does).
 
@@ -12,7 +14,7 @@ use clap::{Args, ValueEnum};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::error::ConfigError;
+use super::config::ConfigError;
 
 /// Which retry policy, before its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
@@ -104,9 +106,10 @@ impl Default for RetryConfig {
 }
 
 /// A typed retry policy.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RetryPolicy {
+    #[default]
     None,
     Fixed {
         attempts: u32,
@@ -189,21 +192,35 @@ fn apply_jitter(delay: Duration, jitter: Jitter) -> Duration {
     }
 }
 
+/// The retry settings as the store runs them: built once from a [`RetryConfig`] at the edge
+/// (the command line, a scenario, a worker's configuration) by [`RetryConfig::plan`], which
+/// is where they are checked; whoever holds a plan holds valid policies. `Default` is no
+/// retries at all, the same plan `RetryConfig::default().plan()` gives.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct RetryPlan {
+    /// For write units of work (`Store::write`, `write_patiently`).
+    pub write: RetryPolicy,
+    /// For reads (`Store::read`).
+    pub read: RetryPolicy,
+    /// What a write retry re-runs.
+    pub scope: RetryScope,
+}
+
 impl RetryConfig {
+    /// Checks the settings and builds the policies they describe, naming the setting that
+    /// is wrong (`retry_attempts`, `retry_factor`, `retry_max_ms`).
+    pub fn plan(&self) -> Result<RetryPlan, ConfigError> {
+        Ok(RetryPlan {
+            write: self.build(self.retry, RetryPolicy::incident_commits())?,
+            read: self.build(self.read_retry, RetryPolicy::incident_reads())?,
+            scope: self.retry_scope,
+        })
+    }
+
+    /// Whether [`RetryConfig::plan`] accepts the settings, for checks that need no plan
+    /// (a scenario checked before it runs).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.build(self.retry, RetryPolicy::incident_commits())?;
-        self.build(self.read_retry, RetryPolicy::incident_reads())?;
-        Ok(())
-    }
-
-    /// The policy for write units of work.
-    pub fn write_policy(&self) -> Result<RetryPolicy, ConfigError> {
-        self.build(self.retry, RetryPolicy::incident_commits())
-    }
-
-    /// The policy for reads.
-    pub fn read_policy(&self) -> Result<RetryPolicy, ConfigError> {
-        self.build(self.read_retry, RetryPolicy::incident_reads())
+        self.plan().map(|_| ())
     }
 
     fn build(&self, kind: RetryKind, incident: RetryPolicy) -> Result<RetryPolicy, ConfigError> {
@@ -299,9 +316,31 @@ mod tests {
             retry_delay_ms: 5,
             ..RetryConfig::default()
         };
-        assert_eq!(waits(&cfg.write_policy().unwrap()), vec![5, 5]);
-        assert_eq!(cfg.read_policy().unwrap(), RetryPolicy::None);
+        let plan = cfg.plan().unwrap();
+        assert_eq!(waits(&plan.write), vec![5, 5]);
+        assert_eq!(plan.read, RetryPolicy::None);
         assert!(waits(&RetryPolicy::None).is_empty());
+    }
+
+    #[test]
+    fn the_default_plan_is_the_default_settings_plan_no_retries() {
+        assert_eq!(RetryConfig::default().plan().unwrap(), RetryPlan::default());
+        assert_eq!(RetryPlan::default().write, RetryPolicy::None);
+        assert_eq!(RetryPlan::default().scope, RetryScope::UnitOfWork);
+        let incident = RetryConfig {
+            retry: RetryKind::Incident,
+            read_retry: RetryKind::Incident,
+            retry_scope: RetryScope::CommitOnly,
+            ..RetryConfig::default()
+        };
+        assert_eq!(
+            incident.plan().unwrap(),
+            RetryPlan {
+                write: RetryPolicy::incident_commits(),
+                read: RetryPolicy::incident_reads(),
+                scope: RetryScope::CommitOnly,
+            }
+        );
     }
 
     #[test]

@@ -75,12 +75,12 @@ impl Store {
         work: &mut dyn FnMut(&mut dyn Tx) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let inner = &*self.inner;
-        let result = match inner.retry_scope {
+        let result = match inner.retry.scope {
             RetryScope::UnitOfWork => self.run_with_retries(
                 op,
                 &inner.writer,
                 self.begin_statement(),
-                &inner.write_policy,
+                &inner.retry.write,
                 patience,
                 work,
             ),
@@ -108,7 +108,7 @@ impl Store {
             op,
             pool,
             begin,
-            &inner.read_policy,
+            &inner.retry.read,
             Patience::NONE,
             &mut work,
         );
@@ -202,7 +202,7 @@ impl Store {
                 Ok((value, None)) => return Ok(value),
                 Ok((value, Some(e))) => {
                     // Each run of the unit gets the helper's retry afresh.
-                    match self.after_error(op, &e, &self.inner.write_policy, 1, patience) {
+                    match self.after_error(op, &e, &self.inner.retry.write, 1, patience) {
                         Some(Next::Policy(delay)) => {
                             std::thread::sleep(delay);
                             self.inner.stats.dropped(op);

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use lockbench_server::app::stats::WorkerSettingsReport;
 use lockbench_server::photos::Manifest;
 use lockbench_server::processor::acks;
 use lockbench_server::storage::{postgres, ReadOnlyDb};
@@ -136,7 +137,7 @@ pub(super) fn reference_notes(
         notes.push(format!(
             "database: PostgreSQL {} at {}, in the schema {} made for this run and dropped after it; isolation {}; no WAL file or SQLite version to report",
             settings_effective_version(settings),
-            postgres::redact_url(&pg.url),
+            lockbench_server::storage::config::redact_url(&pg.url),
             pg.schema,
             reference.storage.isolation.as_sql().to_ascii_lowercase()
         ));
@@ -157,14 +158,16 @@ fn restarts_note(restarts: &[crate::report::RestartRecord]) -> String {
 /// Each worker's connections' settings as read back from SQLite or PostgreSQL.
 pub(super) fn effective_settings(settings: &BTreeMap<String, String>) -> Vec<WorkerSettings> {
     settings
-        .iter()
-        .filter_map(|(w, text)| {
-            let v: serde_json::Value = serde_json::from_str(text).ok()?;
-            Some(WorkerSettings {
-                worker: w.parse().ok()?,
-                pid: v["pid"].as_u64().unwrap_or(0) as u32,
-                connections: v["effective"].as_array().cloned().unwrap_or_default(),
-            })
+        .values()
+        .filter_map(|text| serde_json::from_str::<WorkerSettingsReport>(text).ok())
+        .map(|r| WorkerSettings {
+            worker: r.worker,
+            pid: r.pid,
+            connections: r
+                .effective
+                .iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect(),
         })
         .collect()
 }
@@ -173,12 +176,11 @@ pub(super) fn effective_settings(settings: &BTreeMap<String, String>) -> Vec<Wor
 fn settings_effective_version(settings: &BTreeMap<String, String>) -> String {
     settings
         .values()
-        .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
-        .find_map(|v| {
-            v["effective"]
-                .as_array()?
-                .iter()
-                .find_map(|c| c["postgres"]["server_version"].as_str().map(str::to_owned))
+        .filter_map(|t| serde_json::from_str::<WorkerSettingsReport>(t).ok())
+        .find_map(|r| {
+            r.effective
+                .into_iter()
+                .find_map(|c| c.postgres.map(|pg| pg.server_version))
         })
         .unwrap_or_else(|| "(version not reported)".into())
 }

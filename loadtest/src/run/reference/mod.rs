@@ -104,7 +104,7 @@ impl Target for ReferenceTarget {
         let work = self.work.path();
         let (photo_dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work)?;
         let postgres = PgSchema::for_scenario(scenario)?;
-        let server = start_reference(scenario, opts, work, postgres.as_ref())?;
+        let server = start_reference(scenario, opts, work, &photo_dir, postgres.as_ref())?;
         let shared = Arc::new(Shared::new(
             scenario.users.clone(),
             None,
@@ -233,7 +233,7 @@ impl Target for ReferenceTarget {
         report.restarts = crate::run::restarts::read_restarts(
             &data_dir.join("restarts.jsonl"),
             shared.recorder.started_wall(),
-        );
+        )?;
         report.notes = reference_notes(
             scenario,
             &watched,

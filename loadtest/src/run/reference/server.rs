@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use lockbench_server::app::stats::WorkerStats;
+use lockbench_server::app::BatchAccepted;
 use lockbench_server::serve::ServeConfig;
 use lockbench_server::storage::StorageConfig;
 
@@ -18,7 +19,7 @@ use super::super::processes::{token, PgSchema, ServerProcess};
 use super::super::scrape::{scrape_all, scrape_stats};
 use super::super::RunOptions;
 use crate::load::Recorder;
-use crate::scenario::{Fault, Scenario};
+use crate::scenario::{Fault, Scenario, ServerSettings};
 
 /// The reference server of one run and what the runner needs to talk to it.
 pub(super) struct Reference {
@@ -49,11 +50,13 @@ impl Reference {
     }
 }
 
-/// Writes the server's settings file and starts `lockbench serve` with it.
+/// Starts the run's `lockbench serve` with the scenario's settings (one typed config, handed
+/// over as it is), its batches confined to `photo_dir`.
 pub(super) fn start_reference(
     scenario: &Scenario,
     opts: &RunOptions,
     work: &Path,
+    photo_dir: &Path,
     postgres: Option<&PgSchema>,
 ) -> anyhow::Result<Reference> {
     let db = work.join("app.db");
@@ -68,25 +71,24 @@ pub(super) fn start_reference(
         .iter()
         .any(|f| matches!(f, Fault::SlowDisk { .. }));
     let serve = ServeConfig {
-        storage: storage.clone(),
-        retry: scenario.server.retry.clone(),
-        processor: scenario.server.processor.clone(),
-        workers: scenario.server.workers,
-        threads: scenario.server.threads,
+        app: ServerSettings {
+            storage: storage.clone(),
+            ..scenario.server.clone()
+        },
         port: 0,
         db: db.clone(),
         data_dir: Some(data_dir.clone()),
+        // Batches are confined to the batch's own folder: nothing else of this machine.
+        photo_root: Some(photo_dir.to_path_buf()),
         sync_delay_control: slow_disk.then(|| sync_delay_control.clone()),
         ..ServeConfig::default()
     };
-    let config_file = work.join("serve.toml");
-    std::fs::write(&config_file, toml::to_string(&serve)?)?;
     let exe = match &opts.server_exe {
         Some(e) => e.clone(),
         None => std::env::current_exe().context("finding lockbench's own binary")?,
     };
     let token = token();
-    let server = ServerProcess::serve(&exe, &config_file, &token, &work.join("server.log"))?;
+    let server = ServerProcess::serve(&exe, &serve, &token, &work.join("server.log"))?;
     Ok(Reference {
         url: server.url.clone(),
         server,
@@ -125,9 +127,10 @@ pub(super) fn post_batch(
             response.text().unwrap_or_default()
         );
     }
-    response.json::<serde_json::Value>()?["batch_id"]
-        .as_i64()
-        .context("POST /api/batches gave no batch_id")
+    let accepted: BatchAccepted = response
+        .json()
+        .context("POST /api/batches answered something else than its batch")?;
+    Ok(accepted.batch_id)
 }
 
 /// Every worker's `/api/stats` and `/api/settings`, read before the server is stopped.

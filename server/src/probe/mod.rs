@@ -25,13 +25,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
-use serde::Serialize;
 
 use crate::measure::{histogram, record_since};
+use crate::now_sql;
 use crate::storage::config::parse_duration;
-use crate::storage::{
-    self, ConnectionSettings, DbError, LockCode, OpStats, RetryConfig, StorageConfig, Store, Value,
-};
+use crate::storage::{self, DbError, RetryConfig, RetryPlan, StorageConfig, Store, Value};
+
+mod report;
+
+pub use report::*;
 
 /// Version of the JSON document `contend --json` prints.
 pub const PROBE_SCHEMA_VERSION: u32 = 1;
@@ -139,100 +141,6 @@ pub enum ProbeConfigError {
     Invalid { flag: &'static str, reason: String },
 }
 
-/// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Latency {
-    pub count: u64,
-    pub p50: u64,
-    pub p95: u64,
-    pub p99: u64,
-    pub max: u64,
-}
-
-impl Latency {
-    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
-        if h.is_empty() {
-            return Latency::default();
-        }
-        Latency {
-            count: h.len(),
-            p50: h.value_at_quantile(0.50),
-            p95: h.value_at_quantile(0.95),
-            p99: h.value_at_quantile(0.99),
-            max: h.max(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RequestedSettings {
-    pub storage: StorageConfig,
-    pub retry: RetryConfig,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Workload {
-    pub writers: u32,
-    pub readers: u32,
-    pub duration_ms: u64,
-    pub write_interval_ms: u64,
-    pub read_interval_ms: u64,
-    pub db: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LockErrors {
-    /// Every lock error seen, on first tries and retries alike.
-    pub total: u64,
-    pub by_code: BTreeMap<LockCode, u64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProbeLatency {
-    /// Write units that succeeded (retries included in their time).
-    pub write: Latency,
-    /// Write units that failed: how long the caller waited for the error.
-    pub write_failed: Latency,
-    pub read: Latency,
-}
-
-/// What `lockbench contend --json` prints.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProbeReport {
-    pub schema_version: u32,
-    pub sqlite_version: String,
-    pub settings_requested: RequestedSettings,
-    pub settings_effective: Vec<ConnectionSettings>,
-    pub workload: Workload,
-    pub elapsed_s: f64,
-    pub writes_ok: u64,
-    pub writes_failed: u64,
-    pub reads_ok: u64,
-    pub reads_failed: u64,
-    /// Failures that were not lock errors, by message (first 5 kinds).
-    pub other_errors: BTreeMap<String, u64>,
-    pub lock_errors: LockErrors,
-    pub retries: u64,
-    /// Writes that a commit-only retry reported as saved after rolling them back.
-    pub commit_only_dropped: u64,
-    /// Writes acknowledged to the caller that the audit did not find in the database.
-    pub lost_writes: u64,
-    /// Writes found more than once.
-    pub duplicate_writes: u64,
-    /// Rows found that no caller was told about (a failure reported for a write that landed).
-    pub unacknowledged_writes: u64,
-    /// The probe was stopped before its duration was over (Ctrl-C): the figures are those
-    /// measured until then, the audit included.
-    pub interrupted: bool,
-    /// The batch counter the writers incremented, against the rows they inserted.
-    pub counter: i64,
-    pub counter_rows: i64,
-    /// fsync calls made through the sync-delay VFS during the run (absent when no delay).
-    pub syncs: Option<u64>,
-    pub latency_us: ProbeLatency,
-    pub ops: BTreeMap<String, OpStats>,
-}
-
 struct WriterOutcome {
     acked: Vec<String>,
     ok: Histogram<u64>,
@@ -279,6 +187,7 @@ pub fn run(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
 /// [`ProbeConfig::validate`] refuses is an error before anything runs.
 pub fn run_until(config: &ProbeConfig, stop: &AtomicBool) -> anyhow::Result<ProbeReport> {
     config.validate()?;
+    let retry = config.retry.plan()?;
     // Removed when this function returns, whatever it returns (the folder and the database,
     // its journal or WAL files with it).
     let tempdir;
@@ -292,11 +201,11 @@ pub fn run_until(config: &ProbeConfig, stop: &AtomicBool) -> anyhow::Result<Prob
     let mut storage = config.storage.clone();
     // Declared before the store so that the store closes before the schema is dropped.
     let _schema = own_schema(&mut storage)?;
-    let store = open_store(&path, &storage, config)?;
+    let store = open_store(&path, &storage, &retry)?;
     let batch_id = store
         .write("probe_setup", |tx| {
             tx.insert(
-                "INSERT INTO batches (source_dir, status, started_at) VALUES ('contend probe', 'running', strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+                concat!("INSERT INTO batches (source_dir, status, started_at) VALUES ('contend probe', 'running', ", now_sql!(), ")"),
                 &[],
             )
         })
@@ -325,7 +234,7 @@ fn own_schema(storage: &mut StorageConfig) -> anyhow::Result<Option<DropSchema>>
             (Some(url), true, None) => {
                 let schema = storage::postgres::unique_schema("contend");
                 storage::postgres::create_schema(url, &schema).with_context(|| {
-                    format!("database_url {}", storage::postgres::redact_url(url))
+                    format!("database_url {}", storage::config::redact_url(url))
                 })?;
                 storage.schema = Some(schema.clone());
                 Some(DropSchema {
@@ -342,11 +251,11 @@ fn own_schema(storage: &mut StorageConfig) -> anyhow::Result<Option<DropSchema>>
 fn open_store(
     path: &std::path::Path,
     storage: &StorageConfig,
-    config: &ProbeConfig,
+    retry: &RetryPlan,
 ) -> anyhow::Result<Store> {
-    Store::open(path, storage, &config.retry).with_context(|| match &storage.database_url {
+    Store::open(path, storage, retry).with_context(|| match &storage.database_url {
         Some(url) if storage.driver.is_postgres() => {
-            format!("opening {}", storage::postgres::redact_url(url))
+            format!("opening {}", storage::config::redact_url(url))
         }
         _ => format!("opening the database {}", path.display()),
     })
@@ -378,176 +287,128 @@ fn run_threads(
 ) -> anyhow::Result<Outcomes> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let mut writers = Vec::new();
-    let mut readers = Vec::new();
-    let mut spawn_error = None;
-    for w in 0..config.writers {
-        let store = store.clone();
-        let stop = stop.clone();
-        let interval = config.write_interval;
-        match std::thread::Builder::new()
-            .name(format!("probe-writer-{w}"))
-            .spawn(move || writer(&store, batch_id, w, interval, &stop))
-        {
-            Ok(handle) => writers.push(handle),
-            Err(e) => {
-                spawn_error = Some(anyhow::Error::new(e).context("starting writer threads"));
-                break;
-            }
-        }
-    }
-    for r in 0..config.readers {
-        if spawn_error.is_some() {
-            break;
-        }
-        let store = store.clone();
-        let stop = stop.clone();
-        let interval = config.read_interval;
-        match std::thread::Builder::new()
-            .name(format!("probe-reader-{r}"))
-            .spawn(move || reader(&store, batch_id, interval, &stop))
-        {
-            Ok(handle) => readers.push(handle),
-            Err(e) => spawn_error = Some(anyhow::Error::new(e).context("starting reader threads")),
-        }
-    }
-
-    let mut interrupted = false;
-    if spawn_error.is_none() {
-        while started.elapsed() < config.duration {
-            if interrupt.load(Ordering::SeqCst) {
-                interrupted = true;
-                break;
-            }
-            std::thread::sleep(STOP_POLL.min(config.duration.saturating_sub(started.elapsed())));
-        }
-    }
+    let (threads, spawn_error) = spawn_threads(config, store, batch_id, &stop);
+    let interrupted = spawn_error.is_none() && wait_out(config, started, interrupt);
     stop.store(true, Ordering::Relaxed);
-
-    let mut acked = Vec::new();
-    let mut write_ok = histogram();
-    let mut write_failed = histogram();
-    let mut other_errors = BTreeMap::new();
-    let mut panicked = false;
-    for handle in writers {
-        let Ok(outcome) = handle.join() else {
-            panicked = true;
-            continue;
-        };
-        acked.extend(outcome.acked);
-        write_ok.add(&outcome.ok).ok();
-        write_failed.add(&outcome.failed).ok();
-        for (k, v) in outcome.errors {
-            *other_errors.entry(k).or_default() += v;
-        }
-    }
-    let mut read_hist = histogram();
-    let mut reads_failed = 0;
-    for handle in readers {
-        let Ok((h, failed, errors)) = handle.join() else {
-            panicked = true;
-            continue;
-        };
-        read_hist.add(&h).ok();
-        reads_failed += failed;
-        for (k, v) in errors {
-            *other_errors.entry(k).or_default() += v;
-        }
-    }
+    let (outcomes, panicked) = threads.join(interrupted);
     if let Some(e) = spawn_error {
         return Err(e);
     }
     if panicked {
         anyhow::bail!("a probe thread panicked");
     }
-    let elapsed_s = started.elapsed().as_secs_f64();
     Ok(Outcomes {
-        acked,
-        elapsed_s,
-        interrupted,
-        write_ok,
-        write_failed,
-        read_hist,
-        reads_failed,
-        other_errors,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        ..outcomes
     })
 }
 
-/// The probe's report from its settings, what the threads saw and the audit.
-fn report(
-    config: &ProbeConfig,
-    storage: &StorageConfig,
-    store: &Store,
-    path: &std::path::Path,
-    syncs: Option<u64>,
-    outcomes: Outcomes,
-    audit: Audit,
-) -> ProbeReport {
-    let Outcomes {
-        acked: _,
-        elapsed_s,
-        interrupted,
-        write_ok,
-        write_failed,
-        read_hist,
-        reads_failed,
-        other_errors,
-    } = outcomes;
-    let ops = store.stats().snapshot();
-    let by_code = store.stats().lock_errors_by_code();
-    let commit_only_dropped = ops.values().map(|s| s.commit_only_dropped).sum();
+/// The probe's running threads.
+struct Threads {
+    writers: Vec<std::thread::JoinHandle<WriterOutcome>>,
+    readers: Vec<std::thread::JoinHandle<ReaderOutcome>>,
+}
 
-    ProbeReport {
-        schema_version: PROBE_SCHEMA_VERSION,
-        sqlite_version: storage::sqlite_version().to_owned(),
-        settings_requested: RequestedSettings {
-            storage: StorageConfig {
-                database_url: storage
-                    .database_url
-                    .as_deref()
-                    .map(storage::postgres::redact_url),
-                ..storage.clone()
-            },
-            retry: config.retry.clone(),
-        },
-        settings_effective: store.effective_settings(),
-        workload: Workload {
-            writers: config.writers,
-            readers: config.readers,
-            duration_ms: config.duration.as_millis() as u64,
-            write_interval_ms: config.write_interval.as_millis() as u64,
-            read_interval_ms: config.read_interval.as_millis() as u64,
-            db: if config.db.is_some() {
-                path.display().to_string()
-            } else {
-                "temporary file".into()
-            },
-        },
-        elapsed_s,
-        writes_ok: write_ok.len(),
-        writes_failed: write_failed.len(),
-        reads_ok: read_hist.len(),
-        reads_failed,
-        other_errors,
-        lock_errors: LockErrors {
-            total: by_code.values().sum(),
-            by_code,
-        },
-        retries: store.stats().retries(),
-        commit_only_dropped,
-        interrupted,
-        lost_writes: audit.lost,
-        duplicate_writes: audit.duplicates,
-        unacknowledged_writes: audit.unacknowledged,
-        counter: audit.counter,
-        counter_rows: audit.rows,
-        syncs,
-        latency_us: ProbeLatency {
-            write: Latency::from_histogram(&write_ok),
-            write_failed: Latency::from_histogram(&write_failed),
-            read: Latency::from_histogram(&read_hist),
-        },
-        ops,
+/// What one reader saw: its latencies, its failures, its other errors by message.
+type ReaderOutcome = (Histogram<u64>, u64, BTreeMap<String, u64>);
+
+/// Starts the writers, then the readers; stops at the first thread that cannot be started
+/// and returns the error beside the threads already running.
+fn spawn_threads(
+    config: &ProbeConfig,
+    store: &Store,
+    batch_id: i64,
+    stop: &Arc<AtomicBool>,
+) -> (Threads, Option<anyhow::Error>) {
+    let mut threads = Threads {
+        writers: Vec::new(),
+        readers: Vec::new(),
+    };
+    for w in 0..config.writers {
+        let (store, stop) = (store.clone(), stop.clone());
+        let interval = config.write_interval;
+        match std::thread::Builder::new()
+            .name(format!("probe-writer-{w}"))
+            .spawn(move || writer(&store, batch_id, w, interval, &stop))
+        {
+            Ok(handle) => threads.writers.push(handle),
+            Err(e) => {
+                return (
+                    threads,
+                    Some(anyhow::Error::new(e).context("starting writer threads")),
+                )
+            }
+        }
+    }
+    for r in 0..config.readers {
+        let (store, stop) = (store.clone(), stop.clone());
+        let interval = config.read_interval;
+        match std::thread::Builder::new()
+            .name(format!("probe-reader-{r}"))
+            .spawn(move || reader(&store, batch_id, interval, &stop))
+        {
+            Ok(handle) => threads.readers.push(handle),
+            Err(e) => {
+                return (
+                    threads,
+                    Some(anyhow::Error::new(e).context("starting reader threads")),
+                )
+            }
+        }
+    }
+    (threads, None)
+}
+
+/// Waits until the probe's duration is over or `interrupt` is set; whether it was.
+fn wait_out(config: &ProbeConfig, started: Instant, interrupt: &AtomicBool) -> bool {
+    while started.elapsed() < config.duration {
+        if interrupt.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(STOP_POLL.min(config.duration.saturating_sub(started.elapsed())));
+    }
+    false
+}
+
+impl Threads {
+    /// Joins every thread (told to stop already) and puts together what they saw (its
+    /// `elapsed_s` is the caller's to set); whether one of them panicked.
+    fn join(self, interrupted: bool) -> (Outcomes, bool) {
+        let mut out = Outcomes {
+            acked: Vec::new(),
+            elapsed_s: 0.0,
+            interrupted,
+            write_ok: histogram(),
+            write_failed: histogram(),
+            read_hist: histogram(),
+            reads_failed: 0,
+            other_errors: BTreeMap::new(),
+        };
+        let mut panicked = false;
+        for handle in self.writers {
+            let Ok(outcome) = handle.join() else {
+                panicked = true;
+                continue;
+            };
+            out.acked.extend(outcome.acked);
+            out.write_ok.add(&outcome.ok).ok();
+            out.write_failed.add(&outcome.failed).ok();
+            for (k, v) in outcome.errors {
+                *out.other_errors.entry(k).or_default() += v;
+            }
+        }
+        for handle in self.readers {
+            let Ok((h, failed, errors)) = handle.join() else {
+                panicked = true;
+                continue;
+            };
+            out.read_hist.add(&h).ok();
+            out.reads_failed += failed;
+            for (k, v) in errors {
+                *out.other_errors.entry(k).or_default() += v;
+            }
+        }
+        (out, panicked)
     }
 }
 
@@ -579,7 +440,11 @@ fn writer(
                 &[Value::Int(batch_id), Value::Text(key.clone())],
             )?;
             tx.execute(
-                "UPDATE batches SET processed = processed + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                concat!(
+                    "UPDATE batches SET processed = processed + 1, updated_at = ",
+                    now_sql!(),
+                    " WHERE id = ?1"
+                ),
                 &[Value::Int(batch_id)],
             )?;
             Ok(processed)
@@ -677,91 +542,4 @@ fn audit(store: &Store, batch_id: i64, acked: &[String]) -> Result<Audit, DbErro
         counter,
         rows: found.len() as i64,
     })
-}
-
-impl ProbeReport {
-    /// The human summary `lockbench contend` prints.
-    pub fn summary(&self) -> String {
-        use std::fmt::Write;
-        let mut s = String::new();
-        let verdict = if self.lost_writes > 0 {
-            format!(
-                "LOST WRITES: {} acknowledged writes are not in the database",
-                self.lost_writes
-            )
-        } else if self.lock_errors.total > 0 {
-            format!("database is locked: {} lock errors", self.lock_errors.total)
-        } else {
-            "no lock errors, no lost writes".to_owned()
-        };
-        let _ = writeln!(s, "verdict: {verdict}");
-        if self.interrupted {
-            let _ = writeln!(
-                s,
-                "interrupted after {:.1} s of {:.1} s: the figures are those measured until then",
-                self.elapsed_s,
-                self.workload.duration_ms as f64 / 1000.0
-            );
-        }
-        let _ = writeln!(
-            s,
-            "writes: {} ok, {} failed   reads: {} ok, {} failed   in {:.1} s",
-            self.writes_ok, self.writes_failed, self.reads_ok, self.reads_failed, self.elapsed_s
-        );
-        let codes: Vec<String> = self
-            .lock_errors
-            .by_code
-            .iter()
-            .map(|(c, n)| format!("{c}={n}"))
-            .collect();
-        let _ = writeln!(
-            s,
-            "lock errors: {} [{}]   retries: {}   commit-only dropped: {}",
-            self.lock_errors.total,
-            codes.join(" "),
-            self.retries,
-            self.commit_only_dropped
-        );
-        let _ = writeln!(
-            s,
-            "audit: lost {}  duplicate {}  unacknowledged {}  counter {} vs rows {}",
-            self.lost_writes,
-            self.duplicate_writes,
-            self.unacknowledged_writes,
-            self.counter,
-            self.counter_rows
-        );
-        for (name, l) in [
-            ("write", &self.latency_us.write),
-            ("write failed", &self.latency_us.write_failed),
-            ("read", &self.latency_us.read),
-        ] {
-            let _ = writeln!(
-                s,
-                "latency {name:<12} n={:<7} p50={}µs p95={}µs p99={}µs max={}µs",
-                l.count, l.p50, l.p95, l.p99, l.max
-            );
-        }
-        if let Some(syncs) = self.syncs {
-            let _ = writeln!(s, "syncs through the delay VFS: {syncs}");
-        }
-        for (msg, n) in &self.other_errors {
-            let _ = writeln!(s, "other error x{n}: {msg}");
-        }
-        let _ = writeln!(s, "requested: {}", self.settings_requested.storage);
-        for c in &self.settings_effective {
-            let _ = writeln!(
-                s,
-                "  conn {:>2} {:<7} journal_mode={} busy_timeout={} synchronous={} read_only={}",
-                c.id,
-                format!("{:?}", c.role).to_lowercase(),
-                c.journal_mode,
-                c.busy_timeout_ms,
-                c.synchronous,
-                c.read_only
-            );
-        }
-        let _ = writeln!(s, "sqlite {}", self.sqlite_version);
-        s
-    }
 }
