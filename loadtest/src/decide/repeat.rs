@@ -280,106 +280,16 @@ fn spreads(reports: &[Report]) -> BTreeMap<String, Spread> {
 pub fn median_report(reports: &[Report], paths: Vec<String>) -> Report {
     let n = reports.len();
     let mut out = reports[0].clone();
-    let mut tables = BTreeMap::new();
-    let mut table = |name: &str, what: String| {
-        tables.insert(name.to_owned(), what);
-    };
-    let medians = format!("medians of {n} runs");
-
-    out.requests = median_endpoints(reports, |r| &r.requests);
-    table(
-        "requests",
-        format!("{medians}, each column on its own (they need not add up)"),
-    );
-    out.runner_requests = median_endpoints(reports, |r| &r.runner_requests);
-    table("runner requests", medians.clone());
-    out.roles = median_roles(reports);
-    table("roles", medians.clone());
-
-    let worst = largest(reports, |r| r.lock_errors.total);
-    let mut le = reports[worst].lock_errors.clone();
-    le.client_visible = reports
-        .iter()
-        .map(|r| r.lock_errors.client_visible)
-        .max()
-        .unwrap_or(0);
-    le.server_errors_unexplained = reports
-        .iter()
-        .map(|r| r.lock_errors.server_errors_unexplained)
-        .max()
-        .unwrap_or(0);
-    let missing: BTreeSet<u32> = reports
-        .iter()
-        .flat_map(|r| r.lock_errors.missing_workers.iter().copied())
-        .collect();
-    le.missing_workers = missing.into_iter().collect();
-    out.lock_errors = le;
-    table(
-        "lock errors",
-        format!(
-            "run {}, the one with the most lock errors (total, by code and by endpoint); reached a client: the most of any run",
-            worst + 1
-        ),
-    );
-
-    let retries: Vec<u64> = reports.iter().filter_map(|r| r.retries).collect();
-    out.retries = (!retries.is_empty()).then(|| median_u64(retries));
-    let dropped = largest(reports, |r| r.commit_only_dropped.unwrap_or(0));
-    out.commit_only_dropped = reports.iter().filter_map(|r| r.commit_only_dropped).max();
-    out.commit_only_dropped_by_endpoint = reports[dropped].commit_only_dropped_by_endpoint.clone();
-    table(
-        "retries",
-        format!(
-            "retries: the median of {n} runs; commit-only drops: run {}, the one with the most",
-            dropped + 1
-        ),
-    );
-
-    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    for r in reports {
-        for (op, k) in &r.processor_failures {
-            let e = failures.entry(op.clone()).or_default();
-            *e = (*e).max(*k);
-        }
-    }
-    out.processor_failures = failures;
-    table(
-        "processor failures",
-        format!("the largest count of each step across {n} runs"),
-    );
-
-    out.batch = median_batch(reports);
-    if let Some(b) = &out.batch {
-        let mut what = medians.clone();
-        if let Some(k) = reports
-            .iter()
-            .position(|r| r.batch.as_ref().is_some_and(|b| !b.finished))
-        {
-            what.push_str(&format!(
-                "; finished only if every run's batch finished: run {} did not ({})",
-                k + 1,
-                b.ended.describe()
-            ));
-        }
-        table("batch", what);
-    }
-    out.audit = largest_audit(reports);
-    if reports.iter().any(|r| r.audit.is_some()) {
-        table(
-            "audit",
-            if out.audit.is_some() {
-                format!("the largest of each count across {n} runs")
-            } else {
-                "none: a run has no audit, so the runs' lost writes are not all known".to_owned()
-            },
-        );
-    }
-    out.wal = median_wal(reports);
-    if out.wal.is_some() {
-        table("wal", medians.clone());
-    }
-    table(
-        "time line, settings, faults and restarts",
+    let mut tables = Tables::new();
+    combine_requests(reports, &mut out, &mut tables);
+    combine_lock_errors(reports, &mut out, &mut tables);
+    combine_retries(reports, &mut out, &mut tables);
+    combine_processor_failures(reports, &mut out, &mut tables);
+    combine_batch(reports, &mut out, &mut tables);
+    combine_audit(reports, &mut out, &mut tables);
+    combine_wal(reports, &mut out, &mut tables);
+    tables.insert(
+        "time line, settings, faults and restarts".to_owned(),
         "run 1".to_owned(),
     );
     out.interrupted = reports.iter().any(|r| r.interrupted);
@@ -398,6 +308,136 @@ pub fn median_report(reports: &[Report], paths: Vec<String>) -> Report {
         tables,
     });
     out
+}
+
+/// What each table of the combined report holds, by table (`repeat.tables`).
+type Tables = BTreeMap<String, String>;
+
+/// "medians of 3 runs".
+fn medians_of(reports: &[Report]) -> String {
+    format!("medians of {} runs", reports.len())
+}
+
+/// The requests per endpoint (the load's and lockbench's own) and the roles: medians.
+fn combine_requests(reports: &[Report], out: &mut Report, tables: &mut Tables) {
+    let medians = medians_of(reports);
+    out.requests = median_endpoints(reports, |r| &r.requests);
+    tables.insert(
+        "requests".to_owned(),
+        format!("{medians}, each column on its own (they need not add up)"),
+    );
+    out.runner_requests = median_endpoints(reports, |r| &r.runner_requests);
+    tables.insert("runner requests".to_owned(), medians.clone());
+    out.roles = median_roles(reports);
+    tables.insert("roles".to_owned(), medians);
+}
+
+/// The lock errors of the run with the most (total, by code and by endpoint); reached a
+/// client and unexplained: the most of any run; every worker that did not answer in any.
+fn combine_lock_errors(reports: &[Report], out: &mut Report, tables: &mut Tables) {
+    let worst = largest(reports, |r| r.lock_errors.total);
+    let mut le = reports[worst].lock_errors.clone();
+    le.client_visible = reports
+        .iter()
+        .map(|r| r.lock_errors.client_visible)
+        .max()
+        .unwrap_or(0);
+    le.server_errors_unexplained = reports
+        .iter()
+        .map(|r| r.lock_errors.server_errors_unexplained)
+        .max()
+        .unwrap_or(0);
+    let missing: BTreeSet<u32> = reports
+        .iter()
+        .flat_map(|r| r.lock_errors.missing_workers.iter().copied())
+        .collect();
+    le.missing_workers = missing.into_iter().collect();
+    out.lock_errors = le;
+    tables.insert(
+        "lock errors".to_owned(),
+        format!(
+            "run {}, the one with the most lock errors (total, by code and by endpoint); reached a client: the most of any run",
+            worst + 1
+        ),
+    );
+}
+
+/// Retries: the median; commit-only drops: the run with the most.
+fn combine_retries(reports: &[Report], out: &mut Report, tables: &mut Tables) {
+    let retries: Vec<u64> = reports.iter().filter_map(|r| r.retries).collect();
+    out.retries = (!retries.is_empty()).then(|| median_u64(retries));
+    let dropped = largest(reports, |r| r.commit_only_dropped.unwrap_or(0));
+    out.commit_only_dropped = reports.iter().filter_map(|r| r.commit_only_dropped).max();
+    out.commit_only_dropped_by_endpoint = reports[dropped].commit_only_dropped_by_endpoint.clone();
+    tables.insert(
+        "retries".to_owned(),
+        format!(
+            "retries: the median of {} runs; commit-only drops: run {}, the one with the most",
+            reports.len(),
+            dropped + 1
+        ),
+    );
+}
+
+/// The processor's failures: the largest count of each step.
+fn combine_processor_failures(reports: &[Report], out: &mut Report, tables: &mut Tables) {
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    for r in reports {
+        for (op, k) in &r.processor_failures {
+            let e = failures.entry(op.clone()).or_default();
+            *e = (*e).max(*k);
+        }
+    }
+    out.processor_failures = failures;
+    tables.insert(
+        "processor failures".to_owned(),
+        format!(
+            "the largest count of each step across {} runs",
+            reports.len()
+        ),
+    );
+}
+
+/// The batch: medians, and which run's batch did not finish.
+fn combine_batch(reports: &[Report], out: &mut Report, tables: &mut Tables) {
+    out.batch = median_batch(reports);
+    if let Some(b) = &out.batch {
+        let mut what = medians_of(reports);
+        if let Some(k) = reports
+            .iter()
+            .position(|r| r.batch.as_ref().is_some_and(|b| !b.finished))
+        {
+            what.push_str(&format!(
+                "; finished only if every run's batch finished: run {} did not ({})",
+                k + 1,
+                b.ended.describe()
+            ));
+        }
+        tables.insert("batch".to_owned(), what);
+    }
+}
+
+/// The audit: the largest of each count, or none when a run has no audit.
+fn combine_audit(reports: &[Report], out: &mut Report, tables: &mut Tables) {
+    out.audit = largest_audit(reports);
+    if reports.iter().any(|r| r.audit.is_some()) {
+        tables.insert(
+            "audit".to_owned(),
+            if out.audit.is_some() {
+                format!("the largest of each count across {} runs", reports.len())
+            } else {
+                "none: a run has no audit, so the runs' lost writes are not all known".to_owned()
+            },
+        );
+    }
+}
+
+/// The WAL: medians.
+fn combine_wal(reports: &[Report], out: &mut Report, tables: &mut Tables) {
+    out.wal = median_wal(reports);
+    if out.wal.is_some() {
+        tables.insert("wal".to_owned(), medians_of(reports));
+    }
 }
 
 #[cfg(test)]

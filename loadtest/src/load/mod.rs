@@ -19,6 +19,10 @@
 //! when the load stops is charged up to the stop and counted as unanswered at stop (requests
 //! already out are waited for and recorded). So latency from the tick is never below latency
 //! from the send. The load talks to the server only over HTTP; it starts and stops nothing.
+//!
+//! Here: the users' shared state, each user's client and schedule (one function per poll
+//! model) and the goose attack; what one tick sends is `tick.rs`'s, the measuring
+//! `recorder.rs`'s.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,12 +31,16 @@ use std::time::{Duration, Instant};
 use goose::config::GooseConfiguration;
 use goose::goose::{GooseUser, Scenario as GooseScenario, Transaction, TransactionResult};
 use goose::{GooseAttack, GooseScheduler};
+use tokio::task::JoinSet;
 
 mod recorder;
+mod tick;
 
-use crate::scenario::{Connection, EndpointSpec, Endpoints, PollModel, Role, Users};
+use crate::scenario::{Connection, Endpoints, PollModel, Role, RoleBehaviour, Users};
 use recorder::lock;
 pub use recorder::{Outcome, Recorder, Timing};
+use tick::{tick, tick_endpoints};
+
 /// A tick sent this much or more after its intended time counts as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
 
@@ -97,91 +105,6 @@ impl Shared {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Method {
-    Get,
-    Post,
-    Put,
-    Patch,
-    Delete,
-}
-
-impl Method {
-    fn parse(text: &str) -> Method {
-        match text {
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "PATCH" => Method::Patch,
-            "DELETE" => Method::Delete,
-            _ => Method::Get,
-        }
-    }
-
-    fn as_reqwest(self) -> reqwest::Method {
-        match self {
-            Method::Get => reqwest::Method::GET,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-            Method::Patch => reqwest::Method::PATCH,
-            Method::Delete => reqwest::Method::DELETE,
-        }
-    }
-}
-
-struct Call {
-    endpoint: String,
-    method: Method,
-    path: String,
-    body: Option<serde_json::Value>,
-    admin: bool,
-}
-
-/// What the placeholders of an external endpoint stand for in one request.
-#[derive(Clone, Copy)]
-struct Fill {
-    /// `{user}`: the user's number.
-    user: usize,
-    /// `{n}`: a counter (per user; shared by all kiosks, so every kiosk body differs).
-    n: u64,
-    /// `{batch}`: the posted batch's id.
-    batch: i64,
-    /// `{since}`: the poller's cursor, the `last_id` of its previous answer.
-    since: i64,
-}
-
-impl Fill {
-    fn apply(self, template: &str) -> String {
-        template
-            .replace("{user}", &self.user.to_string())
-            .replace("{n}", &self.n.to_string())
-            .replace("{batch}", &self.batch.to_string())
-            .replace("{since}", &self.since.to_string())
-    }
-}
-
-fn from_spec(endpoint: &str, spec: &EndpointSpec, fill: Fill) -> Call {
-    let body = spec.body.as_deref().map(|b| {
-        let text = fill.apply(b);
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-    });
-    Call {
-        endpoint: endpoint.to_owned(),
-        method: Method::parse(&spec.method),
-        path: fill.apply(&spec.path),
-        body,
-        admin: false,
-    }
-}
-
-/// Moves a poller's cursor to the `last_id` of an answer, if it has one.
-fn advance_since(ctx: &UserCtx, body: &str) {
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
-        if let Some(last) = v["last_id"].as_i64() {
-            ctx.since.fetch_max(last, Ordering::Relaxed);
-        }
-    }
-}
-
 /// One simulated user: its client (its own connections) and what its ticks share.
 struct UserCtx {
     role: Role,
@@ -207,222 +130,6 @@ fn client_for(connection: Connection) -> reqwest::Client {
         Connection::Close => builder.pool_max_idle_per_host(0),
     };
     builder.build().unwrap_or_default()
-}
-
-/// What one request of a tick got: its status, its body, and its time from its send.
-struct Answer {
-    status: Option<u16>,
-    body: String,
-    from_send: Duration,
-}
-
-/// Sends one request of the tick `intended` whose first request went at `tick_sent`, timing
-/// and classifying it.
-async fn send(ctx: &UserCtx, call: Call, intended: Instant, tick_sent: Instant) -> Answer {
-    let shared = &ctx.shared;
-    let sent = Instant::now();
-    shared.recorder.request_sent(ctx.role, sent);
-    let mut rb = ctx.client.request(
-        call.method.as_reqwest(),
-        format!("{}{}", ctx.base, call.path),
-    );
-    if call.admin {
-        if let Some(token) = &shared.admin_token {
-            rb = rb.bearer_auth(token);
-        }
-    }
-    if ctx.connection == Connection::Close {
-        rb = rb.header(reqwest::header::CONNECTION, "close");
-    }
-    if let Some(body) = &call.body {
-        rb = rb.json(body);
-    }
-    let (status, body) = match rb.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            (Some(status), body)
-        }
-        Err(_) => (None, String::new()),
-    };
-    let answered = Instant::now();
-    let ok = status.is_some_and(|s| (200..300).contains(&s));
-    let lock_mention = !ok && body.to_ascii_lowercase().contains("locked");
-    let timing = Timing {
-        intended,
-        tick_sent,
-        sent,
-        answered,
-    };
-    shared.recorder.record(
-        &call.endpoint,
-        &Outcome {
-            status,
-            lock_mention,
-        },
-        timing,
-    );
-    Answer {
-        status,
-        body,
-        from_send: timing.from_send(),
-    }
-}
-
-/// The reference server's endpoints, as the load names them.
-const UPDATES: &str = "GET /api/registrations/updates";
-const BATCH_STATUS: &str = "GET /api/batches/{id}/status";
-const ADMIN: &str = "GET /admin";
-const REGISTER: &str = "POST /api/registrations";
-
-/// Whether the poller's status request goes in a tick, with `batch` the posted batch's id
-/// (0 until one is posted).
-fn polls_status(shared: &Shared, batch: i64) -> bool {
-    match &shared.endpoints {
-        Some(e) => e
-            .status
-            .as_ref()
-            .is_some_and(|s| batch > 0 || !s.path.contains("{batch}")),
-        None => batch > 0,
-    }
-}
-
-/// The endpoints a tick of `role` calls, in order (what a tick still waiting at the stop is
-/// charged to).
-fn tick_endpoints(shared: &Shared, role: Role) -> Vec<&'static str> {
-    let external = shared.endpoints.as_ref();
-    match role {
-        Role::Poller => {
-            let batch = shared.batch_id.load(Ordering::Relaxed);
-            let (first, second) = match external {
-                Some(_) => ("poller", "status"),
-                None => (UPDATES, BATCH_STATUS),
-            };
-            let mut names = vec![first];
-            if polls_status(shared, batch) {
-                names.push(second);
-            }
-            names
-        }
-        Role::Admin => match external.and_then(|e| e.admin.as_ref()) {
-            Some(_) => vec!["admin"],
-            None => vec![ADMIN],
-        },
-        Role::Kiosk => match external.and_then(|e| e.kiosk.as_ref()) {
-            Some(_) => vec!["kiosk"],
-            None => vec![REGISTER],
-        },
-    }
-}
-
-/// One tick of one user: the role's requests, in order.
-async fn tick(ctx: &UserCtx, intended: Instant) {
-    let shared = &ctx.shared;
-    // Ticks skipped before this one are served by this one's answers, as a request held back
-    // and sent late is (wrk2): their latency runs from their own tick to these answers.
-    let carried = std::mem::take(&mut *lock(&ctx.pending));
-    let first_send = Instant::now();
-    shared.recorder.tick_started(ctx.role, first_send);
-    let batch = shared.batch_id.load(Ordering::Relaxed);
-    let since = ctx.since.load(Ordering::Relaxed);
-    let fill = Fill {
-        user: ctx.index,
-        n: ctx.n.fetch_add(1, Ordering::Relaxed) + 1,
-        batch,
-        since,
-    };
-    // Each request the tick made: its endpoint and its time from its send.
-    let mut calls: Vec<(String, Duration)> = Vec::new();
-    let call = |c: Call| {
-        let endpoint = c.endpoint.clone();
-        let sent = send(ctx, c, intended, first_send);
-        async move {
-            let answer = sent.await;
-            (endpoint, answer)
-        }
-    };
-    match ctx.role {
-        Role::Poller => {
-            let (first, second) = match &shared.endpoints {
-                Some(e) => (
-                    from_spec("poller", &e.poller, fill),
-                    e.status.as_ref().map(|s| from_spec("status", s, fill)),
-                ),
-                None => (
-                    Call {
-                        endpoint: UPDATES.into(),
-                        method: Method::Get,
-                        path: format!("/api/registrations/updates?since={since}"),
-                        body: None,
-                        admin: false,
-                    },
-                    Some(Call {
-                        endpoint: BATCH_STATUS.into(),
-                        method: Method::Get,
-                        path: format!("/api/batches/{batch}/status"),
-                        body: None,
-                        admin: true,
-                    }),
-                ),
-            };
-            let (endpoint, answer) = call(first).await;
-            advance_since(ctx, &answer.body);
-            calls.push((endpoint, answer.from_send));
-            if let Some(second) = second.filter(|_| polls_status(shared, batch)) {
-                let (endpoint, answer) = call(second).await;
-                calls.push((endpoint, answer.from_send));
-            }
-        }
-        Role::Admin => {
-            let c = match shared.endpoints.as_ref().and_then(|e| e.admin.as_ref()) {
-                Some(spec) => from_spec("admin", spec, fill),
-                None => Call {
-                    endpoint: ADMIN.into(),
-                    method: Method::Get,
-                    path: "/admin".into(),
-                    body: None,
-                    admin: true,
-                },
-            };
-            let (endpoint, answer) = call(c).await;
-            calls.push((endpoint, answer.from_send));
-        }
-        Role::Kiosk => {
-            let k = shared.counter.fetch_add(1, Ordering::Relaxed);
-            let c = match shared.endpoints.as_ref().and_then(|e| e.kiosk.as_ref()) {
-                Some(spec) => from_spec("kiosk", spec, Fill { n: k, ..fill }),
-                None => {
-                    let email = format!("walkin-{}-{k}@example.org", ctx.index);
-                    Call {
-                        endpoint: REGISTER.into(),
-                        method: Method::Post,
-                        path: "/api/registrations".into(),
-                        body: Some(serde_json::json!({
-                            "name": format!("Walk-in {}-{k}", ctx.index),
-                            "email": email,
-                        })),
-                        admin: false,
-                    }
-                }
-            };
-            let body = c.body.clone();
-            let (endpoint, answer) = call(c).await;
-            calls.push((endpoint, answer.from_send));
-            if let (Some(body), Some(s)) = (body, answer.status) {
-                if (200..300).contains(&s) {
-                    lock(&shared.kiosk_acks).push(body);
-                }
-            }
-        }
-    }
-    let done = Instant::now();
-    shared
-        .recorder
-        .tick_answered(ctx.role, intended, first_send, done);
-    let calls: Vec<(&str, Duration)> = calls.iter().map(|(e, d)| (e.as_str(), *d)).collect();
-    shared
-        .recorder
-        .skipped_served(ctx.role, &carried, first_send, done, &calls);
 }
 
 /// Sleeps until `at`, or until the stop flag; false when stopped.
@@ -464,77 +171,109 @@ async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, role: Role) -> Tran
         since: AtomicI64::new(0),
         n: AtomicU64::new(0),
     });
-    let interval = b.interval;
-    // `intended`: the tick the next request is for; `fire_at`: when it goes.
-    let mut intended = first_tick(index, b.users, interval);
-    let mut fire_at = intended;
-    let mut tasks = tokio::task::JoinSet::new();
-    while sleep_until(&shared, fire_at).await {
+    let first = first_tick(index, b.users, b.interval);
+    let mut at = Schedule {
+        intended: first,
+        fire_at: first,
+    };
+    let mut tasks = JoinSet::new();
+    while sleep_until(&shared, at.fire_at).await {
         let now = Instant::now();
         match b.poll_model {
-            PollModel::Interval => {
-                // Ticks the generator itself overslept by a whole interval are skipped.
-                while intended + interval <= now && shared.before_stop(intended) {
-                    skip(&ctx, intended);
-                    intended += interval;
-                }
-                shared.recorder.tick_due(role);
-                if ctx.in_flight.load(Ordering::Relaxed) >= b.max_in_flight {
-                    shared.recorder.tick_skipped(role);
-                    lock(&ctx.pending).push(intended);
-                } else {
-                    shared
-                        .recorder
-                        .tick_sent(role, now.saturating_duration_since(intended) >= LATE_AFTER);
-                    ctx.in_flight.fetch_add(1, Ordering::Relaxed);
-                    let ctx = ctx.clone();
-                    let tick_at = intended;
-                    tasks.spawn(async move {
-                        tick(&ctx, tick_at).await;
-                        ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    });
-                }
-                while tasks.try_join_next().is_some() {}
-                intended += interval;
-                fire_at = intended;
-            }
-            PollModel::AfterResponse => {
-                shared.recorder.tick_due(role);
-                shared
-                    .recorder
-                    .tick_sent(role, now.saturating_duration_since(intended) >= LATE_AFTER);
-                tick(&ctx, intended).await;
-                // The user's own schedule: one interval after this tick went.
-                let next = fire_at + interval;
-                let now = Instant::now();
-                if next >= now {
-                    intended = next;
-                    fire_at = next;
-                } else {
-                    // Late: the first tick that passed goes now; the others that passed are
-                    // skipped; the schedule restarts from now.
-                    let mut passed = next + interval;
-                    while passed <= now && shared.before_stop(passed) {
-                        skip(&ctx, passed);
-                        passed += interval;
-                    }
-                    intended = next;
-                    fire_at = now;
-                }
-            }
+            PollModel::Interval => interval_tick(&ctx, b, &mut at, now, &mut tasks),
+            PollModel::AfterResponse => after_response_tick(&ctx, b.interval, &mut at, now).await,
         }
     }
-    // Ticks still waiting to be sent (skipped, not yet served) are charged up to the stop;
-    // requests already out are waited for and recorded as they are answered.
-    let pending = std::mem::take(&mut *lock(&ctx.pending));
-    shared.recorder.pending_at_stop(
-        role,
-        &pending,
-        &tick_endpoints(&shared, role),
-        shared.stop_instant(),
-    );
+    charge_waiting_at_stop(&ctx);
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Where a user's schedule stands: the tick the next request is for (`intended`) and when
+/// it goes (`fire_at`).
+struct Schedule {
+    intended: Instant,
+    fire_at: Instant,
+}
+
+/// `interval` at `now`: ticks keep their phase; the tick goes on a task of its own unless
+/// `max_in_flight` requests are out (then it is skipped), and the next is one interval on.
+fn interval_tick(
+    ctx: &Arc<UserCtx>,
+    b: RoleBehaviour,
+    at: &mut Schedule,
+    now: Instant,
+    tasks: &mut JoinSet<()>,
+) {
+    let (shared, role, interval) = (&ctx.shared, ctx.role, b.interval);
+    // Ticks the generator itself overslept by a whole interval are skipped.
+    while at.intended + interval <= now && shared.before_stop(at.intended) {
+        skip(ctx, at.intended);
+        at.intended += interval;
+    }
+    shared.recorder.tick_due(role);
+    if ctx.in_flight.load(Ordering::Relaxed) >= b.max_in_flight {
+        shared.recorder.tick_skipped(role);
+        lock(&ctx.pending).push(at.intended);
+    } else {
+        shared.recorder.tick_sent(
+            role,
+            now.saturating_duration_since(at.intended) >= LATE_AFTER,
+        );
+        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        let ctx = ctx.clone();
+        let tick_at = at.intended;
+        tasks.spawn(async move {
+            tick(&ctx, tick_at).await;
+            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    while tasks.try_join_next().is_some() {}
+    at.intended += interval;
+    at.fire_at = at.intended;
+}
+
+/// `after-response` at `now`: the tick runs to its last answer; the next goes one interval
+/// after this one went, or at once when that has passed, the other ticks that passed
+/// skipped and the schedule restarted from now.
+async fn after_response_tick(ctx: &UserCtx, interval: Duration, at: &mut Schedule, now: Instant) {
+    let (shared, role) = (&ctx.shared, ctx.role);
+    shared.recorder.tick_due(role);
+    shared.recorder.tick_sent(
+        role,
+        now.saturating_duration_since(at.intended) >= LATE_AFTER,
+    );
+    tick(ctx, at.intended).await;
+    // The user's own schedule: one interval after this tick went.
+    let next = at.fire_at + interval;
+    let now = Instant::now();
+    if next >= now {
+        at.intended = next;
+        at.fire_at = next;
+    } else {
+        // Late: the first tick that passed goes now; the others that passed are
+        // skipped; the schedule restarts from now.
+        let mut passed = next + interval;
+        while passed <= now && shared.before_stop(passed) {
+            skip(ctx, passed);
+            passed += interval;
+        }
+        at.intended = next;
+        at.fire_at = now;
+    }
+}
+
+/// Ticks still waiting to be sent (skipped, not yet served) are charged up to the stop;
+/// requests already out are waited for and recorded as they are answered.
+fn charge_waiting_at_stop(ctx: &UserCtx) {
+    let shared = &ctx.shared;
+    let pending = std::mem::take(&mut *lock(&ctx.pending));
+    shared.recorder.pending_at_stop(
+        ctx.role,
+        &pending,
+        &tick_endpoints(shared, ctx.role),
+        shared.stop_instant(),
+    );
 }
 
 type RoleFn = fn(&mut GooseUser, Arc<Shared>) -> futures::future::BoxFuture<'_, TransactionResult>;

@@ -27,6 +27,20 @@ pub fn render_markdown(c: &Comparison) -> String {
 }
 
 fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
+    write_verdict(out, c)?;
+    write_settings_diff(out, c)?;
+    write_endpoints(out, c)?;
+
+    writeln!(out)?;
+    writeln!(out, "## Server side")?;
+    writeln!(out)?;
+    write_table(out, c.figures.iter().filter(|f| f.endpoint.is_none()))?;
+
+    write_runs(out, c)
+}
+
+/// The title with the number of regressions, each regression, and where A and B come from.
+fn write_verdict(out: &mut String, c: &Comparison) -> fmt::Result {
     let headline = match c.regressions.len() {
         0 => "no regression".to_owned(),
         1 => "1 regression".to_owned(),
@@ -65,7 +79,11 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
             text(&run.started_at)
         )?;
     }
+    Ok(())
+}
 
+/// The requested settings that differ, or why there are none to show.
+fn write_settings_diff(out: &mut String, c: &Comparison) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "## Settings that differ")?;
     writeln!(out)?;
@@ -89,7 +107,11 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
             text(&setting_text(d.b.as_ref()))
         )?;
     }
+    Ok(())
+}
 
+/// One table of figures per endpoint.
+fn write_endpoints(out: &mut String, c: &Comparison) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "## Per endpoint")?;
     let mut endpoints: Vec<&str> = c
@@ -112,13 +134,7 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
             .filter(|f| f.endpoint.as_deref() == Some(endpoint));
         write_table(out, rows)?;
     }
-
-    writeln!(out)?;
-    writeln!(out, "## Server side")?;
-    writeln!(out)?;
-    write_table(out, c.figures.iter().filter(|f| f.endpoint.is_none()))?;
-
-    write_runs(out, c)
+    Ok(())
 }
 
 /// What identifies each run: when, its own verdict, the versions, the machine, the users.

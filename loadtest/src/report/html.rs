@@ -3,14 +3,14 @@
 //! the gates (an unknown value says why), each run of a repeated report, the figures with
 //! three charts, the settings in effect, the machine, the notes.
 //!
-//! Every piece of text from the report goes through [`esc`]; the charts are `chart.rs`'s.
+//! Every piece of text from the report goes through [`esc`]; the charts are `chart/`'s.
 
 use std::fmt::{self, Write};
 
-use super::chart::*;
+use super::chart::{latency_bars, Axis, LineChart, Series, BLUE, GREEN, PURPLE, RED};
 use super::facts;
 use super::format::{count, esc, num};
-use super::Report;
+use super::{LockSource, Report, TimelinePoint};
 
 /// The report as one HTML page. Deterministic: the same report gives the same bytes.
 pub fn render(report: &Report) -> String {
@@ -59,14 +59,36 @@ svg .axis{stroke:#4a5568;stroke-width:1}
 ";
 
 fn write_page(out: &mut String, r: &Report) -> fmt::Result {
+    write_head(out, r)?;
+    write_verdict(out, r)?;
+    write_gates(out, r)?;
+
+    writeln!(out, "<h2>Figures</h2>")?;
+    write_faults(out, r)?;
+    write_timeline_charts(out, r)?;
+    write_requests(out, r)?;
+    write_lock_errors(out, r)?;
+    write_retries(out, r)?;
+    write_batch(out, r)?;
+    write_audit(out, r)?;
+    write_target_database(out, r)?;
+    write_wal(out, r)?;
+
+    writeln!(out, "<h2>Settings in effect</h2>")?;
+    write_settings(out, r)?;
+
+    writeln!(out, "<h2>Machine</h2>")?;
+    write_pairs(out, &facts::machine_lines(r))?;
+
+    write_notes(out, r)?;
+    writeln!(out, "</main>")?;
+    writeln!(out, "</body>")?;
+    writeln!(out, "</html>")
+}
+
+/// The document up to the opening of `<main>`: its title says the verdict.
+fn write_head(out: &mut String, r: &Report) -> fmt::Result {
     let word = facts::verdict_word(r);
-    let class = if r.interrupted {
-        "interrupted"
-    } else if r.verdict.passed {
-        "passed"
-    } else {
-        "failed"
-    };
     writeln!(out, "<!DOCTYPE html>")?;
     writeln!(out, "<html lang=\"en\">")?;
     writeln!(out, "<head>")?;
@@ -83,8 +105,20 @@ fn write_page(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out, "<style>{CSS}</style>")?;
     writeln!(out, "</head>")?;
     writeln!(out, "<body>")?;
-    writeln!(out, "<main>")?;
+    writeln!(out, "<main>")
+}
 
+/// The verdict box (the word, the exit code, the summary and the three lines under it),
+/// then the scenario and the server it ran against.
+fn write_verdict(out: &mut String, r: &Report) -> fmt::Result {
+    let word = facts::verdict_word(r);
+    let class = if r.interrupted {
+        "interrupted"
+    } else if r.verdict.passed {
+        "passed"
+    } else {
+        "failed"
+    };
     let head = facts::headline(r);
     writeln!(out, "<header class=\"verdict {class}\">")?;
     writeln!(
@@ -123,27 +157,10 @@ fn write_page(out: &mut String, r: &Report) -> fmt::Result {
         esc(&r.started_at),
         esc(&r.lockbench_version),
         r.schema_version
-    )?;
+    )
+}
 
-    write_gates(out, r)?;
-
-    writeln!(out, "<h2>Figures</h2>")?;
-    write_faults(out, r)?;
-    write_timeline_charts(out, r)?;
-    write_requests(out, r)?;
-    write_lock_errors(out, r)?;
-    write_retries(out, r)?;
-    write_batch(out, r)?;
-    write_audit(out, r)?;
-    write_target_database(out, r)?;
-    write_wal(out, r)?;
-
-    writeln!(out, "<h2>Settings in effect</h2>")?;
-    write_settings(out, r)?;
-
-    writeln!(out, "<h2>Machine</h2>")?;
-    write_pairs(out, &facts::machine_lines(r))?;
-
+fn write_notes(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out, "<h2>Notes</h2>")?;
     if r.notes.is_empty() {
         writeln!(out, "<p>None.</p>")?;
@@ -154,10 +171,7 @@ fn write_page(out: &mut String, r: &Report) -> fmt::Result {
         }
         writeln!(out, "</ul>")?;
     }
-
-    writeln!(out, "</main>")?;
-    writeln!(out, "</body>")?;
-    writeln!(out, "</html>")
+    Ok(())
 }
 
 fn write_gates(out: &mut String, r: &Report) -> fmt::Result {
@@ -205,6 +219,25 @@ fn write_runs(out: &mut String, r: &Report) -> fmt::Result {
 fn write_timeline_charts(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out, "<h3>Over time</h3>")?;
     let xs: Vec<f64> = r.timeline.iter().map(|p| f64::from(p.t_s)).collect();
+    let bands = fault_bands(r);
+    writeln!(
+        out,
+        "<figure>{}</figure>",
+        requests_chart(r, &xs, &bands).svg()
+    )?;
+    writeln!(
+        out,
+        "<figure>{}</figure>",
+        latency_chart(r, &xs, &bands).svg()
+    )?;
+    if r.timeline.iter().any(|p| p.wal_bytes > 0) {
+        writeln!(out, "<figure>{}</figure>", wal_chart(r, &xs, &bands).svg())?;
+    }
+    Ok(())
+}
+
+/// The time line's shaded spans: each fault that took effect, then each restart as a mark.
+fn fault_bands(r: &Report) -> Vec<(f64, f64, String)> {
     let mut bands: Vec<(f64, f64, String)> = r
         .faults
         .iter()
@@ -218,12 +251,37 @@ fn write_timeline_charts(out: &mut String, r: &Report) -> fmt::Result {
             .iter()
             .map(|x| (x.t_s, x.t_s, format!("{} worker {}", x.action, x.worker))),
     );
-    let series = |f: &dyn Fn(&super::TimelinePoint) -> f64| -> Vec<f64> {
-        r.timeline.iter().map(f).collect()
+    bands
+}
+
+/// One value per second of the time line.
+fn per_second(r: &Report, f: impl Fn(&TimelinePoint) -> f64) -> Vec<f64> {
+    r.timeline.iter().map(f).collect()
+}
+
+/// Requests sent and answered per second, and lock errors per second on the right (the
+/// app's log's too, when that is where the total comes from).
+fn requests_chart<'a>(r: &Report, xs: &'a [f64], bands: &'a [(f64, f64, String)]) -> LineChart<'a> {
+    let clients = Series {
+        name: "lock errors/s seen by clients (503 or lock in body)",
+        color: RED,
+        values: per_second(r, |p| p.lock_errors as f64),
     };
-    let chart = LineChart {
+    let lock_series = if r.lock_errors.source == LockSource::TargetLog {
+        vec![
+            clients,
+            Series {
+                name: "lock errors/s in the app's log",
+                color: PURPLE,
+                values: per_second(r, |p| p.server_lock_errors as f64),
+            },
+        ]
+    } else {
+        vec![clients]
+    };
+    LineChart {
         title: "Requests sent and answered, and lock errors, per second",
-        xs: &xs,
+        xs,
         left: Axis {
             label: "requests/s",
             integer: true,
@@ -231,52 +289,36 @@ fn write_timeline_charts(out: &mut String, r: &Report) -> fmt::Result {
                 Series {
                     name: "answered/s",
                     color: BLUE,
-                    values: series(&|p| p.requests as f64),
+                    values: per_second(r, |p| p.requests as f64),
                 },
                 Series {
                     name: "sent/s",
                     color: GREEN,
-                    values: series(&|p| p.sent as f64),
+                    values: per_second(r, |p| p.sent as f64),
                 },
             ],
         },
         right: Some(Axis {
             label: "lock errors/s",
             integer: true,
-            series: if r.lock_errors.source == super::LockSource::TargetLog {
-                vec![
-                    Series {
-                        name: "lock errors/s seen by clients (503 or lock in body)",
-                        color: RED,
-                        values: series(&|p| p.lock_errors as f64),
-                    },
-                    Series {
-                        name: "lock errors/s in the app's log",
-                        color: PURPLE,
-                        values: series(&|p| p.server_lock_errors as f64),
-                    },
-                ]
-            } else {
-                vec![Series {
-                    name: "lock errors/s seen by clients (503 or lock in body)",
-                    color: RED,
-                    values: series(&|p| p.lock_errors as f64),
-                }]
-            },
+            series: lock_series,
         }),
-        bands: &bands,
-    };
-    writeln!(out, "<figure>{}</figure>", chart.svg())?;
-    let chart = LineChart {
+        bands,
+    }
+}
+
+/// p99 latency per second, and the photos processed so far on the right.
+fn latency_chart<'a>(r: &Report, xs: &'a [f64], bands: &'a [(f64, f64, String)]) -> LineChart<'a> {
+    LineChart {
         title: "p99 latency per second, and photos processed so far",
-        xs: &xs,
+        xs,
         left: Axis {
             label: "p99 latency, ms",
             integer: false,
             series: vec![Series {
                 name: "p99 latency (ms)",
                 color: PURPLE,
-                values: series(&|p| p.p99_us as f64 / 1000.0),
+                values: per_second(r, |p| p.p99_us as f64 / 1000.0),
             }],
         },
         right: Some(Axis {
@@ -285,31 +327,30 @@ fn write_timeline_charts(out: &mut String, r: &Report) -> fmt::Result {
             series: vec![Series {
                 name: "photos processed (cumulative)",
                 color: GREEN,
-                values: series(&|p| p.photos_processed as f64),
+                values: per_second(r, |p| p.photos_processed as f64),
             }],
         }),
-        bands: &bands,
-    };
-    writeln!(out, "<figure>{}</figure>", chart.svg())?;
-    if r.timeline.iter().any(|p| p.wal_bytes > 0) {
-        let chart = LineChart {
-            title: "WAL file size (a reader that stays open keeps checkpoints from finishing)",
-            xs: &xs,
-            left: Axis {
-                label: "WAL, MiB",
-                integer: false,
-                series: vec![Series {
-                    name: "WAL size (MiB)",
-                    color: PURPLE,
-                    values: series(&|p| p.wal_bytes as f64 / 1_048_576.0),
-                }],
-            },
-            right: None,
-            bands: &bands,
-        };
-        writeln!(out, "<figure>{}</figure>", chart.svg())?;
+        bands,
     }
-    Ok(())
+}
+
+/// The WAL file's size over the time line.
+fn wal_chart<'a>(r: &Report, xs: &'a [f64], bands: &'a [(f64, f64, String)]) -> LineChart<'a> {
+    LineChart {
+        title: "WAL file size (a reader that stays open keeps checkpoints from finishing)",
+        xs,
+        left: Axis {
+            label: "WAL, MiB",
+            integer: false,
+            series: vec![Series {
+                name: "WAL size (MiB)",
+                color: PURPLE,
+                values: per_second(r, |p| p.wal_bytes as f64 / 1_048_576.0),
+            }],
+        },
+        right: None,
+        bands,
+    }
 }
 
 fn write_requests(out: &mut String, r: &Report) -> fmt::Result {

@@ -1,7 +1,7 @@
 //! The Markdown rendering of a [`Report`], for a person who has thirty seconds: the verdict
 //! first, then the gates (an unknown value says why), each run of a repeated report, the
 //! figures, the settings that were really in effect, the machine and the notes.
-//! Lays out the facts `facts.rs` works out; numbers and cells through `format.rs`.
+//! Lays out the facts `facts/` works out; numbers and cells through `format.rs`.
 
 use std::fmt::{self, Write};
 
@@ -17,6 +17,32 @@ pub fn render(report: &Report) -> String {
 }
 
 fn write_report(out: &mut String, r: &Report) -> fmt::Result {
+    write_verdict(out, r)?;
+    write_gates(out, r)?;
+    write_runs(out, r)?;
+
+    writeln!(out)?;
+    writeln!(out, "## Figures")?;
+    write_faults(out, r)?;
+    write_requests(out, r)?;
+    write_lock_errors(out, r)?;
+    write_retries(out, r)?;
+    write_batch(out, r)?;
+    write_audit(out, r)?;
+    write_target_database(out, r)?;
+    write_wal(out, r)?;
+
+    writeln!(out)?;
+    writeln!(out, "## Settings in effect")?;
+    write_settings(out, r)?;
+
+    write_machine(out, r)?;
+    write_notes(out, r)
+}
+
+/// The title with the verdict, the summary and the three lines under it, then the scenario
+/// and the server it ran against.
+fn write_verdict(out: &mut String, r: &Report) -> fmt::Result {
     let word = verdict_word(r);
     writeln!(out, "# lockbench: {} — {word}", text(&r.scenario.name))?;
     writeln!(out)?;
@@ -48,51 +74,42 @@ fn write_report(out: &mut String, r: &Report) -> fmt::Result {
         text(&r.started_at),
         text(&r.lockbench_version),
         r.schema_version
-    )?;
+    )
+}
 
+fn write_gates(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "## Gates")?;
     writeln!(out)?;
     if r.gates.is_empty() {
-        writeln!(out, "No gates: the scenario sets none.")?;
-    } else {
-        writeln!(out, "| gate | limit | value | result |")?;
-        writeln!(out, "| --- | ---: | ---: | --- |")?;
-        for g in &r.gates {
-            writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                cell(&g.name),
-                num(g.limit),
-                cell(&gate_value(g)),
-                if g.passed { "pass" } else { "**FAIL**" }
-            )?;
-        }
+        return writeln!(out, "No gates: the scenario sets none.");
     }
-    write_runs(out, r)?;
+    writeln!(out, "| gate | limit | value | result |")?;
+    writeln!(out, "| --- | ---: | ---: | --- |")?;
+    for g in &r.gates {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            cell(&g.name),
+            num(g.limit),
+            cell(&gate_value(g)),
+            if g.passed { "pass" } else { "**FAIL**" }
+        )?;
+    }
+    Ok(())
+}
 
-    writeln!(out)?;
-    writeln!(out, "## Figures")?;
-    write_faults(out, r)?;
-    write_requests(out, r)?;
-    write_lock_errors(out, r)?;
-    write_retries(out, r)?;
-    write_batch(out, r)?;
-    write_audit(out, r)?;
-    write_target_database(out, r)?;
-    write_wal(out, r)?;
-
-    writeln!(out)?;
-    writeln!(out, "## Settings in effect")?;
-    write_settings(out, r)?;
-
+fn write_machine(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "## Machine")?;
     writeln!(out)?;
     for (name, value) in machine_lines(r) {
         writeln!(out, "- {name}: {}", text(&value))?;
     }
+    Ok(())
+}
 
+fn write_notes(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "## Notes")?;
     writeln!(out)?;

@@ -1,5 +1,7 @@
-//! The Markdown and HTML of a sweep and of a breakpoint search: the rows' table, and charts
-//! of lock errors and p99 per row through `chart.rs`. Renders finished results; runs nothing.
+//! A sweep's results as data (`SweepReport`, one `SweepRow` per combination of settings)
+//! and their Markdown and HTML: the rows' table, and charts of lock errors and p99 per row
+//! through `chart/` (a breakpoint search's are `breakpoint.rs`'s). Renders finished results;
+//! runs nothing.
 
 use std::collections::BTreeMap;
 
@@ -92,6 +94,21 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let mut s = sweep_heading(r);
+    s.push_str(&table_header(&endpoints));
+    for (i, row) in r.rows.iter().enumerate() {
+        s.push_str(&table_row(i, row, &endpoints));
+    }
+    s.push_str("\nEach row is a full `lockbench run` on its own fresh database; its report is in the row's folder.\n");
+    if r.interrupted {
+        s.push_str("\n**Interrupted** by Ctrl-C: the rows above are the finished ones; run the same command again to resume.\n");
+    }
+    s
+}
+
+/// The title, the description, the base scenario and how many rows ran, and why the sweep
+/// stopped early, if it did.
+fn sweep_heading(r: &SweepReport) -> String {
     let mut s = format!(
         "# lockbench sweep: {}\n\n{}\n\nBase scenario: `{}`. {} of {} rows.\n\n",
         r.name,
@@ -108,8 +125,14 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
     } else if r.interrupted {
         s.push_str("**INTERRUPTED**: the rows below are those finished before the interruption; run the sweep again to resume.\n\n");
     }
+    s
+}
+
+/// The table's header and alignment lines: a p99 column per endpoint.
+fn table_header(endpoints: &[String]) -> String {
+    let mut s = String::new();
     s.push_str("| # | row | gates | lock errors (server) | by code | reached clients | error rate | retries | commit-only drops |");
-    for e in &endpoints {
+    for e in endpoints {
         s.push_str(&format!(" p99 ms {e} |"));
     }
     s.push_str(" batch s | lost writes | duplicates | misassigned | restarts |\n|");
@@ -117,54 +140,53 @@ pub fn sweep_markdown(r: &SweepReport) -> String {
         s.push_str(" --- |");
     }
     s.push('\n');
-    for (i, row) in r.rows.iter().enumerate() {
-        let codes: Vec<String> = row
-            .lock_errors_by_code
-            .iter()
-            .map(|(c, n)| format!("{c}={n}"))
-            .collect();
-        let gates = if row.passed {
-            "pass".to_owned()
-        } else {
-            format!("FAIL ({})", row.gates_failed.join(", "))
-        };
+    s
+}
+
+/// The table's line for row `i`.
+fn table_row(i: usize, row: &SweepRow, endpoints: &[String]) -> String {
+    let codes: Vec<String> = row
+        .lock_errors_by_code
+        .iter()
+        .map(|(c, n)| format!("{c}={n}"))
+        .collect();
+    let gates = if row.passed {
+        "pass".to_owned()
+    } else {
+        format!("FAIL ({})", row.gates_failed.join(", "))
+    };
+    let mut s = format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        i + 1,
+        cell(&row.label),
+        cell(&gates),
+        row.lock_errors,
+        codes.join(" "),
+        row.client_visible_lock_errors,
+        num(row.error_rate),
+        row.retries,
+        row.commit_only_dropped
+    );
+    for e in endpoints {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            i + 1,
-            cell(&row.label),
-            cell(&gates),
-            row.lock_errors,
-            codes.join(" "),
-            row.client_visible_lock_errors,
-            num(row.error_rate),
-            row.retries,
-            row.commit_only_dropped
-        ));
-        for e in &endpoints {
-            s.push_str(&format!(
-                " {} |",
-                row.p99_ms.get(e).map_or("–".into(), |v| format!("{v:.1}"))
-            ));
-        }
-        // A batch that did not finish has no duration: the time waited is not one.
-        let batch = match row.batch_seconds {
-            Some(b) if row.batch_finished => format!("{b:.1}"),
-            Some(b) => format!("unknown (did not finish; waited {b:.1} s)"),
-            None => "no batch".into(),
-        };
-        s.push_str(&format!(
-            " {} | {} | {} | {} | {} |\n",
-            cell(&batch),
-            audited(row.lost_writes),
-            audited(row.duplicate_writes),
-            audited(row.misassigned_photos),
-            row.restarts
+            " {} |",
+            row.p99_ms.get(e).map_or("–".into(), |v| format!("{v:.1}"))
         ));
     }
-    s.push_str("\nEach row is a full `lockbench run` on its own fresh database; its report is in the row's folder.\n");
-    if r.interrupted {
-        s.push_str("\n**Interrupted** by Ctrl-C: the rows above are the finished ones; run the same command again to resume.\n");
-    }
+    // A batch that did not finish has no duration: the time waited is not one.
+    let batch = match row.batch_seconds {
+        Some(b) if row.batch_finished => format!("{b:.1}"),
+        Some(b) => format!("unknown (did not finish; waited {b:.1} s)"),
+        None => "no batch".into(),
+    };
+    s.push_str(&format!(
+        " {} | {} | {} | {} | {} |\n",
+        cell(&batch),
+        audited(row.lost_writes),
+        audited(row.duplicate_writes),
+        audited(row.misassigned_photos),
+        row.restarts
+    ));
     s
 }
 

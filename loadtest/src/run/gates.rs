@@ -375,55 +375,16 @@ fn write_verdict(report: &mut Report, gates: Vec<GateResult>) {
             None => format!("{}: unknown", g.name),
         })
         .collect();
-    let unfinished = report.batch.as_ref().filter(|b| !b.finished);
+    let unfinished = report.batch.as_ref().is_some_and(|b| !b.finished);
     let runs = report
         .repeat
         .as_mut()
         .map(|r| weigh_runs(&mut r.verdicts, &gates));
     let runs_failed = runs.as_ref().is_some_and(|r| r.failed);
-    let passed = failed.is_empty() && unfinished.is_none() && !report.interrupted && !runs_failed;
+    let passed = failed.is_empty() && !unfinished && !report.interrupted && !runs_failed;
 
-    let mut parts = vec![if failed.is_empty() {
-        format!("all {} gates passed", gates.len())
-    } else {
-        format!(
-            "{} of {} gates failed ({})",
-            failed.len(),
-            gates.len(),
-            failed.join(", ")
-        )
-    }];
-    parts.push(lock_summary(&report.lock_errors));
-    parts.push(match &report.audit {
-        None => "lost writes not audited".to_owned(),
-        Some(a) if a.unaudited_writes > 0 => format!(
-            "at least {} lost writes ({} acknowledged writes could not be looked up)",
-            a.lost_writes, a.unaudited_writes
-        ),
-        Some(a) => format!("{} lost writes", a.lost_writes),
-    });
-    if let Some(a) = report.audit.as_ref().filter(|a| a.not_processed > 0) {
-        parts.push(format!("{} photos not processed", a.not_processed));
-    }
-    if let Some(b) = unfinished {
-        parts.push(batch_end_words(b.ended).to_owned());
-    }
-    if let Some(p) = processor_words(&report.processor_failures) {
-        parts.push(p);
-    }
-    if !report.faults.is_empty() {
-        let names: Vec<&str> = report
-            .faults
-            .iter()
-            .map(|f| f.description.as_str())
-            .collect();
-        parts.push(format!("faults: {}", names.join(", ")));
-    }
-    match report.restarts.len() {
-        0 => {}
-        1 => parts.push("1 worker restart".to_owned()),
-        n => parts.push(format!("{n} worker restarts")),
-    }
+    let mut parts = vec![gates_words(&failed, gates.len())];
+    parts.extend(figure_words(report));
     if let Some(runs) = runs {
         parts.push(runs.words);
     }
@@ -446,6 +407,57 @@ fn write_verdict(report: &mut Report, gates: Vec<GateResult>) {
             1
         },
     };
+}
+
+/// "all 4 gates passed", or "2 of 4 gates failed (max_lock_errors, p99_ms GET /admin:
+/// unknown)".
+fn gates_words(failed: &[String], gates: usize) -> String {
+    if failed.is_empty() {
+        format!("all {gates} gates passed")
+    } else {
+        format!(
+            "{} of {gates} gates failed ({})",
+            failed.len(),
+            failed.join(", ")
+        )
+    }
+}
+
+/// The summary's words after the gates: lock errors, lost writes, photos not processed, an
+/// unfinished batch, the processor's failed steps, the faults and the worker restarts.
+fn figure_words(report: &Report) -> Vec<String> {
+    let mut parts = vec![lock_summary(&report.lock_errors)];
+    parts.push(match &report.audit {
+        None => "lost writes not audited".to_owned(),
+        Some(a) if a.unaudited_writes > 0 => format!(
+            "at least {} lost writes ({} acknowledged writes could not be looked up)",
+            a.lost_writes, a.unaudited_writes
+        ),
+        Some(a) => format!("{} lost writes", a.lost_writes),
+    });
+    if let Some(a) = report.audit.as_ref().filter(|a| a.not_processed > 0) {
+        parts.push(format!("{} photos not processed", a.not_processed));
+    }
+    if let Some(b) = report.batch.as_ref().filter(|b| !b.finished) {
+        parts.push(batch_end_words(b.ended).to_owned());
+    }
+    if let Some(p) = processor_words(&report.processor_failures) {
+        parts.push(p);
+    }
+    if !report.faults.is_empty() {
+        let names: Vec<&str> = report
+            .faults
+            .iter()
+            .map(|f| f.description.as_str())
+            .collect();
+        parts.push(format!("faults: {}", names.join(", ")));
+    }
+    match report.restarts.len() {
+        0 => {}
+        1 => parts.push("1 worker restart".to_owned()),
+        n => parts.push(format!("{n} worker restarts")),
+    }
+    parts
 }
 
 /// What the runs of a repeated report say: whether one failed beyond a flaky timing, and
