@@ -1,0 +1,1 @@
+"""Sign-ups for campaigns: the data the example app reads and writes."""
