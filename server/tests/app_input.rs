@@ -485,3 +485,36 @@ async fn a_lock_met_while_a_new_pooled_connection_is_configured_is_a_503_and_cou
     assert_eq!(register["failed_locked"], 1, "{}", stats.text);
     assert_eq!(register["failed_other"], 0, "{}", stats.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockbenchs_own_endpoints_answer_while_every_thread_of_the_app_waits_on_a_lock() {
+    let storage = StorageConfig {
+        busy_timeout_ms: 30_000,
+        ..StorageConfig::default()
+    };
+    let f = fixture(storage);
+    // One thread, as `threads = 1`: the app serves one request at a time.
+    let router = app::router_with_threads(app_state(f.store.clone(), &f.root), 1);
+    let holder = hold_write_lock(&f.root.join("app.db"), Duration::from_secs(3));
+    // The one thread is taken by a registration that waits on the lock.
+    let waiting = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            let body = Some(r#"{"name":"Ada","email":"ada@example.org"}"#);
+            call(&router, "POST", REGISTER, body, None).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The runner follows the batch through /api/stats: it is answered now, not queued
+    // behind the app's requests (a stats request stuck for 30 s once made a running batch
+    // look abandoned).
+    let stats = call(&router, "GET", "/api/stats", None, None).await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
+    assert!(
+        !waiting.is_finished(),
+        "/api/stats was answered only after the registration that held the app's one thread"
+    );
+    holder.join().unwrap().unwrap();
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}

@@ -176,6 +176,7 @@ struct State {
     done_at: Option<Duration>,
     /// Photos the processor run going on now has handled (what a kill waits for).
     current_done: u64,
+    /// The last look that saw the processor running the batch, or could not rule it out.
     last_running: Instant,
     last_answer: Instant,
 }
@@ -187,9 +188,14 @@ impl State {
             self.last_answer = Instant::now();
         }
         if let Some(p) = seen.running {
-            self.last_running = Instant::now();
             self.current_done = p.done;
             self.w.max_done = self.w.max_done.max(p.done);
+        }
+        // A batch counts as abandoned only on evidence: every worker answered and none runs
+        // its processor. A look some worker did not answer (busy, restarting) could have
+        // missed the processor, so it restarts the wait as a running one does.
+        if seen.running.is_some() || (seen.answered as u32) < t.workers {
+            self.last_running = Instant::now();
         }
         if seen.finished && self.done_at.is_none() {
             self.done_at = Some(t.posted.elapsed());

@@ -178,22 +178,39 @@ fn json_content_type(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The whole application.
+/// The whole application, with no limit on the requests served at once.
 pub fn router(state: AppState) -> Router {
+    router_with_threads(state, 0)
+}
+
+/// The whole application; with `threads` > 0, at most that many of the app's requests are
+/// served at once and the others queue, as a gunicorn worker's threads do. lockbench's own
+/// endpoints (`/api/stats`, `/metrics`, `/healthz`) touch no database and are never queued
+/// behind the app's requests: the runner reads the processor's progress through them, and
+/// a stats request stuck behind requests waiting on a lock would make a running batch look
+/// abandoned.
+pub fn router_with_threads(state: AppState, threads: u32) -> Router {
     let admin = Router::new()
         .route("/admin", get(admin_dashboard))
         .route("/api/batches", post(create_batch))
         .route("/api/batches/{id}/status", get(batch_status))
         .route("/api/settings", get(settings))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    let worker = state.worker;
-    Router::new()
+    let mut app = Router::new()
         .route("/api/registrations", post(register))
         .route("/api/registrations/updates", get(registration_updates))
+        .merge(admin);
+    if threads > 0 {
+        app = app.route_layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            threads as usize,
+        ));
+    }
+    let worker = state.worker;
+    Router::new()
         .route("/metrics", get(metrics_text))
         .route("/api/stats", get(stats_json))
         .route("/healthz", get(healthz))
-        .merge(admin)
+        .merge(app)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(
             TraceLayer::new_for_http()

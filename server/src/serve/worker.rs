@@ -241,10 +241,7 @@ fn app_of(worker: &Worker, store: Store) -> axum::Router {
         ServeRole::All => state,
         ServeRole::Web => state.web_only(),
     };
-    match config.app.threads {
-        0 => app::router(state),
-        n => app::router(state).layer(tower::limit::GlobalConcurrencyLimitLayer::new(n as usize)),
-    }
+    app::router_with_threads(state, config.app.threads)
 }
 
 pub(super) async fn shutdown_signal() {
