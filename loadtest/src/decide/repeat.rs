@@ -112,6 +112,7 @@ fn median_endpoints(
             let stats = EndpointStats {
                 count: m(|s| s.count),
                 failures: m(|s| s.failures),
+                failures_by_class: median_map(all.iter().map(|s| &s.failures_by_class)),
                 status_codes,
                 status_503: m(|s| s.status_503),
                 lock_mentions: m(|s| s.lock_mentions),
@@ -128,6 +129,29 @@ fn median_endpoints(
         .collect()
 }
 
+/// Per key, the median over the runs (a run without the key counts 0); keys whose median
+/// is 0 are left out.
+fn median_map<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+    let maps: Vec<&BTreeMap<String, u64>> = maps.collect();
+    let keys: BTreeSet<&String> = maps.iter().flat_map(|m| m.keys()).collect();
+    keys.into_iter()
+        .map(|k| (k.clone(), median_u64(maps.iter().map(|m| m.get(k).copied().unwrap_or(0)))))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Per key, the largest over the runs.
+fn largest_map<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for m in maps {
+        for (k, v) in m {
+            let e = out.entry(k.clone()).or_default();
+            *e = (*e).max(*v);
+        }
+    }
+    out
+}
+
 /// Per role, the first run's behaviour with the median of every figure.
 fn median_roles(reports: &[Report]) -> BTreeMap<String, RoleFigures> {
     let mut out = reports[0].roles.clone();
@@ -139,6 +163,7 @@ fn median_roles(reports: &[Report]) -> BTreeMap<String, RoleFigures> {
         role.ticks_sent = m(|x| x.ticks_sent);
         role.ticks_late = m(|x| x.ticks_late);
         role.ticks_skipped = m(|x| x.ticks_skipped);
+        role.ticks_dropped = m(|x| x.ticks_dropped);
         role.requests = m(|x| x.requests);
         role.offered_rps = mf(|x| x.offered_rps);
         role.achieved_rps = mf(|x| x.achieved_rps);
@@ -201,6 +226,7 @@ fn largest_audit(reports: &[Report]) -> Option<Audit> {
         dropped_unaudited: max(|a| a.dropped_unaudited),
         not_processed: max(|a| a.not_processed),
         unaudited_writes: max(|a| a.unaudited_writes),
+        lost_by_request: largest_map(all.iter().map(|a| &a.lost_by_request)),
         counter_mismatches: all
             .iter()
             .enumerate()
@@ -517,7 +543,7 @@ mod tests {
         assert_eq!(r.verdict.exit_code, 1);
         let summary = &r.verdict.summary;
         assert!(
-            summary.starts_with("FAILED: 1 of 1 gates failed (max_lost_writes)"),
+            summary.starts_with("FAILED: 1 of 2 gates failed (max_lost_writes)"),
             "{summary}"
         );
         assert!(summary.contains("; 5 lost writes;"), "{summary}");
@@ -526,7 +552,7 @@ mod tests {
             "{summary}"
         );
         assert!(!summary.contains("run 1 of 3"), "{summary}");
-        let g = &r.gates[0];
+        let g = r.gates.iter().find(|g| g.name == "max_lost_writes").unwrap();
         assert_eq!(g.value, Some(5.0));
         assert_eq!(g.note.as_deref(), Some("the largest of 3 runs (run 3)"));
         let verdicts = &r.repeat.as_ref().unwrap().verdicts;
@@ -538,6 +564,7 @@ mod tests {
         assert_eq!(
             junit(&r),
             [
+                ("max_error_rate".to_owned(), "ok"),
                 ("max_lost_writes".to_owned(), "failure"),
                 ("run 1".to_owned(), "ok"),
                 ("run 2".to_owned(), "ok"),
@@ -571,7 +598,7 @@ mod tests {
         assert_eq!(g.value, Some(800.0));
         assert_eq!(g.note.as_deref(), Some("the median of 3 runs"));
         assert!(r.repeat.as_ref().unwrap().verdicts[2].flaky);
-        assert_eq!(junit(&r)[4], ("run 3".to_owned(), "flaky"));
+        assert_eq!(junit(&r)[5], ("run 3".to_owned(), "flaky"));
 
         // When the median fails as well, the run is not flaky: it failed with the whole.
         let mut runs = losing(&[0, 0, 0]);
@@ -585,8 +612,8 @@ mod tests {
             .summary
             .contains("run 2 of 3 failed: p99_ms GET /admin (1,200); run 3 of 3 failed"));
         let cases = junit(&r);
-        assert_eq!(cases[3], ("run 2".to_owned(), "failure"));
-        assert_eq!(cases[4], ("run 3".to_owned(), "failure"));
+        assert_eq!(cases[4], ("run 2".to_owned(), "failure"));
+        assert_eq!(cases[5], ("run 3".to_owned(), "failure"));
     }
 
     #[test]

@@ -240,7 +240,13 @@ pub fn validate_file(path: &Path) -> anyhow::Result<String> {
         Ok(out)
     } else {
         let scenario = Scenario::load(path)?;
-        toml::to_string(&scenario).context("scenario to TOML")
+        let mut out: String = scenario
+            .blind_spots()
+            .iter()
+            .map(|w| format!("# warning: {w}\n"))
+            .collect();
+        out.push_str(&toml::to_string(&scenario).context("scenario to TOML")?);
+        Ok(out)
     }
 }
 

@@ -1,13 +1,16 @@
-//! The load: goose users playing pollers, admins and kiosks, over HTTP only.
+//! The load: goose users of the scenario's user classes, over HTTP only.
 //!
 //! goose starts and schedules the users (one long transaction per user, ended by a shared
-//! stop flag). Each user keeps a schedule of ticks itself, one every interval from a phase
-//! spread over the first interval, and reacts to a slow answer as its role's
-//! [`PollModel`] says: `interval` keeps the phase and fires while earlier requests are
-//! still out (up to `max_in_flight`, then skips), as a page polling with `setInterval`;
-//! `after-response` waits for the answer and restarts its schedule when it is late, as a
-//! `setTimeout` chain does. Each user has its own HTTP client (its own connections), kept
-//! alive or closed after every request as the role's [`Connection`] says.
+//! stop flag). Each user paces itself as its class's pace ([`PollModel`]) says: `interval`
+//! keeps a schedule of ticks, one every interval from a phase spread over the first
+//! interval, and fires while earlier requests are still out (up to `max_in_flight`, then
+//! skips), as a page polling with `setInterval`; `after-response` waits for the answer and
+//! restarts its schedule when it is late, as a `setTimeout` chain does; `closed` sends its
+//! next tick when the previous one is answered, after a think time, as locust's users do.
+//! An `arrival-rate` class is one goose user that starts ticks at the class's rate in the
+//! class's `count` slots (each slot a user of its own), and counts a tick that finds every
+//! slot busy as dropped. Each user has its own HTTP client (its own connections and
+//! cookies), kept alive or closed after every request as its class's [`Connection`] says.
 //!
 //! Every request is timed and classified by lockbench's own [`Recorder`] (`recorder.rs`: µs histograms,
 //! status codes, 503s, bodies that mention a lock, a per-second timeline), twice: from the
@@ -20,10 +23,11 @@
 //! already out are waited for and recorded). So latency from the tick is never below latency
 //! from the send. The load talks to the server only over HTTP; it starts and stops nothing.
 //!
-//! Here: the users' shared state, each user's client and schedule (one function per poll
-//! model) and the goose attack; what one tick sends is `tick.rs`'s, the measuring
+//! Here: the users' shared state, each user's client and schedule (one function per pace)
+//! and the goose attack; what one tick sends is `tick.rs`'s, the measuring
 //! `recorder.rs`'s.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -36,9 +40,10 @@ use tokio::task::JoinSet;
 mod recorder;
 mod tick;
 
-use crate::scenario::{Connection, Endpoints, PollModel, Role, RoleBehaviour, Users};
+use crate::scenario::{Connection, PollModel, UserClass};
 use recorder::lock;
 pub use recorder::{Outcome, Recorder, Timing};
+pub use tick::check_env;
 use tick::{tick, tick_endpoints};
 
 /// A tick sent this much or more after its intended time counts as late.
@@ -56,28 +61,49 @@ pub struct Shared {
     /// The batch being processed (0 until it is posted).
     pub batch_id: AtomicI64,
     pub recorder: Recorder,
-    /// The kiosk bodies a kiosk got a 2xx for (the audit looks for each).
-    pub kiosk_acks: Mutex<Vec<serde_json::Value>>,
+    /// The bodies of writes (requests other than GET) that got a success, per request name:
+    /// the audit looks for each.
+    acks: Mutex<BTreeMap<String, Vec<serde_json::Value>>>,
     pub admin_token: Option<String>,
-    pub users: Users,
-    /// Some: an external app's endpoints; None: the reference server.
-    pub endpoints: Option<Endpoints>,
-    counter: AtomicU64,
+    /// The classes the load runs (a class with no users is kept, and starts none).
+    pub classes: Vec<UserClass>,
+    /// `{n}` of each class: no two requests of a class get the same.
+    counters: Vec<AtomicU64>,
 }
 
 impl Shared {
-    pub fn new(users: Users, endpoints: Option<Endpoints>, admin_token: Option<String>) -> Shared {
+    pub fn new(classes: Vec<UserClass>, admin_token: Option<String>) -> Shared {
         Shared {
             stop: AtomicBool::new(false),
             stopped_at: OnceLock::new(),
             batch_id: AtomicI64::new(0),
             recorder: Recorder::new(Instant::now()),
-            kiosk_acks: Mutex::new(Vec::new()),
+            acks: Mutex::new(BTreeMap::new()),
             admin_token,
-            users,
-            endpoints,
-            counter: AtomicU64::new(0),
+            counters: classes.iter().map(|_| AtomicU64::new(0)).collect(),
+            classes,
         }
+    }
+
+    /// The bodies of the writes of request `name` that got a success.
+    pub fn acks_of(&self, name: &str) -> Vec<serde_json::Value> {
+        lock(&self.acks).get(name).cloned().unwrap_or_default()
+    }
+
+    fn ack(&self, name: &str, body: serde_json::Value) {
+        lock(&self.acks).entry(name.to_owned()).or_default().push(body);
+    }
+
+    /// Users goose starts: every user of a paced class, one per arrival-rate class.
+    fn goose_users(&self) -> usize {
+        self.classes
+            .iter()
+            .filter(|c| c.count > 0)
+            .map(|c| match c.pace {
+                PollModel::ArrivalRate => 1,
+                _ => c.count as usize,
+            })
+            .sum()
     }
 
     /// Stops the load now: ticks still waiting are charged up to this moment.
@@ -105,9 +131,11 @@ impl Shared {
     }
 }
 
-/// One simulated user: its client (its own connections) and what its ticks share.
+/// One simulated user: its client (its own connections and cookies) and what its ticks
+/// share.
 struct UserCtx {
-    role: Role,
+    /// Its class, an index into `Shared::classes`.
+    class: usize,
     index: usize,
     base: String,
     client: reqwest::Client,
@@ -116,14 +144,39 @@ struct UserCtx {
     in_flight: AtomicU32,
     /// Intended times of skipped ticks, to be served by the next tick sent.
     pending: Mutex<Vec<Instant>>,
-    /// The poller's `since` cursor (the dashboard's last seen registration).
+    /// The `{since}` cursor: the `last_id` of the user's last JSON answer.
     since: AtomicI64,
-    n: AtomicU64,
+}
+
+impl UserCtx {
+    fn new(shared: &Arc<Shared>, class: usize, index: usize, base: &str) -> UserCtx {
+        let connection = shared.classes[class].connection();
+        UserCtx {
+            class,
+            index,
+            base: base.trim_end_matches('/').to_owned(),
+            client: client_for(connection),
+            connection,
+            shared: shared.clone(),
+            in_flight: AtomicU32::new(0),
+            pending: Mutex::new(Vec::new()),
+            since: AtomicI64::new(0),
+        }
+    }
+
+    fn class(&self) -> &UserClass {
+        &self.shared.classes[self.class]
+    }
+
+    fn name(&self) -> &str {
+        &self.class().name
+    }
 }
 
 fn client_for(connection: Connection) -> reqwest::Client {
     let builder = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
+        .cookie_store(true)
         .user_agent(concat!("lockbench/", env!("CARGO_PKG_VERSION")));
     let builder = match connection {
         Connection::KeepAlive => builder,
@@ -144,34 +197,37 @@ async fn sleep_until(shared: &Shared, at: Instant) -> bool {
     !shared.stopped()
 }
 
-/// A user's first tick: the users of one role spread evenly over the first interval.
+/// A user's first tick: the users of one class spread evenly over the first interval.
 fn first_tick(index: usize, of: u32, interval: Duration) -> Instant {
     let offset = interval.mul_f64((index as f64 / f64::from(of.max(1))).fract());
     Instant::now() + offset
 }
 
 fn skip(ctx: &UserCtx, intended: Instant) {
-    ctx.shared.recorder.tick_due(ctx.role);
-    ctx.shared.recorder.tick_skipped(ctx.role);
+    ctx.shared.recorder.tick_due(ctx.name());
+    ctx.shared.recorder.tick_skipped(ctx.name());
     lock(&ctx.pending).push(intended);
 }
 
-async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, role: Role) -> TransactionResult {
-    let b = shared.users.behaviour(role);
+async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, class: usize) -> TransactionResult {
+    let base = user.base_url.as_str().to_owned();
     let index = user.weighted_users_index;
-    let ctx = Arc::new(UserCtx {
-        role,
-        index,
-        base: user.base_url.as_str().trim_end_matches('/').to_owned(),
-        client: client_for(b.connection),
-        connection: b.connection,
-        shared: shared.clone(),
-        in_flight: AtomicU32::new(0),
-        pending: Mutex::new(Vec::new()),
-        since: AtomicI64::new(0),
-        n: AtomicU64::new(0),
-    });
-    let first = first_tick(index, b.users, b.interval);
+    let c = &shared.classes[class];
+    match (c.pace, c.interval()) {
+        (PollModel::ArrivalRate, Some(period)) => {
+            arrival_rate(&shared, class, &base, period).await;
+            return Ok(());
+        }
+        (PollModel::Closed, _) | (_, None) => {
+            let ctx = UserCtx::new(&shared, class, index, &base);
+            closed_loop(&ctx).await;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let ctx = Arc::new(UserCtx::new(&shared, class, index, &base));
+    let interval = c.interval().unwrap_or(Duration::from_secs(1));
+    let first = first_tick(index, c.count, interval);
     let mut at = Schedule {
         intended: first,
         fire_at: first,
@@ -179,14 +235,70 @@ async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, role: Role) -> Tran
     let mut tasks = JoinSet::new();
     while sleep_until(&shared, at.fire_at).await {
         let now = Instant::now();
-        match b.poll_model {
-            PollModel::Interval => interval_tick(&ctx, b, &mut at, now, &mut tasks),
-            PollModel::AfterResponse => after_response_tick(&ctx, b.interval, &mut at, now).await,
+        match c.pace {
+            PollModel::AfterResponse => after_response_tick(&ctx, interval, &mut at, now).await,
+            _ => interval_tick(&ctx, interval, &mut at, now, &mut tasks),
         }
     }
     charge_waiting_at_stop(&ctx);
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// `closed`: the next tick goes when the previous one is answered and the think time has
+/// passed; a user's first tick waits a think time too, so users do not start in step.
+async fn closed_loop(ctx: &UserCtx) {
+    let shared = &ctx.shared;
+    let think = ctx.class().think;
+    let draw = || {
+        if think.max > think.min {
+            let span = (think.max - think.min).as_micros() as u64;
+            think.min + Duration::from_micros(rand::random_range(0..=span))
+        } else {
+            think.min
+        }
+    };
+    let mut next = Instant::now() + draw();
+    while sleep_until(shared, next).await {
+        let now = Instant::now();
+        shared.recorder.tick_due(ctx.name());
+        shared.recorder.tick_sent(ctx.name(), false);
+        tick(ctx, now).await;
+        next = Instant::now() + draw();
+    }
+}
+
+/// `arrival-rate`: a tick every `period` whatever the answers, in one of the class's slots;
+/// a tick that finds every slot busy is dropped, and counted.
+async fn arrival_rate(shared: &Arc<Shared>, class: usize, base: &str, period: Duration) {
+    let c = &shared.classes[class];
+    let slots: Vec<Arc<UserCtx>> = (0..c.count as usize)
+        .map(|i| Arc::new(UserCtx::new(shared, class, i, base)))
+        .collect();
+    let free = Arc::new(Mutex::new((0..slots.len()).rev().collect::<Vec<usize>>()));
+    let mut at = Instant::now();
+    let mut tasks = JoinSet::new();
+    while sleep_until(shared, at).await {
+        let now = Instant::now();
+        shared.recorder.tick_due(&c.name);
+        let slot = lock(&free).pop();
+        match slot {
+            Some(i) => {
+                shared
+                    .recorder
+                    .tick_sent(&c.name, now.saturating_duration_since(at) >= LATE_AFTER);
+                let (ctx, free, intended) = (slots[i].clone(), free.clone(), at);
+                tasks.spawn(async move {
+                    tick(&ctx, intended).await;
+                    lock(&free).push(i);
+                });
+            }
+            None => shared.recorder.tick_dropped(&c.name),
+        }
+        while tasks.try_join_next().is_some() {}
+        at += period;
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Where a user's schedule stands: the tick the next request is for (`intended`) and when
@@ -200,24 +312,24 @@ struct Schedule {
 /// `max_in_flight` requests are out (then it is skipped), and the next is one interval on.
 fn interval_tick(
     ctx: &Arc<UserCtx>,
-    b: RoleBehaviour,
+    interval: Duration,
     at: &mut Schedule,
     now: Instant,
     tasks: &mut JoinSet<()>,
 ) {
-    let (shared, role, interval) = (&ctx.shared, ctx.role, b.interval);
+    let shared = &ctx.shared;
     // Ticks the generator itself overslept by a whole interval are skipped.
     while at.intended + interval <= now && shared.before_stop(at.intended) {
         skip(ctx, at.intended);
         at.intended += interval;
     }
-    shared.recorder.tick_due(role);
-    if ctx.in_flight.load(Ordering::Relaxed) >= b.max_in_flight {
-        shared.recorder.tick_skipped(role);
+    shared.recorder.tick_due(ctx.name());
+    if ctx.in_flight.load(Ordering::Relaxed) >= ctx.class().max_in_flight() {
+        shared.recorder.tick_skipped(ctx.name());
         lock(&ctx.pending).push(at.intended);
     } else {
         shared.recorder.tick_sent(
-            role,
+            ctx.name(),
             now.saturating_duration_since(at.intended) >= LATE_AFTER,
         );
         ctx.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -237,10 +349,10 @@ fn interval_tick(
 /// after this one went, or at once when that has passed, the other ticks that passed
 /// skipped and the schedule restarted from now.
 async fn after_response_tick(ctx: &UserCtx, interval: Duration, at: &mut Schedule, now: Instant) {
-    let (shared, role) = (&ctx.shared, ctx.role);
-    shared.recorder.tick_due(role);
+    let shared = &ctx.shared;
+    shared.recorder.tick_due(ctx.name());
     shared.recorder.tick_sent(
-        role,
+        ctx.name(),
         now.saturating_duration_since(at.intended) >= LATE_AFTER,
     );
     tick(ctx, at.intended).await;
@@ -269,24 +381,24 @@ fn charge_waiting_at_stop(ctx: &UserCtx) {
     let shared = &ctx.shared;
     let pending = std::mem::take(&mut *lock(&ctx.pending));
     shared.recorder.pending_at_stop(
-        ctx.role,
+        ctx.name(),
         &pending,
-        &tick_endpoints(shared, ctx.role),
+        &tick_endpoints(shared, ctx.class),
         shared.stop_instant(),
     );
 }
 
-type RoleFn = fn(&mut GooseUser, Arc<Shared>) -> futures::future::BoxFuture<'_, TransactionResult>;
-
-fn role_transaction(shared: &Arc<Shared>, role: RoleFn, name: &str) -> Transaction {
+fn class_transaction(shared: &Arc<Shared>, class: usize, name: &str) -> Transaction {
     let shared = shared.clone();
-    Transaction::new(Arc::new(move |user| role(user, shared.clone()))).set_name(name)
+    Transaction::new(Arc::new(move |user| {
+        let shared = shared.clone();
+        Box::pin(run_user(user, shared, class))
+    }))
+    .set_name(name)
 }
 
-/// Runs the attack until the stop flag is set; `cap` is a backstop that sets the flag itself
-/// (goose refuses a run time together with iterations). Blocks.
-/// Starts the load on a thread of its own: `attack` against `host` until `shared.stop` is
-/// set or `cap` has passed. Join the handle for the load's own errors.
+/// Starts the load on a thread of its own: the attack against `host` until `shared.stop`
+/// is set or `cap` has passed. Join the handle for the load's own errors.
 pub fn start(
     host: &str,
     shared: &Arc<Shared>,
@@ -296,11 +408,12 @@ pub fn start(
     std::thread::spawn(move || attack(&host, &shared, cap))
 }
 
+/// Runs the attack until the stop flag is set; `cap` is a backstop that sets the flag itself
+/// (goose refuses a run time together with iterations). Blocks.
 pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result<()> {
-    let users = &shared.users;
     let mut config = GooseConfiguration::default();
     config.host = Some(host.to_owned());
-    config.users = Some(users.total() as usize);
+    config.users = Some(shared.goose_users());
     config.increase_rate = Some("1000".into());
     config.iterations = Some(1);
     config.no_telnet = true;
@@ -312,20 +425,18 @@ pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result
     let mut attack = GooseAttack::initialize_with_config(config)
         .map_err(|e| anyhow::anyhow!("goose: {e:?}"))?
         .set_scheduler(GooseScheduler::Serial);
-    let roles: [(Role, RoleFn); 3] = [
-        (Role::Poller, |u, s| Box::pin(run_user(u, s, Role::Poller))),
-        (Role::Admin, |u, s| Box::pin(run_user(u, s, Role::Admin))),
-        (Role::Kiosk, |u, s| Box::pin(run_user(u, s, Role::Kiosk))),
-    ];
-    for (role, run) in roles {
-        let count = users.behaviour(role).users;
-        if count == 0 {
+    for (i, class) in shared.classes.iter().enumerate() {
+        let users = match class.pace {
+            PollModel::ArrivalRate => 1,
+            _ => class.count as usize,
+        };
+        if class.count == 0 {
             continue;
         }
         attack = attack.register_scenario(
-            GooseScenario::new(role.name())
-                .set_weight(count as usize)?
-                .register_transaction(role_transaction(shared, run, role.name())),
+            GooseScenario::new(&class.name)
+                .set_weight(users)?
+                .register_transaction(class_transaction(shared, i, &class.name)),
         );
     }
     let backstop = {

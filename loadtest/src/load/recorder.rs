@@ -21,7 +21,7 @@ use hdrhistogram::Histogram;
 use lockbench_server::measure::histogram;
 
 use crate::report::{EndpointStats, Latency, RoleFigures, TimelinePoint};
-use crate::scenario::{Role, Users};
+use crate::scenario::{PollModel, UserClass};
 
 /// Width of the buckets the burst factor is computed over.
 const BURST_BUCKET: Duration = Duration::from_millis(100);
@@ -55,6 +55,7 @@ struct RoleAcc {
     ticks_sent: u64,
     ticks_late: u64,
     ticks_skipped: u64,
+    ticks_dropped: u64,
     requests: u64,
     from_send: Histogram<u64>,
     from_tick: Histogram<u64>,
@@ -69,6 +70,7 @@ impl Default for RoleAcc {
             ticks_sent: 0,
             ticks_late: 0,
             ticks_skipped: 0,
+            ticks_dropped: 0,
             requests: 0,
             from_send: histogram(),
             from_tick: histogram(),
@@ -104,7 +106,8 @@ pub struct Recorder {
     started: Instant,
     started_wall: std::time::SystemTime,
     endpoints: Mutex<BTreeMap<String, EndpointAcc>>,
-    roles: Mutex<BTreeMap<Role, RoleAcc>>,
+    /// Per user class, by name.
+    roles: Mutex<BTreeMap<String, RoleAcc>>,
     seconds: Mutex<Vec<Second>>,
     /// Photos processed, sampled each second by the runner.
     photos: Mutex<Vec<u64>>,
@@ -116,7 +119,30 @@ pub struct Recorder {
 pub struct Outcome {
     /// None: no answer (connection error, timeout).
     pub status: Option<u16>,
+    /// The answer is what the request expects (its statuses, its body text).
+    pub expected: bool,
+    /// A failed answer whose body mentions a lock.
     pub lock_mention: bool,
+    /// The request ran out of time.
+    pub timeout: bool,
+}
+
+impl Outcome {
+    /// Why a request failed, as the report's failure classes name it; None for a success.
+    /// A 503 or a body that mentions a lock is a lock error.
+    pub fn failure_class(&self) -> Option<&'static str> {
+        if self.expected {
+            return None;
+        }
+        Some(match self.status {
+            Some(503) => "lock error",
+            _ if self.lock_mention => "lock error",
+            Some(s) if s >= 500 => "other 5xx",
+            Some(_) => "unexpected status",
+            None if self.timeout => "timeout",
+            None => "connection error",
+        })
+    }
 }
 
 /// When one request's tick was meant to go and went, and when the request went and was
@@ -189,22 +215,31 @@ impl Recorder {
         f(&mut seconds[second]);
     }
 
-    fn with_role(&self, role: Role, f: impl FnOnce(&mut RoleAcc)) {
-        f(lock(&self.roles).entry(role).or_default());
+    fn with_role(&self, class: &str, f: impl FnOnce(&mut RoleAcc)) {
+        let mut roles = lock(&self.roles);
+        match roles.get_mut(class) {
+            Some(acc) => f(acc),
+            None => f(roles.entry(class.to_owned()).or_default()),
+        }
     }
 
-    /// A tick of `role` came due.
-    pub fn tick_due(&self, role: Role) {
+    /// A tick of class `role` came due.
+    pub fn tick_due(&self, role: &str) {
         self.with_role(role, |r| r.ticks_due += 1);
     }
 
     /// A due tick was not sent: `max_in_flight` requests were out, or the user was busy.
-    pub fn tick_skipped(&self, role: Role) {
+    pub fn tick_skipped(&self, role: &str) {
         self.with_role(role, |r| r.ticks_skipped += 1);
     }
 
+    /// An arrival-rate tick found every slot of its class busy: dropped, never sent.
+    pub fn tick_dropped(&self, role: &str) {
+        self.with_role(role, |r| r.ticks_dropped += 1);
+    }
+
     /// A due tick was sent, `late` if well after its intended time.
-    pub fn tick_sent(&self, role: Role, late: bool) {
+    pub fn tick_sent(&self, role: &str, late: bool) {
         self.with_role(role, |r| {
             r.ticks_sent += 1;
             if late {
@@ -214,7 +249,7 @@ impl Recorder {
     }
 
     /// A tick's requests are all answered.
-    pub fn tick_answered(&self, role: Role, intended: Instant, first_send: Instant, done: Instant) {
+    pub fn tick_answered(&self, role: &str, intended: Instant, first_send: Instant, done: Instant) {
         self.with_role(role, |r| {
             r.from_send
                 .saturating_record(micros(done.saturating_duration_since(first_send)));
@@ -229,7 +264,7 @@ impl Recorder {
     /// the serving tick called with that request's time plus the skipped tick's lateness.
     pub fn skipped_served(
         &self,
-        role: Role,
+        role: &str,
         skipped: &[Instant],
         tick_sent: Instant,
         done: Instant,
@@ -261,7 +296,7 @@ impl Recorder {
     /// `unanswered_at_stop`. Ticks that came due at or after the stop are not counted.
     pub fn pending_at_stop(
         &self,
-        role: Role,
+        role: &str,
         pending: &[Instant],
         endpoints: &[&str],
         stop: Instant,
@@ -290,13 +325,13 @@ impl Recorder {
         }
     }
 
-    pub(crate) fn request_sent(&self, role: Role, at: Instant) {
+    pub(crate) fn request_sent(&self, role: &str, at: Instant) {
         self.with_role(role, |r| r.requests += 1);
         self.with_second(at, |s| s.sent += 1);
     }
 
     /// A tick's first request went out: the schedule's phase, for the burst factor.
-    pub(crate) fn tick_started(&self, role: Role, at: Instant) {
+    pub(crate) fn tick_started(&self, role: &str, at: Instant) {
         let bucket = (at.saturating_duration_since(self.started).as_millis()
             / BURST_BUCKET.as_millis()) as usize;
         self.with_role(role, |r| {
@@ -312,20 +347,23 @@ impl Recorder {
         self.with_second(at, |s| s.server_lock_errors += 1);
     }
 
-    /// One request: its status, whether it reached the client as a lock error (a 503, or a
-    /// failed answer mentioning a lock: counted once either way), both latencies.
+    /// One request: its status, whether it succeeded as its request expects, why it failed
+    /// (a lock error, a 503 or a failed answer mentioning a lock, counted once either way;
+    /// another 5xx; an unexpected status; a timeout; a connection error), both latencies.
     pub fn record(&self, endpoint: &str, outcome: &Outcome, t: Timing) {
         let from_send = micros(t.from_send());
         let from_tick = micros(t.from_tick());
-        let ok = outcome.status.is_some_and(|s| (200..300).contains(&s));
-        let is_lock = outcome.status == Some(503) || (!ok && outcome.lock_mention);
+        let ok = outcome.expected;
+        let failure = outcome.failure_class();
+        let is_lock = failure == Some("lock error");
         {
             let mut endpoints = lock(&self.endpoints);
             let acc = endpoints.entry(endpoint.to_owned()).or_default();
             let s = &mut acc.stats;
             s.count += 1;
-            if !ok {
+            if let Some(class) = failure {
                 s.failures += 1;
+                *s.failures_by_class.entry(class.to_owned()).or_default() += 1;
             }
             let code = outcome
                 .status
@@ -410,45 +448,55 @@ impl Recorder {
             .collect()
     }
 
-    /// Per role: ticks, rates, burstiness and both latencies, over `load` (how long the load
-    /// ran).
-    pub fn role_figures(&self, users: &Users, load: Duration) -> BTreeMap<String, RoleFigures> {
+    /// Per user class: ticks, rates, burstiness and both latencies, over `load` (how long
+    /// the load ran).
+    pub fn role_figures(
+        &self,
+        classes: &[UserClass],
+        load: Duration,
+    ) -> BTreeMap<String, RoleFigures> {
         let roles = lock(&self.roles);
         let seconds = load.as_secs_f64().max(1e-3);
         let mut out = BTreeMap::new();
-        for role in Role::ALL {
-            let b = users.behaviour(role);
-            if b.users == 0 {
-                continue;
-            }
+        for c in classes.iter().filter(|c| c.count > 0) {
             let empty = RoleAcc::default();
-            let acc = roles.get(&role).unwrap_or(&empty);
+            let acc = roles.get(&c.name).unwrap_or(&empty);
             let per_tick = if acc.ticks_sent == 0 {
                 1.0
             } else {
                 acc.requests as f64 / acc.ticks_sent as f64
             };
-            let offered = f64::from(b.users) / b.interval.as_secs_f64() * per_tick;
             let answered: u64 = acc.from_send.len();
+            let achieved = answered as f64 * per_tick / seconds;
+            // Ticks per second the schedule asks for; a closed class has no schedule: it
+            // asks for what it gets.
+            let ticks_per_s = match (c.pace, c.interval()) {
+                (PollModel::ArrivalRate, Some(period)) => 1.0 / period.as_secs_f64(),
+                (PollModel::Closed, _) | (_, None) => 0.0,
+                (_, Some(every)) => f64::from(c.count) / every.as_secs_f64(),
+            };
+            let offered = if ticks_per_s > 0.0 {
+                ticks_per_s * per_tick
+            } else {
+                achieved
+            };
             out.insert(
-                role.name().to_owned(),
+                c.name.clone(),
                 RoleFigures {
-                    users: b.users,
-                    interval_ms: b.interval.as_millis() as u64,
-                    poll_model: b.poll_model,
-                    max_in_flight: b.max_in_flight,
-                    connection: b.connection,
+                    users: c.count,
+                    interval_ms: c.interval().map_or(0, |d| d.as_millis() as u64),
+                    poll_model: c.pace,
+                    max_in_flight: c.max_in_flight(),
+                    connection: c.connection(),
                     ticks_due: acc.ticks_due,
                     ticks_sent: acc.ticks_sent,
                     ticks_late: acc.ticks_late,
                     ticks_skipped: acc.ticks_skipped,
+                    ticks_dropped: acc.ticks_dropped,
                     requests: acc.requests,
                     offered_rps: round2(offered),
-                    achieved_rps: round2(answered as f64 * per_tick / seconds),
-                    burst_factor: round2(burst_factor(
-                        &acc.starts,
-                        f64::from(b.users) / b.interval.as_secs_f64(),
-                    )),
+                    achieved_rps: round2(achieved),
+                    burst_factor: round2(burst_factor(&acc.starts, ticks_per_s)),
                     latency_from_send_us: latency(&acc.from_send),
                     latency_from_tick_us: latency(&acc.from_tick),
                 },
@@ -524,18 +572,14 @@ mod tests {
             sent: base,
             answered: at(base, 5),
         };
-        let bare_503 = Outcome {
-            status: Some(503),
-            lock_mention: false,
+        let failed = |status, lock_mention| Outcome {
+            status: Some(status),
+            expected: false,
+            lock_mention,
+            timeout: false,
         };
-        let locked_500 = Outcome {
-            status: Some(500),
-            lock_mention: true,
-        };
-        let locked_503 = Outcome {
-            status: Some(503),
-            lock_mention: true,
-        };
+        let (bare_503, locked_500, locked_503) =
+            (failed(503, false), failed(500, true), failed(503, true));
         for _ in 0..10 {
             r.record("E", &bare_503, t);
             r.record("E", &locked_500, t);
@@ -558,7 +602,9 @@ mod tests {
         let r = Recorder::new(base);
         let ok = Outcome {
             status: Some(200),
+            expected: true,
             lock_mention: false,
+            timeout: false,
         };
         // The tick went 100 ms late; its first request took 3 s, its second 10 ms.
         let (tick, went) = (base, at(base, 100));
@@ -607,7 +653,7 @@ mod tests {
         // Two ticks skipped at 0 and 1 s, served by a tick sent at 2 s whose two requests
         // took 50 and 20 ms; the tick was done at 2.07 s.
         r.skipped_served(
-            Role::Poller,
+            "poller",
             &[base, at(base, 1_000)],
             at(base, 2_000),
             at(base, 2_070),
@@ -630,7 +676,7 @@ mod tests {
         assert_eq!(stats["B"].count, 0, "charged latency, not requests");
         // Three ticks waiting at the stop (5 s), one of them due after it.
         r.pending_at_stop(
-            Role::Poller,
+            "poller",
             &[at(base, 3_000), at(base, 4_000), at(base, 6_000)],
             &["A"],
             at(base, 5_000),
@@ -638,13 +684,14 @@ mod tests {
         let stats = r.endpoint_stats();
         assert_eq!(stats["A"].unanswered_at_stop, 2);
         assert_eq!(stats["B"].unanswered_at_stop, 0);
-        let users = Users {
+        let users = crate::scenario::Users {
             pollers: 1,
             admins: 0,
             kiosks: 0,
-            ..Users::default()
+            ..crate::scenario::Users::default()
         };
-        let role = &r.role_figures(&users, Duration::from_secs(5))["poller"];
+        let classes = users.classes(crate::scenario::RoleEndpoints::Reference);
+        let role = &r.role_figures(&classes, Duration::from_secs(5))["poller"];
         assert!(
             near(role.latency_from_tick_us.max, 2_070),
             "{:?}",

@@ -1,96 +1,124 @@
-//! One tick of one user: the requests its role sends, in order (a poller's updates and,
-//! once a batch is posted, its status; an admin's page; a kiosk's registration, whose body
-//! is kept for the audit when it got a 2xx), against the reference server's endpoints or an
-//! external app's `[endpoints]` with their placeholders filled; each request sent, timed and
-//! classified through the [`Recorder`](super::Recorder), and the tick's skipped
-//! predecessors charged to its answers. When ticks fire is `mod.rs`'s.
+//! One tick of one user: the requests its class sends (`sequence`: every request in order;
+//! `weighted`: one, picked by weight), with their placeholders filled, headers set and body
+//! encoded (form, JSON or raw); each sent, timed, checked against what the request expects
+//! and classified through the [`Recorder`](super::Recorder); the body of each write that
+//! succeeded kept for the audit; the tick's skipped predecessors charged to its answers.
+//! When ticks fire is `mod.rs`'s.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::scenario::{Connection, EndpointSpec, Role};
+use crate::scenario::{Connection, Order, RequestSpec, UserClass, ADMIN_TOKEN};
 
 use super::recorder::lock;
 use super::{Outcome, Shared, Timing, UserCtx};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Method {
-    Get,
-    Post,
-    Put,
-    Patch,
-    Delete,
-}
-
-impl Method {
-    fn parse(text: &str) -> Method {
-        match text {
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "PATCH" => Method::Patch,
-            "DELETE" => Method::Delete,
-            _ => Method::Get,
-        }
-    }
-
-    fn as_reqwest(self) -> reqwest::Method {
-        match self {
-            Method::Get => reqwest::Method::GET,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-            Method::Patch => reqwest::Method::PATCH,
-            Method::Delete => reqwest::Method::DELETE,
-        }
-    }
-}
-
-struct Call {
-    endpoint: String,
-    method: Method,
-    path: String,
-    body: Option<serde_json::Value>,
-    admin: bool,
-}
-
-/// What the placeholders of an external endpoint stand for in one request.
+/// What the placeholders stand for in one request.
 #[derive(Clone, Copy)]
-struct Fill {
+struct Fill<'a> {
     /// `{user}`: the user's number.
     user: usize,
-    /// `{n}`: a counter (per user; shared by all kiosks, so every kiosk body differs).
+    /// `{n}`: the class's counter.
     n: u64,
     /// `{batch}`: the posted batch's id.
     batch: i64,
-    /// `{since}`: the poller's cursor, the `last_id` of its previous answer.
+    /// `{since}`: the `last_id` of the user's previous JSON answer.
     since: i64,
+    admin_token: Option<&'a str>,
 }
 
-impl Fill {
-    fn apply(self, template: &str) -> String {
-        template
+impl Fill<'_> {
+    fn apply(&self, template: &str) -> String {
+        let mut text = template
             .replace("{user}", &self.user.to_string())
             .replace("{n}", &self.n.to_string())
             .replace("{batch}", &self.batch.to_string())
-            .replace("{since}", &self.since.to_string())
+            .replace("{since}", &self.since.to_string());
+        if let Some(token) = self.admin_token {
+            text = text.replace(ADMIN_TOKEN, token);
+        }
+        fill_env(&text)
+    }
+
+    /// Every string of a JSON value filled.
+    fn apply_json(&self, v: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Value::String(self.apply(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.apply_json(x)).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, x)| (k.clone(), self.apply_json(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
     }
 }
 
-fn from_spec(endpoint: &str, spec: &EndpointSpec, fill: Fill) -> Call {
-    let body = spec.body.as_deref().map(|b| {
-        let text = fill.apply(b);
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-    });
-    Call {
-        endpoint: endpoint.to_owned(),
-        method: Method::parse(&spec.method),
-        path: fill.apply(&spec.path),
-        body,
-        admin: false,
+/// `{env.NAME}` replaced by lockbench's environment variable NAME (checked before the run by
+/// [`check_env`]).
+fn fill_env(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{env.") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let name = &rest[start + 5..start + len];
+        out.push_str(&std::env::var(name).unwrap_or_default());
+        rest = &rest[start + len + 1..];
     }
+    out.push_str(rest);
+    out
 }
 
-/// Moves a poller's cursor to the `last_id` of an answer, if it has one.
+/// The `{env.NAME}` a template names.
+fn env_names(text: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{env.") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        names.push(&rest[start + 5..start + len]);
+        rest = &rest[start + len + 1..];
+    }
+    names
+}
+
+/// Every `{env.NAME}` the classes use must be set: an error names the variable and where it
+/// is used, before anything starts.
+pub fn check_env(classes: &[UserClass]) -> anyhow::Result<()> {
+    for c in classes {
+        for r in &c.requests {
+            let json = r.json.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            let mut texts: Vec<&str> = vec![&r.path, &json];
+            texts.extend(r.body.as_deref());
+            texts.extend(r.form.iter().flat_map(|f| f.values().map(String::as_str)));
+            texts.extend(r.headers.values().map(String::as_str));
+            texts.extend(c.headers.values().map(String::as_str));
+            for name in texts.into_iter().flat_map(env_names) {
+                if std::env::var(name).is_err() {
+                    anyhow::bail!(
+                        "users.{}.requests.{}: {{env.{name}}} is not set in lockbench's environment",
+                        c.name,
+                        r.name
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves a user's cursor to the `last_id` of an answer, if it has one.
 fn advance_since(ctx: &UserCtx, body: &str) {
+    if !body.contains("last_id") {
+        return;
+    }
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
         if let Some(last) = v["last_id"].as_i64() {
             ctx.since.fetch_max(last, Ordering::Relaxed);
@@ -98,45 +126,82 @@ fn advance_since(ctx: &UserCtx, body: &str) {
     }
 }
 
-/// What one request of a tick got: its status, its body, and its time from its send.
+/// What one request of a tick got: its time from its send.
 struct Answer {
-    status: Option<u16>,
-    body: String,
     from_send: Duration,
 }
 
-/// Sends one request of the tick `intended` whose first request went at `tick_sent`, timing
-/// and classifying it.
-async fn send(ctx: &UserCtx, call: Call, intended: Instant, tick_sent: Instant) -> Answer {
-    let shared = &ctx.shared;
-    let sent = Instant::now();
-    shared.recorder.request_sent(ctx.role, sent);
-    let mut rb = ctx.client.request(
-        call.method.as_reqwest(),
-        format!("{}{}", ctx.base, call.path),
-    );
-    if call.admin {
-        if let Some(token) = &shared.admin_token {
-            rb = rb.bearer_auth(token);
+/// A request filled for sending, and the body the audit keeps if it succeeds.
+struct Filled {
+    request: reqwest::RequestBuilder,
+    ack: Option<serde_json::Value>,
+}
+
+fn build(ctx: &UserCtx, r: &RequestSpec, fill: &Fill<'_>) -> Filled {
+    let method = reqwest::Method::from_bytes(r.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut rb = ctx
+        .client
+        .request(method, format!("{}{}", ctx.base, fill.apply(&r.path)));
+    let mut headers: BTreeMap<&str, &str> = BTreeMap::new();
+    for (k, v) in ctx.class().headers.iter().chain(&r.headers) {
+        headers.insert(k, v);
+    }
+    for (name, value) in headers {
+        if value.contains(ADMIN_TOKEN) && fill.admin_token.is_none() {
+            continue;
         }
+        rb = rb.header(name, fill.apply(value));
     }
     if ctx.connection == Connection::Close {
         rb = rb.header(reqwest::header::CONNECTION, "close");
     }
-    if let Some(body) = &call.body {
-        rb = rb.json(body);
+    let mut ack = None;
+    if let Some(form) = &r.form {
+        let filled: BTreeMap<&str, String> =
+            form.iter().map(|(k, v)| (k.as_str(), fill.apply(v))).collect();
+        rb = rb.form(&filled);
+        ack = Some(serde_json::to_value(&filled).unwrap_or_default());
+    } else if let Some(json) = &r.json {
+        let filled = fill.apply_json(json);
+        rb = rb.json(&filled);
+        ack = Some(filled);
+    } else if let Some(body) = &r.body {
+        let text = fill.apply(body);
+        ack = Some(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone())));
+        rb = rb.body(text);
     }
-    let (status, body) = match rb.send().await {
+    Filled {
+        request: rb,
+        ack: ack.filter(|_| r.method != "GET"),
+    }
+}
+
+/// Sends one request of the tick `intended` whose first request went at `tick_sent`,
+/// timing, checking and classifying it; keeps the body of a write that succeeded.
+async fn send(
+    ctx: &UserCtx,
+    r: &RequestSpec,
+    fill: &Fill<'_>,
+    intended: Instant,
+    tick_sent: Instant,
+) -> Answer {
+    let shared = &ctx.shared;
+    let Filled { request, ack } = build(ctx, r, fill);
+    let sent = Instant::now();
+    shared.recorder.request_sent(ctx.name(), sent);
+    let (status, body, timeout) = match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            (Some(status), body)
+            match response.text().await {
+                Ok(body) => (Some(status), body, false),
+                Err(e) => (Some(status), String::new(), e.is_timeout()),
+            }
         }
-        Err(_) => (None, String::new()),
+        Err(e) => (None, String::new(), e.is_timeout()),
     };
     let answered = Instant::now();
-    let ok = status.is_some_and(|s| (200..300).contains(&s));
-    let lock_mention = !ok && body.to_ascii_lowercase().contains("locked");
+    let expected = r.expected(status, &body) && !(timeout && status.is_none());
+    let lock_mention = !expected && body.to_ascii_lowercase().contains("locked");
     let timing = Timing {
         intended,
         tick_sent,
@@ -144,199 +209,111 @@ async fn send(ctx: &UserCtx, call: Call, intended: Instant, tick_sent: Instant) 
         answered,
     };
     shared.recorder.record(
-        &call.endpoint,
+        &r.name,
         &Outcome {
             status,
+            expected,
             lock_mention,
+            timeout,
         },
         timing,
     );
+    advance_since(ctx, &body);
+    if let (true, Some(ack)) = (expected, ack) {
+        shared.ack(&r.name, ack);
+    }
     Answer {
-        status,
-        body,
         from_send: timing.from_send(),
     }
 }
 
-/// The reference server's endpoints, as the load names them.
-const UPDATES: &str = "GET /api/registrations/updates";
-const BATCH_STATUS: &str = "GET /api/batches/{id}/status";
-const ADMIN: &str = "GET /admin";
-const REGISTER: &str = "POST /api/registrations";
-
-/// Whether the poller's status request goes in a tick, with `batch` the posted batch's id
-/// (0 until one is posted).
-fn polls_status(shared: &Shared, batch: i64) -> bool {
-    match &shared.endpoints {
-        Some(e) => e
-            .status
-            .as_ref()
-            .is_some_and(|s| batch > 0 || !s.path.contains("{batch}")),
-        None => batch > 0,
-    }
+/// Whether a request can go: one that names `{batch}` waits until a batch is posted.
+fn ready(r: &RequestSpec, batch: i64) -> bool {
+    batch > 0 || !r.path.contains("{batch}")
 }
 
-/// The endpoints a tick of `role` calls, in order (what a tick still waiting at the stop is
-/// charged to).
-pub(super) fn tick_endpoints(shared: &Shared, role: Role) -> Vec<&'static str> {
-    let external = shared.endpoints.as_ref();
-    match role {
-        Role::Poller => {
-            let batch = shared.batch_id.load(Ordering::Relaxed);
-            let (first, second) = match external {
-                Some(_) => ("poller", "status"),
-                None => (UPDATES, BATCH_STATUS),
-            };
-            let mut names = vec![first];
-            if polls_status(shared, batch) {
-                names.push(second);
+/// The requests a tick of `class` sends, in order, with `batch` the posted batch (0 until
+/// one is).
+fn pick(class: &UserClass, batch: i64) -> Vec<&RequestSpec> {
+    let ready: Vec<&RequestSpec> = class.requests.iter().filter(|r| ready(r, batch)).collect();
+    match class.order {
+        Order::Sequence => ready,
+        Order::Weighted => {
+            let total: u64 = ready.iter().map(|r| u64::from(r.weight)).sum();
+            if total == 0 {
+                return Vec::new();
             }
-            names
+            let mut draw = rand::random_range(0..total);
+            for r in &ready {
+                let w = u64::from(r.weight);
+                if draw < w {
+                    return vec![r];
+                }
+                draw -= w;
+            }
+            Vec::new()
         }
-        Role::Admin => match external.and_then(|e| e.admin.as_ref()) {
-            Some(_) => vec!["admin"],
-            None => vec![ADMIN],
-        },
-        Role::Kiosk => match external.and_then(|e| e.kiosk.as_ref()) {
-            Some(_) => vec!["kiosk"],
-            None => vec![REGISTER],
-        },
     }
 }
 
-/// One tick of one user: the role's requests, in order.
+/// The requests a tick of class `class` would call, in order (what a tick still waiting at
+/// the stop is charged to); none for a weighted class, whose pick is not known.
+pub(super) fn tick_endpoints(shared: &Shared, class: usize) -> Vec<&str> {
+    let c = &shared.classes[class];
+    match c.order {
+        Order::Sequence => pick(c, shared.batch_id.load(Ordering::Relaxed))
+            .into_iter()
+            .map(|r| r.name.as_str())
+            .collect(),
+        Order::Weighted => Vec::new(),
+    }
+}
+
+/// One tick of one user: its class's requests, in order.
 pub(super) async fn tick(ctx: &UserCtx, intended: Instant) {
     let shared = &ctx.shared;
     // Ticks skipped before this one are served by this one's answers, as a request held back
     // and sent late is (wrk2): their latency runs from their own tick to these answers.
     let carried = std::mem::take(&mut *lock(&ctx.pending));
     let first_send = Instant::now();
-    shared.recorder.tick_started(ctx.role, first_send);
+    shared.recorder.tick_started(ctx.name(), first_send);
     let batch = shared.batch_id.load(Ordering::Relaxed);
-    let since = ctx.since.load(Ordering::Relaxed);
     let fill = Fill {
         user: ctx.index,
-        n: ctx.n.fetch_add(1, Ordering::Relaxed) + 1,
+        n: shared.counters[ctx.class].fetch_add(1, Ordering::Relaxed) + 1,
         batch,
-        since,
+        since: 0,
+        admin_token: shared.admin_token.as_deref(),
     };
-    let run = TickRun {
-        ctx,
-        intended,
-        first_send,
-    };
-    // Each request the tick made: its endpoint and its time from its send.
-    let calls = match ctx.role {
-        Role::Poller => poller_tick(&run, fill).await,
-        Role::Admin => admin_tick(&run, fill).await,
-        Role::Kiosk => kiosk_tick(&run, fill).await,
-    };
+    let mut calls: Vec<(&str, Duration)> = Vec::new();
+    for r in pick(ctx.class(), batch) {
+        let fill = Fill {
+            since: ctx.since.load(Ordering::Relaxed),
+            ..fill
+        };
+        let answer = send(ctx, r, &fill, intended, first_send).await;
+        calls.push((&r.name, answer.from_send));
+    }
     let done = Instant::now();
     shared
         .recorder
-        .tick_answered(ctx.role, intended, first_send, done);
-    let calls: Vec<(&str, Duration)> = calls.iter().map(|(e, d)| (e.as_str(), *d)).collect();
+        .tick_answered(ctx.name(), intended, first_send, done);
     shared
         .recorder
-        .skipped_served(ctx.role, &carried, first_send, done, &calls);
+        .skipped_served(ctx.name(), &carried, first_send, done, &calls);
 }
 
-/// A tick under way: its user, the moment it was meant for, and when its first request went.
-struct TickRun<'a> {
-    ctx: &'a UserCtx,
-    intended: Instant,
-    first_send: Instant,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl TickRun<'_> {
-    /// Sends one request of the tick: its endpoint and its answer.
-    async fn call(&self, c: Call) -> (String, Answer) {
-        let endpoint = c.endpoint.clone();
-        let answer = send(self.ctx, c, self.intended, self.first_send).await;
-        (endpoint, answer)
+    #[test]
+    fn env_placeholders_are_filled_and_checked_by_name() {
+        std::env::set_var("LOCKBENCH_TEST_TOKEN_A", "s3cret");
+        assert_eq!(
+            fill_env("Bearer {env.LOCKBENCH_TEST_TOKEN_A}!"),
+            "Bearer s3cret!"
+        );
+        assert_eq!(env_names("{env.A}/{env.B}"), vec!["A", "B"]);
     }
-}
-
-/// A poller's tick: the updates since its cursor (which moves to the answer's `last_id`),
-/// then the batch's status once there is one to ask about.
-async fn poller_tick(run: &TickRun<'_>, fill: Fill) -> Vec<(String, Duration)> {
-    let shared = &run.ctx.shared;
-    let (first, second) = match &shared.endpoints {
-        Some(e) => (
-            from_spec("poller", &e.poller, fill),
-            e.status.as_ref().map(|s| from_spec("status", s, fill)),
-        ),
-        None => (
-            Call {
-                endpoint: UPDATES.into(),
-                method: Method::Get,
-                path: format!("/api/registrations/updates?since={}", fill.since),
-                body: None,
-                admin: false,
-            },
-            Some(Call {
-                endpoint: BATCH_STATUS.into(),
-                method: Method::Get,
-                path: format!("/api/batches/{}/status", fill.batch),
-                body: None,
-                admin: true,
-            }),
-        ),
-    };
-    let mut calls = Vec::new();
-    let (endpoint, answer) = run.call(first).await;
-    advance_since(run.ctx, &answer.body);
-    calls.push((endpoint, answer.from_send));
-    if let Some(second) = second.filter(|_| polls_status(shared, fill.batch)) {
-        let (endpoint, answer) = run.call(second).await;
-        calls.push((endpoint, answer.from_send));
-    }
-    calls
-}
-
-/// An admin's tick: the dashboard page.
-async fn admin_tick(run: &TickRun<'_>, fill: Fill) -> Vec<(String, Duration)> {
-    let shared = &run.ctx.shared;
-    let c = match shared.endpoints.as_ref().and_then(|e| e.admin.as_ref()) {
-        Some(spec) => from_spec("admin", spec, fill),
-        None => Call {
-            endpoint: ADMIN.into(),
-            method: Method::Get,
-            path: "/admin".into(),
-            body: None,
-            admin: true,
-        },
-    };
-    let (endpoint, answer) = run.call(c).await;
-    vec![(endpoint, answer.from_send)]
-}
-
-/// A kiosk's tick: a walk-in's registration, its body kept for the audit when it got a 2xx.
-async fn kiosk_tick(run: &TickRun<'_>, fill: Fill) -> Vec<(String, Duration)> {
-    let (ctx, shared) = (run.ctx, &run.ctx.shared);
-    let k = shared.counter.fetch_add(1, Ordering::Relaxed);
-    let c = match shared.endpoints.as_ref().and_then(|e| e.kiosk.as_ref()) {
-        Some(spec) => from_spec("kiosk", spec, Fill { n: k, ..fill }),
-        None => {
-            let email = format!("walkin-{}-{k}@example.org", ctx.index);
-            Call {
-                endpoint: REGISTER.into(),
-                method: Method::Post,
-                path: "/api/registrations".into(),
-                body: Some(serde_json::json!({
-                    "name": format!("Walk-in {}-{k}", ctx.index),
-                    "email": email,
-                })),
-                admin: false,
-            }
-        }
-    };
-    let body = c.body.clone();
-    let (endpoint, answer) = run.call(c).await;
-    if let (Some(body), Some(s)) = (body, answer.status) {
-        if (200..300).contains(&s) {
-            lock(&shared.kiosk_acks).push(body);
-        }
-    }
-    vec![(endpoint, answer.from_send)]
 }

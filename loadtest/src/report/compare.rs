@@ -160,6 +160,9 @@ fn write_runs(out: &mut String, c: &Comparison) -> fmt::Result {
         }),
         ("users", |r| {
             let u = &r.users;
+            if !r.classes.is_empty() {
+                return r.classes.clone();
+            }
             format!(
                 "{} pollers every {} ms, {} admins every {} ms, {} kiosks every {} ms",
                 u.pollers,

@@ -103,6 +103,9 @@ pub struct RunInfo {
     pub sqlite_version: Option<String>,
     pub machine: Machine,
     pub users: UsersInfo,
+    /// `[[users]]` classes in words ("10 visitor (closed)"); empty for the roles' table.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub classes: String,
     /// The run's own verdict (its gates), for context.
     pub verdict: Verdict,
 }
@@ -117,6 +120,11 @@ impl RunInfo {
             sqlite_version: r.sqlite_version.clone(),
             machine: r.machine.clone(),
             users: r.users.clone(),
+            classes: if r.users.pollers + r.users.admins + r.users.kiosks == 0 {
+                crate::report::facts::classes_words(r)
+            } else {
+                String::new()
+            },
             verdict: r.verdict.clone(),
         }
     }

@@ -256,6 +256,13 @@ fn write_lock_errors(out: &mut String, r: &Report) -> fmt::Result {
         for (key, n) in map {
             writeln!(out, "| {} | {} |", cell(key), count(*n))?;
         }
+        if title == "endpoint" && le.unattributed > 0 {
+            writeln!(
+                out,
+                "| (not tied to a request: its record names no path this run sends) | {} |",
+                count(le.unattributed)
+            )?;
+        }
     }
     Ok(())
 }

@@ -173,8 +173,12 @@ pub struct Latency {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndpointStats {
     pub count: u64,
-    /// Transport errors and non-2xx answers.
+    /// Requests that did not get what they expect (default: a 2xx or 3xx answer).
     pub failures: u64,
+    /// The failures by why: "lock error" (a 503 or a body that mentions a lock), "other
+    /// 5xx", "unexpected status", "timeout", "connection error".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures_by_class: BTreeMap<String, u64>,
     /// By status code ("200", "503", ...; "error" for no answer).
     pub status_codes: BTreeMap<String, u64>,
     /// 503 answers.
@@ -216,6 +220,9 @@ pub struct RoleFigures {
     /// Not sent: `max_in_flight` requests were out, or (after-response) the user was still
     /// waiting when the tick passed.
     pub ticks_skipped: u64,
+    /// `arrival-rate`: ticks that found every slot of the class busy and were never sent.
+    #[serde(default)]
+    pub ticks_dropped: u64,
     pub requests: u64,
     /// Requests per second the schedule asks for (users / interval × requests per tick).
     pub offered_rps: f64,
@@ -231,6 +238,10 @@ pub struct RoleFigures {
     pub latency_from_tick_us: Latency,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Where a report's lock-error total comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -238,7 +249,7 @@ pub enum LockSource {
     /// The reference server's own counters: every lock error, retried or not.
     #[default]
     ServerCounters,
-    /// Lines of the external app's log that match `[target].lock_pattern`.
+    /// Records of the external app's log that match `[target].lock_pattern`.
     TargetLog,
     /// Only what the clients saw (503s, answers mentioning a lock): a lower bound.
     ClientsOnly,
@@ -257,8 +268,13 @@ pub struct LockErrors {
     /// By SQLite code (server side).
     pub by_code: BTreeMap<String, u64>,
     /// By endpoint: server-side operations mapped to the endpoint that runs them, plus
-    /// "processor" for the background batch.
+    /// "processor" for the background batch; from an app's log, the request whose path the
+    /// record names.
     pub by_endpoint: BTreeMap<String, u64>,
+    /// From an app's log: lock errors whose record names no request path this run sends
+    /// (or a path several requests share).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unattributed: u64,
     /// Lock errors that reached a client (503 or a body mentioning a lock).
     pub client_visible: u64,
     /// Workers whose counters could not be read (they never answered `/api/stats`): `total`
@@ -355,6 +371,10 @@ pub struct Audit {
     /// audit field): neither found nor lost.
     #[serde(default)]
     pub unaudited_writes: u64,
+    /// An external app's lost writes by the request that was acknowledged (`audit` on a
+    /// request).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost_by_request: BTreeMap<String, u64>,
     /// Batch counters that disagree with the rows ("processed 349 vs 350 rows").
     pub counter_mismatches: Vec<String>,
 }

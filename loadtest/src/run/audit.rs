@@ -6,13 +6,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use lockbench_server::photos::{FileKind, Manifest};
 use lockbench_server::processor::acks::{Ack, AckKind};
 use lockbench_server::storage::{postgres, ReadOnlyDb, Value};
 
 use crate::report::{Audit, TargetDatabase};
-use crate::scenario::Scenario;
+use super::follow::LogReading;
+use crate::scenario::{Scenario, UserClass};
 
 /// The database the audit reads, read-only: the run's SQLite file or its PostgreSQL schema.
 pub(super) enum AuditDb {
@@ -37,35 +38,80 @@ impl AuditDb {
 /// What a run against an external app may look at, checked before any load starts.
 #[derive(Default)]
 pub(super) struct TargetAccess {
-    pub(super) log: Option<(PathBuf, regex::Regex)>,
+    /// The app's log and how to read it.
+    pub(super) log: Option<(PathBuf, LogReading)>,
     pub(super) database: Option<PathBuf>,
-    /// (audit_query, audit_field)
-    pub(super) audit: Option<(String, String)>,
+    /// The requests whose writes are looked up: (request name, query, field).
+    pub(super) audits: Vec<(String, String, String)>,
 }
 
 /// Checks `[target]` against the files themselves: the log can be read, the database opens
-/// read-only, the audit query compiles and answers one number. Each error names the key.
-pub(super) fn check_target(scenario: &Scenario) -> anyhow::Result<TargetAccess> {
+/// read-only, each audit query compiles and answers one number. Each error names the key.
+/// `classes` are the requests the load sends, which the log's records are tied to.
+pub(super) fn check_target(
+    scenario: &Scenario,
+    classes: &[UserClass],
+) -> anyhow::Result<TargetAccess> {
+    let mut audits: Vec<(String, String, String, String)> = Vec::new();
+    for c in classes {
+        for r in &c.requests {
+            if let Some(a) = &r.audit {
+                let key = format!("users.{}.requests.{}.audit.query", c.name, r.name);
+                audits.push((r.name.clone(), a.query.clone(), a.field.clone(), key));
+            }
+        }
+    }
     let Some(t) = &scenario.target else {
+        if let Some((.., key)) = audits.first() {
+            bail!("{key}: needs [target].database, the file the query runs on");
+        }
         return Ok(TargetAccess::default());
     };
+    if let (Some(query), Some(field)) = (&t.audit_query, &t.audit_field) {
+        let key = "target.audit_query".to_owned();
+        audits.push(("kiosk".into(), query.clone(), field.clone(), key));
+    }
     let mut access = TargetAccess::default();
     if let Some(log) = &t.log {
-        let pattern = regex::Regex::new(t.lock_pattern()).map_err(|e| {
-            anyhow::anyhow!("target.lock_pattern: not a valid regular expression: {e}")
-        })?;
+        let regex = |key: &str, text: &str| {
+            regex::Regex::new(text).map_err(|e| {
+                anyhow::anyhow!("target.{key}: not a valid regular expression: {e}")
+            })
+        };
+        let reading = LogReading {
+            lock: regex("lock_pattern", t.lock_pattern())?,
+            record_start: t
+                .record_start
+                .as_deref()
+                .map(|r| regex("record_start", r))
+                .transpose()?,
+            path: regex("path_pattern", t.path_pattern())?,
+            routes: classes
+                .iter()
+                .flat_map(|c| &c.requests)
+                .map(|r| (r.name.clone(), LogReading::route(&r.path)))
+                .collect(),
+        };
         std::fs::File::open(log)
             .with_context(|| format!("target.log: cannot read {}", log.display()))?;
-        access.log = Some((log.clone(), pattern));
+        access.log = Some((log.clone(), reading));
     }
-    if let Some(db) = &t.database {
-        let ro = ReadOnlyDb::open(db).map_err(|e| anyhow::anyhow!("target.database: {e}"))?;
-        if let (Some(query), Some(field)) = (&t.audit_query, &t.audit_field) {
-            ro.count(query, "")
-                .map_err(|e| anyhow::anyhow!("target.audit_query: {e}"))?;
-            access.audit = Some((query.clone(), field.clone()));
+    match &t.database {
+        Some(db) => {
+            let ro =
+                ReadOnlyDb::open(db).map_err(|e| anyhow::anyhow!("target.database: {e}"))?;
+            for (name, query, field, key) in audits {
+                ro.count(&query, "")
+                    .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+                access.audits.push((name, query, field));
+            }
+            access.database = Some(db.clone());
         }
-        access.database = Some(db.clone());
+        None => {
+            if let Some((.., key)) = audits.first() {
+                bail!("{key}: needs [target].database, the file the query runs on");
+            }
+        }
     }
     Ok(access)
 }
@@ -77,10 +123,11 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Reads the external app's database read-only: its journal mode and size, and every
-/// acknowledged kiosk write looked up with the audit query.
+/// acknowledged write of each audited request looked up with its query (`acks_of` gives a
+/// request's acknowledged bodies).
 pub(super) fn audit_target(
     access: &TargetAccess,
-    acks: &[serde_json::Value],
+    acks_of: impl Fn(&str) -> Vec<serde_json::Value>,
 ) -> anyhow::Result<Option<(TargetDatabase, Option<Audit>)>> {
     let Some(path) = &access.database else {
         return Ok(None);
@@ -90,16 +137,27 @@ pub(super) fn audit_target(
     let journal_mode = ro
         .journal_mode()
         .context("target.database: reading its journal mode")?;
-    let audit = match &access.audit {
-        None => None,
-        Some((query, field)) => Some(audit_acks(&ro, query, field, acks)?),
-    };
+    let mut audit: Option<Audit> = None;
+    let mut acknowledged = 0;
+    for (name, query, field) in &access.audits {
+        let acks = acks_of(name);
+        acknowledged += acks.len() as u64;
+        let one = audit_acks(&ro, query, field, &acks)?;
+        let total = audit.get_or_insert_with(Audit::default);
+        total.lost_registrations += one.lost_registrations;
+        total.lost_writes += one.lost_writes;
+        total.duplicate_writes += one.duplicate_writes;
+        total.unaudited_writes += one.unaudited_writes;
+        if one.lost_writes > 0 {
+            total.lost_by_request.insert(name.clone(), one.lost_writes);
+        }
+    }
     drop(ro);
     let after = sha256_file(path)?;
     let wal = PathBuf::from(format!("{}-wal", path.display()));
     let audited = audit
         .as_ref()
-        .map_or(0, |a| acks.len() as u64 - a.unaudited_writes);
+        .map_or(0, |a| acknowledged - a.unaudited_writes);
     let figures = TargetDatabase {
         path: path.display().to_string(),
         journal_mode,

@@ -1,8 +1,9 @@
 //! A user's own app that is already running (`--target` or `[target].url`), as a
-//! [`Target`]: the load goes through the scenario's `[endpoints]`; the app's batch is posted
-//! and watched when `[endpoints.batch]` is set; lock errors come from the app's log when
-//! `[target].log` is set (`follow.rs`), else only from what the clients saw; the audit reads
-//! `[target].database` read-only. Supports no fault: lockbench never starts, stops or
+//! [`Target`]: the load is the scenario's `[[users]]` classes, or its roles through
+//! `[endpoints]`; the app's batch is posted and watched when `[endpoints.batch]` is set; lock
+//! errors come from the app's log when `[target].log` is set (`follow.rs`: one per record,
+//! tied to the request whose path it names), else only from what the clients saw; the audit
+//! reads `[target].database` read-only. Supports no fault: lockbench never starts, stops or
 //! writes to the app.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use anyhow::{bail, Context};
 use lockbench_server::photos::Manifest;
 
 use super::audit::{audit_target, check_target, TargetAccess};
-use super::follow::LogFollower;
+use super::follow::{LogCount, LogFollower};
 use super::http;
 use super::target::{RunCtx, Started, Target, Waited};
 use super::{batch_figures, count_text, photo_batch, progress_bar, RunOptions};
@@ -22,7 +23,7 @@ use crate::load::{Recorder, Shared};
 use crate::report::{
     Audit, BatchEnd, BatchFigures, LockErrors, LockSource, Report, TargetDatabase,
 };
-use crate::scenario::{EndpointSpec, Endpoints, Scenario};
+use crate::scenario::{EndpointSpec, Endpoints, RoleEndpoints, Scenario, UserClass};
 use crate::stop::TempFolder;
 
 /// The external app's batch, once posted: its id, and what its status endpoint last said.
@@ -112,7 +113,9 @@ fn external_request(
 /// An app that is already running, and what the run has learnt of it so far.
 pub(super) struct ExternalTarget {
     url: String,
-    endpoints: Endpoints,
+    /// `[endpoints]`: the roles' requests, and the batch to post and follow.
+    endpoints: Option<Endpoints>,
+    classes: Vec<UserClass>,
     /// What `[target]` lets lockbench read, checked before any load starts.
     access: TargetAccess,
     /// `[endpoints.batch]`: the photo batch to post, and the batch once posted.
@@ -120,7 +123,7 @@ pub(super) struct ExternalTarget {
     batch: Option<ExternalBatch>,
     follower: Option<LogFollower>,
     /// The app's lock errors from its log, once the follower has read it to its end.
-    log_count: Option<u64>,
+    log_count: Option<LogCount>,
     /// lockbench's own requests to the app (posting the batch, asking its status).
     runner: Option<Recorder>,
     client: reqwest::blocking::Client,
@@ -132,16 +135,21 @@ impl ExternalTarget {
     /// Checks the scenario's `[endpoints]` and `[target]` against the app's files before
     /// anything starts.
     pub(super) fn new(ctx: &RunCtx<'_>, url: &str) -> anyhow::Result<ExternalTarget> {
-        let Some(endpoints) = ctx.scenario.endpoints.clone() else {
-            bail!(
-                "scenario {}: --target needs an [endpoints] table mapping poller, admin and kiosk to requests of your app",
+        let endpoints = ctx.scenario.endpoints.clone();
+        let classes = match (&endpoints, ctx.scenario.users.classes.is_empty()) {
+            (_, false) => ctx.scenario.users.classes.clone(),
+            (Some(e), true) => ctx.scenario.users.classes(RoleEndpoints::External(e)),
+            (None, true) => bail!(
+                "scenario {}: --target needs [[users]] classes with the requests to send to your app (or an [endpoints] table mapping poller, admin and kiosk to them)",
                 ctx.opts.scenario.display()
-            );
+            ),
         };
+        crate::load::check_env(&classes)?;
         Ok(ExternalTarget {
             url: url.trim_end_matches('/').to_owned(),
             endpoints,
-            access: check_target(ctx.scenario)?,
+            access: check_target(ctx.scenario, &classes)?,
+            classes,
             photos: None,
             batch: None,
             follower: None,
@@ -155,10 +163,15 @@ impl ExternalTarget {
 
     /// How long the load runs: until the batch is done (at most the cap), or `target_run`.
     fn run_for(&self, scenario: &Scenario) -> Duration {
-        match self.endpoints.batch {
+        match self.batch_spec() {
             Some(_) => scenario.duration.max,
             None => scenario.duration.target_run.min(scenario.duration.max),
         }
+    }
+
+    /// `[endpoints.batch]`, when the scenario posts a batch to the app.
+    fn batch_spec(&self) -> Option<&EndpointSpec> {
+        self.endpoints.as_ref().and_then(|e| e.batch.as_ref())
     }
 }
 
@@ -178,19 +191,15 @@ impl Target for ExternalTarget {
     }
 
     fn start(&mut self, ctx: &RunCtx<'_>) -> anyhow::Result<Started> {
-        if self.endpoints.batch.is_some() {
+        if self.batch_spec().is_some() {
             let cache = ctx.opts.photos_cache.as_deref();
             let (dir, manifest) = photo_batch(ctx.scenario, cache, self.work.path())?;
             let dir = std::path::absolute(&dir).unwrap_or(dir);
             self.photos = Some((dir, manifest));
         }
-        let shared = Arc::new(Shared::new(
-            ctx.scenario.users.clone(),
-            Some(self.endpoints.clone()),
-            None,
-        ));
-        if let Some((path, pattern)) = &self.access.log {
-            self.follower = Some(LogFollower::start(path, pattern.clone(), shared.clone())?);
+        let shared = Arc::new(Shared::new(self.classes.clone(), None));
+        if let Some((path, reading)) = &self.access.log {
+            self.follower = Some(LogFollower::start(path, reading.clone(), shared.clone())?);
         }
         self.runner = Some(Recorder::new(shared.recorder.started()));
         Ok(Started {
@@ -205,7 +214,7 @@ impl Target for ExternalTarget {
 
     fn begin(&mut self, _ctx: &RunCtx<'_>, shared: &Arc<Shared>) -> anyhow::Result<()> {
         self.load_started = Some(Instant::now());
-        if let (Some(spec), Some((dir, manifest))) = (&self.endpoints.batch, &self.photos) {
+        if let (Some(spec), Some((dir, manifest))) = (self.batch_spec(), &self.photos) {
             let id = post_external_batch(&self.client, &self.url, spec, dir)?;
             shared.batch_id.store(id, Ordering::Relaxed);
             self.batch = Some(ExternalBatch::posted(id, manifest.files.len() as u64));
@@ -223,7 +232,7 @@ impl Target for ExternalTarget {
         let interrupted = watch_external(
             ctx.scenario,
             ctx.opts,
-            (&self.client, &self.url, &self.endpoints),
+            (&self.client, &self.url, self.endpoints.as_ref()),
             shared,
             self.follower.as_ref(),
             &mut self.batch,
@@ -246,16 +255,11 @@ impl Target for ExternalTarget {
         report: &mut Report,
     ) -> anyhow::Result<()> {
         let scenario = ctx.scenario;
-        let acks = shared
-            .kiosk_acks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let (target_database, audit) = match audit_target(&self.access, &acks)? {
+        let (target_database, audit) = match audit_target(&self.access, |n| shared.acks_of(n))? {
             Some((db, audit)) => (Some(db), audit),
             None => (None, None),
         };
-        report.lock_errors = external_lock_errors(self.log_count, shared);
+        report.lock_errors = external_lock_errors(self.log_count.as_ref(), shared);
         report.notes = external_notes(
             scenario,
             report.interrupted,
@@ -324,7 +328,7 @@ fn watch_external(
     app: (
         &reqwest::blocking::Client,
         &str,
-        &crate::scenario::Endpoints,
+        Option<&crate::scenario::Endpoints>,
     ),
     shared: &Shared,
     follower: Option<&LogFollower>,
@@ -357,7 +361,7 @@ fn watch_external(
             "{} requests, {lock_seen}",
             shared.recorder.requests_total()
         ));
-        match (batch.as_mut(), &endpoints.status) {
+        match (batch.as_mut(), endpoints.and_then(|e| e.status.as_ref())) {
             (Some(b), Some(status_spec)) => {
                 if let Ok((200..=299, body)) = external_request(client, url, status_spec, b.id, dir)
                 {
@@ -396,16 +400,19 @@ fn watch_external(
     interrupted
 }
 
-/// Lock errors of an external app: the matching lines of its log when `[target].log` is
-/// set, else only what the clients could see, with the server errors of unknown cause.
-fn external_lock_errors(log_count: Option<u64>, shared: &Shared) -> LockErrors {
+/// Lock errors of an external app: the matching records of its log when `[target].log` is
+/// set (by the request each names), else only what the clients could see, with the server
+/// errors of unknown cause.
+fn external_lock_errors(log_count: Option<&LogCount>, shared: &Shared) -> LockErrors {
     let client_visible = shared.recorder.lock_visible_total();
     let unexplained = shared.recorder.unexplained_server_errors();
     match log_count {
         Some(n) => LockErrors {
-            total: n,
+            total: n.total,
             source: LockSource::TargetLog,
             server_errors_unexplained: unexplained,
+            by_endpoint: n.by_request.clone(),
+            unattributed: n.unattributed,
             client_visible,
             ..LockErrors::default()
         },
@@ -437,7 +444,7 @@ fn external_notes(
     );
     match (&access.log, unexplained) {
         (Some((path, _)), _) => notes.push(format!(
-            "lock errors are the lines of {} that match {:?}, counted while the load ran",
+            "lock errors are the records of {} (a traceback is one record) that match {:?}, counted while the load ran and tied to the request whose path each names",
             path.display(),
             scenario.target.as_ref().map_or(crate::scenario::DEFAULT_LOCK_PATTERN, |t| t.lock_pattern())
         )),
@@ -450,16 +457,16 @@ fn external_notes(
     }
     match (audit, target_database) {
         (Some(_), Some(db)) => notes.push(format!(
-            "audit: the {} kiosk writes the app acknowledged with a 2xx were looked up read-only in {} with audit_query; photos are not audited on an external app",
+            "audit: the {} writes the app acknowledged as a success were looked up read-only in {} with their requests' audit queries; photos are not audited on an external app",
             count_text(db.audited_writes),
             db.path
         )),
         (None, Some(db)) => notes.push(format!(
-            "{} was read (journal mode, size) but not audited: set [target].audit_query and audit_field",
+            "{} was read (journal mode, size) but not audited: set audit = {{ query, field }} on the requests that write (or [target].audit_query and audit_field for the kiosk)",
             db.path
         )),
         _ => notes.push(
-            "no audit: set [target].database, audit_query and audit_field to look up the acknowledged writes in the app's database".into(),
+            "no audit: set [target].database and audit = { query, field } on the requests that write, to look up the acknowledged writes in the app's database".into(),
         ),
     }
     if let Some(db) = target_database {

@@ -167,6 +167,14 @@ fn error_rate_figure(report: &Report) -> Measured {
     Measured::known(failures as f64 / count as f64)
 }
 
+/// One request's failures over its requests.
+fn request_error_rate(report: &Report, name: &str) -> Measured {
+    match report.requests.get(name).filter(|s| s.count > 0) {
+        None => Measured::unknown(format!("{name} was never answered")),
+        Some(s) => Measured::known(s.failures as f64 / s.count as f64),
+    }
+}
+
 fn p99_figure(report: &Report, endpoint: &str) -> Measured {
     match never_answered(report, endpoint) {
         Some(why) => Measured::unknown(why),
@@ -243,8 +251,16 @@ fn check_gates(scenario: &Scenario, report: &Report) -> Vec<GateResult> {
     if let Some(limit) = g.max_lock_errors {
         gates.push(lock_errors_figure(report).gate("max_lock_errors".into(), limit as f64));
     }
-    if let Some(limit) = g.max_error_rate {
-        gates.push(error_rate_figure(report).gate("max_error_rate".into(), limit));
+    let mut error_rate = error_rate_figure(report);
+    if g.max_error_rate.is_none() {
+        error_rate = error_rate.note(format!(
+            "the default limit, {}: the scenario sets no max_error_rate",
+            crate::scenario::DEFAULT_MAX_ERROR_RATE
+        ));
+    }
+    gates.push(error_rate.gate("max_error_rate".into(), g.max_error_rate()));
+    for (name, limit) in &g.error_rate {
+        gates.push(request_error_rate(report, name).gate(format!("error_rate {name}"), *limit));
     }
     for (endpoint, limit) in &g.p99_ms {
         gates.push(p99_figure(report, endpoint).gate(format!("p99_ms {endpoint}"), *limit));
@@ -306,7 +322,7 @@ fn repeated_gate(gate: &mut GateResult, runs: &[RunVerdict]) {
             _ => Some((k, v)),
         },
     );
-    if gate.name == "max_error_rate" {
+    if gate.name == "max_error_rate" || gate.name.starts_with("error_rate ") {
         gate.value = worst.map(|(_, v)| v);
         gate.passed = unknown.is_empty() && gate.value.is_some_and(|v| v <= gate.limit);
     }
@@ -423,10 +439,48 @@ fn gates_words(failed: &[String], gates: usize) -> String {
     }
 }
 
-/// The summary's words after the gates: lock errors, lost writes, photos not processed, an
-/// unfinished batch, the processor's failed steps, the faults and the worker restarts.
+/// "read_write: 49 of 116 failed (49 other 5xx), 49 lock errors in the app's log": every
+/// request that failed, why, and the server's lock errors tied to it.
+fn failed_request_words(report: &Report) -> Vec<String> {
+    let le = &report.lock_errors;
+    report
+        .requests
+        .iter()
+        .filter(|(_, s)| s.failures > 0)
+        .map(|(name, s)| {
+            let classes: Vec<String> = s
+                .failures_by_class
+                .iter()
+                .map(|(class, n)| format!("{n} {class}"))
+                .collect();
+            let mut text = format!("{name}: {} of {} failed", s.failures, s.count);
+            if !classes.is_empty() {
+                text.push_str(&format!(" ({})", classes.join(", ")));
+            }
+            if let Some(n) = le.by_endpoint.get(name).filter(|n| **n > 0) {
+                let source = match le.source {
+                    LockSource::TargetLog => "in the app's log",
+                    _ => "on the server",
+                };
+                text.push_str(&format!(", {n} lock errors {source}"));
+            }
+            text
+        })
+        .collect()
+}
+
+/// The summary's words after the gates: every request that failed, lock errors, lost
+/// writes, photos not processed, an unfinished batch, the processor's failed steps, the
+/// faults and the worker restarts.
 fn figure_words(report: &Report) -> Vec<String> {
-    let mut parts = vec![lock_summary(&report.lock_errors)];
+    let mut parts = failed_request_words(report);
+    parts.push(lock_summary(&report.lock_errors));
+    if report.lock_errors.unattributed > 0 {
+        parts.push(format!(
+            "{} of them not tied to a request",
+            report.lock_errors.unattributed
+        ));
+    }
     parts.push(match &report.audit {
         None => "lost writes not audited".to_owned(),
         Some(a) if a.unaudited_writes > 0 => format!(

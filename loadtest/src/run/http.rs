@@ -71,8 +71,10 @@ pub fn send_recorded(
                 endpoint,
                 &Outcome {
                     status,
+                    expected: status.is_some_and(|s| (200..300).contains(&s)),
                     // The app's 503 is its lock error; other failures are not read here.
                     lock_mention: false,
+                    timeout: result.as_ref().err().is_some_and(|e| e.is_timeout()),
                 },
                 Timing {
                     intended: sent,

@@ -344,7 +344,7 @@ pub(super) fn base_report(
         sqlite_version: None,
         machine: machine::machine(),
         users: users_info(scenario),
-        roles: shared.recorder.role_figures(&scenario.users, load_time),
+        roles: shared.recorder.role_figures(&shared.classes, load_time),
         requests: shared.recorder.endpoint_stats(),
         runner_requests: BTreeMap::new(),
         processor_failures: BTreeMap::new(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::{Role, Scenario, EXTERNAL_ENDPOINTS, REFERENCE_ENDPOINTS};
+use super::{PollModel, Role, RoleEndpoints, Scenario, UserClass};
 
 impl Scenario {
     /// Checks the whole scenario, part by part; the first mistake is named by its key.
@@ -71,6 +71,9 @@ impl Scenario {
     }
 
     fn validate_users(&self) -> anyhow::Result<()> {
+        if !self.users.classes.is_empty() {
+            return self.users.validate_classes();
+        }
         if self.users.total() == 0 {
             bail!("users: no pollers, admins or kiosks");
         }
@@ -85,15 +88,20 @@ impl Scenario {
         }
         for role in Role::ALL {
             let b = self.users.behaviour(role);
+            let key = |k: &str| {
+                if role_override(&self.users, role) {
+                    format!("users.{}.{k}", role.name())
+                } else {
+                    format!("users.{k}")
+                }
+            };
             if b.max_in_flight == 0 || b.max_in_flight > 1000 {
+                bail!("{}: {} (1 to 1000)", key("max_in_flight"), b.max_in_flight);
+            }
+            if matches!(b.poll_model, PollModel::Closed | PollModel::ArrivalRate) {
                 bail!(
-                    "users.{}max_in_flight: {} (1 to 1000)",
-                    if self.users.max_in_flight == b.max_in_flight {
-                        String::new()
-                    } else {
-                        format!("{}.", role.name())
-                    },
-                    b.max_in_flight
+                    "{}: \"closed\" and \"arrival-rate\" are paces of [[users]] classes; the [users] table's roles poll (\"interval\" or \"after-response\")",
+                    key("poll_model")
                 );
             }
         }
@@ -145,72 +153,67 @@ impl Scenario {
         Ok(())
     }
 
-    /// The role whose users send the requests of `endpoint` (a reference endpoint or an
-    /// `[endpoints]` name); None for a name that is neither.
-    pub fn role_of_endpoint(endpoint: &str) -> Option<Role> {
-        match endpoint {
-            "GET /api/registrations/updates"
-            | "GET /api/batches/{id}/status"
-            | "poller"
-            | "status" => Some(Role::Poller),
-            "GET /admin" | "admin" => Some(Role::Admin),
-            "POST /api/registrations" | "kiosk" => Some(Role::Kiosk),
-            _ => None,
+    /// Every class the scenario may run: `[[users]]` as written, or the roles against the
+    /// reference server and, with `[endpoints]`, against the external app.
+    fn every_class(&self) -> Vec<UserClass> {
+        let mut classes = self.users.classes(RoleEndpoints::Reference);
+        if let (Some(e), true) = (&self.endpoints, self.users.classes.is_empty()) {
+            classes.extend(self.users.classes(RoleEndpoints::External(e)));
         }
+        classes
     }
 
-    /// Why a gate on `name` (an endpoint or a role) could never be measured in this run: the
-    /// role that sends it has no users, or an external app's `[endpoints]` has no such request.
-    fn unmeasurable(&self, name: &str) -> Option<String> {
-        let role = Role::ALL
-            .into_iter()
-            .find(|r| r.name() == name)
-            .or_else(|| Scenario::role_of_endpoint(name))?;
-        let key = match role {
-            Role::Poller => "users.pollers",
-            Role::Admin => "users.admins",
-            Role::Kiosk => "users.kiosks",
-        };
-        if self.users.behaviour(role).users == 0 {
-            return Some(format!(
-                "it is sent by the {}s, and the scenario has none ({key} = 0)",
-                role.name()
-            ));
+    /// Why a gate on `name` (a request or a class) could never be measured in this run: no
+    /// class sends it, or the classes that do have no users.
+    fn unmeasurable(&self, name: &str, classes: &[UserClass]) -> Option<String> {
+        let senders: Vec<&UserClass> = classes
+            .iter()
+            .filter(|c| c.name == name || c.requests.iter().any(|r| r.name == name))
+            .collect();
+        if senders.iter().any(|c| c.count > 0) {
+            return None;
         }
-        if let Some(e) = &self.endpoints {
-            let missing = match name {
-                "status" => e.status.is_none(),
-                "admin" => e.admin.is_none(),
-                "kiosk" => e.kiosk.is_none(),
-                _ => false,
-            };
-            if missing {
-                return Some(format!("the scenario has no [endpoints.{name}]"));
+        let class = senders.first()?;
+        let key = if self.users.classes.is_empty() {
+            format!("users.{}s", class.name)
+        } else {
+            format!("users.{}.count", class.name)
+        };
+        Some(format!(
+            "it is sent by the {} class, and the scenario has no such users ({key} = 0)",
+            class.name
+        ))
+    }
+
+    /// Every request or class a gate names must be one the run will measure; a name no
+    /// class sends is refused with the names there are.
+    fn validate_gate_names(&self) -> anyhow::Result<()> {
+        let classes = self.every_class();
+        let mut requests: Vec<&str> = Vec::new();
+        for c in &classes {
+            for r in &c.requests {
+                if !requests.contains(&r.name.as_str()) {
+                    requests.push(&r.name);
+                }
             }
         }
-        None
-    }
-
-    /// Every endpoint a gate names must be one the run will measure.
-    fn validate_gate_names(&self) -> anyhow::Result<()> {
-        let mut known: Vec<&str> = REFERENCE_ENDPOINTS.to_vec();
-        if self.endpoints.is_some() {
-            known.extend(EXTERNAL_ENDPOINTS);
-        }
-        for name in self.gates.p99_ms.keys() {
-            if !known.contains(&name.as_str()) {
-                bail!(
-                    "gates.p99_ms: {name:?} is not an endpoint this scenario measures (known: {})",
-                    known.join(", ")
-                );
+        let class_names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
+        let known = requests.join(", ");
+        for (table, map) in [
+            ("p99_ms", &self.gates.p99_ms),
+            ("error_rate", &self.gates.error_rate),
+        ] {
+            for name in map.keys() {
+                if !requests.contains(&name.as_str()) {
+                    bail!("gates.{table}: {name:?} is not a request this scenario sends (known: {known})");
+                }
             }
         }
         for name in self.gates.p99_corrected_ms.keys() {
-            let role = Role::ALL.iter().any(|r| r.name() == name);
-            if !role && !known.contains(&name.as_str()) {
+            if !requests.contains(&name.as_str()) && !class_names.contains(&name.as_str()) {
                 bail!(
-                    "gates.p99_corrected_ms: {name:?} is neither a role (poller, admin, kiosk) nor an endpoint this scenario measures (known: {})",
-                    known.join(", ")
+                    "gates.p99_corrected_ms: {name:?} is neither a user class ({}) nor a request this scenario sends (known: {known})",
+                    class_names.join(", ")
                 );
             }
         }
@@ -219,7 +222,7 @@ impl Scenario {
             ("p99_corrected_ms", &self.gates.p99_corrected_ms),
         ] {
             for name in map.keys() {
-                if let Some(why) = self.unmeasurable(name) {
+                if let Some(why) = self.unmeasurable(name, &classes) {
                     bail!("gates.{table}.{name:?}: can never be measured in this run: {why}");
                 }
             }
@@ -231,6 +234,60 @@ impl Scenario {
                 }
             }
         }
+        for (name, rate) in &self.gates.error_rate {
+            if let Some(why) = self.unmeasurable(name, &classes) {
+                bail!("gates.error_rate.{name:?}: can never be measured in this run: {why}");
+            }
+            if !(0.0..=1.0).contains(rate) {
+                bail!("gates.error_rate.{name:?}: {rate} is not between 0 and 1");
+            }
+        }
         Ok(())
     }
+}
+
+impl Scenario {
+    /// What the scenario's gates cannot see, in words (`lockbench validate` warns of each): a
+    /// run could pass while requests fail, lock errors happen or writes are lost.
+    pub fn blind_spots(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let rate = self.gates.max_error_rate();
+        if rate >= 0.5 {
+            out.push(format!(
+                "gates.max_error_rate = {rate}: a run where {}% of the requests fail passes",
+                (rate * 100.0).round()
+            ));
+        }
+        if self.gates.max_lock_errors.is_none() {
+            out.push("no gates.max_lock_errors: lock errors that a retry hides from the clients pass unseen".into());
+        }
+        let writes: Vec<&str> = self
+            .users
+            .classes
+            .iter()
+            .flat_map(|c| &c.requests)
+            .filter(|r| r.method != "GET" && r.audit.is_none())
+            .map(|r| r.name.as_str())
+            .collect();
+        if !writes.is_empty() {
+            out.push(format!(
+                "no audit on {}: a write the app acknowledged and lost would not be found (set audit = {{ query, field }} and [target].database)",
+                writes.join(", ")
+            ));
+        }
+        if !self.users.classes.is_empty() && self.target.as_ref().is_none_or(|t| t.log.is_none()) {
+            out.push("no [target].log: against your app, lock errors are only those its answers show (a 503, a body that mentions a lock)".into());
+        }
+        out
+    }
+}
+
+/// Whether a role's own table sets something (so an error names `users.<role>.<key>`).
+fn role_override(users: &super::Users, role: Role) -> bool {
+    let o = match role {
+        Role::Poller => &users.poller,
+        Role::Admin => &users.admin,
+        Role::Kiosk => &users.kiosk,
+    };
+    !o.is_empty()
 }

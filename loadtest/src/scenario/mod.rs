@@ -3,11 +3,13 @@
 //! A scenario names the server's settings (`ServerSettings`, the very `AppSettings` type
 //! `lockbench serve` takes), the photo batch, the user mix
 //! (`users.rs`), the duration policy, the gates, the faults (`faults.rs`), and optionally
-//! the endpoints and files of an external app (`target.rs`). `overrides.rs` lays `--set`
+//! the endpoints and files of an external app (`target.rs`); the user mix is the roles'
+//! table or `[[users]]` classes with named requests (`classes.rs`). `overrides.rs` lays `--set`
 //! keys over a file; `check.rs` checks the whole before anything runs. Reads and checks
 //! files; runs nothing.
 
 mod check;
+mod classes;
 mod faults;
 mod overrides;
 mod target;
@@ -22,12 +24,12 @@ use lockbench_server::photos::BatchSpec;
 use lockbench_server::storage::config::duration_text;
 use serde::{Deserialize, Serialize};
 
+pub use classes::{
+    AuditSpec, Order, Rate, RequestSpec, RoleEndpoints, Think, UserClass, ADMIN_TOKEN, REGISTER,
+};
 pub use faults::{Fault, KillTarget};
 pub use overrides::{apply, parse_set, parse_sets, set_key};
-pub use target::{
-    EndpointSpec, Endpoints, TargetSpec, DEFAULT_LOCK_PATTERN, EXTERNAL_ENDPOINTS,
-    REFERENCE_ENDPOINTS,
-};
+pub use target::{EndpointSpec, Endpoints, TargetSpec, DEFAULT_LOCK_PATTERN, DEFAULT_PATH_PATTERN};
 pub use users::{
     Connection, PollModel, Role, RoleBehaviour, RoleOverrides, Users, DEFAULT_MAX_IN_FLIGHT,
 };
@@ -42,7 +44,8 @@ pub struct Scenario {
     pub server: ServerSettings,
     #[serde(default)]
     pub batch: BatchSpec,
-    #[serde(default)]
+    /// The `[users]` table (pollers, admins, kiosks) or `[[users]]` classes.
+    #[serde(default, with = "classes::users_either")]
     pub users: Users,
     #[serde(default)]
     pub duration: DurationPolicy,
@@ -93,16 +96,31 @@ impl Default for DurationPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct Gates {
     pub max_lock_errors: Option<u64>,
-    /// Failed requests / requests, 0..1.
+    /// Failed requests / requests, 0..1, over every request; when unset, the run is judged
+    /// against [`DEFAULT_MAX_ERROR_RATE`], shown as a gate like any other.
     pub max_error_rate: Option<f64>,
-    /// p99 latency limit per endpoint ("GET /api/registrations/updates"), in ms, measured
-    /// from each request's send.
+    /// The same per request name: `[gates.error_rate] read_write = 0.05`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_rate: BTreeMap<String, f64>,
+    /// p99 latency limit per request ("GET /api/registrations/updates", or a `[[users]]`
+    /// request's name), in ms, measured from each request's send.
     pub p99_ms: BTreeMap<String, f64>,
     /// p99 latency limit in ms measured from the intended tick (corrected for coordinated
-    /// omission), per endpoint or per role ("poller", "admin", "kiosk").
+    /// omission), per request or per user class ("poller", "admin", "kiosk", a class's name).
     pub p99_corrected_ms: BTreeMap<String, f64>,
     pub max_lost_writes: Option<u64>,
     pub max_batch_seconds: Option<f64>,
+}
+
+/// The error-rate gate of a scenario that sets none: a run where 1 request in 100 fails does
+/// not pass unseen.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.01;
+
+impl Gates {
+    /// The error-rate limit the run is judged against: the scenario's, or the default.
+    pub fn max_error_rate(&self) -> f64 {
+        self.max_error_rate.unwrap_or(DEFAULT_MAX_ERROR_RATE)
+    }
 }
 
 impl Scenario {

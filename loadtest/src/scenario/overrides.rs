@@ -14,10 +14,31 @@ pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> anyhow
     let mut parts: Vec<&str> = key.split('.').collect();
     let last = parts.pop().filter(|l| !l.is_empty()).context("empty key")?;
     let mut current = table;
-    for part in parts {
+    let mut parts = parts.into_iter();
+    while let Some(part) = parts.next() {
         let entry = current
             .entry(part.to_owned())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        // An array of tables (`[[users]]`, `[[users.requests]]`): the next part names an
+        // element by its `name`.
+        let entry = match entry {
+            toml::Value::Array(items) => {
+                let name = parts
+                    .next()
+                    .with_context(|| format!("{key}: {part} is a list; name one of its elements ({part}.NAME.KEY)"))?;
+                let names: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| i.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+                    .collect();
+                items
+                    .iter_mut()
+                    .find(|i| i.get("name").and_then(|n| n.as_str()) == Some(name))
+                    .with_context(|| {
+                        format!("{key}: {part} has no element named {name:?} (it has {})", names.join(", "))
+                    })?
+            }
+            other => other,
+        };
         current = entry
             .as_table_mut()
             .with_context(|| format!("{key}: {part} is not a table"))?;

@@ -17,13 +17,23 @@ pub struct TargetSpec {
     /// The app's URL, used when `--target` is not given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// The app's log file: lockbench follows it during the run and counts the lines that
-    /// match `lock_pattern` as the server's lock errors.
+    /// The app's log file: lockbench follows it during the run, reads it as records (a
+    /// record may span several lines, as a traceback does) and counts each record that
+    /// matches `lock_pattern` as one lock error of the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<PathBuf>,
     /// A regular expression; default [`DEFAULT_LOCK_PATTERN`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_pattern: Option<String>,
+    /// A regular expression a record's first line matches; by default a record starts at a
+    /// line that does not begin with whitespace and is not a traceback's own line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_start: Option<String>,
+    /// A regular expression with a `path` group: the request path a record names, which
+    /// ties its lock error to the request sent to that path; default
+    /// [`DEFAULT_PATH_PATTERN`] (the forms Django, Flask and gunicorn write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_pattern: Option<String>,
     /// The app's SQLite file: opened read-only after the run for its journal mode, its size
     /// and the audit.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,22 +51,19 @@ pub struct TargetSpec {
 pub const DEFAULT_LOCK_PATTERN: &str =
     "database is locked|database table is locked|SQLITE_BUSY|SQLITE_LOCKED";
 
+/// Where an app's log names the request a record is about: Django's `Internal Server Error:
+/// /path/`, Flask's `Exception on /path [POST]`, an access log's `"POST /path HTTP/1.1"`.
+pub const DEFAULT_PATH_PATTERN: &str = r#"(?:Internal Server Error: |Exception on |"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) )(?P<path>/[^\s"?\[]*)"#;
+
 impl TargetSpec {
     pub fn lock_pattern(&self) -> &str {
         self.lock_pattern.as_deref().unwrap_or(DEFAULT_LOCK_PATTERN)
     }
+
+    pub fn path_pattern(&self) -> &str {
+        self.path_pattern.as_deref().unwrap_or(DEFAULT_PATH_PATTERN)
+    }
 }
-
-/// The endpoints of the reference server's user mix, as reports and gates name them.
-pub const REFERENCE_ENDPOINTS: [&str; 4] = [
-    "GET /api/registrations/updates",
-    "GET /api/batches/{id}/status",
-    "GET /admin",
-    "POST /api/registrations",
-];
-
-/// With `[endpoints]` (an external app), requests are named by their role.
-pub const EXTERNAL_ENDPOINTS: [&str; 4] = ["poller", "status", "admin", "kiosk"];
 
 /// One role's request against an external app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +131,28 @@ impl Scenario {
         regex::Regex::new(t.lock_pattern()).map_err(|e| {
             anyhow::anyhow!("target.lock_pattern: not a valid regular expression: {e}")
         })?;
+        for (key, value) in [
+            ("record_start", &t.record_start),
+            ("path_pattern", &t.path_pattern),
+        ] {
+            if value.is_some() && t.log.is_none() {
+                bail!("target.{key}: set without target.log (it reads the app's log)");
+            }
+        }
+        if let Some(start) = &t.record_start {
+            regex::Regex::new(start).map_err(|e| {
+                anyhow::anyhow!("target.record_start: not a valid regular expression: {e}")
+            })?;
+        }
+        let path = regex::Regex::new(t.path_pattern()).map_err(|e| {
+            anyhow::anyhow!("target.path_pattern: not a valid regular expression: {e}")
+        })?;
+        if !path.capture_names().any(|n| n == Some("path")) {
+            bail!("target.path_pattern: has no (?P<path>...) group for the request path");
+        }
+        if !self.users.classes.is_empty() && (t.audit_query.is_some() || t.audit_field.is_some()) {
+            bail!("target.audit_query: with [[users]] classes, set audit = {{ query, field }} on the requests whose writes to look up");
+        }
         match (&t.audit_query, &t.audit_field) {
             (Some(_), None) => bail!("target.audit_query: set without target.audit_field (which field of the kiosk body binds ?1)"),
             (None, Some(_)) => bail!("target.audit_field: set without target.audit_query"),

@@ -1,11 +1,14 @@
-//! The user mix of a scenario: the roles (pollers, admins, kiosks), how many of each, how
-//! often they tick, and how a user behaves when an answer is slow (`PollModel`, `max_in_flight`,
-//! `Connection`), with each role's overrides. Data only.
+//! The user mix of a scenario in the `[users]` table's form: the roles (pollers, admins,
+//! kiosks), how many of each, how often they tick, and how a user behaves when an answer is
+//! slow (`PollModel`, `max_in_flight`, `Connection`), with each role's overrides; or, in the
+//! `[[users]]` form, the classes of `classes.rs` (kept in `classes`). Data only.
 
 use std::time::Duration;
 
 use lockbench_server::storage::config::duration_text;
 use serde::{Deserialize, Serialize};
+
+use super::UserClass;
 
 /// The user mix. Each role keeps a schedule of ticks, one every interval from a phase spread
 /// over the first interval; how a tick behaves when the previous one is still unanswered is
@@ -40,6 +43,9 @@ pub struct Users {
     /// `[users.kiosk]`: overrides for the kiosks.
     #[serde(skip_serializing_if = "RoleOverrides::is_empty")]
     pub kiosk: RoleOverrides,
+    /// `[[users]]`: user classes with named requests (then the roles above are 0 and unused).
+    #[serde(skip)]
+    pub classes: Vec<UserClass>,
 }
 
 impl Default for Users {
@@ -57,6 +63,7 @@ impl Default for Users {
             poller: RoleOverrides::default(),
             admin: RoleOverrides::default(),
             kiosk: RoleOverrides::default(),
+            classes: Vec::new(),
         }
     }
 }
@@ -64,7 +71,8 @@ impl Default for Users {
 /// Requests a browser-like user may have out at once by default (`max_in_flight`).
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 4;
 
-/// How a user's schedule reacts to a slow answer.
+/// How a user paces its requests, and how its schedule reacts to a slow answer (a class's
+/// `pace`; the `[users]` table's `poll_model`, which takes the first two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PollModel {
@@ -77,6 +85,13 @@ pub enum PollModel {
     /// tick that passed meanwhile fires at once, late, and the schedule restarts from then.
     /// After a stall every such user restarts at the same moment and they stay in step.
     AfterResponse,
+    /// A user sends its next request when the previous answer arrives, after a think time
+    /// (locust's users).
+    Closed,
+    /// An open model: requests start at a fixed rate across the class whatever the answers
+    /// (k6's constant-arrival-rate); the class's users are the slots they run in, and a
+    /// request that finds every slot busy is dropped, and counted.
+    ArrivalRate,
 }
 
 /// How a user's HTTP connections behave.
@@ -142,7 +157,11 @@ pub struct RoleBehaviour {
 
 impl Users {
     pub fn total(&self) -> u32 {
-        self.pollers + self.admins + self.kiosks
+        if self.classes.is_empty() {
+            self.pollers + self.admins + self.kiosks
+        } else {
+            self.classes.iter().map(|c| c.count).sum()
+        }
     }
 
     /// What one role does, with its own table's overrides applied.

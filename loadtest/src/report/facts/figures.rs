@@ -42,7 +42,7 @@ pub(crate) fn lock_error_origin(r: &Report) -> String {
             count(le.client_visible)
         ),
         LockSource::TargetLog => format!(
-            "{} lock errors in the app's log (lines matching the lock pattern while the load ran); {} reached a client as a 503 or an answer mentioning a lock, and {} other server errors reached clients.",
+            "{} lock errors in the app's log (records matching the lock pattern while the load ran, a traceback counted once); {} reached a client as a 503 or an answer mentioning a lock, and {} other server errors reached clients.",
             count(le.total),
             count(le.client_visible),
             count(le.server_errors_unexplained)

@@ -20,7 +20,8 @@ pub(crate) use figures::{
 };
 pub(crate) use settings::{connection_table, machine_lines, settings_sections};
 pub(crate) use tables::{
-    fault_table, request_table, restart_line, restart_table, role_table, users_line, TextTable,
+    classes_words, fault_table, request_table, restart_line, restart_table, role_table, users_line,
+    TextTable,
     LATENCY_NOTE, ROLE_NOTE, RUNNER_NOTE,
 };
 pub(crate) use verdict::{

@@ -23,11 +23,24 @@ pub(crate) const LATENCY_NOTE: &str = "Latency is measured from the moment each 
 /// One row per endpoint of `requests` (the load's, or lockbench's own): counts, lock errors
 /// that reached the client, ticks unanswered at the stop, both latencies; "–" for the
 /// latency of an endpoint that never answered.
+/// "49 (49 other 5xx)": the failures, and why when any failed.
+fn failures_cell(s: &EndpointStats) -> String {
+    if s.failures_by_class.is_empty() {
+        return count(s.failures);
+    }
+    let why: Vec<String> = s
+        .failures_by_class
+        .iter()
+        .map(|(class, n)| format!("{} {class}", count(*n)))
+        .collect();
+    format!("{} ({})", count(s.failures), why.join(", "))
+}
+
 pub(crate) fn request_table(requests: &BTreeMap<String, EndpointStats>) -> TextTable {
     let header = vec![
-        "endpoint",
+        "request",
         "count",
-        "failures",
+        "failures (why)",
         "503",
         "lock errors",
         "unanswered at stop",
@@ -51,7 +64,7 @@ pub(crate) fn request_table(requests: &BTreeMap<String, EndpointStats>) -> TextT
             vec![
                 endpoint.clone(),
                 count(s.count),
-                count(s.failures),
+                failures_cell(s),
                 count(s.status_503),
                 count(s.lock_errors),
                 count(s.unanswered_at_stop),
@@ -85,10 +98,10 @@ pub(crate) const ROLE_NOTE: &str = "interval: ticks keep their phase and fire wh
 /// One row per role: its behaviour, its rates, its ticks and both latencies.
 pub(crate) fn role_table(r: &Report) -> TextTable {
     let header = vec![
-        "role",
+        "user class",
         "users",
         "every ms",
-        "poll model",
+        "pace",
         "max in flight",
         "connection",
         "offered req/s",
@@ -97,6 +110,7 @@ pub(crate) fn role_table(r: &Report) -> TextTable {
         "sent",
         "late",
         "skipped",
+        "dropped",
         "burst factor",
         "p99 from send ms",
         "p99 from tick ms",
@@ -118,6 +132,7 @@ pub(crate) fn role_table(r: &Report) -> TextTable {
                 count(f.ticks_sent),
                 count(f.ticks_late),
                 count(f.ticks_skipped),
+                count(f.ticks_dropped),
                 fixed(f.burst_factor, 1),
                 ms(f.latency_from_send_us.p99),
                 ms(f.latency_from_tick_us.p99),
@@ -140,9 +155,30 @@ fn enum_word<T: serde::Serialize>(value: &T) -> String {
     }
 }
 
+/// `[[users]]` classes in words: "10 visitor (closed), 2 api (arrival-rate, every 50 ms)".
+pub(crate) fn classes_words(r: &Report) -> String {
+    let words: Vec<String> = r
+        .roles
+        .iter()
+        .map(|(name, c)| {
+            let pace = enum_word(&c.poll_model);
+            let every = if c.interval_ms > 0 {
+                format!(", every {} ms", count(c.interval_ms))
+            } else {
+                String::new()
+            };
+            format!("{} {name} ({pace}{every})", count(u64::from(c.users)))
+        })
+        .collect();
+    words.join(", ")
+}
+
 /// The user mix, in one sentence.
 pub(crate) fn users_line(r: &Report) -> String {
     let u = &r.users;
+    if u.pollers + u.admins + u.kiosks == 0 && !r.roles.is_empty() {
+        return format!("Users: {}.", classes_words(r));
+    }
     let group = |n: u32, name: &str, every_ms: u64| {
         if n == 0 {
             format!("no {name}")

@@ -47,7 +47,7 @@ fn headline_lock_errors(r: &Report) -> String {
             count(le.client_visible)
         ),
         LockSource::TargetLog => format!(
-            "{} (lines of the app's log matching the lock pattern); {} reached a client as a 503 or an answer mentioning a lock",
+            "{} (records of the app's log matching the lock pattern, a traceback counted once); {} reached a client as a 503 or an answer mentioning a lock",
             lock_total(le),
             count(le.client_visible)
         ),

@@ -21,7 +21,7 @@ use super::super::watch::Watched;
 use super::server::Reference;
 use crate::load::Shared;
 use crate::report::{BatchEnd, LockErrors, LockSource, Report, WalFigures, WorkerSettings};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, REGISTER};
 
 /// Every fault's record, in the order they started: the fault runner's and the kills'.
 pub(super) fn fault_records(
@@ -54,6 +54,7 @@ pub(super) fn add_server_figures(
         server_errors_unexplained: 0,
         by_code: server_side.lock_by_code.clone(),
         by_endpoint: server_side.lock_by_endpoint.clone(),
+        unattributed: 0,
         client_visible,
         missing_workers: Vec::new(),
     };
@@ -78,9 +79,7 @@ pub(super) fn audit_run(
     dropped_unaudited: u64,
 ) -> anyhow::Result<(crate::report::Audit, BatchRow)> {
     let acks: Vec<String> = shared
-        .kiosk_acks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .acks_of(REGISTER)
         .iter()
         .filter_map(|b| b["email"].as_str().map(str::to_owned))
         .collect();

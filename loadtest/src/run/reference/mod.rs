@@ -31,6 +31,7 @@ use super::watch::{watch_batch, WatchTarget, Watched};
 use super::{batch_figures, photo_batch};
 use crate::load::{Recorder, Shared};
 use crate::report::Report;
+use crate::scenario::RoleEndpoints;
 use crate::stop::TempFolder;
 use figures::{add_server_figures, audit_run, effective_settings, fault_records, reference_notes};
 use server::{post_batch, scrape_and_stop, start_reference, Reference};
@@ -105,11 +106,9 @@ impl Target for ReferenceTarget {
         let (photo_dir, manifest) = photo_batch(scenario, opts.photos_cache.as_deref(), work)?;
         let postgres = PgSchema::for_scenario(scenario)?;
         let server = start_reference(scenario, opts, work, &photo_dir, postgres.as_ref())?;
-        let shared = Arc::new(Shared::new(
-            scenario.users.clone(),
-            None,
-            Some(server.token.clone()),
-        ));
+        let classes = scenario.users.classes(RoleEndpoints::Reference);
+        crate::load::check_env(&classes)?;
+        let shared = Arc::new(Shared::new(classes, Some(server.token.clone())));
         let runner = Recorder::new(shared.recorder.started());
         http::register_people(&server.url, &manifest, Some(&runner))
             .context("registering the batch's people")?;
