@@ -103,7 +103,7 @@ fn a_small_scenario_runs_end_to_end_and_writes_a_report_that_passes_its_gates() 
     // The three files, generated from the same data.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    assert_eq!(json["schema_version"], 3);
+    assert_eq!(json["schema_version"], 4);
     assert_eq!(json["scenario"]["name"], "e2e-small");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("PASSED"));

@@ -1,14 +1,16 @@
 //! The load: goose users of the scenario's user classes, over HTTP only.
 //!
-//! goose starts and schedules the users (one long transaction per user, ended by a shared
-//! stop flag). Each user paces itself as its class's pace ([`PollModel`]) says: `interval`
+//! goose starts one user per class (one long transaction, ended by a shared stop flag),
+//! which starts every user of its class at once as a task of its own: no user waits for a
+//! launch rate, and the phases of a class's users are spread evenly over its first interval
+//! from the moment the class started. Each user paces itself as its class's pace ([`PollModel`]) says: `interval`
 //! keeps a schedule of ticks, one every interval from a phase spread over the first
 //! interval, and fires while earlier requests are still out (up to `max_in_flight`, then
 //! skips), as a page polling with `setInterval`; `after-response` waits for the answer and
 //! restarts its schedule when it is late, as a `setTimeout` chain does; `closed` sends its
 //! next tick when the previous one is answered, after a think time, as locust's users do.
-//! An `arrival-rate` class is one goose user that starts ticks at the class's rate in the
-//! class's `count` slots (each slot a user of its own), and counts a tick that finds every
+//! An `arrival-rate` class's goose user starts ticks at the class's rate in the class's
+//! `count` slots (each slot a user of its own), and counts a tick that finds every
 //! slot busy as dropped. Each user has its own HTTP client (its own connections and
 //! cookies), kept alive or closed after every request as its class's [`Connection`] says.
 //!
@@ -94,16 +96,9 @@ impl Shared {
         lock(&self.acks).entry(name.to_owned()).or_default().push(body);
     }
 
-    /// Users goose starts: every user of a paced class, one per arrival-rate class.
+    /// Users goose starts: one per class with users, which starts the class's users.
     fn goose_users(&self) -> usize {
-        self.classes
-            .iter()
-            .filter(|c| c.count > 0)
-            .map(|c| match c.pace {
-                PollModel::ArrivalRate => 1,
-                _ => c.count as usize,
-            })
-            .sum()
+        self.classes.iter().filter(|c| c.count > 0).count()
     }
 
     /// Stops the load now: ticks still waiting are charged up to this moment.
@@ -197,37 +192,51 @@ async fn sleep_until(shared: &Shared, at: Instant) -> bool {
     !shared.stopped()
 }
 
-/// A user's first tick: the users of one class spread evenly over the first interval.
-fn first_tick(index: usize, of: u32, interval: Duration) -> Instant {
-    let offset = interval.mul_f64((index as f64 / f64::from(of.max(1))).fract());
-    Instant::now() + offset
-}
-
 fn skip(ctx: &UserCtx, intended: Instant) {
     ctx.shared.recorder.tick_due(ctx.name());
     ctx.shared.recorder.tick_skipped(ctx.name());
     lock(&ctx.pending).push(intended);
 }
 
-async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, class: usize) -> TransactionResult {
+/// A class's goose user: starts every user of the class at once, each a task of its own
+/// (an arrival-rate class runs its schedule over its slots instead), and waits for them.
+/// Users are numbered across classes (`{user}`), each class's after the previous ones'.
+async fn run_class(user: &mut GooseUser, shared: Arc<Shared>, class: usize) -> TransactionResult {
     let base = user.base_url.as_str().to_owned();
-    let index = user.weighted_users_index;
     let c = &shared.classes[class];
-    match (c.pace, c.interval()) {
-        (PollModel::ArrivalRate, Some(period)) => {
-            arrival_rate(&shared, class, &base, period).await;
-            return Ok(());
-        }
-        (PollModel::Closed, _) | (_, None) => {
-            let ctx = UserCtx::new(&shared, class, index, &base);
-            closed_loop(&ctx).await;
-            return Ok(());
-        }
-        _ => {}
+    let first_user: usize = shared.classes[..class]
+        .iter()
+        .map(|c| c.count as usize)
+        .sum();
+    if let (PollModel::ArrivalRate, Some(period)) = (c.pace, c.interval()) {
+        arrival_rate(&shared, class, &base, first_user, period).await;
+        return Ok(());
     }
-    let ctx = Arc::new(UserCtx::new(&shared, class, index, &base));
-    let interval = c.interval().unwrap_or(Duration::from_secs(1));
-    let first = first_tick(index, c.count, interval);
+    let started = Instant::now();
+    let mut users = JoinSet::new();
+    for i in 0..c.count as usize {
+        let ctx = Arc::new(UserCtx::new(&shared, class, first_user + i, &base));
+        // Phases spread evenly over the first interval, from the moment the class started.
+        let phase = c
+            .interval()
+            .map(|every| every.mul_f64(i as f64 / f64::from(c.count.max(1))));
+        users.spawn(run_user(ctx, started + phase.unwrap_or_default()));
+    }
+    while users.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// One user of a paced class, its first tick at `first`, until the load stops.
+async fn run_user(ctx: Arc<UserCtx>, first: Instant) {
+    let shared = ctx.shared.clone();
+    let c = ctx.class();
+    let interval = match (c.pace, c.interval()) {
+        (PollModel::Closed, _) | (_, None) => {
+            closed_loop(&ctx).await;
+            return;
+        }
+        (_, Some(every)) => every,
+    };
     let mut at = Schedule {
         intended: first,
         fire_at: first,
@@ -242,7 +251,6 @@ async fn run_user(user: &mut GooseUser, shared: Arc<Shared>, class: usize) -> Tr
     }
     charge_waiting_at_stop(&ctx);
     while tasks.join_next().await.is_some() {}
-    Ok(())
 }
 
 /// `closed`: the next tick goes when the previous one is answered and the think time has
@@ -270,10 +278,16 @@ async fn closed_loop(ctx: &UserCtx) {
 
 /// `arrival-rate`: a tick every `period` whatever the answers, in one of the class's slots;
 /// a tick that finds every slot busy is dropped, and counted.
-async fn arrival_rate(shared: &Arc<Shared>, class: usize, base: &str, period: Duration) {
+async fn arrival_rate(
+    shared: &Arc<Shared>,
+    class: usize,
+    base: &str,
+    first_user: usize,
+    period: Duration,
+) {
     let c = &shared.classes[class];
     let slots: Vec<Arc<UserCtx>> = (0..c.count as usize)
-        .map(|i| Arc::new(UserCtx::new(shared, class, i, base)))
+        .map(|i| Arc::new(UserCtx::new(shared, class, first_user + i, base)))
         .collect();
     let free = Arc::new(Mutex::new((0..slots.len()).rev().collect::<Vec<usize>>()));
     let mut at = Instant::now();
@@ -392,7 +406,7 @@ fn class_transaction(shared: &Arc<Shared>, class: usize, name: &str) -> Transact
     let shared = shared.clone();
     Transaction::new(Arc::new(move |user| {
         let shared = shared.clone();
-        Box::pin(run_user(user, shared, class))
+        Box::pin(run_class(user, shared, class))
     }))
     .set_name(name)
 }
@@ -426,16 +440,12 @@ pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("goose: {e:?}"))?
         .set_scheduler(GooseScheduler::Serial);
     for (i, class) in shared.classes.iter().enumerate() {
-        let users = match class.pace {
-            PollModel::ArrivalRate => 1,
-            _ => class.count as usize,
-        };
         if class.count == 0 {
             continue;
         }
         attack = attack.register_scenario(
             GooseScenario::new(&class.name)
-                .set_weight(users)?
+                .set_weight(1)?
                 .register_transaction(class_transaction(shared, i, &class.name)),
         );
     }

@@ -358,7 +358,10 @@ impl Recorder {
         let is_lock = failure == Some("lock error");
         {
             let mut endpoints = lock(&self.endpoints);
-            let acc = endpoints.entry(endpoint.to_owned()).or_default();
+            if !endpoints.contains_key(endpoint) {
+                endpoints.insert(endpoint.to_owned(), EndpointAcc::default());
+            }
+            let acc = endpoints.get_mut(endpoint).expect("inserted above");
             let s = &mut acc.stats;
             s.count += 1;
             if let Some(class) = failure {

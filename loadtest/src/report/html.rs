@@ -359,13 +359,13 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     if r.requests.is_empty() {
         writeln!(out, "<p class=\"absent\">No requests were sent.</p>")?;
     } else {
-        write_text_table(out, &facts::request_table(&r.requests))?;
+        write_text_table(out, &facts::request_table(&r.requests, Some(r.load_s)))?;
         writeln!(out, "<p>{}</p>", esc(facts::LATENCY_NOTE))?;
     }
     writeln!(out, "<figure>{}</figure>", latency_bars(r))?;
     if !r.runner_requests.is_empty() {
         writeln!(out, "<h3>lockbench's own requests</h3>")?;
-        write_text_table(out, &facts::request_table(&r.runner_requests))?;
+        write_text_table(out, &facts::request_table(&r.runner_requests, None))?;
         writeln!(out, "<p>{}</p>", esc(facts::RUNNER_NOTE))?;
     }
     write_roles(out, r)

@@ -149,7 +149,7 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     if r.requests.is_empty() {
         writeln!(out, "No requests were sent.")?;
     } else {
-        write_text_table(out, &request_table(&r.requests))?;
+        write_text_table(out, &request_table(&r.requests, Some(r.load_s)))?;
         writeln!(out)?;
         writeln!(out, "{}", text(LATENCY_NOTE))?;
     }
@@ -157,7 +157,7 @@ fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
         writeln!(out)?;
         writeln!(out, "### lockbench's own requests")?;
         writeln!(out)?;
-        write_text_table(out, &request_table(&r.runner_requests))?;
+        write_text_table(out, &request_table(&r.runner_requests, None))?;
         writeln!(out)?;
         writeln!(out, "{}", text(RUNNER_NOTE))?;
     }

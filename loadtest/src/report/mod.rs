@@ -31,7 +31,14 @@ pub mod sweep;
 /// `unaudited_writes`; `batch.ended` and `status`; `processor_failures`; `runner_requests`;
 /// `repeat.verdicts` and `repeat.tables` (with `--repeat`, correctness counts are the largest
 /// of the runs, timings their medians).
-pub const REPORT_SCHEMA_VERSION: u32 = 3;
+/// 4: `requests`, `lock_errors.by_endpoint` and the gates are keyed by request name (a
+/// `[[users]]` request's `name`; the roles' requests keep their names); a request's
+/// `failures` are the answers it did not expect (default: not a 2xx or 3xx), with
+/// `failures_by_class`; `roles` is keyed by user class, with its pace in `poll_model`
+/// (`closed`, `interval`, `after-response`, `arrival-rate`) and `ticks_dropped`;
+/// `lock_errors.unattributed`; the audit's `lost_by_request`; `max_error_rate` is always a
+/// gate (0.01 when the scenario sets none).
+pub const REPORT_SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -56,7 +63,10 @@ pub struct Report {
     pub machine: Machine,
     /// The user mix that ran.
     pub users: UsersInfo,
-    /// Client-side figures per endpoint ("METHOD name"), complete in both modes.
+    /// How long the load ran, seconds (0 in reports written before it was kept).
+    #[serde(default)]
+    pub load_s: f64,
+    /// Client-side figures per request name, complete in both modes.
     pub requests: BTreeMap<String, EndpointStats>,
     /// lockbench's own requests that reach the app's database (registering the batch's
     /// people, posting the batch, posting it again after a kill): not part of the load, but

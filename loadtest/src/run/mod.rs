@@ -345,6 +345,7 @@ pub(super) fn base_report(
         machine: machine::machine(),
         users: users_info(scenario),
         roles: shared.recorder.role_figures(&shared.classes, load_time),
+        load_s: (load_time.as_secs_f64() * 1000.0).round() / 1000.0,
         requests: shared.recorder.endpoint_stats(),
         runner_requests: BTreeMap::new(),
         processor_failures: BTreeMap::new(),

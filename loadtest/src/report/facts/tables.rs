@@ -36,10 +36,16 @@ fn failures_cell(s: &EndpointStats) -> String {
     format!("{} ({})", count(s.failures), why.join(", "))
 }
 
-pub(crate) fn request_table(requests: &BTreeMap<String, EndpointStats>) -> TextTable {
+/// One row per request: count, failures and why, lock errors, latency from the send and
+/// from the tick; with `load_s`, the requests answered per second over the load.
+pub(crate) fn request_table(
+    requests: &BTreeMap<String, EndpointStats>,
+    load_s: Option<f64>,
+) -> TextTable {
     let header = vec![
         "request",
         "count",
+        "req/s",
         "failures (why)",
         "503",
         "lock errors",
@@ -64,6 +70,10 @@ pub(crate) fn request_table(requests: &BTreeMap<String, EndpointStats>) -> TextT
             vec![
                 endpoint.clone(),
                 count(s.count),
+                match load_s.filter(|l| *l > 0.0) {
+                    Some(l) => fixed(s.count as f64 / l, 1),
+                    None => "–".to_owned(),
+                },
                 failures_cell(s),
                 count(s.status_503),
                 count(s.lock_errors),
