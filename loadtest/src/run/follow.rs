@@ -427,11 +427,16 @@ django.db.utils.OperationalError: database is locked
             &log,
             &DJANGO_LOCKED.replace("/read_write_transaction/", "/elsewhere/"),
         );
+        // An app's own one-line form: the method, the path, then a colon.
+        append(
+            &log,
+            "2026-11-30 ERROR lock error on POST /write/: (sqlite3.OperationalError) database is locked\n",
+        );
         let count = f.finish().unwrap();
-        assert_eq!(count.total, 4, "{count:?}");
+        assert_eq!(count.total, 5, "{count:?}");
         assert_eq!(count.by_request["read_write_transaction"], 2);
         assert_eq!(count.by_request["item"], 1);
-        assert!(!count.by_request.contains_key("write"), "not a lock error");
+        assert_eq!(count.by_request["write"], 1, "the one-line form; the ValueError is not a lock error");
         assert_eq!(count.unattributed, 1, "a path no request has");
     }
 

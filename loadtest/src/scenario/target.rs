@@ -52,8 +52,10 @@ pub const DEFAULT_LOCK_PATTERN: &str =
     "database is locked|database table is locked|SQLITE_BUSY|SQLITE_LOCKED";
 
 /// Where an app's log names the request a record is about: Django's `Internal Server Error:
-/// /path/`, Flask's `Exception on /path [POST]`, an access log's `"POST /path HTTP/1.1"`.
-pub const DEFAULT_PATH_PATTERN: &str = r#"(?:Internal Server Error: |Exception on |"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) )(?P<path>/[^\s"?\[]*)"#;
+/// /path/`, Flask's `Exception on /path [POST]`, a method and a path (an access log's
+/// `"POST /path HTTP/1.1"`, an app's own `error on POST /path: ...`). The path ends at
+/// whitespace, a quote, `?`, `[` or `:`.
+pub const DEFAULT_PATH_PATTERN: &str = r#"(?:Internal Server Error: |Exception on |\b(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) )(?P<path>/[^\s"?\[:]*)"#;
 
 impl TargetSpec {
     pub fn lock_pattern(&self) -> &str {
