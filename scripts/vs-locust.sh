@@ -4,8 +4,10 @@
 # examples/django-app, first by locust (examples/locust/locustfile.py, headless), then by
 # lockbench, each on a fresh database and a fresh app, for the same time. Prints one table:
 # per view, the requests, failures and failure rate each tool saw, the lock errors lockbench
-# counted in the app's log for that view, and the CPU seconds each load generator used per
-# 1,000 requests (getrusage of its process and its children).
+# counted in the app's log for that view, and the CPU seconds each tool used per 1,000
+# requests: each whole process (getrusage of it and its children), and lockbench's load
+# threads alone (its report's load_cpu_s, from /proc/self/task), without its start, its audit
+# of the app's database and its reports.
 #
 # Usage: scripts/vs-locust.sh [RUNS]   (default 1; each run is one locust run then one
 # lockbench run). Environment: VS_SECONDS (default 30), VS_PORT (default 8011),
@@ -30,11 +32,13 @@ bash examples/django-app/setup.sh
 bash examples/locust/setup.sh
 locust="$repo/target/locust/venv/bin/locust"
 
-# Runs a command and prints the CPU seconds (user + system) it and its children used.
+# Runs a command with its output in FILE and prints the CPU seconds (user + system) it and
+# its children used. Usage: cpu FILE COMMAND...
 cpu() {
     python3 - "$@" <<'PY'
 import resource, subprocess, sys
-code = subprocess.run(sys.argv[1:]).returncode
+with open(sys.argv[1], "w") as out:
+    code = subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT).returncode
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(f"{r.ru_utime + r.ru_stime:.3f} {code}")
 PY
@@ -68,23 +72,20 @@ start_app() {
 for run in $(seq "$runs"); do
     dir="$out/run-$run"
     start_app "$dir/locust"
-    read -r cpu_locust _ < <(cpu "$locust" -f examples/locust/locustfile.py --headless \
-        --users 10 --spawn-rate 10 --run-time "${seconds}s" --host "http://127.0.0.1:$port" \
-        --csv "$dir/locust/stats" --only-summary --loglevel WARNING \
-        2>"$dir/locust/locust.log")
+    read -r cpu_locust _ < <(cpu "$dir/locust/locust.log" "$locust" \
+        -f examples/locust/locustfile.py --headless --users 10 --spawn-rate 10 \
+        --run-time "${seconds}s" --host "http://127.0.0.1:$port" \
+        --csv "$dir/locust/stats" --only-summary --loglevel WARNING)
     echo "$cpu_locust" >"$dir/locust/cpu_seconds"
     stop_app
 
     start_app "$dir/lockbench"
---set target.url="http://127.0.0.1:$port" --set target.log="$dir/lockbench/app.log" --set target.database="$dir/lockbench/app.db" --set duration.target_run="${seconds}s"
-EOF
-    read -r cpu_lockbench _ < <(cpu "$LOCKBENCH" run scenarios/django-app.toml \
-        --out "$dir/lockbench/report" \
+    read -r cpu_lockbench _ < <(cpu "$dir/lockbench/lockbench.log" \
+        "$LOCKBENCH" run scenarios/django-app.toml --out "$dir/lockbench/report" \
         --set "target.url=\"http://127.0.0.1:$port\"" \
         --set "target.log=\"$dir/lockbench/app.log\"" \
         --set "target.database=\"$dir/lockbench/app.db\"" \
-        --set "duration.target_run=\"${seconds}s\"" \
-        >"$dir/lockbench/stdout" 2>"$dir/lockbench/stderr")
+        --set "duration.target_run=\"${seconds}s\"")
     echo "$cpu_lockbench" >"$dir/lockbench/cpu_seconds"
     stop_app
 done
@@ -95,6 +96,7 @@ out, runs = sys.argv[1], int(sys.argv[2])
 views = ["read", "write", "read_write_transaction", "read_write_immediate", "write_read_transaction"]
 rows = {v: {"lr": 0, "lf": 0, "br": 0, "bf": 0, "locks": 0} for v in views}
 cpu = {"locust": 0.0, "lockbench": 0.0}
+load_cpu = 0.0
 for run in range(1, runs + 1):
     d = f"{out}/run-{run}"
     with open(f"{d}/locust/stats_stats.csv") as f:
@@ -111,6 +113,7 @@ for run in range(1, runs + 1):
             rows[name]["locks"] += by_view.get(name, 0)
     for tool in cpu:
         cpu[tool] += float(open(f"{d}/{tool}/cpu_seconds").read().split()[0])
+    load_cpu += report.get("load_cpu_s") or float("nan")
 requests = {
     "locust": sum(r["lr"] for r in rows.values()),
     "lockbench": sum(r["br"] for r in rows.values()),
@@ -126,7 +129,12 @@ for v in views:
     r = rows[v]
     print(f"| {v} | {r['lr']} | {r['lf']} | {rate(r['lf'], r['lr'])} | {r['br']} | {r['bf']} | {rate(r['bf'], r['br'])} | {r['locks']} |")
 per = {t: (1000.0 * cpu[t] / requests[t] if requests[t] else float("nan")) for t in cpu}
+load = 1000.0 * load_cpu / requests["lockbench"] if requests["lockbench"] else float("nan")
 print()
-print(f"CPU seconds per 1,000 requests: locust {per['locust']:.3f}, lockbench {per['lockbench']:.3f}"
-      f" (lockbench / locust = {per['lockbench'] / per['locust']:.2f})")
+print("CPU seconds per 1,000 requests (user + system):")
+print(f"  locust, its whole process:                        {per['locust']:.3f}")
+print(f"  lockbench, its whole process (start, load, audit): {per['lockbench']:.3f}"
+      f"  ({per['lockbench'] / per['locust']:.2f} of locust's)")
+print(f"  lockbench, its load threads only (report.json):    {load:.3f}"
+      f"  ({load / per['locust']:.2f} of locust's)")
 PY

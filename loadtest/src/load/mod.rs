@@ -71,6 +71,8 @@ pub struct Shared {
     pub classes: Vec<UserClass>,
     /// `{n}` of each class: no two requests of a class get the same.
     counters: Vec<AtomicU64>,
+    /// CPU seconds the load's own threads used, once the load has stopped.
+    load_cpu_s: OnceLock<f64>,
 }
 
 impl Shared {
@@ -84,7 +86,13 @@ impl Shared {
             admin_token,
             counters: classes.iter().map(|_| AtomicU64::new(0)).collect(),
             classes,
+            load_cpu_s: OnceLock::new(),
         }
+    }
+
+    /// CPU seconds (user + system) the load's threads used, known once the load stopped.
+    pub fn load_cpu_s(&self) -> Option<f64> {
+        self.load_cpu_s.get().copied()
     }
 
     /// The bodies of the writes of request `name` that got a success.
@@ -411,6 +419,17 @@ fn class_transaction(shared: &Arc<Shared>, class: usize, name: &str) -> Transact
     .set_name(name)
 }
 
+/// Threads the load runs on: `LOCKBENCH_LOAD_THREADS`, default 1 (one thread drives
+/// thousands of users, and every cross-thread wake-up costs system time the app under test
+/// could have used).
+fn load_threads() -> usize {
+    std::env::var("LOCKBENCH_LOAD_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
 /// Starts the load on a thread of its own: the attack against `host` until `shared.stop`
 /// is set or `cap` has passed. Join the handle for the load's own errors.
 pub fn start(
@@ -419,7 +438,38 @@ pub fn start(
     cap: Duration,
 ) -> std::thread::JoinHandle<anyhow::Result<()>> {
     let (host, shared) = (host.to_owned(), shared.clone());
-    std::thread::spawn(move || attack(&host, &shared, cap))
+    std::thread::Builder::new()
+        .name(LOAD_THREAD.into())
+        .spawn(move || attack(&host, &shared, cap))
+        .expect("starting the load's thread")
+}
+
+/// The name of every thread the load runs on, so its CPU time can be told apart.
+const LOAD_THREAD: &str = "lockbench-load";
+
+/// CPU seconds (user + system) used so far by this process's threads named `name`, from
+/// `/proc/self/task/*/stat`; None where that cannot be read.
+fn threads_cpu_s(name: &str) -> Option<f64> {
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()? as f64;
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ... utime stime: fields 14 and 15, counted after the comm's ")".
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if !comm.ends_with(&format!("({name}")) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) else {
+            continue;
+        };
+        total += u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0);
+    }
+    Some(total as f64 / ticks)
 }
 
 /// Runs the attack until the stop flag is set; `cap` is a backstop that sets the flag itself
@@ -460,12 +510,15 @@ pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result
         })
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(load_threads())
+        .thread_name(LOAD_THREAD)
         .enable_all()
         .build()?;
-    runtime
-        .block_on(attack.execute())
-        .map_err(|e| anyhow::anyhow!("goose: {e:?}"))?;
+    let result = runtime.block_on(attack.execute());
+    if let Some(cpu) = threads_cpu_s(LOAD_THREAD) {
+        let _ = shared.load_cpu_s.set(cpu);
+    }
+    result.map_err(|e| anyhow::anyhow!("goose: {e:?}"))?;
     shared.stop.store(true, Ordering::Relaxed);
     let _ = backstop.join();
     Ok(())

@@ -354,8 +354,11 @@ fn wal_chart<'a>(r: &Report, xs: &'a [f64], bands: &'a [(f64, f64, String)]) -> 
 }
 
 fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
-    writeln!(out, "<h3>Requests per endpoint</h3>")?;
+    writeln!(out, "<h3>Requests</h3>")?;
     writeln!(out, "<p>{}</p>", esc(&facts::users_line(r)))?;
+    if let Some(cpu) = facts::load_cpu_line(r) {
+        writeln!(out, "<p>{}</p>", esc(&cpu))?;
+    }
     if r.requests.is_empty() {
         writeln!(out, "<p class=\"absent\">No requests were sent.</p>")?;
     } else {
@@ -414,7 +417,7 @@ fn write_faults(out: &mut String, r: &Report) -> fmt::Result {
 }
 
 fn write_roles(out: &mut String, r: &Report) -> fmt::Result {
-    writeln!(out, "<h3>Users per role</h3>")?;
+    writeln!(out, "<h3>User classes</h3>")?;
     let table = facts::role_table(r);
     if table.rows.is_empty() {
         return writeln!(out, "<p class=\"absent\">No roles ran.</p>");

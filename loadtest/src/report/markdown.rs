@@ -142,9 +142,13 @@ fn write_runs(out: &mut String, r: &Report) -> fmt::Result {
 
 fn write_requests(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out)?;
-    writeln!(out, "### Requests per endpoint")?;
+    writeln!(out, "### Requests")?;
     writeln!(out)?;
     writeln!(out, "{}", users_line(r))?;
+    if let Some(cpu) = load_cpu_line(r) {
+        writeln!(out)?;
+        writeln!(out, "{}", text(&cpu))?;
+    }
     writeln!(out)?;
     if r.requests.is_empty() {
         writeln!(out, "No requests were sent.")?;
@@ -209,7 +213,7 @@ fn write_text_table(out: &mut String, table: &TextTable) -> fmt::Result {
 
 fn write_roles(out: &mut String, r: &Report) -> fmt::Result {
     writeln!(out)?;
-    writeln!(out, "### Users per role")?;
+    writeln!(out, "### User classes")?;
     writeln!(out)?;
     let table = role_table(r);
     if table.rows.is_empty() {

@@ -66,6 +66,10 @@ pub struct Report {
     /// How long the load ran, seconds (0 in reports written before it was kept).
     #[serde(default)]
     pub load_s: f64,
+    /// CPU seconds (user + system) lockbench's load threads used: what generating the load
+    /// cost (the audit and the reports are not in it). None where it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_cpu_s: Option<f64>,
     /// Client-side figures per request name, complete in both modes.
     pub requests: BTreeMap<String, EndpointStats>,
     /// lockbench's own requests that reach the app's database (registering the batch's

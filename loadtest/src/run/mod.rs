@@ -346,6 +346,7 @@ pub(super) fn base_report(
         users: users_info(scenario),
         roles: shared.recorder.role_figures(&shared.classes, load_time),
         load_s: (load_time.as_secs_f64() * 1000.0).round() / 1000.0,
+        load_cpu_s: shared.load_cpu_s(),
         requests: shared.recorder.endpoint_stats(),
         runner_requests: BTreeMap::new(),
         processor_failures: BTreeMap::new(),

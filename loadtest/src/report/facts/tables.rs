@@ -183,6 +183,22 @@ pub(crate) fn classes_words(r: &Report) -> String {
     words.join(", ")
 }
 
+/// What generating the load cost lockbench: "The load generator used 1.4 CPU seconds (0.16
+/// per 1,000 requests)."
+pub(crate) fn load_cpu_line(r: &Report) -> Option<String> {
+    let cpu = r.load_cpu_s?;
+    let requests: u64 = r.requests.values().map(|s| s.count).sum();
+    let per = if requests > 0 {
+        format!(" ({} per 1,000 requests)", fixed(1000.0 * cpu / requests as f64, 3))
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "lockbench's load generator used {} CPU seconds{per}.",
+        fixed(cpu, 2)
+    ))
+}
+
 /// The user mix, in one sentence.
 pub(crate) fn users_line(r: &Report) -> String {
     let u = &r.users;
