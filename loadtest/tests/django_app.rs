@@ -93,7 +93,10 @@ fn the_django_scenario_names_the_view_that_fails_on_a_lock_and_counts_each_failu
     let (db, log) = (dir.path().join("app.db"), dir.path().join("app.log"));
     let app = DjangoApp::start(&db, &log);
     let sets = [
-        ("target.url", toml::Value::String(app.url.clone()).to_string()),
+        (
+            "target.url",
+            toml::Value::String(app.url.clone()).to_string(),
+        ),
         ("target.log", toml_string(&log)),
         ("target.database", toml_string(&db)),
         ("duration.target_run", "\"12s\"".to_owned()),
@@ -111,10 +114,19 @@ fn the_django_scenario_names_the_view_that_fails_on_a_lock_and_counts_each_failu
     let requests = &report.requests;
     let by_view = &report.lock_errors.by_endpoint;
     // The form posts reach the views: the plain write succeeds.
-    assert!(requests["write"].count > 0 && requests["write"].failures == 0, "{requests:?}");
-    assert!(requests["read"].count > requests["write"].count, "reads weighted 10");
+    assert!(
+        requests["write"].count > 0 && requests["write"].failures == 0,
+        "{requests:?}"
+    );
+    assert!(
+        requests["read"].count > requests["write"].count,
+        "reads weighted 10"
+    );
     let rw = &requests["read_write_transaction"];
-    assert!(rw.failures > 0, "the read-then-write view never failed: {rw:?}");
+    assert!(
+        rw.failures > 0,
+        "the read-then-write view never failed: {rw:?}"
+    );
     assert_eq!(
         by_view.get("read_write_transaction").copied().unwrap_or(0),
         rw.failures,

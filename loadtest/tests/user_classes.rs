@@ -62,7 +62,10 @@ async fn record(State(app): State<App>, uri: Uri, h: HeaderMap, body: Bytes) -> 
         "/login" => {
             let sid = app.sessions.fetch_add(1, Ordering::Relaxed) + 1;
             let user = String::from_utf8_lossy(&body).replace("user=u", "");
-            app.owners.lock().unwrap().insert(format!("sid=s{sid}"), user);
+            app.owners
+                .lock()
+                .unwrap()
+                .insert(format!("sid=s{sid}"), user);
             (
                 StatusCode::OK,
                 [("set-cookie", format!("sid=s{sid}; Path=/"))],
@@ -194,19 +197,33 @@ json = { name = "Json {n}", tags = ["a", "{user}"] }
         assert!(v["name"].as_str().unwrap().starts_with("Json "));
         assert_eq!(v["tags"][0], "a");
     }
-    assert!(received.iter().all(|r| r.api_key == "k-123"), "{received:?}");
+    assert!(
+        received.iter().all(|r| r.api_key == "k-123"),
+        "{received:?}"
+    );
     // Each user logs in at the start of every tick and keeps the cookie it was given: the
     // cookie a sign-up carries is one the app set at a login of the same user (the form
     // names its user in "Campaign {user}").
     let owners = app.owners.lock().unwrap().clone();
     let mut users = std::collections::BTreeSet::new();
     for f in &forms {
-        let owner = owners.get(&f.cookie).unwrap_or_else(|| panic!("no session cookie on {f:?}"));
-        let campaign = f.body.split('&').next().unwrap().replace("campaign=Campaign+", "");
+        let owner = owners
+            .get(&f.cookie)
+            .unwrap_or_else(|| panic!("no session cookie on {f:?}"));
+        let campaign = f
+            .body
+            .split('&')
+            .next()
+            .unwrap()
+            .replace("campaign=Campaign+", "");
         assert_eq!(owner, &campaign, "{f:?} carries another user's cookie");
         users.insert(campaign);
     }
-    assert_eq!(users.len(), 3, "three users, each with its own session: {users:?}");
+    assert_eq!(
+        users.len(),
+        3,
+        "three users, each with its own session: {users:?}"
+    );
     for name in ["login", "sign up", "api"] {
         let s = &report.requests[name];
         assert!(s.count > 0 && s.failures == 0, "{name}: {s:?}");
@@ -253,8 +270,7 @@ form = {{ name = "n{{n}}" }}
     assert!(locked.failures > 0, "{locked:?}");
     assert_eq!(locked.failures_by_class["other 5xx"], locked.failures);
     assert_eq!(
-        report.lock_errors.by_endpoint["locked write"],
-        locked.failures,
+        report.lock_errors.by_endpoint["locked write"], locked.failures,
         "one lock error per failed request, though its traceback names the lock twice"
     );
     assert_eq!(report.lock_errors.total, locked.failures);
@@ -379,13 +395,19 @@ path = "/read"
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
-        .args(["run", scenario.to_str().unwrap(), "--target", "http://127.0.0.1:9"])
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--target",
+            "http://127.0.0.1:9",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("gates.p99_ms: \"reed\" is not a request this scenario sends (known: read)"),
+        stderr
+            .contains("gates.p99_ms: \"reed\" is not a request this scenario sends (known: read)"),
         "{stderr}"
     );
 }

@@ -135,7 +135,12 @@ fn median_map<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, u64>>) -> BTre
     let maps: Vec<&BTreeMap<String, u64>> = maps.collect();
     let keys: BTreeSet<&String> = maps.iter().flat_map(|m| m.keys()).collect();
     keys.into_iter()
-        .map(|k| (k.clone(), median_u64(maps.iter().map(|m| m.get(k).copied().unwrap_or(0)))))
+        .map(|k| {
+            (
+                k.clone(),
+                median_u64(maps.iter().map(|m| m.get(k).copied().unwrap_or(0))),
+            )
+        })
         .filter(|(_, n)| *n > 0)
         .collect()
 }
@@ -552,7 +557,11 @@ mod tests {
             "{summary}"
         );
         assert!(!summary.contains("run 1 of 3"), "{summary}");
-        let g = r.gates.iter().find(|g| g.name == "max_lost_writes").unwrap();
+        let g = r
+            .gates
+            .iter()
+            .find(|g| g.name == "max_lost_writes")
+            .unwrap();
         assert_eq!(g.value, Some(5.0));
         assert_eq!(g.note.as_deref(), Some("the largest of 3 runs (run 3)"));
         let verdicts = &r.repeat.as_ref().unwrap().verdicts;

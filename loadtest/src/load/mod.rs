@@ -101,7 +101,10 @@ impl Shared {
     }
 
     fn ack(&self, name: &str, body: serde_json::Value) {
-        lock(&self.acks).entry(name.to_owned()).or_default().push(body);
+        lock(&self.acks)
+            .entry(name.to_owned())
+            .or_default()
+            .push(body);
     }
 
     /// Users goose starts: one per class with users, which starts the class's users.

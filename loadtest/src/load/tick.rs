@@ -157,8 +157,10 @@ fn build(ctx: &UserCtx, r: &RequestSpec, fill: &Fill<'_>) -> Filled {
     }
     let mut ack = None;
     if let Some(form) = &r.form {
-        let filled: BTreeMap<&str, String> =
-            form.iter().map(|(k, v)| (k.as_str(), fill.apply(v))).collect();
+        let filled: BTreeMap<&str, String> = form
+            .iter()
+            .map(|(k, v)| (k.as_str(), fill.apply(v)))
+            .collect();
         rb = rb.form(&filled);
         ack = Some(serde_json::to_value(&filled).unwrap_or_default());
     } else if let Some(json) = &r.json {

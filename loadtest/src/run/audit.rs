@@ -11,8 +11,8 @@ use lockbench_server::photos::{FileKind, Manifest};
 use lockbench_server::processor::acks::{Ack, AckKind};
 use lockbench_server::storage::{postgres, ReadOnlyDb, Value};
 
-use crate::report::{Audit, TargetDatabase};
 use super::follow::LogReading;
+use crate::report::{Audit, TargetDatabase};
 use crate::scenario::{Scenario, UserClass};
 
 /// The database the audit reads, read-only: the run's SQLite file or its PostgreSQL schema.
@@ -74,9 +74,8 @@ pub(super) fn check_target(
     let mut access = TargetAccess::default();
     if let Some(log) = &t.log {
         let regex = |key: &str, text: &str| {
-            regex::Regex::new(text).map_err(|e| {
-                anyhow::anyhow!("target.{key}: not a valid regular expression: {e}")
-            })
+            regex::Regex::new(text)
+                .map_err(|e| anyhow::anyhow!("target.{key}: not a valid regular expression: {e}"))
         };
         let reading = LogReading {
             lock: regex("lock_pattern", t.lock_pattern())?,
@@ -98,8 +97,7 @@ pub(super) fn check_target(
     }
     match &t.database {
         Some(db) => {
-            let ro =
-                ReadOnlyDb::open(db).map_err(|e| anyhow::anyhow!("target.database: {e}"))?;
+            let ro = ReadOnlyDb::open(db).map_err(|e| anyhow::anyhow!("target.database: {e}"))?;
             for (name, query, field, key) in audits {
                 ro.count(&query, "")
                     .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;

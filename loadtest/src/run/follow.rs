@@ -414,15 +414,17 @@ django.db.utils.OperationalError: database is locked
             ("item", "/items/{n}/?full=1"),
             ("write", "/write/"),
         ];
-        let f = LogFollower::start(&log, reading("database is locked", &routes), shared())
-            .unwrap();
+        let f = LogFollower::start(&log, reading("database is locked", &routes), shared()).unwrap();
         append(&log, DJANGO_LOCKED);
         append(&log, DJANGO_LOCKED);
         append(
             &log,
             &DJANGO_LOCKED.replace("/read_write_transaction/", "/items/42/"),
         );
-        append(&log, "Internal Server Error: /write/\nValueError: no name\n");
+        append(
+            &log,
+            "Internal Server Error: /write/\nValueError: no name\n",
+        );
         append(
             &log,
             &DJANGO_LOCKED.replace("/read_write_transaction/", "/elsewhere/"),
@@ -436,7 +438,10 @@ django.db.utils.OperationalError: database is locked
         assert_eq!(count.total, 5, "{count:?}");
         assert_eq!(count.by_request["read_write_transaction"], 2);
         assert_eq!(count.by_request["item"], 1);
-        assert_eq!(count.by_request["write"], 1, "the one-line form; the ValueError is not a lock error");
+        assert_eq!(
+            count.by_request["write"], 1,
+            "the one-line form; the ValueError is not a lock error"
+        );
         assert_eq!(count.unattributed, 1, "a path no request has");
     }
 

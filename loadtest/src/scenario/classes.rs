@@ -30,7 +30,11 @@ pub struct UserClass {
     #[serde(default)]
     pub think: Think,
     /// `interval` and `after-response`: one tick per user this often.
-    #[serde(default, with = "optional_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "optional_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub every: Option<Duration>,
     /// `arrival-rate`: requests started per second across the class ("200/s", "30/m"); the
     /// class's `count` users are the slots they run in.
@@ -524,7 +528,11 @@ impl RequestSpec {
         if !self.path.starts_with('/') {
             bail!("{at}.path: {:?} must start with /", self.path);
         }
-        let bodies = [self.form.is_some(), self.json.is_some(), self.body.is_some()];
+        let bodies = [
+            self.form.is_some(),
+            self.json.is_some(),
+            self.body.is_some(),
+        ];
         if bodies.iter().filter(|b| **b).count() > 1 {
             bail!("{at}: set one of form, json and body, not several");
         }

@@ -23,9 +23,9 @@ pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> anyhow
         // element by its `name`.
         let entry = match entry {
             toml::Value::Array(items) => {
-                let name = parts
-                    .next()
-                    .with_context(|| format!("{key}: {part} is a list; name one of its elements ({part}.NAME.KEY)"))?;
+                let name = parts.next().with_context(|| {
+                    format!("{key}: {part} is a list; name one of its elements ({part}.NAME.KEY)")
+                })?;
                 let names: Vec<String> = items
                     .iter()
                     .filter_map(|i| i.get("name").and_then(|n| n.as_str()).map(str::to_owned))
@@ -34,7 +34,10 @@ pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> anyhow
                     .iter_mut()
                     .find(|i| i.get("name").and_then(|n| n.as_str()) == Some(name))
                     .with_context(|| {
-                        format!("{key}: {part} has no element named {name:?} (it has {})", names.join(", "))
+                        format!(
+                            "{key}: {part} has no element named {name:?} (it has {})",
+                            names.join(", ")
+                        )
                     })?
             }
             other => other,

@@ -20,9 +20,8 @@ pub(crate) use figures::{
 };
 pub(crate) use settings::{connection_table, machine_lines, settings_sections};
 pub(crate) use tables::{
-    classes_words, fault_table, load_cpu_line, request_table, restart_line, restart_table, role_table, users_line,
-    TextTable,
-    LATENCY_NOTE, ROLE_NOTE, RUNNER_NOTE,
+    classes_words, fault_table, load_cpu_line, request_table, restart_line, restart_table,
+    role_table, users_line, TextTable, LATENCY_NOTE, ROLE_NOTE, RUNNER_NOTE,
 };
 pub(crate) use verdict::{
     gate_value, headline, repeat_tables, run_table, target_words, verdict_word,

@@ -189,7 +189,10 @@ pub(crate) fn load_cpu_line(r: &Report) -> Option<String> {
     let cpu = r.load_cpu_s?;
     let requests: u64 = r.requests.values().map(|s| s.count).sum();
     let per = if requests > 0 {
-        format!(" ({} per 1,000 requests)", fixed(1000.0 * cpu / requests as f64, 3))
+        format!(
+            " ({} per 1,000 requests)",
+            fixed(1000.0 * cpu / requests as f64, 3)
+        )
     } else {
         String::new()
     };
