@@ -371,6 +371,7 @@ fn repeated_runs_keep_medians_and_spreads_and_name_each_run() {
     assert_eq!(
         junit_cases(&junit),
         [
+            ("max_error_rate".to_owned(), None),
             ("max_lost_writes".to_owned(), None),
             ("run 1".to_owned(), None),
             ("run 2".to_owned(), None),
@@ -470,7 +471,7 @@ fn repeated_runs_that_fail_a_gate_exit_1_naming_each_run() {
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let summary = &report.verdict.summary;
     assert!(
-        summary.starts_with("FAILED: 1 of 2 gates failed (max_batch_seconds)"),
+        summary.starts_with("FAILED: 1 of 3 gates failed (max_batch_seconds)"),
         "{summary}"
     );
     for k in 1..=2 {
@@ -483,9 +484,15 @@ fn repeated_runs_that_fail_a_gate_exit_1_naming_each_run() {
     let names: Vec<&str> = cases.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["max_lost_writes", "max_batch_seconds", "run 1", "run 2"]
+        [
+            "max_error_rate",
+            "max_lost_writes",
+            "max_batch_seconds",
+            "run 1",
+            "run 2"
+        ]
     );
-    for (name, failure) in &cases[2..] {
+    for (name, failure) in &cases[3..] {
         let message = failure
             .as_deref()
             .unwrap_or_else(|| panic!("{name} failed"));

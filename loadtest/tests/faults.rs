@@ -53,8 +53,8 @@ seed = 5
 pollers = 6
 poll_interval = "200ms"
 admins = 0
-kiosks = 8
-kiosk_interval = "20ms"
+kiosks = 16
+kiosk_interval = "10ms"
 
 [duration]
 tail = "1s"
