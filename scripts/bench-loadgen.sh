@@ -20,6 +20,9 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && 
 
 wrk_rps=$(wrk -t2 -c32 -d10s "http://127.0.0.1:$port/healthz" | awk '/Requests\/sec/ {print $2}')
 
+# lockbench's load on two threads, as wrk -t2 (its default is one; LOCKBENCH_LOAD_THREADS).
+export LOCKBENCH_LOAD_THREADS="${LOCKBENCH_LOAD_THREADS:-2}"
+
 # Like wrk: 32 users, each sending its next request as soon as the last is answered.
 cat > "$work/closed.toml" <<TOML
 name = "loadgen-closed"
