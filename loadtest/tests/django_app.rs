@@ -6,81 +6,35 @@
 //! one lock error of that view in the app's log (a traceback that says "database is locked"
 //! twice counts once), and every write the app acknowledged is in its database.
 
-use std::net::TcpListener;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lockbench::run::{run_scenario, RunOptions};
+use support::{free_port, AppGroup};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The Django app under gunicorn on a loopback port; SIGTERM to its process group on drop.
-struct DjangoApp {
-    child: Child,
-    url: String,
-}
-
-impl DjangoApp {
-    fn start(db: &Path, log: &Path) -> DjangoApp {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = {
-            use std::os::unix::process::CommandExt;
-            Command::new("bash")
-                .arg(repo().join("examples/django-app/run.sh"))
-                .env("DJANGO_DB", db)
-                .env("DJANGO_LOG", log)
-                .env("DJANGO_APP_PORT", port.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .expect("start examples/django-app/run.sh")
-        };
-        let app = DjangoApp {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        // The first start installs the app's pinned packages from PyPI.
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let client = reqwest::blocking::Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{}/read/", app.url)).send() {
-                if r.status().is_success() {
-                    return app;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the Django app did not answer /read/ within 300 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for DjangoApp {
-    fn drop(&mut self) {
-        use nix::sys::signal::{killpg, Signal};
-        use nix::unistd::Pid;
-        let group = Pid::from_raw(self.child.id() as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
+/// The Django app under gunicorn on a loopback port (the first start installs its pinned
+/// packages from PyPI).
+fn start_django(db: &Path, log: &Path) -> AppGroup {
+    let port = free_port();
+    let env = [
+        ("DJANGO_DB", db.display().to_string()),
+        ("DJANGO_LOG", log.display().to_string()),
+        ("DJANGO_APP_PORT", port.to_string()),
+    ];
+    AppGroup::start(
+        &repo().join("examples/django-app/run.sh"),
+        &env,
+        port,
+        "/read/",
+        Duration::from_secs(300),
+        || "the Django app did not answer /read/ within 300 s".to_owned(),
+    )
 }
 
 fn toml_string(p: &Path) -> String {
@@ -91,7 +45,7 @@ fn toml_string(p: &Path) -> String {
 fn the_django_scenario_names_the_view_that_fails_on_a_lock_and_counts_each_failure_once() {
     let dir = tempfile::tempdir().unwrap();
     let (db, log) = (dir.path().join("app.db"), dir.path().join("app.log"));
-    let app = DjangoApp::start(&db, &log);
+    let app = start_django(&db, &log);
     let sets = [
         (
             "target.url",

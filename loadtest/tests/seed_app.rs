@@ -5,94 +5,50 @@
 //! user relies on: the lock errors lockbench reports are the ones in the app's log, the
 //! verdict fails on them, and lockbench reads the app's database without changing a byte.
 
-use std::net::TcpListener;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use lockbench::report::LockSource;
 use lockbench::run::{run_scenario, RunOptions};
+use support::{free_port, AppGroup};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The seed app under gunicorn; SIGTERM to its process group on drop.
-struct SeedApp {
-    child: Child,
-    url: String,
-}
-
-impl SeedApp {
-    fn start(mode: &str, db: &Path, log: &Path, busy_timeout_s: f64) -> SeedApp {
-        let setup = Command::new("bash")
-            .arg(repo().join("examples/seed-app/setup.sh"))
-            .status()
-            .expect("run examples/seed-app/setup.sh");
-        assert!(setup.success(), "the seed app's setup failed");
-        let port = free_port();
-        let child = {
-            use std::os::unix::process::CommandExt;
-            Command::new("bash")
-                .arg(repo().join("examples/seed-app/run.sh"))
-                .env("SEED_APP_MODE", mode)
-                .env("SEED_APP_DB", db)
-                .env("SEED_APP_LOG", log)
-                .env("SEED_APP_PORT", port.to_string())
-                .env("SEED_APP_WORKERS", "2")
-                .env("SEED_APP_THREADS", "4")
-                .env("SEED_APP_BUSY_TIMEOUT", busy_timeout_s.to_string())
-                .stdin(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .expect("start examples/seed-app/run.sh")
-        };
-        let app = SeedApp {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let client = reqwest::blocking::Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{}/healthz", app.url)).send() {
-                if r.status().is_success() {
-                    return app;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
+/// The seed app under gunicorn.
+fn start_seed_app(mode: &str, db: &Path, log: &Path, busy_timeout_s: f64) -> AppGroup {
+    let setup = Command::new("bash")
+        .arg(repo().join("examples/seed-app/setup.sh"))
+        .status()
+        .expect("run examples/seed-app/setup.sh");
+    assert!(setup.success(), "the seed app's setup failed");
+    let port = free_port();
+    let env = [
+        ("SEED_APP_MODE", mode.to_owned()),
+        ("SEED_APP_DB", db.display().to_string()),
+        ("SEED_APP_LOG", log.display().to_string()),
+        ("SEED_APP_PORT", port.to_string()),
+        ("SEED_APP_WORKERS", "2".to_owned()),
+        ("SEED_APP_THREADS", "4".to_owned()),
+        ("SEED_APP_BUSY_TIMEOUT", busy_timeout_s.to_string()),
+    ];
+    AppGroup::start(
+        &repo().join("examples/seed-app/run.sh"),
+        &env,
+        port,
+        "/healthz",
+        Duration::from_secs(120),
+        || {
+            format!(
                 "the seed app did not answer /healthz within 120 s; its log:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for SeedApp {
-    fn drop(&mut self) {
-        use nix::sys::signal::{killpg, Signal};
-        use nix::unistd::Pid;
-        let group = Pid::from_raw(self.child.id() as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
+            )
+        },
+    )
 }
 
 fn sha256(path: &Path) -> String {
@@ -151,7 +107,7 @@ fn a_write_lock_held_past_the_apps_busy_timeout_is_counted_from_its_log_and_fail
     let db = dir.path().join("app.db");
     let log = dir.path().join("app.log");
     // The app as it failed: rollback journal, and a 1 s busy timeout so the test is short.
-    let app = SeedApp::start("before", &db, &log, 1.0);
+    let app = start_seed_app("before", &db, &log, 1.0);
     let path = dir.path().join("seed-app-lock.toml");
     std::fs::write(&path, scenario(&db, &log)).unwrap();
 

@@ -154,3 +154,75 @@ pub fn sum_metric(text: &str, prefix: &str) -> f64 {
         .filter_map(|v| v.parse::<f64>().ok())
         .sum()
 }
+
+/// An app of another stack started from its own script (the seed app, the Django app) in a
+/// process group of its own; SIGTERM to the group on drop, SIGKILL if it has not gone in 15 s.
+pub struct AppGroup {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl AppGroup {
+    /// Runs `script` with `env`, serving on `port`, and waits up to `wait` until `GET
+    /// ready_path` answers 2xx; on timeout the panic says `why()`.
+    pub fn start(
+        script: &Path,
+        env: &[(&str, String)],
+        port: u16,
+        ready_path: &str,
+        wait: Duration,
+        why: impl Fn() -> String,
+    ) -> AppGroup {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("bash")
+            .arg(script)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", script.display()));
+        let app = AppGroup {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + wait;
+        let client = reqwest::blocking::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{}{ready_path}", app.url)).send() {
+                if r.status().is_success() {
+                    return app;
+                }
+            }
+            assert!(Instant::now() < deadline, "{}", why());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for AppGroup {
+    fn drop(&mut self) {
+        use nix::sys::signal::{killpg, Signal};
+        use nix::unistd::Pid;
+        let group = Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
