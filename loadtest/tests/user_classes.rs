@@ -1,6 +1,6 @@
 //! `[[users]]` classes and named requests against a real app on a loopback port: what the
 //! app receives (form and JSON bodies with their content types, headers, cookies kept per
-//! user), how an app's log is read (a multi-line traceback is one lock error, tied to the
+//! user under each connection model, a user's own connection or the class's), how an app's log is read (a multi-line traceback is one lock error, tied to the
 //! request whose path it names), an arrival rate that holds while the app stalls (the
 //! requests that find no free slot dropped and counted), and a verdict that cannot pass a
 //! run where every write fails.
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,8 @@ use lockbench::run::{run_scenario, RunOptions};
 /// One request as the app received it.
 #[derive(Debug, Clone)]
 struct Received {
+    /// The client's port: one per connection.
+    peer: u16,
     path: String,
     content_type: String,
     cookie: String,
@@ -49,9 +51,16 @@ fn header(h: &HeaderMap, name: &str) -> String {
         .to_owned()
 }
 
-async fn record(State(app): State<App>, uri: Uri, h: HeaderMap, body: Bytes) -> Response {
+async fn record(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_owned();
     app.received.lock().unwrap().push(Received {
+        peer: peer.port(),
         path: path.clone(),
         content_type: header(&h, "content-type"),
         cookie: header(&h, "cookie"),
@@ -66,12 +75,22 @@ async fn record(State(app): State<App>, uri: Uri, h: HeaderMap, body: Bytes) -> 
                 .lock()
                 .unwrap()
                 .insert(format!("sid=s{sid}"), user);
+            // A login that redirects, as most do: the cookie comes on the redirect.
             (
-                StatusCode::OK,
-                [("set-cookie", format!("sid=s{sid}; Path=/"))],
-                "welcome",
+                StatusCode::SEE_OTHER,
+                [
+                    ("set-cookie", format!("sid=s{sid}; Path=/")),
+                    ("location", "/welcome".to_owned()),
+                ],
+                "",
             )
                 .into_response()
+        }
+        "/welcome" => {
+            // Long enough that other users log in between a user's login and its next
+            // request: a cookie shared between users would show.
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            (StatusCode::OK, "welcome").into_response()
         }
         "/broken" => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
         "/locked" => {
@@ -106,6 +125,7 @@ fn start_app(dir: &Path) -> (String, App) {
     };
     let router = Router::new()
         .route("/read", get(record))
+        .route("/welcome", get(record))
         .route("/slow", get(record))
         .route("/login", post(record))
         .route("/form", post(record))
@@ -124,7 +144,8 @@ fn start_app(dir: &Path) -> (String, App) {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr: SocketAddr = listener.local_addr().unwrap();
             tx.send(addr).unwrap();
-            axum::serve(listener, router).await.unwrap();
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service).await.unwrap();
         });
     });
     let addr = rx.recv().unwrap();
@@ -145,6 +166,13 @@ fn run(dir: &Path, url: &str, text: &str) -> anyhow::Result<Report> {
 
 #[test]
 fn form_and_json_posts_reach_the_app_with_their_content_types_and_cookies_persist_per_user() {
+    for connection in ["keep-alive", "pooled", "close"] {
+        bodies_headers_and_cookies(connection);
+    }
+}
+
+/// Three users of a class whose connections are `connection`: what the app received.
+fn bodies_headers_and_cookies(connection: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (url, app) = start_app(dir.path());
     std::env::set_var("LOCKBENCH_TEST_API_KEY", "k-123");
@@ -160,6 +188,7 @@ count = 3
 pace = "closed"
 think = "50ms..100ms"
 order = "sequence"
+connection = "CONNECTION"
 headers = { "X-Api-Key" = "{env.LOCKBENCH_TEST_API_KEY}" }
 
 [[users.requests]]
@@ -181,11 +210,14 @@ method = "POST"
 path = "/json"
 json = { name = "Json {n}", tags = ["a", "{user}"] }
 "#;
-    let report = run(dir.path(), &url, text).unwrap();
+    let report = run(dir.path(), &url, &text.replace("CONNECTION", connection)).unwrap();
     let received = app.received.lock().unwrap().clone();
     let forms: Vec<&Received> = received.iter().filter(|r| r.path == "/form").collect();
     let jsons: Vec<&Received> = received.iter().filter(|r| r.path == "/json").collect();
-    assert!(forms.len() >= 3 && jsons.len() >= 3, "{received:?}");
+    assert!(
+        forms.len() >= 3 && jsons.len() >= 3,
+        "{connection}: {received:?}"
+    );
     for f in &forms {
         assert_eq!(f.content_type, "application/x-www-form-urlencoded");
         assert!(f.body.starts_with("campaign=Campaign+"), "{}", f.body);
@@ -216,19 +248,63 @@ json = { name = "Json {n}", tags = ["a", "{user}"] }
             .next()
             .unwrap()
             .replace("campaign=Campaign+", "");
-        assert_eq!(owner, &campaign, "{f:?} carries another user's cookie");
+        assert_eq!(
+            owner, &campaign,
+            "{connection}: {f:?} carries another user's cookie"
+        );
         users.insert(campaign);
     }
     assert_eq!(
         users.len(),
         3,
-        "three users, each with its own session: {users:?}"
+        "{connection}: three users, each with its own session: {users:?}"
     );
+    // The cookie set on the login's redirect went with the request that followed it.
+    let welcomes: Vec<&Received> = received.iter().filter(|r| r.path == "/welcome").collect();
+    assert!(
+        !welcomes.is_empty(),
+        "{connection}: the login's redirect was not followed"
+    );
+    for w in &welcomes {
+        assert!(owners.contains_key(&w.cookie), "{connection}: {w:?}");
+    }
+    connections_as_modelled(connection, &received);
     for name in ["login", "sign up", "api"] {
         let s = &report.requests[name];
-        assert!(s.count > 0 && s.failures == 0, "{name}: {s:?}");
+        assert!(
+            s.count > 0 && s.failures == 0,
+            "{connection}: {name}: {s:?}"
+        );
     }
     assert!(report.verdict.passed, "{}", report.verdict.summary);
+}
+
+/// `keep-alive`: a connection carries one user's requests only (a user's own), and stays
+/// open (fewer connections than requests); `close`: every request a connection of its own;
+/// `pooled`: no more connections than users, each user kept apart by its cookies alone.
+fn connections_as_modelled(connection: &str, received: &[Received]) {
+    let mut users_of: BTreeMap<u16, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for r in received.iter().filter(|r| r.path == "/form") {
+        let user = r.body.split('&').next().unwrap_or_default().to_owned();
+        users_of.entry(r.peer).or_default().insert(user);
+    }
+    let ports: std::collections::BTreeSet<u16> = received.iter().map(|r| r.peer).collect();
+    match connection {
+        "keep-alive" => {
+            assert!(users_of.values().all(|u| u.len() == 1), "{users_of:?}");
+            assert!(
+                ports.len() < received.len() / 2,
+                "{} connections",
+                ports.len()
+            );
+        }
+        "close" => assert_eq!(ports.len(), received.len(), "a connection per request"),
+        _ => assert!(
+            ports.len() <= 3 * 2,
+            "{} connections for 3 users",
+            ports.len()
+        ),
+    }
 }
 
 #[test]

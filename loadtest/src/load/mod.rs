@@ -11,8 +11,8 @@
 //! next tick when the previous one is answered, after a think time, as locust's users do.
 //! An `arrival-rate` class's goose user starts ticks at the class's rate in the class's
 //! `count` slots (each slot a user of its own), and counts a tick that finds every
-//! slot busy as dropped. Each user has its own HTTP client (its own connections and
-//! cookies), kept alive or closed after every request as its class's [`Connection`] says.
+//! slot busy as dropped. Each user keeps its own cookies; its connections are its own, its
+//! class's pool or one per request, as its class's [`Connection`] says (`client.rs`).
 //!
 //! Every request is timed and classified by lockbench's own [`Recorder`] (`recorder.rs`: µs histograms,
 //! status codes, 503s, bodies that mention a lock, a per-second timeline), twice: from the
@@ -39,6 +39,7 @@ use goose::goose::{GooseUser, Scenario as GooseScenario, Transaction, Transactio
 use goose::{GooseAttack, GooseScheduler};
 use tokio::task::JoinSet;
 
+mod client;
 mod recorder;
 mod tick;
 
@@ -50,9 +51,6 @@ use tick::{tick, tick_endpoints};
 
 /// A tick sent this much or more after its intended time counts as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
-
-/// How long one request may take before it counts as unanswered.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the users need to know, shared with the runner.
 pub struct Shared {
@@ -73,6 +71,8 @@ pub struct Shared {
     counters: Vec<AtomicU64>,
     /// CPU seconds the load's own threads used, once the load has stopped.
     load_cpu_s: OnceLock<f64>,
+    /// Each class's shared client (its users' own under `keep-alive`).
+    clients: Vec<reqwest::Client>,
 }
 
 impl Shared {
@@ -85,6 +85,10 @@ impl Shared {
             acks: Mutex::new(BTreeMap::new()),
             admin_token,
             counters: classes.iter().map(|_| AtomicU64::new(0)).collect(),
+            clients: classes
+                .iter()
+                .map(|c| client::client_for(c.connection()))
+                .collect(),
             classes,
             load_cpu_s: OnceLock::new(),
         }
@@ -137,8 +141,8 @@ impl Shared {
     }
 }
 
-/// One simulated user: its client (its own connections and cookies) and what its ticks
-/// share.
+/// One simulated user: its client (its own, or its class's: see `client.rs`), its cookies
+/// and what its ticks share.
 struct UserCtx {
     /// Its class, an index into `Shared::classes`.
     class: usize,
@@ -146,6 +150,7 @@ struct UserCtx {
     base: String,
     client: reqwest::Client,
     connection: Connection,
+    cookies: Arc<reqwest::cookie::Jar>,
     shared: Arc<Shared>,
     in_flight: AtomicU32,
     /// Intended times of skipped ticks, to be served by the next tick sent.
@@ -161,8 +166,9 @@ impl UserCtx {
             class,
             index,
             base: base.trim_end_matches('/').to_owned(),
-            client: client_for(connection),
+            client: client::user_client(connection, &shared.clients[class]),
             connection,
+            cookies: Arc::default(),
             shared: shared.clone(),
             in_flight: AtomicU32::new(0),
             pending: Mutex::new(Vec::new()),
@@ -177,18 +183,6 @@ impl UserCtx {
     fn name(&self) -> &str {
         &self.class().name
     }
-}
-
-fn client_for(connection: Connection) -> reqwest::Client {
-    let builder = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .cookie_store(true)
-        .user_agent(concat!("lockbench/", env!("CARGO_PKG_VERSION")));
-    let builder = match connection {
-        Connection::KeepAlive => builder,
-        Connection::Close => builder.pool_max_idle_per_host(0),
-    };
-    builder.build().unwrap_or_default()
 }
 
 /// Sleeps until `at`, or until the stop flag; false when stopped.
@@ -282,7 +276,7 @@ async fn closed_loop(ctx: &UserCtx) {
         let now = Instant::now();
         shared.recorder.tick_due(ctx.name());
         shared.recorder.tick_sent(ctx.name(), false);
-        tick(ctx, now).await;
+        Box::pin(tick(ctx, now)).await;
         next = Instant::now() + draw();
     }
 }
@@ -380,7 +374,7 @@ async fn after_response_tick(ctx: &UserCtx, interval: Duration, at: &mut Schedul
         ctx.name(),
         now.saturating_duration_since(at.intended) >= LATE_AFTER,
     );
-    tick(ctx, at.intended).await;
+    Box::pin(tick(ctx, at.intended)).await;
     // The user's own schedule: one interval after this tick went.
     let next = at.fire_at + interval;
     let now = Instant::now();
@@ -487,7 +481,7 @@ pub fn attack(host: &str, shared: &Arc<Shared>, cap: Duration) -> anyhow::Result
     config.no_print_metrics = true;
     config.no_error_summary = true;
     config.quiet = 1;
-    config.timeout = Some(REQUEST_TIMEOUT.as_secs().to_string());
+    config.timeout = Some(client::REQUEST_TIMEOUT.as_secs().to_string());
 
     let mut attack = GooseAttack::initialize_with_config(config)
         .map_err(|e| anyhow::anyhow!("goose: {e:?}"))?

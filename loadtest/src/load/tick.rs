@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::scenario::{Connection, Order, RequestSpec, UserClass, ADMIN_TOKEN};
 
+use super::client;
 use super::recorder::lock;
 use super::{Outcome, Shared, Timing, UserCtx};
 
@@ -191,7 +192,7 @@ async fn send(
     let Filled { request, ack } = build(ctx, r, fill);
     let sent = Instant::now();
     shared.recorder.request_sent(ctx.name(), sent);
-    let (status, body, timeout) = match request.send().await {
+    let (status, body, timeout) = match client::send_as(ctx.cookies.clone(), request).await {
         Ok(response) => {
             let status = response.status().as_u16();
             match response.text().await {

@@ -94,13 +94,19 @@ pub enum PollModel {
     ArrivalRate,
 }
 
-/// How a user's HTTP connections behave.
+/// How a class's users hold their HTTP connections. Cookies are each user's own whatever
+/// the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Connection {
-    /// Persistent connections, reused between requests, as a browser keeps them.
+    /// Each user its own persistent connection, reused between its requests, as a browser
+    /// holds one to the app.
     #[default]
     KeepAlive,
+    /// The class's users share one pool of persistent connections, opened as requests need
+    /// them (as many as are out at once), as a reverse proxy or a CDN in front of the app
+    /// holds them.
+    Pooled,
     /// A new connection for every request (`Connection: close`).
     Close,
 }
