@@ -6,53 +6,29 @@
 //! one lock error of that view in the app's log (a traceback that says "database is locked"
 //! twice counts once), and every write the app acknowledged is in its database.
 
-mod support;
-
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use lockbench::decide::sweep::sweep;
 use lockbench::run::{run_scenario, RunOptions};
-use support::{free_port, AppGroup};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The Django app under gunicorn on a loopback port (the first start installs its pinned
-/// packages from PyPI).
-fn start_django(db: &Path, log: &Path) -> AppGroup {
-    let port = free_port();
-    let env = [
-        ("DJANGO_DB", db.display().to_string()),
-        ("DJANGO_LOG", log.display().to_string()),
-        ("DJANGO_APP_PORT", port.to_string()),
-    ];
-    AppGroup::start(
-        &repo().join("examples/django-app/run.sh"),
-        &env,
-        port,
-        "/read/",
-        Duration::from_secs(300),
-        || "the Django app did not answer /read/ within 300 s".to_owned(),
-    )
-}
-
-fn toml_string(p: &Path) -> String {
-    toml::Value::String(p.display().to_string()).to_string()
+/// `target.command` as a TOML value: the app's script by its absolute path (the tests run in
+/// `loadtest/`, the scenario names it from the repository root).
+fn command() -> String {
+    let script = repo().join("examples/django-app/run.sh");
+    format!("[{}]", toml::Value::String(script.display().to_string()))
 }
 
 #[test]
 fn the_django_scenario_names_the_view_that_fails_on_a_lock_and_counts_each_failure_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, log) = (dir.path().join("app.db"), dir.path().join("app.log"));
-    let app = start_django(&db, &log);
+    // lockbench starts the app (the first start installs its pinned packages from PyPI) on
+    // a port and a fresh database of the run's own.
     let sets = [
-        (
-            "target.url",
-            toml::Value::String(app.url.clone()).to_string(),
-        ),
-        ("target.log", toml_string(&log)),
-        ("target.database", toml_string(&db)),
+        ("target.command", command()),
         ("duration.target_run", "\"12s\"".to_owned()),
     ];
     let opts = RunOptions {
@@ -106,4 +82,69 @@ fn the_django_scenario_names_the_view_that_fails_on_a_lock_and_counts_each_failu
     assert_eq!(audit.lost_writes, 0, "{audit:?}");
     assert_eq!(audit.unaudited_writes, 0);
     assert!(report.target_database.as_ref().unwrap().audited_writes > 0);
+    let app = report
+        .target
+        .app
+        .as_ref()
+        .expect("lockbench started the app");
+    assert!(app.ended.contains("stopped by lockbench"), "{}", app.ended);
+    assert!(
+        dir.path().join("report/app.db").is_file(),
+        "the run's own database"
+    );
+}
+
+/// Rows that differ only in the app's environment, each on a fresh app and database: the
+/// read-then-write view fails on a lock under Django's default `DEFERRED` transactions and
+/// not under `IMMEDIATE`.
+#[test]
+fn a_sweep_over_the_apps_environment_runs_each_row_on_a_fresh_app_and_tells_them_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = repo().join("scenarios/django-app.toml");
+    let file = dir.path().join("sweep.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "django-tx"
+base = {base}
+
+[set]
+"target.command" = {command}
+"duration.target_run" = "8s"
+
+[[dimensions]]
+key = "target.env.APP_TX_MODE"
+values = ["DEFERRED", "IMMEDIATE"]
+"#,
+            base = toml::Value::String(base.display().to_string()),
+            command = command(),
+        ),
+    )
+    .unwrap();
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_lockbench"));
+    let report = sweep(&file, &dir.path().join("out"), Some(exe), false).expect("sweep");
+    let (deferred, immediate) = (&report.rows[0], &report.rows[1]);
+    assert_eq!(deferred.set["target.env.APP_TX_MODE"], "DEFERRED");
+    assert!(
+        !deferred.passed && deferred.lock_errors > 0,
+        "deferred: {deferred:?}"
+    );
+    assert!(
+        immediate.passed && immediate.lock_errors == 0,
+        "immediate: {immediate:?}"
+    );
+    let urls: Vec<String> = report
+        .rows
+        .iter()
+        .map(|row| {
+            let text = std::fs::read_to_string(&row.report).unwrap();
+            let r: lockbench::report::Report = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                r.target.app.as_ref().unwrap().env["APP_TX_MODE"],
+                row.set["target.env.APP_TX_MODE"]
+            );
+            r.target.url
+        })
+        .collect();
+    assert_ne!(urls[0], urls[1], "each row its own app");
 }

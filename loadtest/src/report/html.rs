@@ -157,7 +157,11 @@ fn write_verdict(out: &mut String, r: &Report) -> fmt::Result {
         esc(&r.started_at),
         esc(&r.lockbench_version),
         r.schema_version
-    )
+    )?;
+    if let Some(line) = facts::app_line(r) {
+        writeln!(out, "<p class=\"meta\">{}</p>", esc(&line))?;
+    }
+    Ok(())
 }
 
 fn write_notes(out: &mut String, r: &Report) -> fmt::Result {

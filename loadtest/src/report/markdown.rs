@@ -74,7 +74,12 @@ fn write_verdict(out: &mut String, r: &Report) -> fmt::Result {
         text(&r.started_at),
         text(&r.lockbench_version),
         r.schema_version
-    )
+    )?;
+    if let Some(line) = app_line(r) {
+        writeln!(out)?;
+        writeln!(out, "{}", text(&line))?;
+    }
+    Ok(())
 }
 
 fn write_gates(out: &mut String, r: &Report) -> fmt::Result {

@@ -132,6 +132,37 @@ pub struct Target {
     /// "reference" (lockbench started its own server) or "external" (--target).
     pub kind: String,
     pub url: String,
+    /// The app lockbench started for this run (`[target] command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<LaunchedApp>,
+}
+
+/// An app lockbench started (`[target] command`): how it was started, when it was ready and
+/// how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LaunchedApp {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// The environment it was given beyond lockbench's own, values of keys that look like
+    /// secrets replaced by `***`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// lockbench's settings passed through `[target.knobs]`: setting, then `VAR=value`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub knobs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<String>,
+    /// Its stdout and stderr.
+    pub output: String,
+    /// Seconds from its start until its `ready` path answered 2xx.
+    pub ready_after_s: f64,
+    /// Seconds since the load started when it exited by itself, when it did during the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_during_run_s: Option<f64>,
+    /// How it ended, in words: stopped by lockbench (SIGTERM, or SIGKILL after the stop
+    /// timeout) or exited by itself, with its exit status.
+    pub ended: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,13 +17,14 @@ use lockbench_server::photos::Manifest;
 use super::audit::{audit_target, check_target, TargetAccess};
 use super::follow::{LogCount, LogFollower};
 use super::http;
+use super::launch::{free_port, RunningApp};
 use super::target::{RunCtx, Started, Target, Waited};
 use super::{batch_figures, count_text, photo_batch, progress_bar, RunOptions};
 use crate::load::{Recorder, Shared};
 use crate::report::{
     Audit, BatchEnd, BatchFigures, LockErrors, LockSource, Report, TargetDatabase,
 };
-use crate::scenario::{EndpointSpec, Endpoints, RoleEndpoints, Scenario, UserClass};
+use crate::scenario::{EndpointSpec, Endpoints, RoleEndpoints, Scenario, TargetSpec, UserClass};
 use crate::stop::TempFolder;
 
 /// The external app's batch, once posted: its id, and what its status endpoint last said.
@@ -51,6 +52,21 @@ impl ExternalBatch {
             done: None,
             ended: None,
             watched_until: None,
+        }
+    }
+
+    /// Takes in what its status endpoint answered: its figures, and when it was first done
+    /// or ended.
+    fn saw_status(&mut self, body: &str) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+            self.status = v;
+        }
+        if self.done.is_none() && self.status["status"] == "done" {
+            self.done = Some(self.posted.elapsed());
+        }
+        if self.ended.is_none() && matches!(self.status["status"].as_str(), Some("done" | "failed"))
+        {
+            self.ended = Some(self.posted.elapsed());
         }
     }
 
@@ -129,12 +145,71 @@ pub(super) struct ExternalTarget {
     client: reqwest::blocking::Client,
     load_started: Option<Instant>,
     work: TempFolder,
+    /// `[target] command`: the app lockbench starts for this run.
+    launch: Option<Launch>,
+}
+
+/// An app to start: its `[target]` with `{port}` and `{run_dir}` filled in (and the log
+/// defaulting to its output), the environment it gets, the path polled until it is ready,
+/// and the app once started.
+struct Launch {
+    scenario: Scenario,
+    env: Vec<(String, String)>,
+    knobs: Vec<(String, String, String)>,
+    run_dir: PathBuf,
+    ready: String,
+    app: Option<RunningApp>,
+}
+
+impl Launch {
+    /// Plans the app's start for the run whose report goes to `out_dir`: a free port, the
+    /// run's folder, the knobs' environment; errors name the key.
+    fn plan(ctx: &RunCtx<'_>, t: &TargetSpec, classes: &[UserClass]) -> anyhow::Result<Launch> {
+        let run_dir = std::path::absolute(ctx.out_dir).unwrap_or_else(|_| ctx.out_dir.to_owned());
+        let mut filled = t.filled(free_port()?, &run_dir);
+        if filled.log.is_none() {
+            filled.log = Some(run_dir.join("app.log"));
+        }
+        filled.check_command()?;
+        let knobs = t.knob_env(&ctx.scenario.server, &ctx.scenario.named_settings)?;
+        let mut env: Vec<(String, String)> = filled.env.clone().into_iter().collect();
+        env.extend(
+            knobs
+                .iter()
+                .map(|(_, var, value)| (var.clone(), value.clone())),
+        );
+        let ready = match &t.ready {
+            Some(path) => path.clone(),
+            None => classes
+                .iter()
+                .flat_map(|c| c.requests.first())
+                .next()
+                .map_or("/".to_owned(), |r| fill_spec(&r.path, 0, Path::new(""))),
+        };
+        let mut scenario = ctx.scenario.clone();
+        scenario.target = Some(filled);
+        Ok(Launch {
+            scenario,
+            env,
+            knobs,
+            run_dir,
+            ready,
+            app: None,
+        })
+    }
+
+    fn spec(&self) -> &TargetSpec {
+        self.scenario
+            .target
+            .as_ref()
+            .expect("a launch has a target")
+    }
 }
 
 impl ExternalTarget {
     /// Checks the scenario's `[endpoints]` and `[target]` against the app's files before
     /// anything starts.
-    pub(super) fn new(ctx: &RunCtx<'_>, url: &str) -> anyhow::Result<ExternalTarget> {
+    pub(super) fn new(ctx: &RunCtx<'_>, url: Option<&str>) -> anyhow::Result<ExternalTarget> {
         let endpoints = ctx.scenario.endpoints.clone();
         let classes = match (&endpoints, ctx.scenario.users.classes.is_empty()) {
             (_, false) => ctx.scenario.users.classes.clone(),
@@ -145,10 +220,27 @@ impl ExternalTarget {
             ),
         };
         crate::load::check_env(&classes)?;
+        let launching = ctx.scenario.target.as_ref().filter(|t| t.launches());
+        let (url, launch, access) = match (launching, url) {
+            (Some(_), Some(url)) => bail!(
+                "--target {url}: the scenario's [target].command starts the app itself; drop --target (or the command) to say which app to measure"
+            ),
+            (Some(t), None) => {
+                let launch = Launch::plan(ctx, t, &classes)?;
+                let url = launch.spec().url.clone().unwrap_or_default();
+                // The app's files exist once it has started: checked then.
+                (url, Some(launch), TargetAccess::default())
+            }
+            (None, Some(url)) => (url.to_owned(), None, check_target(ctx.scenario, &classes)?),
+            (None, None) => bail!(
+                "scenario {}: no app to measure: give --target URL, [target].url, or [target].command to start it",
+                ctx.opts.scenario.display()
+            ),
+        };
         Ok(ExternalTarget {
             url: url.trim_end_matches('/').to_owned(),
             endpoints,
-            access: check_target(ctx.scenario, &classes)?,
+            access,
             classes,
             photos: None,
             batch: None,
@@ -158,6 +250,7 @@ impl ExternalTarget {
             client: http::client()?,
             load_started: None,
             work: TempFolder::new().context("creating a temporary folder")?,
+            launch,
         })
     }
 
@@ -181,6 +274,12 @@ impl Target for ExternalTarget {
     }
 
     fn check_faults(&self, ctx: &RunCtx<'_>) -> anyhow::Result<()> {
+        if let (Some(f), Some(_)) = (ctx.scenario.faults.first(), &self.launch) {
+            bail!(
+                "faults: {} is not supported yet on an app lockbench starts ([target].command); faults run on the reference server",
+                f.kind()
+            );
+        }
         if let Some(f) = ctx.scenario.faults.first() {
             bail!(
                 "faults: {} applies to the reference server only; lockbench does not touch a running app's database or processes",
@@ -191,6 +290,17 @@ impl Target for ExternalTarget {
     }
 
     fn start(&mut self, ctx: &RunCtx<'_>) -> anyhow::Result<Started> {
+        if let Some(launch) = self.launch.as_mut() {
+            let app = RunningApp::start(
+                launch.spec(),
+                launch.env.clone(),
+                launch.knobs.clone(),
+                &launch.run_dir,
+                &launch.ready,
+            )?;
+            launch.app = Some(app);
+            self.access = check_target(&launch.scenario, &self.classes)?;
+        }
         if self.batch_spec().is_some() {
             let cache = ctx.opts.photos_cache.as_deref();
             let (dir, manifest) = photo_batch(ctx.scenario, cache, self.work.path())?;
@@ -229,10 +339,11 @@ impl Target for ExternalTarget {
             .photos
             .as_ref()
             .map_or(PathBuf::new(), |(d, _)| d.clone());
+        let app = self.launch.as_mut().and_then(|l| l.app.as_mut());
         let interrupted = watch_external(
             ctx.scenario,
             ctx.opts,
-            (&self.client, &self.url, self.endpoints.as_ref()),
+            (&self.client, &self.url, self.endpoints.as_ref(), app),
             shared,
             self.follower.as_ref(),
             &mut self.batch,
@@ -242,6 +353,9 @@ impl Target for ExternalTarget {
     }
 
     fn stop(&mut self, _ctx: &RunCtx<'_>) -> anyhow::Result<()> {
+        if let Some(app) = self.launch.as_mut().and_then(|l| l.app.as_mut()) {
+            app.stop();
+        }
         if let Some(f) = self.follower.take() {
             self.log_count = Some(f.finish()?);
         }
@@ -276,6 +390,15 @@ impl Target for ExternalTarget {
         }
         if let Some(runner) = &self.runner {
             report.runner_requests = runner.endpoint_stats();
+        }
+        if let Some(app) = self.launch.as_ref().and_then(|l| l.app.as_ref()) {
+            report.target.app = Some(app.record.clone());
+            if let Some(t) = app.record.exited_during_run_s {
+                report.notes.push(format!(
+                    "the app exited {t:.1} s into the load ({}): the load stopped then, and the figures cover the run up to then; its output is {}",
+                    app.record.ended, app.record.output
+                ));
+            }
         }
         report.audit = audit;
         report.target_database = target_database;
@@ -329,13 +452,14 @@ fn watch_external(
         &reqwest::blocking::Client,
         &str,
         Option<&crate::scenario::Endpoints>,
+        Option<&mut RunningApp>,
     ),
     shared: &Shared,
     follower: Option<&LogFollower>,
     batch: &mut Option<ExternalBatch>,
     time: (Instant, Duration, &Path),
 ) -> bool {
-    let (client, url, endpoints) = app;
+    let (client, url, endpoints, mut launched) = app;
     let (started, run_for, dir) = time;
     let bar = progress_bar(opts, batch.as_ref().map_or(run_for.as_secs(), |b| b.photos));
     let mut interrupted = false;
@@ -347,6 +471,17 @@ fn watch_external(
                 b.watched_until.get_or_insert_with(|| b.posted.elapsed());
             }
             break;
+        }
+        if let Some(app) = launched.as_deref_mut() {
+            if app.exited().is_some() {
+                // The app is gone: nothing more to measure.
+                app.exited_during_run(started.elapsed());
+                shared.stop_load();
+                if let Some(b) = batch.as_mut() {
+                    b.watched_until.get_or_insert_with(|| b.posted.elapsed());
+                }
+                break;
+            }
         }
         let lock_seen = follower.map_or_else(
             || {
@@ -365,21 +500,11 @@ fn watch_external(
             (Some(b), Some(status_spec)) => {
                 if let Ok((200..=299, body)) = external_request(client, url, status_spec, b.id, dir)
                 {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                        b.status = v;
-                    }
+                    b.saw_status(&body);
                 }
                 let processed = b.status["processed"].as_u64().unwrap_or(0);
                 shared.recorder.sample_photos(processed);
                 bar.set_position(processed);
-                if b.done.is_none() && b.status["status"] == "done" {
-                    b.done = Some(b.posted.elapsed());
-                }
-                if b.ended.is_none()
-                    && matches!(b.status["status"].as_str(), Some("done" | "failed"))
-                {
-                    b.ended = Some(b.posted.elapsed());
-                }
                 let tail_over = b
                     .ended
                     .is_some_and(|d| b.posted.elapsed() >= d + scenario.duration.tail);

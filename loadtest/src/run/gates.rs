@@ -276,6 +276,17 @@ fn check_gates(scenario: &Scenario, report: &Report) -> Vec<GateResult> {
     if let Some(limit) = g.max_batch_seconds {
         gates.push(batch_seconds_figure(report).gate("max_batch_seconds".into(), limit));
     }
+    if let Some(app) = &report.target.app {
+        // An app that exited by itself during the run: what was measured stops there.
+        let exited = app.exited_during_run_s;
+        gates.push(GateResult {
+            name: "target_alive".into(),
+            limit: 0.0,
+            value: Some(f64::from(u8::from(exited.is_some()))),
+            passed: exited.is_none(),
+            note: exited.map(|t| format!("the app exited {t:.1} s into the load: {}", app.ended)),
+        });
+    }
     if let Some(repeat) = &report.repeat {
         for gate in &mut gates {
             repeated_gate(gate, &repeat.verdicts);

@@ -21,6 +21,7 @@ pub mod follow;
 pub mod gates;
 pub mod http;
 mod kill;
+mod launch;
 pub mod machine;
 mod processes;
 mod reference;
@@ -181,11 +182,16 @@ pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         opts,
         out_dir: &out_dir,
     };
-    let ran = match &target {
-        Some(url) => external::ExternalTarget::new(&ctx, url)
+    let launches = scenario.target.as_ref().is_some_and(|t| t.launches());
+    let ran = match (&opts.target, launches) {
+        (given, true) => external::ExternalTarget::new(&ctx, given.as_deref())
             .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
-        None => reference::ReferenceTarget::new()
-            .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
+        (_, false) => match &target {
+            Some(url) => external::ExternalTarget::new(&ctx, Some(url))
+                .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
+            None => reference::ReferenceTarget::new()
+                .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
+        },
     };
     let mut report = match ran {
         Ok(report) => report,
@@ -236,6 +242,14 @@ pub(super) fn settings_requested(scenario: &Scenario) -> anyhow::Result<serde_js
     if let Some(url) = v["server"]["storage"]["database_url"].as_str() {
         let shown = lockbench_server::storage::config::redact_url(url);
         v["server"]["storage"]["database_url"] = serde_json::Value::String(shown);
+    }
+    if let Some(t) = &scenario.target {
+        v["target"]["env"] = serde_json::to_value(t.masked_env())?;
+        if t.env.is_empty() {
+            if let Some(target) = v["target"].as_object_mut() {
+                target.remove("env");
+            }
+        }
     }
     Ok(v)
 }

@@ -38,6 +38,7 @@ pub(super) fn run(
     let kind = report::Target {
         kind: target.kind().to_owned(),
         url,
+        app: None,
     };
     let mut report = base_report(ctx.scenario, ctx.opts, started_at, kind, &shared, load_time);
     report.settings_requested = settings_requested(ctx.scenario)?;

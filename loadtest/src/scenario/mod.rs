@@ -11,11 +11,12 @@
 mod check;
 mod classes;
 mod faults;
+mod launch;
 mod overrides;
 mod target;
 mod users;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub use classes::{
     AuditSpec, Order, Rate, RequestSpec, RoleEndpoints, Think, UserClass, ADMIN_TOKEN, REGISTER,
 };
 pub use faults::{Fault, KillTarget};
+pub use launch::{named_settings, AppCommand, Knob, DEFAULT_READY_TIMEOUT, DEFAULT_STOP_TIMEOUT};
 pub use overrides::{apply, parse_set, parse_sets, set_key};
 pub use target::{EndpointSpec, Endpoints, TargetSpec, DEFAULT_LOCK_PATTERN, DEFAULT_PATH_PATTERN};
 pub use users::{
@@ -60,6 +62,10 @@ pub struct Scenario {
     /// Faults injected during the run (`[[faults]]`), reference server only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
+    /// The settings under `server` that the scenario names (in its file, by `--set` or a
+    /// sweep): what an app's knobs pass on.
+    #[serde(skip)]
+    pub named_settings: BTreeSet<String>,
 }
 
 /// The reference server's settings: the server crate's own type (`[server]` keys are
@@ -140,18 +146,20 @@ impl Scenario {
         // Parsed as the real type first, so a mistake in the file names its line and key.
         let scenario: Scenario = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))?;
-        let scenario = if overrides.is_empty() {
+        let mut table: toml::Table = toml::from_str(&text)?;
+        for (key, value) in overrides {
+            set_key(&mut table, key, value.clone()).with_context(|| format!("--set {key}"))?;
+        }
+        let named = named_settings(&table);
+        let mut scenario: Scenario = if overrides.is_empty() {
             scenario
         } else {
-            let mut table: toml::Table = toml::from_str(&text)?;
-            for (key, value) in overrides {
-                set_key(&mut table, key, value.clone()).with_context(|| format!("--set {key}"))?;
-            }
             toml::Value::Table(table).try_into().map_err(|e| {
                 let keys: Vec<&str> = overrides.keys().map(String::as_str).collect();
                 anyhow::anyhow!("scenario {} with {keys:?}: {e}", path.display())
             })?
         };
+        scenario.named_settings = named;
         scenario
             .validate()
             .with_context(|| format!("scenario {}", path.display()))?;

@@ -61,10 +61,18 @@ pub fn apply(
     }
     // Parsed from the value itself, not from text written for the purpose: an error names
     // the keys set, never a line of a file the user has never seen.
-    let scenario: Scenario = toml::Value::Table(table).try_into().map_err(|e| {
+    let mut scenario: Scenario = toml::Value::Table(table).try_into().map_err(|e| {
         let keys: Vec<&str> = overrides.keys().map(String::as_str).collect();
         anyhow::anyhow!("with {}: {e}", keys.join(", "))
     })?;
+    // The base names what its file named; the overrides name theirs (the table above holds
+    // every setting, named or not).
+    scenario.named_settings = base.named_settings.clone();
+    let mut set = toml::Table::new();
+    for (key, value) in overrides {
+        set_key(&mut set, key, value.clone())?;
+    }
+    scenario.named_settings.extend(super::named_settings(&set));
     scenario.validate()?;
     Ok(scenario)
 }

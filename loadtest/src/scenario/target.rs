@@ -2,11 +2,13 @@
 //! its status) and `[target]` (its URL, log, database and audit query), with the checks that
 //! need no file. The runner checks the files themselves (`run/audit.rs`). Data and checks.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use super::launch::{AppCommand, Knob};
 use super::Scenario;
 
 /// What lockbench may look at inside an external app (`[target]`). Relative paths are read
@@ -45,6 +47,32 @@ pub struct TargetSpec {
     /// The field of the kiosk request's JSON body bound to `?1`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_field: Option<String>,
+    /// The command that starts the app: lockbench then starts it for each run on a port of
+    /// its own (`{port}`), keeps its output (`app.log`) and stops it (`scenario/launch.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<AppCommand>,
+    /// The folder the setup and the command run in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Environment variables the setup and the app get.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Commands run in order before each start (in `cwd`, with `env`); one that fails stops
+    /// the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<AppCommand>,
+    /// The path polled until it answers 2xx; default the first request of the scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// How long the app may take to get ready ("60s" by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_timeout: Option<String>,
+    /// How long the app may take to exit after SIGTERM before SIGKILL ("10s" by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<String>,
+    /// lockbench's settings (`tx_mode`, `journal_mode`, ...) as the app takes them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub knobs: BTreeMap<String, Knob>,
 }
 
 /// The lines of an app's log that mean "database is locked", by default.
@@ -122,6 +150,7 @@ pub struct Endpoints {
 impl Scenario {
     /// Checks `[target]` for what can be known without touching the app's files.
     pub(super) fn validate_target(&self, t: &TargetSpec) -> anyhow::Result<()> {
+        self.validate_launch(t)?;
         if let Some(url) = &t.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("target.url: {url:?} is not an http:// or https:// URL");

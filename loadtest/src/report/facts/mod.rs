@@ -24,5 +24,5 @@ pub(crate) use tables::{
     role_table, users_line, TextTable, LATENCY_NOTE, ROLE_NOTE, RUNNER_NOTE,
 };
 pub(crate) use verdict::{
-    gate_value, headline, repeat_tables, run_table, target_words, verdict_word,
+    app_line, gate_value, headline, repeat_tables, run_table, target_words, verdict_word,
 };

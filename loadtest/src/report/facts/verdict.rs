@@ -112,9 +112,42 @@ pub(crate) fn gate_value(g: &GateResult) -> String {
 pub(crate) fn target_words(r: &Report) -> String {
     match r.target.kind.as_str() {
         "reference" => "the reference".to_owned(),
+        "external" if r.target.app.is_some() => "your app's (started by lockbench)".to_owned(),
         "external" => "an external (--target)".to_owned(),
         other => format!("a {other}"),
     }
+}
+
+/// How lockbench started the app and how it ended, in one line; None when it did not
+/// start one.
+pub(crate) fn app_line(r: &Report) -> Option<String> {
+    let app = r.target.app.as_ref()?;
+    let mut parts = vec![format!("The app was started as `{}`", app.command)];
+    if let Some(cwd) = &app.cwd {
+        parts.push(format!("in {cwd}"));
+    }
+    if !app.setup.is_empty() {
+        parts.push(format!("after {}", app.setup.join("; ")));
+    }
+    let mut given: Vec<String> = app.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    given.extend(
+        app.knobs
+            .iter()
+            .map(|(setting, env)| format!("{env} (knob for {setting})")),
+    );
+    if !given.is_empty() {
+        parts.push(format!("with {}", given.join(", ")));
+    }
+    let mut line = parts.join(" ");
+    line.push_str(&format!(
+        "; ready after {:.1} s; {}",
+        app.ready_after_s, app.ended
+    ));
+    if let Some(t) = app.exited_during_run_s {
+        line.push_str(&format!(", {t:.1} s into the load"));
+    }
+    line.push_str(&format!(". Its output: {}.", app.output));
+    Some(line)
 }
 
 /// One row per run of `run --repeat`: its own verdict and report.
