@@ -82,7 +82,7 @@ for run in $(seq "$runs"); do
     start_app "$dir/lockbench"
     read -r cpu_lockbench _ < <(cpu "$dir/lockbench/lockbench.log" \
         "$LOCKBENCH" run scenarios/django-app.toml --out "$dir/lockbench/report" \
-        --set "target.url=\"http://127.0.0.1:$port\"" \
+        --target "http://127.0.0.1:$port" \
         --set "target.log=\"$dir/lockbench/app.log\"" \
         --set "target.database=\"$dir/lockbench/app.db\"" \
         --set "duration.target_run=\"${seconds}s\"")

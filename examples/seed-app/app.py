@@ -8,6 +8,8 @@ SEED_APP_MODE=before is the app as it failed: SQLite's rollback journal, pysqlit
 default 5 s timeout, no retries. SEED_APP_MODE=fix adds the write-up's fix: WAL set by a
 self-removing before_request hook, a 30 s timeout, a pool of 10 with pre-ping, @db_retry
 on the three read endpoints and db_commit_with_retry() in the processor.
+SEED_APP_MODE=fix-immediate is the fix with pysqlite beginning every transaction it opens
+as BEGIN IMMEDIATE.
 """
 import functools
 import logging
@@ -38,6 +40,8 @@ if settings.FIX:
         "pool_pre_ping": True,
         "connect_args": {"timeout": settings.BUSY_TIMEOUT, "check_same_thread": False},
     }
+    if settings.IMMEDIATE:
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["isolation_level"] = "IMMEDIATE"
 elif settings.BUSY_TIMEOUT_OVERRIDDEN:
     # Test knob only: the incident ran with pysqlite's default timeout (5 s).
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {

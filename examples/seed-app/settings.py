@@ -9,9 +9,13 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 DEFAULT_DIR = os.path.join(REPO, "target", "seed-app")
 
 MODE = os.environ.get("SEED_APP_MODE", "before").strip().lower() or "before"
-if MODE not in ("before", "fix"):
-    raise SystemExit(f"SEED_APP_MODE must be 'before' or 'fix', not {MODE!r}")
-FIX = MODE == "fix"
+if MODE not in ("before", "fix", "fix-immediate"):
+    raise SystemExit(f"SEED_APP_MODE must be 'before', 'fix' or 'fix-immediate', not {MODE!r}")
+FIX = MODE in ("fix", "fix-immediate")
+# The fix, with every transaction begun as BEGIN IMMEDIATE: pysqlite's isolation_level is
+# the word it puts after BEGIN when it opens a transaction (before the first INSERT, UPDATE
+# or DELETE; it opens none for a SELECT).
+IMMEDIATE = MODE == "fix-immediate"
 
 DB_PATH = os.path.abspath(os.environ.get("SEED_APP_DB") or os.path.join(DEFAULT_DIR, "app.db"))
 LOG_PATH = os.path.abspath(os.environ.get("SEED_APP_LOG") or os.path.join(DEFAULT_DIR, "app.log"))

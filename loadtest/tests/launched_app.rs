@@ -256,3 +256,40 @@ fn a_command_or_a_folder_that_does_not_exist_is_refused_with_exit_code_2_naming_
         assert!(stderr.contains(key), "{command}: {stderr}");
     }
 }
+
+#[test]
+fn with_target_the_running_app_is_measured_and_the_command_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut app = Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::blocking::get(&url).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let file = dir.path().join("scenario.toml");
+    std::fs::write(&file, scenario(r#"["/no/such/app"]"#, "", "2s")).unwrap();
+    let opts = RunOptions {
+        scenario: file,
+        out: Some(dir.path().join("out")),
+        target: Some(url.clone()),
+        ..RunOptions::default()
+    };
+    let result = run_scenario(&opts);
+    let _ = app.kill();
+    let _ = app.wait();
+    let report = result.unwrap().report;
+    assert_eq!(report.target.url, url);
+    assert!(report.target.app.is_none(), "nothing was started");
+    assert!(report.requests["home"].count > 0 && report.requests["home"].failures == 0);
+}

@@ -222,10 +222,7 @@ impl ExternalTarget {
         crate::load::check_env(&classes)?;
         let launching = ctx.scenario.target.as_ref().filter(|t| t.launches());
         let (url, launch, access) = match (launching, url) {
-            (Some(_), Some(url)) => bail!(
-                "--target {url}: the scenario's [target].command starts the app itself; drop --target (or the command) to say which app to measure"
-            ),
-            (Some(t), None) => {
+            (Some(t), _) => {
                 let launch = Launch::plan(ctx, t, &classes)?;
                 let url = launch.spec().url.clone().unwrap_or_default();
                 // The app's files exist once it has started: checked then.

@@ -177,21 +177,25 @@ pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     };
     let existed = out_dir.exists();
     prepare_out_dir(&out_dir)?;
+    if let (Some(t), Some(_)) = (scenario.target.as_mut(), &opts.target) {
+        // --target: the app already runs there; the scenario's way of starting one is not
+        // used, and its paths in the run's folder name this run's.
+        let run_dir = std::path::absolute(&out_dir).unwrap_or_else(|_| out_dir.clone());
+        *t = t.measured_as_running(&run_dir);
+    }
     let ctx = target::RunCtx {
         scenario: &scenario,
         opts,
         out_dir: &out_dir,
     };
     let launches = scenario.target.as_ref().is_some_and(|t| t.launches());
-    let ran = match (&opts.target, launches) {
-        (given, true) => external::ExternalTarget::new(&ctx, given.as_deref())
+    let ran = match (&target, launches) {
+        (_, true) => external::ExternalTarget::new(&ctx, None)
             .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
-        (_, false) => match &target {
-            Some(url) => external::ExternalTarget::new(&ctx, Some(url))
-                .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
-            None => reference::ReferenceTarget::new()
-                .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
-        },
+        (Some(url), false) => external::ExternalTarget::new(&ctx, Some(url))
+            .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
+        (None, false) => reference::ReferenceTarget::new()
+            .and_then(|mut t| sequence::run(&ctx, &mut t, started_at)),
     };
     let mut report = match ran {
         Ok(report) => report,

@@ -106,6 +106,28 @@ impl TargetSpec {
             .collect()
     }
 
+    /// The spec for an app that already runs (`--target`): nothing to start (no command,
+    /// setup, env, knobs), and `{run_dir}` in the log's and the database's paths this run's
+    /// folder.
+    pub fn measured_as_running(&self, run_dir: &std::path::Path) -> TargetSpec {
+        let dir = run_dir.display().to_string();
+        let path = |p: &PathBuf| PathBuf::from(p.display().to_string().replace("{run_dir}", &dir));
+        TargetSpec {
+            command: None,
+            cwd: None,
+            env: BTreeMap::new(),
+            setup: Vec::new(),
+            ready: None,
+            ready_timeout: None,
+            stop_timeout: None,
+            knobs: BTreeMap::new(),
+            url: None,
+            log: self.log.as_ref().map(path),
+            database: self.database.as_ref().map(path),
+            ..self.clone()
+        }
+    }
+
     /// Whether lockbench starts the app (`command` is set).
     pub fn launches(&self) -> bool {
         self.command.is_some()
