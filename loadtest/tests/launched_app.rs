@@ -53,6 +53,8 @@ fn run(dir: &Path, text: &str) -> anyhow::Result<Report> {
     let opts = RunOptions {
         scenario: file,
         out: Some(dir.join("out")),
+        // The fault processes are lockbench's own (`lockbench __fault`).
+        server_exe: Some(env!("CARGO_BIN_EXE_lockbench").into()),
         ..RunOptions::default()
     };
     run_scenario(&opts).map(|o| o.report)
@@ -266,7 +268,13 @@ fn with_target_the_running_app_is_measured_and_the_command_not_used() {
         .unwrap()
         .port();
     let mut app = Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -292,4 +300,49 @@ fn with_target_the_running_app_is_measured_and_the_command_not_used() {
     assert_eq!(report.target.url, url);
     assert!(report.target.app.is_none(), "nothing was started");
     assert!(report.requests["home"].count > 0 && report.requests["home"].failures == 0);
+}
+
+#[test]
+fn a_write_lock_on_a_database_the_run_owns_is_taken_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = r#"setup = [["python3", "-c", "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('CREATE TABLE t (x)')", "{run_dir}/app.db"]]
+database = "{run_dir}/app.db"
+database_owned = true
+
+[[faults]]
+kind = "external-lock"
+at = "1s"
+hold = "1s""#;
+    let report = run(dir.path(), &scenario(&web_server(""), extra, "4s")).unwrap();
+    let fault = report
+        .faults
+        .iter()
+        .find(|f| f.kind == "external-lock")
+        .expect("the lock's record");
+    assert!(
+        fault.started_s.is_some() && fault.ended_s.is_some(),
+        "{fault:?}"
+    );
+    let held = fault.ended_s.unwrap() - fault.started_s.unwrap();
+    assert!((0.5..3.0).contains(&held), "{fault:?}");
+}
+
+#[test]
+fn faults_that_need_the_reference_server_or_an_owned_database_are_refused_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "database = \"{run_dir}/app.db\"\n\n[[faults]]\nkind = \"long-reader\"\nat = \"1s\"\nhold = \"1s\"",
+            "database_owned = true",
+        ),
+        (
+            "\n[[faults]]\nkind = \"slow-disk\"\nat = \"1s\"\nhold = \"1s\"\nsync_delay_ms = 20",
+            "slow-disk",
+        ),
+    ];
+    for (extra, said) in cases {
+        let err = run(dir.path(), &scenario(&web_server(""), extra, "2s")).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains(said), "{message}");
+    }
 }

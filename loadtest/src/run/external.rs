@@ -1,10 +1,12 @@
-//! A user's own app that is already running (`--target` or `[target].url`), as a
-//! [`Target`]: the load is the scenario's `[[users]]` classes, or its roles through
-//! `[endpoints]`; the app's batch is posted and watched when `[endpoints.batch]` is set; lock
-//! errors come from the app's log when `[target].log` is set (`follow.rs`: one per record,
-//! tied to the request whose path it names), else only from what the clients saw; the audit
-//! reads `[target].database` read-only. Supports no fault: lockbench never starts, stops or
-//! writes to the app.
+//! A user's own app as a [`Target`]: one that already runs (`--target` or `[target].url`),
+//! or one lockbench starts for the run (`[target].command`, `launch.rs`). The load is the
+//! scenario's `[[users]]` classes, or its roles through `[endpoints]`; the app's batch is
+//! posted and watched when `[endpoints.batch]` is set; lock errors come from the app's log
+//! when `[target].log` is set (or its output, for an app lockbench starts; `follow.rs`: one
+//! per record, tied to the request whose path it names), else only from what the clients
+//! saw; the audit reads `[target].database` read-only. An app that already runs gets no
+//! fault: lockbench never stops or writes to it. An app lockbench starts may get a write
+//! lock or a long reader on a database the run owns (`database_owned`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -15,6 +17,7 @@ use anyhow::{bail, Context};
 use lockbench_server::photos::Manifest;
 
 use super::audit::{audit_target, check_target, TargetAccess};
+use super::faults::{FaultContext, FaultRecord, FaultRunner};
 use super::follow::{LogCount, LogFollower};
 use super::http;
 use super::launch::{free_port, RunningApp};
@@ -147,6 +150,9 @@ pub(super) struct ExternalTarget {
     work: TempFolder,
     /// `[target] command`: the app lockbench starts for this run.
     launch: Option<Launch>,
+    /// Its faults (a lock or a reader on the database the run owns), once the load runs.
+    faults: Option<FaultRunner>,
+    fault_records: Vec<FaultRecord>,
 }
 
 /// An app to start: its `[target]` with `{port}` and `{run_dir}` filled in (and the log
@@ -248,6 +254,8 @@ impl ExternalTarget {
             load_started: None,
             work: TempFolder::new().context("creating a temporary folder")?,
             launch,
+            faults: None,
+            fault_records: Vec::new(),
         })
     }
 
@@ -271,11 +279,10 @@ impl Target for ExternalTarget {
     }
 
     fn check_faults(&self, ctx: &RunCtx<'_>) -> anyhow::Result<()> {
-        if let (Some(f), Some(_)) = (ctx.scenario.faults.first(), &self.launch) {
-            bail!(
-                "faults: {} is not supported yet on an app lockbench starts ([target].command); faults run on the reference server",
-                f.kind()
-            );
+        // An app lockbench starts: the scenario's checks allowed a lock or a reader on a
+        // database the run owns.
+        if self.launch.is_some() {
+            return Ok(());
         }
         if let Some(f) = ctx.scenario.faults.first() {
             bail!(
@@ -319,8 +326,25 @@ impl Target for ExternalTarget {
         self.run_for(ctx.scenario) + Duration::from_secs(5)
     }
 
-    fn begin(&mut self, _ctx: &RunCtx<'_>, shared: &Arc<Shared>) -> anyhow::Result<()> {
+    fn begin(&mut self, ctx: &RunCtx<'_>, shared: &Arc<Shared>) -> anyhow::Result<()> {
         self.load_started = Some(Instant::now());
+        if let (Some(launch), false) = (&self.launch, ctx.scenario.faults.is_empty()) {
+            let context = FaultContext {
+                exe: match &ctx.opts.server_exe {
+                    Some(exe) => exe.clone(),
+                    None => std::env::current_exe().context("finding lockbench's own binary")?,
+                },
+                db: launch.spec().database.clone().unwrap_or_default(),
+                postgres: None,
+                sync_delay_control: launch.run_dir.join("no-sync-delay-control"),
+                load_started: shared.recorder.started(),
+            };
+            self.faults = Some(FaultRunner::start(
+                &ctx.scenario.faults,
+                context,
+                Instant::now(),
+            ));
+        }
         if let (Some(spec), Some((dir, manifest))) = (self.batch_spec(), &self.photos) {
             let id = post_external_batch(&self.client, &self.url, spec, dir)?;
             shared.batch_id.store(id, Ordering::Relaxed);
@@ -350,6 +374,9 @@ impl Target for ExternalTarget {
     }
 
     fn stop(&mut self, _ctx: &RunCtx<'_>) -> anyhow::Result<()> {
+        if let Some(runner) = self.faults.take() {
+            self.fault_records = runner.finish();
+        }
         if let Some(app) = self.launch.as_mut().and_then(|l| l.app.as_mut()) {
             app.stop();
         }
@@ -388,6 +415,7 @@ impl Target for ExternalTarget {
         if let Some(runner) = &self.runner {
             report.runner_requests = runner.endpoint_stats();
         }
+        report.faults = std::mem::take(&mut self.fault_records);
         if let Some(app) = self.launch.as_ref().and_then(|l| l.app.as_ref()) {
             report.target.app = Some(app.record.clone());
             if let Some(t) = app.record.exited_during_run_s {

@@ -69,7 +69,7 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The keys of `[target]` that only an app lockbench starts can have.
-const LAUNCH_KEYS: [&str; 7] = [
+const LAUNCH_KEYS: [&str; 8] = [
     "cwd",
     "env",
     "setup",
@@ -77,6 +77,7 @@ const LAUNCH_KEYS: [&str; 7] = [
     "ready_timeout",
     "stop_timeout",
     "knobs",
+    "database_owned",
 ];
 
 impl TargetSpec {
@@ -121,6 +122,7 @@ impl TargetSpec {
             ready_timeout: None,
             stop_timeout: None,
             knobs: BTreeMap::new(),
+            database_owned: false,
             url: None,
             log: self.log.as_ref().map(path),
             database: self.database.as_ref().map(path),
@@ -260,6 +262,7 @@ impl Scenario {
                 t.ready_timeout.is_some(),
                 t.stop_timeout.is_some(),
                 !t.knobs.is_empty(),
+                t.database_owned,
             ];
             if let Some(i) = set.iter().position(|s| *s) {
                 bail!(
@@ -308,6 +311,31 @@ impl Scenario {
             }
         }
         t.knob_env(&self.server, &BTreeSet::new())?;
+        self.validate_launch_faults(t)
+    }
+
+    /// The faults an app lockbench starts can have: a write lock or a long reader on a
+    /// database the run owns. Killing its workers and slowing its disk are the reference
+    /// server's.
+    fn validate_launch_faults(&self, t: &TargetSpec) -> anyhow::Result<()> {
+        for (i, fault) in self.faults.iter().enumerate() {
+            let kind = fault.kind();
+            match fault {
+                super::Fault::ExternalLock { .. } | super::Fault::LongReader { .. } => {
+                    if t.database.is_none() || !t.database_owned {
+                        bail!(
+                            "faults[{i}] ({kind}): acts on the app's database, which lockbench touches only when it belongs to the run: set target.database to a file in {{run_dir}} and target.database_owned = true"
+                        );
+                    }
+                }
+                super::Fault::SlowDisk { .. } => bail!(
+                    "faults[{i}] (slow-disk): lockbench can change the disk's delay during a run only on the reference server; give your app a fixed delay from the start instead (the seed app's SEED_APP_SYNC_DELAY_MS in target.env)"
+                ),
+                super::Fault::KillWorker { .. } => bail!(
+                    "faults[{i}] (kill-worker): not supported yet on an app lockbench starts; it runs on the reference server"
+                ),
+            }
+        }
         Ok(())
     }
 }

@@ -73,6 +73,11 @@ pub struct TargetSpec {
     /// lockbench's settings (`tx_mode`, `journal_mode`, ...) as the app takes them.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub knobs: BTreeMap<String, Knob>,
+    /// The database belongs to the run (a file `setup` or the app creates in `{run_dir}`):
+    /// lockbench may then take its write lock or hold a reader on it (`external-lock`,
+    /// `long-reader` faults). Never assumed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub database_owned: bool,
 }
 
 /// The lines of an app's log that mean "database is locked", by default.
