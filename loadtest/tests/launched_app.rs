@@ -346,3 +346,33 @@ fn faults_that_need_the_reference_server_or_an_owned_database_are_refused_naming
         assert!(message.contains(said), "{message}");
     }
 }
+
+#[test]
+fn kill_worker_kills_a_process_of_the_apps_group_and_records_what_its_supervisor_did() {
+    let dir = tempfile::tempdir().unwrap();
+    // A supervisor that starts its worker again when it dies, beside the web server.
+    let token = "88.7766";
+    let command = format!(
+        "[\"sh\", \"-c\", \"python3 -m http.server {{port}} --bind 127.0.0.1 --directory {{run_dir}} & while true; do sleep {token}; done\"]"
+    );
+    let extra =
+        format!("\n[[faults]]\nkind = \"kill-worker\"\nat = \"1s\"\nworker = \"sleep {token}\"");
+    let report = run(dir.path(), &scenario(&command, &extra, "4s")).unwrap();
+    let fault = report
+        .faults
+        .iter()
+        .find(|f| f.kind == "kill-worker")
+        .expect("the kill's record");
+    assert!(fault.outcome.contains("SIGKILL to pid"), "{fault:?}");
+    assert!(
+        fault.outcome.contains(&format!("sleep {token}")),
+        "{fault:?}"
+    );
+    assert!(
+        fault.outcome.contains("the supervisor started pid"),
+        "{fault:?}"
+    );
+    assert!(fault.started_s.is_some() && fault.ended_s.is_some());
+    assert!(report.verdict.passed, "{}", report.verdict.summary);
+    assert_eq!(processes_with(token), Vec::<String>::new());
+}

@@ -21,6 +21,7 @@ use super::faults::{FaultContext, FaultRecord, FaultRunner};
 use super::follow::{LogCount, LogFollower};
 use super::http;
 use super::launch::{free_port, RunningApp};
+use super::launch_kill::GroupKills;
 use super::target::{RunCtx, Started, Target, Waited};
 use super::{batch_figures, count_text, photo_batch, progress_bar, RunOptions};
 use crate::load::{Recorder, Shared};
@@ -152,6 +153,8 @@ pub(super) struct ExternalTarget {
     launch: Option<Launch>,
     /// Its faults (a lock or a reader on the database the run owns), once the load runs.
     faults: Option<FaultRunner>,
+    /// Its `kill-worker` faults, once the load runs.
+    kills: Option<GroupKills>,
     fault_records: Vec<FaultRecord>,
 }
 
@@ -255,6 +258,7 @@ impl ExternalTarget {
             work: TempFolder::new().context("creating a temporary folder")?,
             launch,
             faults: None,
+            kills: None,
             fault_records: Vec::new(),
         })
     }
@@ -344,6 +348,10 @@ impl Target for ExternalTarget {
                 context,
                 Instant::now(),
             ));
+            if let Some(group) = launch.app.as_ref().and_then(RunningApp::group) {
+                let started = shared.recorder.started();
+                self.kills = Some(GroupKills::start(&ctx.scenario.faults, group, started));
+            }
         }
         if let (Some(spec), Some((dir, manifest))) = (self.batch_spec(), &self.photos) {
             let id = post_external_batch(&self.client, &self.url, spec, dir)?;
@@ -376,6 +384,13 @@ impl Target for ExternalTarget {
     fn stop(&mut self, _ctx: &RunCtx<'_>) -> anyhow::Result<()> {
         if let Some(runner) = self.faults.take() {
             self.fault_records = runner.finish();
+        }
+        if let Some(kills) = self.kills.take() {
+            self.fault_records.extend(kills.finish());
+            self.fault_records.sort_by(|a, b| {
+                let at = |r: &FaultRecord| r.started_s.unwrap_or(f64::MAX);
+                at(a).total_cmp(&at(b))
+            });
         }
         if let Some(app) = self.launch.as_mut().and_then(|l| l.app.as_mut()) {
             app.stop();

@@ -57,10 +57,12 @@ impl Kill {
         faults
             .iter()
             .filter_map(|f| match f {
-                Fault::KillWorker { at_photo, worker } => Some(Kill {
+                Fault::KillWorker {
+                    at_photo, worker, ..
+                } => Some(Kill {
                     fault: f.clone(),
                     at_photo: *at_photo,
-                    target: *worker,
+                    target: worker.clone(),
                     state: KillState::Waiting,
                 }),
                 _ => None,
@@ -101,7 +103,7 @@ impl Kill {
     pub(super) fn step(&mut self, processed: u64, env: &KillEnv<'_>) {
         match &self.state {
             KillState::Waiting if processed >= self.at_photo => {
-                let pick = pick_worker(env, self.target);
+                let pick = pick_worker(env, &self.target);
                 self.state = match pick {
                     Err(why) => KillState::Done(self.record(env, None, why)),
                     Ok((worker, pid, processor, counted)) => {
@@ -199,7 +201,7 @@ impl Kill {
 
 /// The worker to kill and its pid, from every worker's /api/stats: the one running the
 /// batch's processor, or the first that answers.
-fn pick_worker(env: &KillEnv<'_>, target: KillTarget) -> Result<(String, u32, bool, u64), String> {
+fn pick_worker(env: &KillEnv<'_>, target: &KillTarget) -> Result<(String, u32, bool, u64), String> {
     let stats = scrape_stats(env.client, env.url, env.workers);
     // The lock errors counted so far, so the report can show they survive the kill.
     let counted: u64 = ServerFigures::sum(stats.values())
@@ -216,6 +218,9 @@ fn pick_worker(env: &KillEnv<'_>, target: KillTarget) -> Result<(String, u32, bo
     match (target, first) {
         (KillTarget::Any, Some(w)) => Ok(w),
         (KillTarget::Any, None) => Err("no worker answered /api/stats: nothing was killed".into()),
+        (KillTarget::Pattern(p), _) => Err(format!(
+            "worker = {p:?} picks a process of an app lockbench starts; the reference server's workers are picked as processor or any"
+        )),
         (KillTarget::Processor, _) => Err(format!(
             "no worker was running the processor of batch {}: nothing was killed",
             env.batch_id

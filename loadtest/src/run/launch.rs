@@ -166,6 +166,12 @@ impl RunningApp {
         Ok(())
     }
 
+    /// The pid of its first process, which is also its process group's id; None once
+    /// stopped.
+    pub(super) fn group(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Its exit status once it has exited (by itself or stopped), else None.
     pub(super) fn exited(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {

@@ -22,6 +22,7 @@ pub mod gates;
 pub mod http;
 mod kill;
 mod launch;
+mod launch_kill;
 pub mod machine;
 mod processes;
 mod reference;

@@ -29,9 +29,17 @@ pub enum Fault {
         )]
         every: Option<Duration>,
     },
-    /// SIGKILL a worker process when the batch reaches `at_photo` photos processed.
+    /// SIGKILL a worker process when the batch reaches `at_photo` photos processed (the
+    /// reference server), or `at` into the load (an app lockbench starts).
     KillWorker {
+        #[serde(default, skip_serializing_if = "is_zero")]
         at_photo: u64,
+        #[serde(
+            default,
+            with = "optional_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
+        at: Option<Duration>,
         #[serde(default)]
         worker: KillTarget,
     },
@@ -53,15 +61,49 @@ pub enum Fault {
     },
 }
 
-/// Which worker a `kill-worker` fault kills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Which worker a `kill-worker` fault kills: `"processor"`, `"any"`, or any other text, a
+/// process of the app's group whose command line contains it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum KillTarget {
     /// The worker running the batch's processor.
     #[default]
     Processor,
     /// The first worker that answers, whichever it is.
     Any,
+    /// A process of the app lockbench started whose command line contains this text.
+    Pattern(String),
+}
+
+impl From<String> for KillTarget {
+    fn from(text: String) -> KillTarget {
+        match text.as_str() {
+            "processor" => KillTarget::Processor,
+            "any" => KillTarget::Any,
+            _ => KillTarget::Pattern(text),
+        }
+    }
+}
+
+impl From<KillTarget> for String {
+    fn from(t: KillTarget) -> String {
+        t.name().to_owned()
+    }
+}
+
+impl KillTarget {
+    /// As the scenario writes it.
+    pub fn name(&self) -> &str {
+        match self {
+            KillTarget::Processor => "processor",
+            KillTarget::Any => "any",
+            KillTarget::Pattern(p) => p,
+        }
+    }
 }
 
 impl Fault {
@@ -85,13 +127,14 @@ impl Fault {
                 d(hold),
                 every.map_or_else(String::new, |e| format!(", every {}", d(&e)))
             ),
-            Fault::KillWorker { at_photo, worker } => format!(
-                "kill-worker ({}) at photo {at_photo}",
-                match worker {
-                    KillTarget::Processor => "processor",
-                    KillTarget::Any => "any",
-                }
-            ),
+            Fault::KillWorker {
+                at_photo,
+                at,
+                worker,
+            } => match at {
+                Some(at) => format!("kill-worker ({}) at {}", worker.name(), d(at)),
+                None => format!("kill-worker ({}) at photo {at_photo}", worker.name()),
+            },
             Fault::LongReader { at, hold } => format!("long-reader at {} for {}", d(at), d(hold)),
             Fault::SlowDisk {
                 at,
@@ -174,6 +217,14 @@ impl Scenario {
                         );
                     }
                 }
+                Fault::KillWorker { at: Some(at), .. } => {
+                    if *at >= self.duration.max {
+                        bail!(
+                            "{}: {at:?} is not before the run's cap duration.max",
+                            at_key("at")
+                        );
+                    }
+                }
                 Fault::KillWorker { at_photo, .. } => {
                     if *at_photo == 0 || *at_photo >= photos {
                         bail!(
@@ -193,8 +244,35 @@ impl Scenario {
         {
             bail!("faults: slow-disk models a SQLite file's disk; on PostgreSQL the disk is the server's");
         }
-        if !self.faults.is_empty() && self.target.as_ref().is_some_and(|t| t.url.is_some()) {
-            bail!("faults: apply to the reference server only; lockbench does not touch an external app's database or processes");
+        self.validate_kills_for_target()?;
+        if !self.faults.is_empty()
+            && self
+                .target
+                .as_ref()
+                .is_some_and(|t| t.url.is_some() && !t.launches())
+        {
+            bail!("faults: apply to the reference server or an app lockbench starts ([target].command); lockbench does not touch the database or processes of an app that already runs");
+        }
+        Ok(())
+    }
+
+    /// A kill at a time, and a worker picked by its command line, are for an app lockbench
+    /// starts; the reference server's kills come at a photo, of the processor or any worker.
+    fn validate_kills_for_target(&self) -> anyhow::Result<()> {
+        let launches = self.target.as_ref().is_some_and(|t| t.launches());
+        for (i, fault) in self.faults.iter().enumerate() {
+            match fault {
+                Fault::KillWorker { at: Some(_), .. } if !launches => bail!(
+                    "faults[{i}].at (kill-worker): a kill at a time is for an app lockbench starts; on the reference server give at_photo"
+                ),
+                Fault::KillWorker {
+                    worker: KillTarget::Pattern(p),
+                    ..
+                } if !launches => bail!(
+                    "faults[{i}].worker (kill-worker): {p:?} is neither processor nor any (a command-line pattern picks a process of an app lockbench starts)"
+                ),
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -331,9 +331,16 @@ impl Scenario {
                 super::Fault::SlowDisk { .. } => bail!(
                     "faults[{i}] (slow-disk): lockbench can change the disk's delay during a run only on the reference server; give your app a fixed delay from the start instead (the seed app's SEED_APP_SYNC_DELAY_MS in target.env)"
                 ),
-                super::Fault::KillWorker { .. } => bail!(
-                    "faults[{i}] (kill-worker): not supported yet on an app lockbench starts; it runs on the reference server"
+                super::Fault::KillWorker { at: None, .. } => bail!(
+                    "faults[{i}].at (kill-worker): on an app lockbench starts a kill comes at a time into the load (at = \"20s\"), not at a photo"
                 ),
+                super::Fault::KillWorker {
+                    worker: super::KillTarget::Processor,
+                    ..
+                } => bail!(
+                    "faults[{i}].worker (kill-worker): lockbench cannot tell which of your app's processes runs its work; say worker = \"any\" (a process of the app's group other than its first) or a text its command line contains"
+                ),
+                super::Fault::KillWorker { .. } => {}
             }
         }
         Ok(())

@@ -59,7 +59,8 @@ pub struct Scenario {
     /// What lockbench may look at inside an external app: its log and its database file.
     #[serde(default)]
     pub target: Option<TargetSpec>,
-    /// Faults injected during the run (`[[faults]]`), reference server only.
+    /// Faults injected during the run (`[[faults]]`): on the reference server or an app
+    /// lockbench starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
     /// The settings under `server` that the scenario names (in its file, by `--set` or a
