@@ -174,7 +174,7 @@ impl Launch {
     /// Plans the app's start for the run whose report goes to `out_dir`: a free port, the
     /// run's folder, the knobs' environment; errors name the key.
     fn plan(ctx: &RunCtx<'_>, t: &TargetSpec, classes: &[UserClass]) -> anyhow::Result<Launch> {
-        let run_dir = std::path::absolute(ctx.out_dir).unwrap_or_else(|_| ctx.out_dir.to_owned());
+        let run_dir = super::run_dir(ctx.out_dir);
         let mut filled = t.filled(free_port()?, &run_dir);
         if filled.log.is_none() {
             filled.log = Some(run_dir.join("app.log"));
@@ -507,9 +507,6 @@ fn watch_external(
         std::thread::sleep(Duration::from_millis(500));
         if crate::stop::interrupted() {
             interrupted = true;
-            if let Some(b) = batch.as_mut() {
-                b.watched_until.get_or_insert_with(|| b.posted.elapsed());
-            }
             break;
         }
         if let Some(app) = launched.as_deref_mut() {
@@ -517,9 +514,6 @@ fn watch_external(
                 // The app is gone: nothing more to measure.
                 app.exited_during_run(started.elapsed());
                 shared.stop_load();
-                if let Some(b) = batch.as_mut() {
-                    b.watched_until.get_or_insert_with(|| b.posted.elapsed());
-                }
                 break;
             }
         }
@@ -549,7 +543,6 @@ fn watch_external(
                     .ended
                     .is_some_and(|d| b.posted.elapsed() >= d + scenario.duration.tail);
                 if tail_over || started.elapsed() >= run_for {
-                    b.watched_until.get_or_insert_with(|| b.posted.elapsed());
                     break;
                 }
             }
@@ -560,6 +553,9 @@ fn watch_external(
                 }
             }
         }
+    }
+    if let Some(b) = batch.as_mut() {
+        b.watched_until.get_or_insert_with(|| b.posted.elapsed());
     }
     bar.finish_and_clear();
     interrupted

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::faults::sleep_until;
 use crate::report::FaultRecord;
 use crate::scenario::{Fault, KillTarget};
 
@@ -92,12 +93,8 @@ pub(super) fn kill_in_group(
     let since = |t: Instant| {
         crate::run::restarts::round1(t.saturating_duration_since(load_started).as_secs_f64())
     };
-    let due = load_started + *at;
-    while Instant::now() < due {
-        if stop.load(Ordering::SeqCst) || crate::stop::interrupted() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if !sleep_until(load_started + *at, stop) {
+        return;
     }
     let mut record = FaultRecord {
         kind: fault.kind().to_owned(),

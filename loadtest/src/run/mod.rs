@@ -181,8 +181,7 @@ pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     if let (Some(t), Some(_)) = (scenario.target.as_mut(), &opts.target) {
         // --target: the app already runs there; the scenario's way of starting one is not
         // used, and its paths in the run's folder name this run's.
-        let run_dir = std::path::absolute(&out_dir).unwrap_or_else(|_| out_dir.clone());
-        *t = t.measured_as_running(&run_dir);
+        *t = t.measured_as_running(&run_dir(&out_dir));
     }
     let ctx = target::RunCtx {
         scenario: &scenario,
@@ -213,6 +212,11 @@ pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     report.machine.load_average_end = machine::load_average();
     write_report(&report, &out_dir)?;
     Ok(RunOutcome { report, out_dir })
+}
+
+/// The run's own folder as `{run_dir}` names it: the report's folder, absolute.
+pub(super) fn run_dir(out_dir: &Path) -> PathBuf {
+    std::path::absolute(out_dir).unwrap_or_else(|_| out_dir.to_owned())
 }
 
 /// Makes the report folder, or says why it cannot be one (a file in the way, no permission).

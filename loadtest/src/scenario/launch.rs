@@ -68,18 +68,6 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the app may take to exit after SIGTERM before SIGKILL, by default.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The keys of `[target]` that only an app lockbench starts can have.
-const LAUNCH_KEYS: [&str; 8] = [
-    "cwd",
-    "env",
-    "setup",
-    "ready",
-    "ready_timeout",
-    "stop_timeout",
-    "knobs",
-    "database_owned",
-];
-
 impl TargetSpec {
     /// How long the app may take to get ready.
     pub fn ready_timeout(&self) -> Duration {
@@ -112,7 +100,7 @@ impl TargetSpec {
     /// folder.
     pub fn measured_as_running(&self, run_dir: &std::path::Path) -> TargetSpec {
         let dir = run_dir.display().to_string();
-        let path = |p: &PathBuf| PathBuf::from(p.display().to_string().replace("{run_dir}", &dir));
+        let path = |p: &PathBuf| fill_path(p, |s| s.replace("{run_dir}", &dir));
         TargetSpec {
             command: None,
             cwd: None,
@@ -143,7 +131,7 @@ impl TargetSpec {
             s.replace("{port}", &port.to_string())
                 .replace("{run_dir}", &run_dir)
         };
-        let path = |p: &PathBuf| PathBuf::from(f(&p.display().to_string()));
+        let path = |p: &PathBuf| fill_path(p, f);
         let mut t = self.clone();
         t.command = self.command.as_ref().map(|c| c.fill(&f));
         t.setup = self.setup.iter().map(|c| c.fill(&f)).collect();
@@ -189,6 +177,11 @@ impl TargetSpec {
     }
 }
 
+/// A path with its placeholders filled by `f`.
+fn fill_path(p: &std::path::Path, f: impl Fn(&str) -> String) -> PathBuf {
+    PathBuf::from(f(&p.display().to_string()))
+}
+
 /// Whether an environment variable's name looks like it holds a secret.
 fn looks_secret(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
@@ -209,66 +202,59 @@ fn timeout(text: Option<&str>, default: Duration) -> Duration {
     text.and_then(|t| parse_duration(t).ok()).unwrap_or(default)
 }
 
+/// Every leaf of `v` under `prefix`, as a dotted key and its value.
+fn leaves<'a>(prefix: &str, v: &'a toml::Value, out: &mut Vec<(String, &'a toml::Value)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                leaves(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        leaf => out.push((prefix.to_owned(), leaf)),
+    }
+}
+
 /// Every setting of the reference server as `server.<path>` and its value as text.
 fn setting_values(settings: &ServerSettings) -> Vec<(String, String)> {
-    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    walk(&format!("{prefix}.{k}"), v, out);
-                }
-            }
-            toml::Value::String(s) => out.push((prefix.to_owned(), s.clone())),
-            other => out.push((prefix.to_owned(), other.to_string())),
-        }
-    }
+    let Ok(v) = toml::Value::try_from(settings) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    if let Ok(v) = toml::Value::try_from(settings) {
-        walk("server", &v, &mut out);
-    }
-    out
+    leaves("server", &v, &mut out);
+    out.into_iter()
+        .map(|(key, value)| match value {
+            toml::Value::String(s) => (key, s.clone()),
+            other => (key, other.to_string()),
+        })
+        .collect()
 }
 
 /// The dotted keys under `server` that a scenario table names.
 pub fn named_settings(table: &toml::Table) -> BTreeSet<String> {
-    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeSet<String>) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    walk(&format!("{prefix}.{k}"), v, out);
-                }
-            }
-            _ => {
-                out.insert(prefix.to_owned());
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
+    let mut out = Vec::new();
     if let Some(server) = table.get("server") {
-        walk("server", server, &mut out);
+        leaves("server", server, &mut out);
     }
-    out
+    out.into_iter().map(|(key, _)| key).collect()
 }
 
 impl Scenario {
     /// Checks the keys of an app lockbench starts, without starting anything.
     pub(super) fn validate_launch(&self, t: &TargetSpec) -> anyhow::Result<()> {
         let Some(command) = &t.command else {
+            // The keys only an app lockbench starts can have.
             let set = [
-                t.cwd.is_some(),
-                !t.env.is_empty(),
-                !t.setup.is_empty(),
-                t.ready.is_some(),
-                t.ready_timeout.is_some(),
-                t.stop_timeout.is_some(),
-                !t.knobs.is_empty(),
-                t.database_owned,
+                ("cwd", t.cwd.is_some()),
+                ("env", !t.env.is_empty()),
+                ("setup", !t.setup.is_empty()),
+                ("ready", t.ready.is_some()),
+                ("ready_timeout", t.ready_timeout.is_some()),
+                ("stop_timeout", t.stop_timeout.is_some()),
+                ("knobs", !t.knobs.is_empty()),
+                ("database_owned", t.database_owned),
             ];
-            if let Some(i) = set.iter().position(|s| *s) {
-                bail!(
-                    "target.{}: set without target.command (it applies to an app lockbench starts)",
-                    LAUNCH_KEYS[i]
-                );
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                bail!("target.{key}: set without target.command (it applies to an app lockbench starts)");
             }
             return Ok(());
         };
@@ -296,11 +282,8 @@ impl Scenario {
                 bail!("target.ready: {ready:?} is not a path (it starts with /)");
             }
         }
-        for (name, value) in &t.env {
-            if name.is_empty() || name.contains('=') {
-                bail!("target.env: {name:?} is not a variable name");
-            }
-            let _ = value;
+        if let Some(name) = t.env.keys().find(|n| n.is_empty() || n.contains('=')) {
+            bail!("target.env: {name:?} is not a variable name");
         }
         for (name, knob) in &t.knobs {
             if knob.env.is_empty() || knob.env.contains('=') {

@@ -114,8 +114,8 @@ impl Drop for FaultRunner {
     }
 }
 
-/// Sleeps until `at` or until stopped; false when stopped.
-fn sleep_until(at: Instant, stop: &AtomicBool) -> bool {
+/// Sleeps until `at` or until stopped (or interrupted); false when stopped.
+pub(in crate::run) fn sleep_until(at: Instant, stop: &AtomicBool) -> bool {
     while Instant::now() < at {
         if stop.load(Ordering::SeqCst) || crate::stop::interrupted() {
             return false;
