@@ -71,6 +71,13 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Raise one load dimension until a gate first fails: the headroom before "database is locked".
     Breakpoint(BreakpointArgs),
+    /// Diagnose "database is locked" from an app's log, database, a lockbench report and
+    /// scenario: the cause, its evidence and the fix per framework; with --verify, the fix
+    /// proven on the app (the scenario run as the app is and with the fix, each on a fresh
+    /// app and database). Writes doctor.json, doctor.md and doctor.html.
+    /// Exit code 0: no lock problem found; 1: one found; 2: the evidence could not be read
+    /// (named).
+    Doctor(DoctorArgs),
     /// Check scenario and sweep files without running them: keys, types, endpoint names in
     /// gates, contradictions. Prints each file's resolved settings. Exit code 0: all valid;
     /// 2: one is not (named).
@@ -236,4 +243,37 @@ pub struct FaultArgs {
     /// How long to wait for it.
     #[arg(long, value_parser = lockbench_server::storage::config::parse_duration, default_value = "60s")]
     pub wait: std::time::Duration,
+}
+
+/// The arguments of `lockbench doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// The app's log; may be given several times (each worker's, the error log and the
+    /// access log).
+    #[arg(long = "log", value_name = "PATH")]
+    pub logs: Vec<PathBuf>,
+    /// The app's SQLite database file (read as bytes, never written).
+    #[arg(long, value_name = "PATH")]
+    pub database: Option<PathBuf>,
+    /// A lockbench report.json of a run against the same app: how long failing requests
+    /// waited, and the settings it ran with.
+    #[arg(long, value_name = "report.json")]
+    pub report: Option<PathBuf>,
+    /// The scenario of the app: its requests (to tie log records to them), how its log is
+    /// read, its knobs; --verify runs it.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// The busy timeout the app believes it set (e.g. 30s), when nothing else says it.
+    #[arg(long, value_name = "DURATION", value_parser = lockbench_server::storage::config::parse_duration)]
+    pub busy_timeout: Option<std::time::Duration>,
+    /// Run the scenario as the app is and with the recommended fix, each on a fresh app and
+    /// database, and put the two side by side.
+    #[arg(long)]
+    pub verify: bool,
+    /// Override a scenario setting, as `lockbench run --set`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Folder for doctor.json, doctor.md, doctor.html (default: reports/doctor/<UTC timestamp>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::cli::{
-    BreakpointArgs, CompareArgs, ContendArgs, FaultArgs, PhotosArgs, RunArgs, ServeArgs, SweepArgs,
+    BreakpointArgs, CompareArgs, ContendArgs, DoctorArgs, FaultArgs, PhotosArgs, RunArgs,
+    ServeArgs, SweepArgs,
 };
 use crate::decide::{breakpoint, compare, sweep};
 use crate::report::{self, ci};
@@ -438,4 +439,32 @@ fn overlay(file: &mut toml::Table, flags: &toml::Table, m: &ArgMatches) {
             }
         }
     }
+}
+
+/// `lockbench doctor`: reads the evidence, diagnoses, verifies when asked, writes the
+/// diagnosis, prints its summary. Exit code 0: no lock problem; 1: one found; 2: the
+/// evidence could not be read (the error names it).
+pub(crate) fn doctor_command(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    stop::install();
+    let out = args.out.unwrap_or_else(|| {
+        let stamp = run::utc_now().replace(':', "-");
+        PathBuf::from("reports/doctor").join(stamp)
+    });
+    let opts = crate::doctor::DoctorOptions {
+        logs: args.logs,
+        database: args.database,
+        report: args.report,
+        scenario: args.scenario,
+        sets: args.sets,
+        busy_timeout_ms: args.busy_timeout.map(|d| d.as_millis() as u64),
+        verify: args.verify,
+        out: out.clone(),
+        server_exe: None,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let d = crate::doctor::doctor(&opts)?;
+    print!("{}", report::diagnosis::terminal(&d));
+    println!("diagnosis: {}", out.join("doctor.md").display());
+    Ok(ExitCode::from(u8::from(d.lock_problem)))
 }

@@ -4,7 +4,8 @@
 //! The modules form a one-way stack, each using only those below it: `stop` and `scenario`
 //! at the bottom; `report` (the result types and every rendering of them); `load` (the
 //! simulated users); `run` (one run's sequence over a target); `decide` (compare, repeat,
-//! sweep, breakpoint: decisions from many runs or reports); and on top the command line
+//! sweep, breakpoint: decisions from many runs or reports); `doctor` (a diagnosis from an
+//! app's log, database and reports, verified by runs); and on top the command line
 //! (`cli.rs`: the types; `commands.rs`: one function per command). `main.rs` only sets up
 //! logging and calls [`main_entry`].
 
@@ -15,6 +16,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 pub mod cli;
 mod commands;
 pub mod decide;
+pub mod doctor;
 pub mod load;
 pub mod report;
 pub mod run;
@@ -42,6 +44,7 @@ fn run_with(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => commands::compare_command(args),
         Command::Sweep(args) => commands::sweep_command(args),
         Command::Breakpoint(args) => commands::breakpoint_command(args),
+        Command::Doctor(args) => commands::doctor_command(args),
         Command::Validate { files } => commands::validate_command(files),
         Command::Worker => {
             lockbench_server::serve::worker_from_env()?;

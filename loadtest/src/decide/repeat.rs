@@ -123,6 +123,13 @@ fn median_endpoints(
                 latency_from_tick_us: median_latency(
                     present.iter().map(|s| &s.latency_from_tick_us),
                 ),
+                failed_latency_us: {
+                    let failed: Vec<&Latency> = present
+                        .iter()
+                        .filter_map(|s| s.failed_latency_us.as_ref())
+                        .collect();
+                    (!failed.is_empty()).then(|| median_latency(failed.into_iter()))
+                },
             };
             (name.clone(), stats)
         })

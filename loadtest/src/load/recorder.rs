@@ -48,6 +48,9 @@ struct EndpointAcc {
     stats: EndpointStats,
     from_send: Option<Histogram<u64>>,
     from_tick: Option<Histogram<u64>>,
+    /// The requests the app answered with a 5xx, from send: how long a failing request
+    /// waited before its error.
+    failed: Option<Histogram<u64>>,
 }
 
 struct RoleAcc {
@@ -387,6 +390,11 @@ impl Recorder {
             acc.from_send
                 .get_or_insert_with(histogram)
                 .saturating_record(from_send);
+            if outcome.status.is_some_and(|c| c >= 500) {
+                acc.failed
+                    .get_or_insert_with(histogram)
+                    .saturating_record(from_send);
+            }
             acc.from_tick
                 .get_or_insert_with(histogram)
                 .saturating_record(from_tick);
@@ -446,6 +454,7 @@ impl Recorder {
                 if let Some(h) = &acc.from_tick {
                     stats.latency_from_tick_us = latency(h);
                 }
+                stats.failed_latency_us = acc.failed.as_ref().map(latency);
                 (name.clone(), stats)
             })
             .collect()

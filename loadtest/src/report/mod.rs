@@ -14,6 +14,7 @@ pub mod chart;
 pub mod ci;
 pub mod compare;
 pub mod comparison;
+pub mod diagnosis;
 pub mod facts;
 pub mod format;
 pub mod html;
@@ -247,6 +248,10 @@ pub struct EndpointStats {
     /// From the tick each request was meant for (corrected for coordinated omission), µs.
     #[serde(default)]
     pub latency_from_tick_us: Latency,
+    /// The requests answered with a 5xx, from send, µs: how long a failing request waited
+    /// before its error (`lockbench doctor` reads it). None when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_latency_us: Option<Latency>,
 }
 
 /// One role of the user mix: its behaviour and what it got.

@@ -70,7 +70,7 @@ impl LogReading {
 
     /// The request a lock error's record names: the one request whose path matches; None
     /// when it names no path, or a path no request or several requests have.
-    fn attribute(&self, record: &str) -> Option<&str> {
+    pub fn attribute(&self, record: &str) -> Option<&str> {
         let path = self.path.captures(record)?.name("path")?.as_str();
         let mut names = self
             .routes
@@ -236,6 +236,22 @@ impl Reader {
         }
         Ok(())
     }
+}
+
+/// Every record of a whole log file, from its first line to its last (`lockbench doctor`
+/// reads a log after the fact with the same rule the follower uses during a run).
+pub fn read_records(path: &Path, record_start: Option<Regex>) -> anyhow::Result<Vec<String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut records = Records {
+        start: record_start,
+        ..Records::default()
+    };
+    let mut out = Vec::new();
+    for line in String::from_utf8_lossy(&bytes).lines() {
+        out.extend(records.push(line));
+    }
+    out.extend(records.flush());
+    Ok(out)
 }
 
 impl LogFollower {

@@ -15,6 +15,7 @@
 //! common fields and writing the report files.
 
 mod audit;
+pub(crate) use audit::sha256_file;
 mod external;
 pub mod faults;
 pub mod follow;
@@ -215,7 +216,7 @@ pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
 }
 
 /// The run's own folder as `{run_dir}` names it: the report's folder, absolute.
-pub(super) fn run_dir(out_dir: &Path) -> PathBuf {
+pub fn run_dir(out_dir: &Path) -> PathBuf {
     std::path::absolute(out_dir).unwrap_or_else(|_| out_dir.to_owned())
 }
 

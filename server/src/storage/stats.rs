@@ -4,10 +4,12 @@
 //!
 //! [`Stats::lock_seen`] is the one place a lock error is counted, and it writes exactly one
 //! WARN log line for it, whose message is [`LOCK_LOG_PHRASE`] ("database is locked"), with
-//! the fields `op`, `code` and `retried` (whether another try follows):
+//! the fields `op`, `code`, `retried` (whether another try follows), `retry` (what it
+//! re-runs: "unit of work", "commit" or "none") and, for a unit of work's try, `try_ms` (how
+//! long the failed try ran: about how long it waited on the lock):
 //!
 //! ```text
-//! WARN lockbench_server::storage::stats: database is locked op="register" code="SQLITE_BUSY" retried=true
+//! WARN lockbench_server::storage::stats: database is locked op="register" code="SQLITE_BUSY" retried=true retry="unit of work" try_ms=5001
 //! ```
 //!
 //! No other log line of the server contains that phrase (errors display as "lock error
@@ -68,6 +70,26 @@ use super::error::{DbError, LockCode};
 
 /// First line of an events file.
 const EVENTS_HEADER: &str = "# lockbench stats events v2";
+
+/// What follows a lock error, as its log line says (`retry=`): nothing, the whole unit of
+/// work again, or only its COMMIT after a rollback (the incident's helper, which commits
+/// nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryWhat {
+    None,
+    UnitOfWork,
+    Commit,
+}
+
+impl RetryWhat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryWhat::None => "none",
+            RetryWhat::UnitOfWork => "unit of work",
+            RetryWhat::Commit => "commit",
+        }
+    }
+}
 
 /// The message of the one log line written per counted lock error ([`Stats::lock_seen`]);
 /// no other line of the server's log contains it.
@@ -273,11 +295,30 @@ impl Stats {
     /// Counts one lock error of `op` and writes its one log line (see the module docs);
     /// `retried`: whether another try follows.
     pub(crate) fn lock_seen(&self, op: &str, code: LockCode, retried: bool) {
+        let retry = if retried {
+            RetryWhat::UnitOfWork
+        } else {
+            RetryWhat::None
+        };
+        self.lock_seen_after(op, code, retry, None);
+    }
+
+    /// [`Stats::lock_seen`] with what the next try re-runs and how long the failed try ran
+    /// (`try_ms`: for a lock error, about how long it waited on the lock).
+    pub(crate) fn lock_seen_after(
+        &self,
+        op: &str,
+        code: LockCode,
+        retry: RetryWhat,
+        tried: Option<std::time::Duration>,
+    ) {
         self.record(op, Event::Lock(code));
         warn!(
             op = %crate::text::log_safe(op),
             code = code.as_str(),
-            retried,
+            retried = retry != RetryWhat::None,
+            retry = retry.as_str(),
+            try_ms = tried.map(|d| d.as_millis() as u64),
             "{}",
             LOCK_LOG_PHRASE
         );

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use super::pool::Pool;
+use super::stats::RetryWhat;
 use super::{
     DbError, RawConn, RetryPolicy, RetryScope, Row, Store, Tx, TxMode, Value, PATIENCE_STEP,
 };
@@ -138,13 +139,20 @@ impl Store {
         policy: &RetryPolicy,
         attempt: u32,
         patience: Patience,
+        tried: Try,
     ) -> Option<Next> {
         let code = err.lock_code()?;
         let next = match policy.delay_after(attempt) {
             Some(delay) => Some(Next::Policy(delay)),
             None => patience.next_wait().map(Next::Patience),
         };
-        self.inner.stats.lock_seen(op, code, next.is_some());
+        let retry = match next {
+            None => RetryWhat::None,
+            Some(Next::Policy(_)) if tried.commit_only => RetryWhat::Commit,
+            Some(_) => RetryWhat::UnitOfWork,
+        };
+        let ran = tried.started.elapsed();
+        self.inner.stats.lock_seen_after(op, code, retry, Some(ran));
         if next.is_some() {
             self.inner.stats.retried(op);
         }
@@ -166,12 +174,13 @@ impl Store {
     ) -> Result<T, DbError> {
         let mut attempt = 1;
         loop {
+            let tried = Try::now(false);
             let outcome = pool
                 .acquire(op)
                 .and_then(|mut lease| run_once(lease.conn(), op, begin, false, work));
             match outcome {
                 Ok((value, _)) => return Ok(value),
-                Err(e) => match self.after_error(op, &e, policy, attempt, patience) {
+                Err(e) => match self.after_error(op, &e, policy, attempt, patience, tried) {
                     Some(Next::Policy(delay) | Next::Patience(delay)) => {
                         std::thread::sleep(delay);
                         attempt += 1;
@@ -195,6 +204,7 @@ impl Store {
         work: &mut dyn FnMut(&mut dyn Tx) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         loop {
+            let tried = Try::now(true);
             let outcome = self.inner.writer.acquire(op).and_then(|mut lease| {
                 run_once(lease.conn(), op, self.begin_statement(), true, work)
             });
@@ -202,7 +212,7 @@ impl Store {
                 Ok((value, None)) => return Ok(value),
                 Ok((value, Some(e))) => {
                     // Each run of the unit gets the helper's retry afresh.
-                    match self.after_error(op, &e, &self.inner.retry.write, 1, patience) {
+                    match self.after_error(op, &e, &self.inner.retry.write, 1, patience, tried) {
                         Some(Next::Policy(delay)) => {
                             std::thread::sleep(delay);
                             self.inner.stats.dropped(op);
@@ -212,12 +222,32 @@ impl Store {
                     }
                 }
                 // The helper wraps only the commit: no policy retry before it.
-                Err(e) => (self.after_error(op, &e, &RetryPolicy::None, 1, patience), e),
+                Err(e) => {
+                    let next = self.after_error(op, &e, &RetryPolicy::None, 1, patience, tried);
+                    (next, e)
+                }
             };
             match next {
                 Some(Next::Patience(delay) | Next::Policy(delay)) => std::thread::sleep(delay),
                 None => return Err(err),
             }
+        }
+    }
+}
+
+/// When a try of a unit of work started, and whether a policy retry after it re-issues only
+/// the COMMIT (the commit-only helper) rather than the whole unit.
+#[derive(Clone, Copy)]
+struct Try {
+    started: Instant,
+    commit_only: bool,
+}
+
+impl Try {
+    fn now(commit_only: bool) -> Try {
+        Try {
+            started: Instant::now(),
+            commit_only,
         }
     }
 }
