@@ -257,8 +257,8 @@ fn only_storage_opens_connections_or_issues_pragmas() {
 }
 
 /// loadtest's top-level modules, lowest first: each may use only the ones before it.
-const LAYERS: [&str; 9] = [
-    "stop", "scenario", "report", "load", "run", "decide", "cli", "commands", "lib",
+const LAYERS: [&str; 10] = [
+    "stop", "scenario", "report", "load", "run", "decide", "doctor", "cli", "commands", "lib",
 ];
 
 fn layer_of(module: &str) -> usize {

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::report::diagnosis::{EndpointLog, Finding, FindingId};
+use crate::report::diagnosis::{EndpointLog, Finding, FindingId, LogFacts};
 
 use super::evidence::Evidence;
 use super::fixes;
@@ -42,224 +42,55 @@ pub const ASSUMED_TIMEOUT_MS: u64 = 5000;
 const WAL_STARVED: u64 = 2;
 const AUTOCHECKPOINT_PAGES: u64 = 1000;
 
+/// The busy timeout the rules judge waits against, in ms, and how doctor knows it.
+struct Timeout {
+    ms: f64,
+    said: String,
+    known: bool,
+}
+
+impl Timeout {
+    fn of(ev: &Evidence) -> Timeout {
+        match &ev.settings.busy_timeout_ms {
+            Some(k) => Timeout {
+                ms: k.value as f64,
+                said: format!("{} ms ({})", k.value, k.source),
+                known: true,
+            },
+            None => Timeout {
+                ms: ASSUMED_TIMEOUT_MS as f64,
+                said: format!("{ASSUMED_TIMEOUT_MS} ms (assumed: nothing says the app's; the default of Python's sqlite3, Go's mattn/go-sqlite3 and Rails)"),
+                known: false,
+            },
+        }
+    }
+
+    /// A lock error at most this long in was refused, not waited.
+    fn fast_limit(&self) -> f64 {
+        (self.ms * FAST).min(FAST_CAP_MS)
+    }
+}
+
 /// The findings, in order of weight, and notes on what could not be explained.
 pub fn diagnose(ev: &Evidence) -> (Vec<Finding>, Vec<String>) {
     let mut findings: Vec<Finding> = Vec::new();
     let mut notes = Vec::new();
-    let (timeout, timeout_said) = match &ev.settings.busy_timeout_ms {
-        Some(k) => (k.value as f64, format!("{} ms ({})", k.value, k.source)),
-        None => (
-            ASSUMED_TIMEOUT_MS as f64,
-            format!("{ASSUMED_TIMEOUT_MS} ms (assumed: nothing says the app's; the default of Python's sqlite3, Go's mattn/go-sqlite3 and Rails)"),
-        ),
-    };
-    let tx = ev.settings.tx_mode.as_ref().map(|k| k.value.as_str());
-    let upgrade_possible = !matches!(tx, Some("immediate" | "exclusive" | "lazy"));
-
+    let timeout = Timeout::of(ev);
     if let Some(log) = &ev.log {
-        // Per request: the cause its lock errors show.
-        let mut by_cause: BTreeMap<FindingId, Vec<(&String, &EndpointLog, f64)>> = BTreeMap::new();
-        let fast_limit = (timeout * FAST).min(FAST_CAP_MS);
-        let reads_fail_fast = log
-            .by_endpoint
-            .values()
-            .any(|e| e.kind == "read" && wait_of(e).is_some_and(|w| w <= fast_limit));
-        let mut unexplained = 0;
-        for (name, e) in &log.by_endpoint {
-            let snapshot = e.by_code.contains_key("SQLITE_BUSY_SNAPSHOT");
-            let cause = match wait_of(e) {
-                Some(w)
-                    if w >= timeout * LONG
-                        || (ev.settings.busy_timeout_ms.is_none() && w >= 1000.0) =>
-                {
-                    Some((FindingId::LongWriter, w))
-                }
-                Some(w)
-                    if ev
-                        .settings
-                        .busy_timeout_ms
-                        .as_ref()
-                        .is_some_and(|k| k.value as f64 > 1.5 * ASSUMED_TIMEOUT_MS as f64)
-                        && (w - ASSUMED_TIMEOUT_MS as f64).abs()
-                            <= 0.15 * ASSUMED_TIMEOUT_MS as f64 =>
-                {
-                    Some((FindingId::TimeoutNotApplied, w))
-                }
-                Some(w) if w <= fast_limit => {
-                    let upgrade =
-                        snapshot || (upgrade_possible && e.kind != "read" && !reads_fail_fast);
-                    let id = if upgrade {
-                        FindingId::DeferredUpgrade
-                    } else {
-                        FindingId::TimeoutNotApplied
-                    };
-                    Some((id, w))
-                }
-                Some(_) => None,
-                None if snapshot => Some((FindingId::DeferredUpgrade, f64::NAN)),
-                None => None,
-            };
-            match cause {
-                Some((id, w)) => by_cause.entry(id).or_default().push((name, e, w)),
-                // A retry of a commit is commit-only-retry's, below.
-                None => unexplained += e.lock_errors - e.commit_retries,
-            }
-        }
+        let (by_cause, unexplained) = causes_by_request(ev, log, &timeout);
         for (id, eps) in by_cause {
-            findings.push(per_endpoint_finding(
-                id,
-                &eps,
-                ev,
-                &timeout_said,
-                fast_limit,
-            ));
+            findings.push(per_endpoint_finding(id, &eps, ev, &timeout));
         }
         if unexplained > 0 {
             notes.push(format!(
                 "{unexplained} lock error(s) not tied to a cause: neither the log (a wait such as try_ms=, an extended code) nor a report (the failed requests' latency) says how long they waited. Give --report with a lockbench run against the app, or --verify with a scenario."
             ));
         }
-        let journal = ev.settings.journal_mode.as_ref().map(|k| k.value.as_str());
-        let rollback = matches!(
-            journal,
-            Some("rollback" | "delete" | "truncate" | "persist" | "memory" | "off")
-        );
-        let reads: Vec<(&String, &EndpointLog)> = log
-            .by_endpoint
-            .iter()
-            .filter(|(_, e)| e.kind == "read")
-            .collect();
-        if rollback && !reads.is_empty() {
-            let read_errors: u64 = reads.iter().map(|(_, e)| e.lock_errors).sum();
-            let source = &ev.settings.journal_mode.as_ref().expect("rollback").source;
-            let endpoints: Vec<String> = log.by_endpoint.keys().cloned().collect();
-            findings.push(finding(
-                FindingId::RollbackJournalReaders,
-                vec![
-                    format!("The database uses a rollback journal ({source})."),
-                    format!(
-                        "{read_errors} of the {} lock errors are on requests that only read: {}.",
-                        log.lock_errors,
-                        reads
-                            .iter()
-                            .map(|(n, e)| format!("{n} ({})", e.lock_errors))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ],
-                endpoints,
-                log.lock_errors,
-                "lock errors",
-            ));
-        }
-        if log.commit_retries > 0 {
-            let lost = ev
-                .report
-                .as_ref()
-                .and_then(|r| r.commit_only_dropped.filter(|n| *n > 0));
-            let mut evidence = vec![format!(
-                "{} of the app's {} retry messages after a lock error retry a commit, not the work.",
-                log.commit_retries, log.retries
-            )];
-            if let Some(sample) = log
-                .by_endpoint
-                .values()
-                .map(|e| e.sample.as_str())
-                .find(|s| s.to_ascii_lowercase().contains("commit"))
-            {
-                evidence.push(format!("For example: {}", first_line(sample)));
-            }
-            if let Some(n) = lost {
-                evidence.push(format!(
-                    "The report counts {n} writes the server acknowledged after such a retry and dropped."
-                ));
-            }
-            if let Some(a) = ev.report.as_ref().and_then(|r| r.audit.as_ref()) {
-                evidence.push(format!(
-                    "The report's audit found {} lost writes.",
-                    a.lost_writes
-                ));
-            }
-            let mut f = finding(
-                FindingId::CommitOnlyRetry,
-                evidence,
-                log.by_endpoint
-                    .iter()
-                    .filter(|(_, e)| e.sample.to_ascii_lowercase().contains("retr"))
-                    .map(|(n, _)| n.clone())
-                    .collect(),
-                log.commit_retries,
-                "retries of a commit",
-            );
-            f.lost_writes = lost;
-            findings.push(f);
-        }
-        if !log.not_a_lock.is_empty() {
-            let total: u64 = log.not_a_lock.values().sum();
-            findings.push(finding(
-                FindingId::NotALock,
-                log.not_a_lock
-                    .iter()
-                    .map(|(kind, n)| format!("{n} record(s) say \"{kind}\": not a lock."))
-                    .collect(),
-                Vec::new(),
-                total,
-                "errors",
-            ));
-        }
+        findings.extend(rollback_journal(ev, log));
+        findings.extend(commit_only_retry(ev, log));
+        findings.extend(not_a_lock(log));
     }
-    if let Some(db) = &ev.database {
-        if let Some(frames) = db.wal_frames {
-            if frames > WAL_STARVED * AUTOCHECKPOINT_PAGES {
-                findings.push(finding(
-                    FindingId::CheckpointStarvation,
-                    vec![format!(
-                        "The WAL beside {} holds {frames} pages ({} bytes), {:.1} times the autocheckpoint size of {AUTOCHECKPOINT_PAGES} pages.",
-                        db.path,
-                        db.wal_bytes.unwrap_or(0),
-                        frames as f64 / AUTOCHECKPOINT_PAGES as f64
-                    )],
-                    Vec::new(),
-                    frames,
-                    "WAL pages",
-                ));
-            }
-        }
-    }
-    if ev.database.is_none() {
-        // The reference server's database is gone after its run; its report kept the WAL's
-        // largest size and how its checkpoints went.
-        if let Some((r, wal)) = ev
-            .report
-            .as_ref()
-            .and_then(|r| r.wal.as_ref().map(|w| (r, w)))
-        {
-            let autocheckpoint = r.settings_requested["server"]["storage"]["wal_autocheckpoint"]
-                .as_u64()
-                .unwrap_or(AUTOCHECKPOINT_PAGES);
-            // SQLite's default page size; the report does not record the file's.
-            let pages = wal.max_bytes / (4096 + 24);
-            if autocheckpoint > 0 && pages > WAL_STARVED * autocheckpoint {
-                findings.push(finding(
-                    FindingId::CheckpointStarvation,
-                    vec![
-                        format!(
-                            "The report's WAL reached {} bytes, about {pages} pages of 4 KiB, {:.1} times the autocheckpoint size of {autocheckpoint} pages.",
-                            wal.max_bytes,
-                            pages as f64 / autocheckpoint as f64
-                        ),
-                        format!(
-                            "{} checkpoints could not finish (busy), {} did.",
-                            wal.checkpoints_busy, wal.checkpoints_ok
-                        ),
-                    ],
-                    Vec::new(),
-                    pages,
-                    "WAL pages",
-                ));
-            }
-        }
-    }
+    findings.extend(checkpoint_starvation(ev));
     findings.sort_by(|a, b| {
         let lost = |f: &Finding| f.lost_writes.unwrap_or(0);
         let errors = |f: &Finding| {
@@ -276,6 +107,212 @@ pub fn diagnose(ev: &Evidence) -> (Vec<Finding>, Vec<String>) {
             .then(a.id.cmp(&b.id))
     });
     (findings, notes)
+}
+
+type ByCause<'a> = BTreeMap<FindingId, Vec<(&'a String, &'a EndpointLog, f64)>>;
+
+/// Per request: the cause its lock errors' wait (and code) shows; and how many lock errors
+/// show none.
+fn causes_by_request<'a>(
+    ev: &Evidence,
+    log: &'a LogFacts,
+    timeout: &Timeout,
+) -> (ByCause<'a>, u64) {
+    let tx = ev.settings.tx_mode.as_ref().map(|k| k.value.as_str());
+    let upgrade_possible = !matches!(tx, Some("immediate" | "exclusive" | "lazy"));
+    let fast_limit = timeout.fast_limit();
+    let default = ASSUMED_TIMEOUT_MS as f64;
+    // A read cannot upgrade: a read refused at once means no timeout at all.
+    let reads_fail_fast = log
+        .by_endpoint
+        .values()
+        .any(|e| e.kind == "read" && wait_of(e).is_some_and(|w| w <= fast_limit));
+    let mut by_cause = ByCause::new();
+    let mut unexplained = 0;
+    for (name, e) in &log.by_endpoint {
+        let snapshot = e.by_code.contains_key("SQLITE_BUSY_SNAPSHOT");
+        let cause = match wait_of(e) {
+            Some(w) if w >= timeout.ms * LONG || (!timeout.known && w >= 1000.0) => {
+                Some((FindingId::LongWriter, w))
+            }
+            // The driver's default wait, where the app believes it set a longer one.
+            Some(w)
+                if timeout.known
+                    && timeout.ms > 1.5 * default
+                    && (w - default).abs() <= 0.15 * default =>
+            {
+                Some((FindingId::TimeoutNotApplied, w))
+            }
+            Some(w) if w <= fast_limit => {
+                let upgrade =
+                    snapshot || (upgrade_possible && e.kind != "read" && !reads_fail_fast);
+                let id = if upgrade {
+                    FindingId::DeferredUpgrade
+                } else {
+                    FindingId::TimeoutNotApplied
+                };
+                Some((id, w))
+            }
+            Some(_) => None,
+            None if snapshot => Some((FindingId::DeferredUpgrade, f64::NAN)),
+            None => None,
+        };
+        match cause {
+            Some((id, w)) => by_cause.entry(id).or_default().push((name, e, w)),
+            // A retry of a commit is commit-only-retry's.
+            None => unexplained += e.lock_errors - e.commit_retries,
+        }
+    }
+    (by_cause, unexplained)
+}
+
+/// A rollback journal, and lock errors on requests that only read.
+fn rollback_journal(ev: &Evidence, log: &LogFacts) -> Option<Finding> {
+    let journal = ev.settings.journal_mode.as_ref()?;
+    let rollback = matches!(
+        journal.value.as_str(),
+        "rollback" | "delete" | "truncate" | "persist" | "memory" | "off"
+    );
+    let reads: Vec<(&String, &EndpointLog)> = log
+        .by_endpoint
+        .iter()
+        .filter(|(_, e)| e.kind == "read")
+        .collect();
+    if !rollback || reads.is_empty() {
+        return None;
+    }
+    let read_errors: u64 = reads.iter().map(|(_, e)| e.lock_errors).sum();
+    Some(finding(
+        FindingId::RollbackJournalReaders,
+        vec![
+            format!("The database uses a rollback journal ({}).", journal.source),
+            format!(
+                "{read_errors} of the {} lock errors are on requests that only read: {}.",
+                log.lock_errors,
+                reads
+                    .iter()
+                    .map(|(n, e)| format!("{n} ({})", e.lock_errors))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ],
+        log.by_endpoint.keys().cloned().collect(),
+        log.lock_errors,
+        "lock errors",
+    ))
+}
+
+/// The app's retries that re-issue a commit, and the writes the report says they lost.
+fn commit_only_retry(ev: &Evidence, log: &LogFacts) -> Option<Finding> {
+    if log.commit_retries == 0 {
+        return None;
+    }
+    let lost = ev
+        .report
+        .as_ref()
+        .and_then(|r| r.commit_only_dropped.filter(|n| *n > 0));
+    let mut evidence = vec![format!(
+        "{} of the app's {} retry messages after a lock error retry a commit, not the work.",
+        log.commit_retries, log.retries
+    )];
+    if let Some(sample) = log
+        .by_endpoint
+        .values()
+        .map(|e| e.sample.as_str())
+        .find(|s| s.to_ascii_lowercase().contains("commit"))
+    {
+        evidence.push(format!("For example: {}", first_line(sample)));
+    }
+    if let Some(n) = lost {
+        evidence.push(format!(
+            "The report counts {n} writes the server acknowledged after such a retry and dropped."
+        ));
+    }
+    if let Some(a) = ev.report.as_ref().and_then(|r| r.audit.as_ref()) {
+        evidence.push(format!(
+            "The report's audit found {} lost writes.",
+            a.lost_writes
+        ));
+    }
+    let mut f = finding(
+        FindingId::CommitOnlyRetry,
+        evidence,
+        log.by_endpoint
+            .iter()
+            .filter(|(_, e)| e.commit_retries > 0)
+            .map(|(n, _)| n.clone())
+            .collect(),
+        log.commit_retries,
+        "retries of a commit",
+    );
+    f.lost_writes = lost;
+    Some(f)
+}
+
+fn not_a_lock(log: &LogFacts) -> Option<Finding> {
+    if log.not_a_lock.is_empty() {
+        return None;
+    }
+    Some(finding(
+        FindingId::NotALock,
+        log.not_a_lock
+            .iter()
+            .map(|(kind, n)| format!("{n} record(s) say \"{kind}\": not a lock."))
+            .collect(),
+        Vec::new(),
+        log.not_a_lock.values().sum(),
+        "errors",
+    ))
+}
+
+/// The WAL beside the database file, or the largest the report saw (the reference server's
+/// database is gone after its run), against its autocheckpoint size.
+fn checkpoint_starvation(ev: &Evidence) -> Option<Finding> {
+    if let Some(db) = &ev.database {
+        let frames = db.wal_frames?;
+        if frames <= WAL_STARVED * AUTOCHECKPOINT_PAGES {
+            return None;
+        }
+        return Some(finding(
+            FindingId::CheckpointStarvation,
+            vec![format!(
+                "The WAL beside {} holds {frames} pages ({} bytes), {:.1} times the autocheckpoint size of {AUTOCHECKPOINT_PAGES} pages.",
+                db.path,
+                db.wal_bytes.unwrap_or(0),
+                frames as f64 / AUTOCHECKPOINT_PAGES as f64
+            )],
+            Vec::new(),
+            frames,
+            "WAL pages",
+        ));
+    }
+    let r = ev.report.as_ref()?;
+    let wal = r.wal.as_ref()?;
+    let autocheckpoint = r.settings_requested["server"]["storage"]["wal_autocheckpoint"]
+        .as_u64()
+        .unwrap_or(AUTOCHECKPOINT_PAGES);
+    // SQLite's default page size; the report does not record the file's.
+    let pages = wal.max_bytes / (4096 + 24);
+    if autocheckpoint == 0 || pages <= WAL_STARVED * autocheckpoint {
+        return None;
+    }
+    Some(finding(
+        FindingId::CheckpointStarvation,
+        vec![
+            format!(
+                "The report's WAL reached {} bytes, about {pages} pages of 4 KiB, {:.1} times the autocheckpoint size of {autocheckpoint} pages.",
+                wal.max_bytes,
+                pages as f64 / autocheckpoint as f64
+            ),
+            format!(
+                "{} checkpoints could not finish (busy), {} did.",
+                wal.checkpoints_busy, wal.checkpoints_ok
+            ),
+        ],
+        Vec::new(),
+        pages,
+        "WAL pages",
+    ))
 }
 
 /// The wait of a request's lock errors: the log's own (`try_ms=`), else the report's failed
@@ -318,8 +355,7 @@ fn per_endpoint_finding(
     id: FindingId,
     eps: &[(&String, &EndpointLog, f64)],
     ev: &Evidence,
-    timeout_said: &str,
-    fast_limit: f64,
+    timeout: &Timeout,
 ) -> Finding {
     let count = eps.iter().map(|(_, e, _)| e.lock_errors).sum();
     let mut evidence = Vec::new();
@@ -342,61 +378,15 @@ fn per_endpoint_finding(
             codes.join(", ")
         ));
     }
-    match (&ev.settings.busy_timeout_ms, id) {
-        (None, FindingId::LongWriter) => evidence.push(format!(
+    if !timeout.known && id == FindingId::LongWriter {
+        evidence.push(format!(
             "Nothing says the app's busy timeout; failures that all come after about {} suggest it is about that long.",
             ms(eps.iter().map(|(_, _, w)| *w).fold(f64::NAN, f64::min))
-        )),
-        _ => evidence.push(format!("The busy timeout: {timeout_said}.")),
+        ));
+    } else {
+        evidence.push(format!("The busy timeout: {}.", timeout.said));
     }
-    match id {
-        FindingId::DeferredUpgrade => {
-            if let Some(k) = &ev.settings.tx_mode {
-                evidence.push(format!("Transactions begin {} ({}).", k.value, k.source));
-            }
-            evidence.push(format!(
-                "Every one failed at most {} in, far faster than the timeout: SQLite refused to wait.",
-                ms(fast_limit)
-            ));
-            if let Some(log) = &ev.log {
-                let quiet: Vec<&String> = ev
-                    .methods
-                    .iter()
-                    .filter(|(n, m)| {
-                        super::evidence::kind_of_method(m) == "write"
-                            && !log.by_endpoint.contains_key(*n)
-                    })
-                    .map(|(n, _)| n)
-                    .collect();
-                if !quiet.is_empty() {
-                    evidence.push(format!(
-                        "Other requests that write had no lock error in the same run ({}): the timeout works; only the read-then-write transaction is refused.",
-                        quiet.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                    ));
-                }
-            }
-        }
-        FindingId::TimeoutNotApplied => {
-            if let Some(k) = &ev.settings.tx_mode {
-                evidence.push(format!(
-                    "Transactions begin {} ({}): no read-to-write upgrade can be refused, so a fast lock error means no wait at all.",
-                    k.value, k.source
-                ));
-            }
-        }
-        FindingId::LongWriter => {
-            if let Some(r) = &ev.report {
-                for f in r.faults.iter().filter(|f| f.kind == "external-lock") {
-                    evidence.push(format!(
-                        "The report records another process holding the write lock from {} s into the load: {}.",
-                        f.started_s.map_or("?".to_owned(), |t| format!("{t:.1}")),
-                        f.outcome
-                    ));
-                }
-            }
-        }
-        _ => {}
-    }
+    evidence.extend(cause_evidence(id, ev, timeout));
     let mut f = finding(
         id,
         evidence,
@@ -409,6 +399,60 @@ fn per_endpoint_finding(
             .push(format!("The first one in the log:\n{sample}"));
     }
     f
+}
+
+/// What else the evidence says for this cause: the transaction mode, the writes that did not
+/// fail, the other process the report recorded.
+fn cause_evidence(id: FindingId, ev: &Evidence, timeout: &Timeout) -> Vec<String> {
+    let mut evidence = Vec::new();
+    match id {
+        FindingId::DeferredUpgrade => {
+            if let Some(k) = &ev.settings.tx_mode {
+                evidence.push(format!("Transactions begin {} ({}).", k.value, k.source));
+            }
+            evidence.push(format!(
+                "Every one failed at most {} in, far faster than the timeout: SQLite refused to wait.",
+                ms(timeout.fast_limit())
+            ));
+            let failed = ev.log.as_ref().map(|l| &l.by_endpoint);
+            let quiet: Vec<&str> = ev
+                .methods
+                .iter()
+                .filter(|(n, m)| {
+                    super::evidence::kind_of_method(m) == "write"
+                        && failed.is_some_and(|f| !f.contains_key(*n))
+                })
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !quiet.is_empty() {
+                evidence.push(format!(
+                    "Other requests that write had no lock error in the same run ({}): the timeout works; only the read-then-write transaction is refused.",
+                    quiet.join(", ")
+                ));
+            }
+        }
+        FindingId::TimeoutNotApplied => {
+            if let Some(k) = &ev.settings.tx_mode {
+                evidence.push(format!(
+                    "Transactions begin {} ({}): no read-to-write upgrade can be refused, so a fast lock error means no wait at all.",
+                    k.value, k.source
+                ));
+            }
+        }
+        FindingId::LongWriter => {
+            for f in ev.report.iter().flat_map(|r| &r.faults) {
+                if f.kind == "external-lock" {
+                    evidence.push(format!(
+                        "The report records another process holding the write lock from {} s into the load: {}.",
+                        f.started_s.map_or("?".to_owned(), |t| format!("{t:.1}")),
+                        f.outcome
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    evidence
 }
 
 fn ms(v: f64) -> String {

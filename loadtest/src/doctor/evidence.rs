@@ -263,28 +263,7 @@ impl Evidence {
             bail!("nothing to read: give --log, --database, --report or --scenario");
         }
         if let Some(path) = &sources.report {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--report {}: cannot read it", path.display()))?;
-            let report: Report = serde_json::from_str(&text).with_context(|| {
-                format!("--report {}: not a lockbench report.json", path.display())
-            })?;
-            ev.read.push(EvidenceRead {
-                kind: "report".into(),
-                path: path.display().to_string(),
-                summary: format!(
-                    "scenario {}, {} requests, {} lock errors, verdict {}",
-                    report.scenario.name,
-                    report.requests.values().map(|s| s.count).sum::<u64>(),
-                    report.lock_errors.total,
-                    if report.verdict.passed {
-                        "PASSED"
-                    } else {
-                        "FAILED"
-                    }
-                ),
-            });
-            ev.reference = report.target.kind == "reference";
-            ev.report = Some(report);
+            ev.read_report(path)?;
         }
         let from_report = ev.report.as_ref().and_then(scenario_of_report);
         let scenario = match &sources.scenario {
@@ -309,53 +288,7 @@ impl Evidence {
         ev.settings = settings(sources, scenario.as_ref(), ev.report.as_ref(), ev.reference);
         if !sources.logs.is_empty() {
             let reading = reading(scenario.as_ref(), &classes)?;
-            let mut facts = LogFacts::default();
-            let mut waits: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-            for path in &sources.logs {
-                let meta = std::fs::metadata(path)
-                    .with_context(|| format!("--log {}: no such file", path.display()))?;
-                if !meta.is_file() {
-                    bail!("--log {}: not a file", path.display());
-                }
-                let records = read_records(path, reading.record_start.clone())
-                    .with_context(|| format!("--log {}", path.display()))?;
-                let before = facts.lock_errors;
-                for record in &records {
-                    ev.take_record(&reading, record, &mut facts, &mut waits);
-                }
-                ev.read.push(EvidenceRead {
-                    kind: "log".into(),
-                    path: path.display().to_string(),
-                    summary: format!(
-                        "{} records, {} lock errors",
-                        records.len(),
-                        facts.lock_errors - before
-                    ),
-                });
-                facts.records += records.len() as u64;
-            }
-            for (name, w) in waits {
-                if let Some(e) = facts.by_endpoint.get_mut(&name) {
-                    e.waits_ms = spread(w);
-                }
-            }
-            if let Some(report) = &ev.report {
-                for (name, e) in facts.by_endpoint.iter_mut() {
-                    if let Some(l) = report
-                        .requests
-                        .get(name)
-                        .and_then(|s| s.failed_latency_us.as_ref())
-                    {
-                        let failed = report.requests[name].failures;
-                        e.failed_latency_ms = Some(Spread {
-                            count: failed,
-                            p50: l.p50 as f64 / 1000.0,
-                            max: l.max as f64 / 1000.0,
-                        });
-                    }
-                }
-            }
-            ev.log = Some(facts);
+            ev.read_logs(&sources.logs, &reading)?;
         }
         if let Some(path) = &sources.database {
             let db = read_database(path)?;
@@ -384,6 +317,82 @@ impl Evidence {
             ev.database = Some(db);
         }
         Ok(ev)
+    }
+
+    fn read_report(&mut self, path: &Path) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--report {}: cannot read it", path.display()))?;
+        let report: Report = serde_json::from_str(&text)
+            .with_context(|| format!("--report {}: not a lockbench report.json", path.display()))?;
+        self.read.push(EvidenceRead {
+            kind: "report".into(),
+            path: path.display().to_string(),
+            summary: format!(
+                "scenario {}, {} requests, {} lock errors, verdict {}",
+                report.scenario.name,
+                report.requests.values().map(|s| s.count).sum::<u64>(),
+                report.lock_errors.total,
+                if report.verdict.passed {
+                    "PASSED"
+                } else {
+                    "FAILED"
+                }
+            ),
+        });
+        self.reference = report.target.kind == "reference";
+        self.report = Some(report);
+        Ok(())
+    }
+
+    /// Every log's records into the log facts; each request's waits, from the records and
+    /// from the report's failed requests.
+    fn read_logs(&mut self, logs: &[PathBuf], reading: &LogReading) -> anyhow::Result<()> {
+        let mut facts = LogFacts::default();
+        let mut waits: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for path in logs {
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("--log {}: no such file", path.display()))?;
+            if !meta.is_file() {
+                bail!("--log {}: not a file", path.display());
+            }
+            let records = read_records(path, reading.record_start.clone())
+                .with_context(|| format!("--log {}", path.display()))?;
+            let before = facts.lock_errors;
+            for record in &records {
+                self.take_record(reading, record, &mut facts, &mut waits);
+            }
+            self.read.push(EvidenceRead {
+                kind: "log".into(),
+                path: path.display().to_string(),
+                summary: format!(
+                    "{} records, {} lock errors",
+                    records.len(),
+                    facts.lock_errors - before
+                ),
+            });
+            facts.records += records.len() as u64;
+        }
+        for (name, w) in waits {
+            if let Some(e) = facts.by_endpoint.get_mut(&name) {
+                e.waits_ms = spread(w);
+            }
+        }
+        if let Some(report) = &self.report {
+            for (name, e) in facts.by_endpoint.iter_mut() {
+                let Some(stats) = report.requests.get(name) else {
+                    continue;
+                };
+                if let Some(l) = &stats.failed_latency_us {
+                    e.failed_latency_ms = Some(Spread {
+                        count: stats.failures,
+                        p50: l.p50 as f64 / 1000.0,
+                        max: l.max as f64 / 1000.0,
+                    });
+                }
+            }
+        }
+        self.log = Some(facts);
+        Ok(())
     }
 
     /// Takes one record of the log into the facts.

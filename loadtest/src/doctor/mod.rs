@@ -87,28 +87,7 @@ pub fn doctor(opts: &DoctorOptions) -> anyhow::Result<Diagnosis> {
     let (mut findings, notes) = diagnose::diagnose(&ev);
     let busy = ev.settings.busy_timeout_ms.as_ref().map(|k| k.value);
     for f in &mut findings {
-        let mut fix = fixes::fix(f.id, busy);
-        if let Some(repro) = fixes::reproduction(f.id) {
-            let dir = opts.out.join("scenarios");
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let path = dir.join(repro.file_name);
-            std::fs::write(&path, &repro.toml)
-                .with_context(|| format!("writing {}", path.display()))?;
-            fix.scenario = Some(format!("lockbench run {}", path.display()));
-            if !repro.fixed_sets.is_empty() {
-                let sets: Vec<String> = repro
-                    .fixed_sets
-                    .iter()
-                    .map(|(k, v)| format!("--set '{k}={v}'"))
-                    .collect();
-                fix.scenario_fixed = Some(format!(
-                    "lockbench run {} {}",
-                    path.display(),
-                    sets.join(" ")
-                ));
-            }
-        }
-        f.fix = fix;
+        f.fix = fix_with_scenario(f.id, busy, &opts.out)?;
     }
     let lock_errors = ev.log.as_ref().map_or(0, |l| l.lock_errors);
     let lock_problem = findings.iter().any(|f| f.id.is_lock_problem()) || lock_errors > 0;
@@ -141,6 +120,37 @@ pub fn doctor(opts: &DoctorOptions) -> anyhow::Result<Diagnosis> {
     };
     write(&diagnosis, &opts.out)?;
     Ok(diagnosis)
+}
+
+/// A finding's fix, with its reproducing scenario written into `<out>/scenarios/` and the
+/// commands that run it as it is and with the fix.
+fn fix_with_scenario(
+    id: FindingId,
+    busy_timeout_ms: Option<u64>,
+    out: &Path,
+) -> anyhow::Result<diagnosis::Fix> {
+    let mut fix = fixes::fix(id, busy_timeout_ms);
+    let Some(repro) = fixes::reproduction(id) else {
+        return Ok(fix);
+    };
+    let dir = out.join("scenarios");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(repro.file_name);
+    std::fs::write(&path, &repro.toml).with_context(|| format!("writing {}", path.display()))?;
+    fix.scenario = Some(format!("lockbench run {}", path.display()));
+    if !repro.fixed_sets.is_empty() {
+        let sets: Vec<String> = repro
+            .fixed_sets
+            .iter()
+            .map(|(k, v)| format!("--set '{k}={v}'"))
+            .collect();
+        fix.scenario_fixed = Some(format!(
+            "lockbench run {} {}",
+            path.display(),
+            sets.join(" ")
+        ));
+    }
+    Ok(fix)
 }
 
 /// The one sentence the diagnosis starts with.

@@ -5,7 +5,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{Diagnosis, Finding, RunSide, Spread};
+use super::{Diagnosis, Finding, LogFacts, RunSide, Spread, Verification};
 use crate::report::format::{count, esc, fixed};
 
 /// The page. Deterministic: the same diagnosis gives the same bytes.
@@ -48,21 +48,7 @@ fn write_page(out: &mut String, d: &Diagnosis) -> fmt::Result {
         esc(&d.verdict)
     )?;
     if let Some(v) = &d.verify {
-        writeln!(out, "<h2>Verified on the app</h2>")?;
-        let class = if v.fixed { "fixed" } else { "notfixed" };
-        writeln!(out, "<p class=\"{class}\">{}</p>", esc(&v.sentence))?;
-        if v.after.requests > 0 {
-            write_verify_table(out, &v.before, &v.after)?;
-            writeln!(
-                out,
-                "<p class=\"meta\">Reports: <a href=\"{}\">as the app is</a>, <a href=\"{}\">with the fix</a>.</p>",
-                esc(&v.before.report),
-                esc(&v.after.report)
-            )?;
-        }
-        for n in &v.not_applied {
-            writeln!(out, "<p class=\"meta\">Not applied: {}</p>", esc(n))?;
-        }
+        write_verify(out, v)?;
     }
     if !d.findings.is_empty() {
         writeln!(out, "<h2>Findings, in order of weight</h2>")?;
@@ -71,33 +57,7 @@ fn write_page(out: &mut String, d: &Diagnosis) -> fmt::Result {
         write_finding(out, i + 1, f)?;
     }
     if let Some(log) = &d.log {
-        writeln!(out, "<h2>Lock errors in the log</h2>")?;
-        writeln!(
-            out,
-            "<p>{} lock errors in {} records; {} retry messages, {} of them retrying a commit.</p>",
-            count(log.lock_errors),
-            count(log.records),
-            count(log.retries),
-            count(log.commit_retries)
-        )?;
-        if !log.by_endpoint.is_empty() {
-            writeln!(out, "<table><tr><th>request</th><th>reads or writes</th><th class=\"n\">lock errors</th><th>codes</th><th class=\"n\">wait in the log: median / max</th><th class=\"n\">failed requests' latency: median / max</th></tr>")?;
-            for (name, e) in &log.by_endpoint {
-                let codes: Vec<String> =
-                    e.by_code.iter().map(|(c, n)| format!("{c} {n}")).collect();
-                writeln!(
-                    out,
-                    "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                    esc(name),
-                    esc(&e.kind),
-                    count(e.lock_errors),
-                    esc(&codes.join(", ")),
-                    spread(&e.waits_ms),
-                    spread(&e.failed_latency_ms)
-                )?;
-            }
-            writeln!(out, "</table>")?;
-        }
+        write_log(out, log)?;
     }
     writeln!(
         out,
@@ -266,4 +226,53 @@ fn write_verify_table(out: &mut String, before: &RunSide, after: &RunSide) -> fm
         row(out, &format!("p99 ms {n}"), p(before), p(after))?;
     }
     writeln!(out, "</table>")
+}
+
+fn write_verify(out: &mut String, v: &Verification) -> fmt::Result {
+    writeln!(out, "<h2>Verified on the app</h2>")?;
+    let class = if v.fixed { "fixed" } else { "notfixed" };
+    writeln!(out, "<p class=\"{class}\">{}</p>", esc(&v.sentence))?;
+    if v.after.requests > 0 {
+        write_verify_table(out, &v.before, &v.after)?;
+        writeln!(
+            out,
+            "<p class=\"meta\">Reports: <a href=\"{}\">as the app is</a>, <a href=\"{}\">with the fix</a>.</p>",
+            esc(&v.before.report),
+            esc(&v.after.report)
+        )?;
+    }
+    for n in &v.not_applied {
+        writeln!(out, "<p class=\"meta\">Not applied: {}</p>", esc(n))?;
+    }
+    Ok(())
+}
+
+fn write_log(out: &mut String, log: &LogFacts) -> fmt::Result {
+    writeln!(out, "<h2>Lock errors in the log</h2>")?;
+    writeln!(
+        out,
+        "<p>{} lock errors in {} records; {} retry messages, {} of them retrying a commit.</p>",
+        count(log.lock_errors),
+        count(log.records),
+        count(log.retries),
+        count(log.commit_retries)
+    )?;
+    if !log.by_endpoint.is_empty() {
+        writeln!(out, "<table><tr><th>request</th><th>reads or writes</th><th class=\"n\">lock errors</th><th>codes</th><th class=\"n\">wait in the log: median / max</th><th class=\"n\">failed requests' latency: median / max</th></tr>")?;
+        for (name, e) in &log.by_endpoint {
+            let codes: Vec<String> = e.by_code.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(name),
+                esc(&e.kind),
+                count(e.lock_errors),
+                esc(&codes.join(", ")),
+                spread(&e.waits_ms),
+                spread(&e.failed_latency_ms)
+            )?;
+        }
+        writeln!(out, "</table>")?;
+    }
+    Ok(())
 }

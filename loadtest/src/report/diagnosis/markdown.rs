@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{Diagnosis, Known, RunSide, Spread};
+use super::{Diagnosis, Finding, Known, LogFacts, RunSide, Spread, Verification};
 use crate::report::format::{cell, code, count, fixed};
 
 /// doctor.md.
@@ -122,130 +122,157 @@ fn write_md(out: &mut String, d: &Diagnosis) -> fmt::Result {
         writeln!(out, "## Findings, in order of weight\n")?;
     }
     for (i, f) in d.findings.iter().enumerate() {
-        writeln!(out, "### {}. `{}`: {}\n", i + 1, f.id, cell(&f.title))?;
-        write!(out, "{} {}", count(f.count), f.count_of)?;
-        if !f.endpoints.is_empty() {
-            write!(out, " on {}", cell(&f.endpoints.join(", ")))?;
-        }
-        if let Some(n) = f.lost_writes {
-            write!(out, "; {} lost writes", count(n))?;
-        }
-        writeln!(out, ".\n\nWhat doctor saw:\n")?;
-        for e in &f.evidence {
-            match e.split_once('\n') {
-                Some((head, rest)) => writeln!(
-                    out,
-                    "- {}\n\n  ```text\n{}\n  ```",
-                    cell(head),
-                    indent(rest)
-                )?,
-                None => writeln!(out, "- {}", cell(e))?,
-            }
-        }
-        writeln!(out, "\nWhy: {} (<{}>)\n", cell(&f.why), f.source)?;
-        writeln!(out, "Fix: {}\n", cell(&f.fix.summary))?;
-        if !f.fix.settings.is_empty() {
-            let sets: Vec<String> = f
-                .fix
-                .settings
-                .iter()
-                .map(|(k, v)| format!("`--set {}={}`", code(k), code(v)))
-                .collect();
-            writeln!(out, "In lockbench's settings: {}\n", sets.join(" "))?;
-        }
-        for fw in &f.fix.frameworks {
-            writeln!(out, "**{}**: {}\n", cell(&fw.framework), cell(&fw.note))?;
-            if !fw.code.is_empty() {
-                writeln!(out, "```\n{}\n```\n", fw.code)?;
-            }
-        }
-        if let Some(s) = &f.fix.scenario {
-            writeln!(out, "Reproduce it on the reference server: `{}`", code(s))?;
-            if let Some(fixed) = &f.fix.scenario_fixed {
-                writeln!(out, "; with the fix: `{}`", code(fixed))?;
-            }
-            writeln!(out)?;
-        }
+        write_finding(out, i + 1, f)?;
     }
     if let Some(v) = &d.verify {
-        writeln!(out, "## Verified on the app\n")?;
-        writeln!(out, "{}\n", cell(&v.sentence))?;
-        if !v.applied.is_empty() {
-            let sets: Vec<String> = v
-                .applied
-                .iter()
-                .map(|(k, val)| format!("`{}={}`", code(k), code(val)))
-                .collect();
-            writeln!(
-                out,
-                "Scenario `{}`, run as the app is and with {}, each on a fresh app and database.\n",
-                code(&v.scenario),
-                sets.join(", ")
-            )?;
-        }
-        if v.after.requests > 0 {
-            writeln!(out, "{}", verify_table(&v.before, &v.after))?;
-            writeln!(
-                out,
-                "Reports: [as the app is]({}), [with the fix]({}).\n",
-                v.before.report, v.after.report
-            )?;
-        }
-        for n in &v.not_applied {
-            writeln!(out, "- not applied: {}", cell(n))?;
-        }
-        if !v.not_applied.is_empty() {
-            writeln!(out)?;
-        }
+        write_verify(out, v)?;
     }
     if let Some(log) = &d.log {
-        writeln!(out, "## Lock errors in the log\n")?;
-        write!(
-            out,
-            "{} lock errors in {} records",
-            count(log.lock_errors),
-            count(log.records)
-        )?;
-        if let (Some(a), Some(b)) = (&log.first_at, &log.last_at) {
-            write!(out, ", from {} to {}", cell(a), cell(b))?;
-        }
-        writeln!(
-            out,
-            "; {} retry messages, {} of them retrying a commit.\n",
-            count(log.retries),
-            count(log.commit_retries)
-        )?;
-        if !log.by_endpoint.is_empty() {
-            writeln!(
+        write_log(out, log)?;
+    }
+    write_read(out, d)?;
+    writeln!(out, "\nlockbench {}", d.lockbench_version)
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn write_finding(out: &mut String, n: usize, f: &Finding) -> fmt::Result {
+    writeln!(out, "### {}. `{}`: {}\n", n, f.id, cell(&f.title))?;
+    write!(out, "{} {}", count(f.count), f.count_of)?;
+    if !f.endpoints.is_empty() {
+        write!(out, " on {}", cell(&f.endpoints.join(", ")))?;
+    }
+    if let Some(n) = f.lost_writes {
+        write!(out, "; {} lost writes", count(n))?;
+    }
+    writeln!(out, ".\n\nWhat doctor saw:\n")?;
+    for e in &f.evidence {
+        match e.split_once('\n') {
+            Some((head, rest)) => writeln!(
                 out,
-                "| request | reads or writes | lock errors | codes | wait in the log: median / max | failed requests' latency: median / max |"
-            )?;
-            writeln!(out, "| --- | --- | ---: | --- | ---: | ---: |")?;
-            for (name, e) in &log.by_endpoint {
-                let codes: Vec<String> =
-                    e.by_code.iter().map(|(c, n)| format!("{c} {n}")).collect();
-                writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {} | {} |",
-                    cell(name),
-                    e.kind,
-                    count(e.lock_errors),
-                    codes.join(", "),
-                    spread(&e.waits_ms),
-                    spread(&e.failed_latency_ms)
-                )?;
-            }
-            writeln!(out)?;
-        }
-        for (kind, n) in &log.not_a_lock {
-            writeln!(
-                out,
-                "- {} records say \"{}\" (not a lock)",
-                count(*n),
-                cell(kind)
-            )?;
+                "- {}\n\n  ```text\n{}\n  ```",
+                cell(head),
+                indent(rest)
+            )?,
+            None => writeln!(out, "- {}", cell(e))?,
         }
     }
+    writeln!(out, "\nWhy: {} (<{}>)\n", cell(&f.why), f.source)?;
+    writeln!(out, "Fix: {}\n", cell(&f.fix.summary))?;
+    if !f.fix.settings.is_empty() {
+        let sets: Vec<String> = f
+            .fix
+            .settings
+            .iter()
+            .map(|(k, v)| format!("`--set {}={}`", code(k), code(v)))
+            .collect();
+        writeln!(out, "In lockbench's settings: {}\n", sets.join(" "))?;
+    }
+    for fw in &f.fix.frameworks {
+        writeln!(out, "**{}**: {}\n", cell(&fw.framework), cell(&fw.note))?;
+        if !fw.code.is_empty() {
+            writeln!(out, "```\n{}\n```\n", fw.code)?;
+        }
+    }
+    if let Some(s) = &f.fix.scenario {
+        writeln!(out, "Reproduce it on the reference server: `{}`", code(s))?;
+        if let Some(fixed) = &f.fix.scenario_fixed {
+            writeln!(out, "; with the fix: `{}`", code(fixed))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn write_verify(out: &mut String, v: &Verification) -> fmt::Result {
+    writeln!(out, "## Verified on the app\n")?;
+    writeln!(out, "{}\n", cell(&v.sentence))?;
+    if !v.applied.is_empty() {
+        let sets: Vec<String> = v
+            .applied
+            .iter()
+            .map(|(k, val)| format!("`{}={}`", code(k), code(val)))
+            .collect();
+        writeln!(
+            out,
+            "Scenario `{}`, run as the app is and with {}, each on a fresh app and database.\n",
+            code(&v.scenario),
+            sets.join(", ")
+        )?;
+    }
+    if v.after.requests > 0 {
+        writeln!(out, "{}", verify_table(&v.before, &v.after))?;
+        writeln!(
+            out,
+            "Reports: [as the app is]({}), [with the fix]({}).\n",
+            v.before.report, v.after.report
+        )?;
+    }
+    for n in &v.not_applied {
+        writeln!(out, "- not applied: {}", cell(n))?;
+    }
+    if !v.not_applied.is_empty() {
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn write_log(out: &mut String, log: &LogFacts) -> fmt::Result {
+    writeln!(out, "## Lock errors in the log\n")?;
+    write!(
+        out,
+        "{} lock errors in {} records",
+        count(log.lock_errors),
+        count(log.records)
+    )?;
+    if let (Some(a), Some(b)) = (&log.first_at, &log.last_at) {
+        write!(out, ", from {} to {}", cell(a), cell(b))?;
+    }
+    writeln!(
+        out,
+        "; {} retry messages, {} of them retrying a commit.\n",
+        count(log.retries),
+        count(log.commit_retries)
+    )?;
+    if !log.by_endpoint.is_empty() {
+        writeln!(
+            out,
+            "| request | reads or writes | lock errors | codes | wait in the log: median / max | failed requests' latency: median / max |"
+        )?;
+        writeln!(out, "| --- | --- | ---: | --- | ---: | ---: |")?;
+        for (name, e) in &log.by_endpoint {
+            let codes: Vec<String> = e.by_code.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(name),
+                e.kind,
+                count(e.lock_errors),
+                codes.join(", "),
+                spread(&e.waits_ms),
+                spread(&e.failed_latency_ms)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    for (kind, n) in &log.not_a_lock {
+        writeln!(
+            out,
+            "- {} records say \"{}\" (not a lock)",
+            count(*n),
+            cell(kind)
+        )?;
+    }
+    Ok(())
+}
+
+/// The settings doctor went by, the database file, what was read, the notes.
+fn write_read(out: &mut String, d: &Diagnosis) -> fmt::Result {
     writeln!(out, "## The settings doctor went by\n")?;
     writeln!(
         out,
@@ -301,12 +328,5 @@ fn write_md(out: &mut String, d: &Diagnosis) -> fmt::Result {
             writeln!(out, "- {}", cell(n))?;
         }
     }
-    writeln!(out, "\nlockbench {}", d.lockbench_version)
-}
-
-fn indent(s: &str) -> String {
-    s.lines()
-        .map(|l| format!("  {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    Ok(())
 }
