@@ -85,7 +85,8 @@ fn the_seed_app_as_it_failed_is_a_rollback_journal_under_readers() {
             ("target.env.SEED_APP_SYNC_DELAY_MS", "\"40\"".into()),
             ("batch.count", "120".into()),
             ("batch.people", "12".into()),
-            ("duration.tail", "\"3s\"".into()),
+            // The lock errors come early; 30 s of load is enough to see them.
+            ("duration.max", "\"30s\"".into()),
         ],
     );
     assert!(report.lock_errors.total > 0, "{}", report.verdict.summary);
@@ -213,6 +214,11 @@ fn reference_case(id: FindingId) -> (lockbench::report::Report, Diagnosis, Strin
     );
     let d = d.unwrap_or_else(|| panic!("no doctor.json: {stderr}"));
     assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(
+        d.log.as_ref().unwrap().lock_errors,
+        report.lock_errors.total,
+        "every lock error the server counted, once: {stdout}"
+    );
     (report, d, stdout)
 }
 

@@ -141,6 +141,12 @@ fn every_counted_lock_error_is_one_log_line_and_no_other_line_has_the_phrase() {
         assert!(line.contains(" op="), "{line}");
         assert!(line.contains(" code=\"SQLITE_BUSY"), "{line}");
         assert!(line.contains(" retried="), "{line}");
+        // What the next try re-runs, and how long the failed try ran (doctor reads both).
+        assert!(
+            line.contains(" retry=\"unit of work\"") || line.contains(" retry=\"none\""),
+            "{line}"
+        );
+        assert!(line.contains(" try_ms="), "{line}");
     }
 
     // The app: a request whose new pooled connection meets a lock while it is configured is

@@ -82,8 +82,15 @@ pub fn diagnose(ev: &Evidence) -> (Vec<Finding>, Vec<String>) {
             findings.push(per_endpoint_finding(id, &eps, ev, &timeout));
         }
         if unexplained > 0 {
+            let on: Vec<String> = log
+                .by_endpoint
+                .iter()
+                .filter(|(_, e)| wait_of(e).is_none() && e.lock_errors > e.commit_retries)
+                .map(|(n, e)| format!("{n} ({})", e.lock_errors - e.commit_retries))
+                .collect();
             notes.push(format!(
-                "{unexplained} lock error(s) not tied to a cause: neither the log (a wait such as try_ms=, an extended code) nor a report (the failed requests' latency) says how long they waited. Give --report with a lockbench run against the app, or --verify with a scenario."
+                "{unexplained} lock error(s) not tied to a cause ({}): nothing says how long they waited, and the wait is what tells a refused upgrade (at once) from a long writer (the whole timeout). A lockbench report of a run against the app gives it (--report), or let doctor run one: --verify --scenario with the app's scenario.",
+                on.join(", ")
             ));
         }
         findings.extend(rollback_journal(ev, log));
@@ -230,7 +237,7 @@ fn commit_only_retry(ev: &Evidence, log: &LogFacts) -> Option<Finding> {
     }
     if let Some(a) = ev.report.as_ref().and_then(|r| r.audit.as_ref()) {
         evidence.push(format!(
-            "The report's audit found {} lost writes.",
+            "The report's audit found {} lost writes among the writes it looks up.",
             a.lost_writes
         ));
     }
@@ -364,7 +371,7 @@ fn per_endpoint_finding(
             "wait unknown".to_owned()
         } else {
             let from = if e.waits_ms.is_some() {
-                "the log's try_ms"
+                "the log's own wait field"
             } else {
                 "the report's failed requests"
             };
@@ -411,7 +418,7 @@ fn cause_evidence(id: FindingId, ev: &Evidence, timeout: &Timeout) -> Vec<String
                 evidence.push(format!("Transactions begin {} ({}).", k.value, k.source));
             }
             evidence.push(format!(
-                "Every one failed at most {} in, far faster than the timeout: SQLite refused to wait.",
+                "A wait that short (at most {} at the median) against that timeout is no wait at all: SQLite refused the lock instead of waiting for it.",
                 ms(timeout.fast_limit())
             ));
             let failed = ev.log.as_ref().map(|l| &l.by_endpoint);

@@ -171,8 +171,12 @@ fn verdict(
             format!("{}: {}{on} ({} {}).", f.id, f.title, f.count, f.count_of)
         }
         None if lock_errors > 0 => format!(
-            "{lock_errors} lock errors, cause not determined: {}",
-            notes.first().map_or("", String::as_str)
+            "{lock_errors} lock errors; their cause is not determined from what was read{}.",
+            if notes.is_empty() {
+                ""
+            } else {
+                " (see the note)"
+            }
         ),
         None => {
             let others = findings
