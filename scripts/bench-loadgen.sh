@@ -3,7 +3,8 @@
 # wrk's requests/s on GET /healthz, then lockbench on the same endpoint (`lockbench run
 # --target`): 32 closed-loop users, as wrk's 32 connections are, and the browser model, 256
 # pollers each on a 4 ms schedule (up to 64,000 req/s offered, more than wrk reaches).
-# Prints each and its ratio to wrk (target for the closed loop: at least 0.6).
+# Prints each and its ratio to wrk (target for the closed loop: at least 0.6), then the
+# closed loop without and with the live view (--live, its page read once a second).
 # Caveat: 2 cores are shared by the server and the load generator in both measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,12 +60,42 @@ TOML
 ./target/release/lockbench run "$work/loadgen.toml" --target "http://127.0.0.1:$port" --out "$work/report" >/dev/null
 lb_rps=$(python3 -c "import json; r=json.load(open('$work/report/report.json')); n=r['requests']['poller']['count']; print(round(n/10.0))")
 
-python3 - "$wrk_rps" "$closed_rps" "$lb_rps" <<'PY'
-import sys
+# The live view's cost: the closed loop again, three rounds alternating without and with
+# --live (a page reading /state.json once a second, as an open browser tab does), medians.
+closed_run() { # OUT [--live ...]
+    local out="$1"; shift
+    ./target/release/lockbench run "$work/closed.toml" --target "http://127.0.0.1:$port" \
+        --out "$out" "$@" >/dev/null 2>"$out.err" &
+    local pid=$!
+    if [ "$#" -gt 0 ]; then
+        local url=""
+        for _ in $(seq 50); do
+            url=$(grep -o 'http://[0-9.:]*' "$out.err" 2>/dev/null | head -1 || true)
+            [ -n "$url" ] && break
+            sleep 0.1
+        done
+        while kill -0 "$pid" 2>/dev/null; do curl -fs "$url/state.json" >/dev/null || true; sleep 1; done &
+    fi
+    wait "$pid"
+    python3 -c "import json; r=json.load(open('$out/report.json')); print(r['requests']['healthz']['count']/10.0)"
+}
+plain=(); live=()
+for k in 1 2 3; do
+    plain+=("$(closed_run "$work/plain-$k")")
+    live+=("$(closed_run "$work/live-$k" --live 127.0.0.1:0)")
+done
+
+python3 - "$wrk_rps" "$closed_rps" "$lb_rps" "${plain[*]}" "${live[*]}" <<'PY'
+import statistics, sys
 wrk, closed, lb = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+plain = [float(x) for x in sys.argv[4].split()]
+live = [float(x) for x in sys.argv[5].split()]
 print(f"GET /healthz, idle reference server, 1 worker, 10 s each, same run:")
 print(f"  wrk -t2 -c32:                              {wrk:10.0f} req/s")
 print(f"  lockbench, 32 closed-loop users (as wrk):  {closed:10.0f} req/s   ratio {closed / wrk:.2f} (target >= 0.6)")
 print(f"  lockbench, 256 pollers every 4 ms:         {lb:10.0f} req/s   ratio {lb / wrk:.2f}")
+print(f"  32 closed-loop users, 3 rounds each, alternating (medians):")
+print(f"    without --live: {statistics.median(plain):10.0f} req/s   rounds {', '.join(f'{x:.0f}' for x in plain)}")
+print(f"    with --live:    {statistics.median(live):10.0f} req/s   rounds {', '.join(f'{x:.0f}' for x in live)}   ratio {statistics.median(live) / statistics.median(plain):.2f}")
 print("  caveat: the 2 cores are shared by the server and the load generator")
 PY

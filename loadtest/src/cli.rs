@@ -158,6 +158,8 @@ pub struct RunArgs {
     /// Also write JUnit XML here: one test case per gate.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// Run the scenario N times: the report keeps the median and the spread of every
     /// figure, and `compare` on two such reports flags only changes past both.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -174,8 +176,13 @@ pub struct CompareArgs {
     /// How much worse B may be on a gated figure: "10%" or a fraction "0.1".
     #[arg(long, default_value = "10%")]
     pub tolerance: String,
+    /// What to print on stdout: Markdown, JSON or one HTML page.
     #[arg(long, value_enum, default_value = "md")]
     pub format: compare::Format,
+    /// Also write compare.json, compare.md and compare.html into this folder (created;
+    /// checked before comparing).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Also write JUnit XML here: one test case per gated figure.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -195,6 +202,42 @@ pub struct SweepArgs {
     /// Also write JUnit XML here: one test case per row.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// The live view of `run`, `sweep` and `breakpoint`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LiveArgs {
+    /// Serve a page that draws the run as it happens on this local address (default
+    /// 127.0.0.1:0, any free port; the address is printed at the start). It goes away when
+    /// the command ends.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:0"
+    )]
+    pub live: Option<String>,
+    /// No live line on the terminal (it is never drawn when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl LiveArgs {
+    /// The live view these flags ask for, if any: the terminal line when stderr is a
+    /// terminal and not `--quiet`, the page with `--live`.
+    pub fn hub(
+        &self,
+        title: &str,
+    ) -> anyhow::Result<Option<std::sync::Arc<crate::run::live::LiveHub>>> {
+        use std::io::IsTerminal;
+        let line = !self.quiet && std::io::stderr().is_terminal();
+        if !line && self.live.is_none() {
+            return Ok(None);
+        }
+        crate::run::live::LiveHub::start(title, line, self.live.as_deref()).map(Some)
+    }
 }
 
 /// The arguments of `lockbench breakpoint`.
@@ -224,6 +267,8 @@ pub struct BreakpointArgs {
     /// headroom a team requires).
     #[arg(long, value_name = "N")]
     pub require: Option<u64>,
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 /// The arguments of `lockbench fault`.

@@ -93,20 +93,29 @@ pub(crate) fn serve_command(args: ServeArgs, matches: &ArgMatches) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// `lockbench compare A B`: the comparison on stdout, its JUnit and step summary, the exit
-/// code of its verdict (2 when the reports cannot be compared).
+/// `lockbench compare A B`: the comparison on stdout, with `--out DIR` its three documents
+/// there (the folder made and checked before comparing), its JUnit and step summary, the
+/// exit code of its verdict (2 when the reports cannot be compared).
 pub(crate) fn compare_command(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let CompareArgs {
         a,
         b,
         tolerance,
         format,
+        out: out_dir,
         junit,
     } = args;
+    if let Some(dir) = &out_dir {
+        run::prepare_out_dir(dir)?;
+    }
     let out = compare::run_cli(&a, &b, &tolerance, format);
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
     if let Some(c) = &out.comparison {
+        if let Some(dir) = &out_dir {
+            compare::write_files(dir, c)
+                .with_context(|| format!("--out {}: cannot write the comparison", dir.display()))?;
+        }
         if let Some(path) = &junit {
             ci::write_junit(path, &ci::junit_for_comparison(c))?;
         }
@@ -236,25 +245,34 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         database_url,
         junit,
         repeat,
+        live,
     } = args;
     stop::install();
     check_outputs(junit.as_deref())?;
     let sets = scenario::parse_sets(&sets)?;
+    let title = scenario.display().to_string();
+    let hub = live.hub(&title)?;
     let opts = run::RunOptions {
         scenario,
         out,
         target,
         photos_cache,
-        progress: true,
+        // The live line replaces the progress bar.
+        progress: hub.is_none() && !live.quiet,
         sets,
         database_url,
+        live: hub.clone(),
         ..run::RunOptions::default()
     };
     let outcome = if repeat > 1 {
-        decide::repeat::run_repeated(&opts, repeat)?
+        decide::repeat::run_repeated(&opts, repeat)
     } else {
-        run::run_scenario(&opts)?
+        run::run_scenario(&opts)
     };
+    if let Some(hub) = &hub {
+        hub.close();
+    }
+    let outcome = outcome?;
     println!("{}", outcome.report.verdict.summary);
     println!("report: {}", outcome.out_dir.join("report.md").display());
     if let Some(path) = &junit {
@@ -272,6 +290,7 @@ pub(crate) fn sweep_command(args: SweepArgs) -> anyhow::Result<ExitCode> {
         out,
         gates,
         junit,
+        live,
     } = args;
     let stem = file
         .file_stem()
@@ -280,7 +299,14 @@ pub(crate) fn sweep_command(args: SweepArgs) -> anyhow::Result<ExitCode> {
     stop::install();
     check_outputs(junit.as_deref())?;
     run::prepare_out_dir(&out)?;
-    let report = sweep::sweep_with(&file, &out, None, true, &gates.as_sets())?;
+    let hub = live.hub(&file.display().to_string())?;
+    if let Some(hub) = &hub {
+        run::live::install(hub.clone());
+    }
+    let progress = hub.is_none() && !live.quiet;
+    let report = sweep::sweep_with(&file, &out, None, progress, &gates.as_sets());
+    run::live::close_current();
+    let report = report?;
     println!(
         "{} of {} rows; {}",
         report.rows.len(),
@@ -350,6 +376,7 @@ pub(crate) fn breakpoint_command(args: BreakpointArgs) -> anyhow::Result<ExitCod
         out,
         gates,
         require,
+        live,
     } = args;
     breakpoint::check_range(vary, max, require)?;
     check_outputs(None)?;
@@ -361,7 +388,12 @@ pub(crate) fn breakpoint_command(args: BreakpointArgs) -> anyhow::Result<ExitCod
         PathBuf::from("reports/breakpoints").join(format!("{vary:?}").to_lowercase())
     });
     stop::install();
-    let report = breakpoint::breakpoint(&all, vary, max, &sets, &out, None)?;
+    if let Some(hub) = live.hub(&format!("breakpoint over {}", vary.key()))? {
+        run::live::install(hub);
+    }
+    let report = breakpoint::breakpoint(&all, vary, max, &sets, &out, None);
+    run::live::close_current();
+    let report = report?;
     let md = report::breakpoint::breakpoint_markdown(&report);
     print!("{md}");
     ci::append_step_summary(&md)?;

@@ -499,3 +499,109 @@ fn markdown_matches_the_snapshot() {
         | users | 40 pollers every 1,000 ms, 2 admins every 2,000 ms, 10 kiosks every 200 ms | 40 pollers every 1,000 ms, 2 admins every 2,000 ms, 10 kiosks every 200 ms |
     "#]].assert_eq(&compare::render_markdown(&c));
 }
+
+/// `--out DIR`: compare.json, compare.md and compare.html, each the bytes `--format` prints;
+/// the page says the verdict first, marks the regression red and the improvement green, lists
+/// the settings that differ, and escapes what the reports hold.
+#[test]
+fn out_writes_json_markdown_and_an_html_page_with_the_regression_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.json", &fixture());
+    let mut b = fixture();
+    b["lock_errors"]["total"] = json!(240);
+    b["audit"]["lost_writes"] = json!(100);
+    b["settings_requested"]["server"]["storage"]["journal_mode"] = json!("delete");
+    b["settings_requested"]["server"]["label"] = json!("<script>alert('x')</script>");
+    let b = write(dir.path(), "b.json", &b);
+    let out_dir = dir.path().join("cmp/out");
+    let out = lockbench(&a, &b, &["--out", out_dir.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
+    let read = |name: &str| {
+        std::fs::read_to_string(out_dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let (json, md, html) = (
+        read("compare.json"),
+        read("compare.md"),
+        read("compare.html"),
+    );
+
+    assert_eq!(md, stdout(&out), "compare.md is what the command printed");
+    let as_json = lockbench(&a, &b, &["--format", "json"]);
+    assert_eq!(code(&as_json), 1);
+    assert_eq!(
+        json,
+        stdout(&as_json),
+        "compare.json is --format json's output"
+    );
+    let as_html = lockbench(&a, &b, &["--format", "html"]);
+    assert_eq!(code(&as_html), 1);
+    assert_eq!(html, stdout(&as_html), "--format html prints compare.html");
+
+    // Verdict first, then the figures, then the settings that differ, then the runs.
+    let at = |needle: &str| {
+        html.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing:\n{html}"))
+    };
+    let verdict =
+        at("<span class=\"word\">1 regression</span><span class=\"code\">exit code 1</span>");
+    let regression = at("<li>REGRESSION: lock_errors.total 204 → 240 (+17.6%, tolerance 10%)</li>");
+    let figures = at("<h2>Per endpoint</h2>");
+    let settings = at("<h2>Settings that differ</h2>");
+    let runs = at("<h2>Runs</h2>");
+    assert!(verdict < regression && regression < figures && figures < settings && settings < runs);
+    assert!(html.starts_with("<!DOCTYPE html>\n") && html.ends_with("</html>\n"));
+
+    // The two runs side by side, the regression red, the improvement green.
+    at("<th>figure</th><th class=\"n\">A</th><th class=\"n\">B</th><th class=\"n\">change</th>");
+    at(
+        "<tr class=\"regression\"><td>lock_errors.total</td><td class=\"n\">204</td>\
+        <td class=\"n\">240</td><td class=\"n fail\">+36</td><td class=\"n fail\">+17.6%</td>\
+        <td class=\"fail\">REGRESSION</td></tr>",
+    );
+    at(
+        "<tr class=\"better\"><td>audit.lost_writes</td><td class=\"n\">204</td>\
+        <td class=\"n\">100</td><td class=\"n pass\">-104</td><td class=\"n pass\">-51.0%</td>\
+        <td class=\"pass\">ok</td></tr>",
+    );
+    assert_eq!(
+        html.matches("<tr class=\"regression\">").count(),
+        1,
+        "{html}"
+    );
+
+    // The settings that differ, escaped; the page fetches and runs nothing.
+    at("<tr><td><code>server.storage.journal_mode</code></td><td>wal</td><td>delete</td></tr>");
+    at("<td>(absent)</td><td>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</td>");
+    for foreign in ["<script", "<link", "src=", "href=", "@import", "url("] {
+        assert!(!html.contains(foreign), "{foreign:?} in the page:\n{html}");
+    }
+    at(&format!(
+        "<strong>A</strong>: <code>{}</code>, started",
+        a.display()
+    ));
+}
+
+#[test]
+fn a_file_in_the_place_of_out_exits_2_naming_it_before_comparing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.json", &fixture());
+    let b = write(dir.path(), "b.json", &fixture());
+    let in_the_way = dir.path().join("compare-out");
+    std::fs::write(&in_the_way, "not a folder").unwrap();
+    let out = lockbench(&a, &b, &["--out", in_the_way.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert!(
+        stdout(&out).is_empty(),
+        "compared anyway:\n{}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("--out {}: is a file", in_the_way.display())),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&in_the_way).unwrap(),
+        "not a folder"
+    );
+}

@@ -182,6 +182,7 @@ impl Search<'_> {
             "{}-{value}",
             key.rsplit('.').next().unwrap_or("value")
         ));
+        crate::run::live::announce_step(format!("{}: {key} = {value}", self.config.display()));
         let outcome = run_scenario(&RunOptions {
             scenario: self.config.clone(),
             out: Some(dir.clone()),
@@ -200,6 +201,7 @@ impl Search<'_> {
             first_failed_gate: r.gates.iter().find(|g| !g.passed).map(|g| g.name.clone()),
             lock_errors: r.lock_errors.total,
             report: dir.join("report.json").display().to_string(),
+            gates: r.gates.clone(),
         });
         let word = if r.verdict.passed { "passed" } else { "FAILED" };
         eprintln!("breakpoint {name}: {key}={value} {word}");

@@ -2,10 +2,11 @@
 //! verdict on whether B regressed against A.
 //!
 //! The comparison is plain data: [`compare`] builds a [`Comparison`] from two [`Report`]
-//! values, so tests and sweep tooling call the same function the command does, and both
-//! renderings come from it: [`render_markdown`] for people, [`render_json`] (versioned by
-//! [`COMPARE_SCHEMA_VERSION`]) for tools. [`run_cli`] is the command: read, compare, render,
-//! exit code.
+//! values, so tests and sweep tooling call the same function the command does, and every
+//! rendering comes from it: [`render_markdown`] and [`render_html`] (one self-contained page)
+//! for people, [`render_json`] (versioned by [`COMPARE_SCHEMA_VERSION`]) for tools.
+//! [`run_cli`] is the command: read, compare, render, exit code; with `--out DIR`,
+//! [`write_files`] writes all three there.
 //!
 //! Two reports can be compared when they have the same `schema_version`, the same scenario
 //! name, the same target kind and the same set of endpoints; otherwise [`Incompatible`] says
@@ -45,7 +46,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::report::compare::{pct_text, signed_pct, value_text};
-pub use crate::report::compare::{render_json, render_markdown};
+pub use crate::report::compare::{render_html, render_json, render_markdown};
 pub use crate::report::comparison::{
     Comparison, Figure, Regression, RunInfo, SettingDiff, Unit, COMPARE_SCHEMA_VERSION,
     TIMING_FLOOR_MS,
@@ -57,8 +58,8 @@ mod figures;
 mod shape;
 
 pub use cli::{
-    compare_files, parse_report, parse_tolerance, read_report_json, run_cli, CliOutput,
-    CompareError, Format, ReadError,
+    compare_files, parse_report, parse_tolerance, read_report_json, run_cli, write_files,
+    CliOutput, CompareError, Format, ReadError, OUT_FILES,
 };
 use figures::{endpoint_figures, server_figures};
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::report::sweep::{sweep_html, sweep_markdown};
+use crate::report::sweep::{sweep_html, sweep_markdown_for};
 pub use crate::report::sweep::{SweepAbort, SweepReport, SweepRow};
 use crate::report::Report;
 use crate::run::{run_scenario, RunOptions};
@@ -291,6 +291,8 @@ pub fn sweep_with(
             break;
         }
         bar.set_message(label.clone());
+        let total = planned.rows.len();
+        crate::run::live::announce_step(format!("row {} of {total}: {label}", i + 1));
         let dir = out.join("rows").join(format!(
             "{:02}-{}",
             i + 1,
@@ -303,7 +305,17 @@ pub fn sweep_with(
             dir: &dir,
         };
         match row.reuse_or_run(&planned.base_path, out, server_exe.clone()) {
-            Ok(Some(row)) => report.rows.push(row),
+            Ok(Some(row)) => {
+                crate::run::live::announce_row(crate::report::live::LiveRow {
+                    label: row.label.clone(),
+                    passed: row.passed,
+                    lock_errors: row.lock_errors,
+                    lost_writes: row.lost_writes,
+                    error_rate: row.error_rate,
+                    report: row.report.clone(),
+                });
+                report.rows.push(row);
+            }
             // Not kept: the row runs again when the sweep is resumed.
             Ok(None) => {
                 report.interrupted = true;
@@ -388,7 +400,7 @@ fn write_sweep(
         out.join("sweep.json"),
         serde_json::to_string_pretty(&report)? + "\n",
     )?;
-    std::fs::write(out.join("sweep.md"), sweep_markdown(&report))?;
+    std::fs::write(out.join("sweep.md"), sweep_markdown_for(&report, scenario))?;
     std::fs::write(out.join("sweep.html"), sweep_html(&report, scenario))?;
     Ok(report)
 }

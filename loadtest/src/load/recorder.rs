@@ -89,6 +89,9 @@ struct Second {
     errors: u64,
     server_lock_errors: u64,
     hist: Histogram<u64>,
+    /// Failed requests (lock errors included) and lock errors, by request name.
+    failures_by: BTreeMap<String, u64>,
+    lock_errors_by: BTreeMap<String, u64>,
 }
 
 impl Default for Second {
@@ -100,6 +103,18 @@ impl Default for Second {
             errors: 0,
             server_lock_errors: 0,
             hist: histogram(),
+            failures_by: BTreeMap::new(),
+            lock_errors_by: BTreeMap::new(),
+        }
+    }
+}
+
+/// Adds one to `name`'s count, allocating the name only the first time in a map.
+fn bump(map: &mut BTreeMap<String, u64>, name: &str) {
+    match map.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(name.to_owned(), 1);
         }
     }
 }
@@ -403,8 +418,12 @@ impl Recorder {
             s.requests += 1;
             if is_lock {
                 s.lock_errors += 1;
+                bump(&mut s.lock_errors_by, endpoint);
             } else if !ok {
                 s.errors += 1;
+            }
+            if failure.is_some() {
+                bump(&mut s.failures_by, endpoint);
             }
             s.hist.saturating_record(from_send);
         });
@@ -517,6 +536,17 @@ impl Recorder {
         out
     }
 
+    /// p99 of the requests answered in the last `seconds` whole seconds and the current
+    /// one, µs (the live view's).
+    pub fn recent_p99_us(&self, seconds: usize) -> u64 {
+        let all = lock(&self.seconds);
+        let mut merged = histogram();
+        for s in all.iter().rev().take(seconds + 1) {
+            let _ = merged.add(&s.hist);
+        }
+        latency(&merged).p99
+    }
+
     pub fn timeline(&self) -> Vec<TimelinePoint> {
         let seconds = lock(&self.seconds);
         let photos = lock(&self.photos);
@@ -539,6 +569,8 @@ impl Recorder {
                     p99_us: s.map_or(0, |s| latency(&s.hist).p99),
                     photos_processed: last_photos,
                     wal_bytes: wal.get(i).copied().unwrap_or(0),
+                    failures_by_request: s.map(|s| s.failures_by.clone()).unwrap_or_default(),
+                    lock_errors_by_request: s.map(|s| s.lock_errors_by.clone()).unwrap_or_default(),
                 }
             })
             .collect()

@@ -1,8 +1,9 @@
 //! The Markdown and JSON of a comparison: the verdict first, the settings that differ (never
 //! "the same" when a report did not record them), the figures per endpoint and server side
 //! (a timing excused by A's own range of repeated runs says so), and what identifies each
-//! run. Renders a finished
-//! [`Comparison`]; compares nothing.
+//! run. Renders a finished [`Comparison`]; compares nothing. The words both documents share
+//! (the headline, each figure's cells, the runs' rows) are worked out here once; the HTML
+//! page is `compare/html.rs`'s.
 
 use std::fmt::{self, Write};
 
@@ -10,6 +11,10 @@ use serde_json::Value;
 
 use super::comparison::{Comparison, Figure, RunInfo, Unit};
 use super::format::{capitalised, cell, code, count, fixed, text};
+
+mod html;
+
+pub use html::render_html;
 
 /// The versioned JSON document: the [`Comparison`] itself.
 pub fn render_json(c: &Comparison) -> String {
@@ -34,18 +39,14 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "## Server side")?;
     writeln!(out)?;
-    write_table(out, c.figures.iter().filter(|f| f.endpoint.is_none()))?;
+    write_table(out, server_figures(c))?;
 
     write_runs(out, c)
 }
 
 /// The title with the number of regressions, each regression, and where A and B come from.
 fn write_verdict(out: &mut String, c: &Comparison) -> fmt::Result {
-    let headline = match c.regressions.len() {
-        0 => "no regression".to_owned(),
-        1 => "1 regression".to_owned(),
-        k => format!("{k} regressions"),
-    };
+    let headline = headline(c);
     writeln!(
         out,
         "# lockbench compare: {} — {headline}",
@@ -55,10 +56,9 @@ fn write_verdict(out: &mut String, c: &Comparison) -> fmt::Result {
     let end = if c.regressions.is_empty() { "." } else { ":" };
     writeln!(
         out,
-        "**{}** past the {} tolerance (B against A), exit code {}{end}",
+        "**{}** {}{end}",
         capitalised(&headline),
-        pct_text(c.tolerance),
-        c.exit_code
+        tolerance_words(c)
     )?;
     if !c.regressions.is_empty() {
         writeln!(out)?;
@@ -88,15 +88,9 @@ fn write_settings_diff(out: &mut String, c: &Comparison) -> fmt::Result {
     writeln!(out, "## Settings that differ")?;
     writeln!(out)?;
     if !c.settings_recorded {
-        writeln!(
-            out,
-            "Unknown: neither report recorded the settings it requested."
-        )?;
+        writeln!(out, "{SETTINGS_UNKNOWN}")?;
     } else if c.settings_diff.is_empty() {
-        writeln!(
-            out,
-            "None: both runs requested the same scenario (server, batch, users, duration, gates, faults, endpoints, target)."
-        )?;
+        writeln!(out, "{SETTINGS_SAME}")?;
     }
     for d in &c.settings_diff {
         writeln!(
@@ -114,25 +108,16 @@ fn write_settings_diff(out: &mut String, c: &Comparison) -> fmt::Result {
 fn write_endpoints(out: &mut String, c: &Comparison) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "## Per endpoint")?;
-    let mut endpoints: Vec<&str> = c
-        .figures
-        .iter()
-        .filter_map(|f| f.endpoint.as_deref())
-        .collect();
-    endpoints.dedup();
+    let endpoints = endpoints(c);
     if endpoints.is_empty() {
         writeln!(out)?;
-        writeln!(out, "No endpoints in either report.")?;
+        writeln!(out, "{NO_ENDPOINTS}")?;
     }
     for endpoint in endpoints {
         writeln!(out)?;
         writeln!(out, "### `{}`", code(endpoint))?;
         writeln!(out)?;
-        let rows = c
-            .figures
-            .iter()
-            .filter(|f| f.endpoint.as_deref() == Some(endpoint));
-        write_table(out, rows)?;
+        write_table(out, endpoint_figures(c, endpoint))?;
     }
     Ok(())
 }
@@ -144,37 +129,7 @@ fn write_runs(out: &mut String, c: &Comparison) -> fmt::Result {
     writeln!(out)?;
     writeln!(out, "| | A | B |")?;
     writeln!(out, "| --- | --- | --- |")?;
-    type Cell = fn(&RunInfo) -> String;
-    let rows: [(&str, Cell); 7] = [
-        ("started", |r| r.started_at.clone()),
-        ("run verdict", |r| {
-            format!("exit {}: {}", r.verdict.exit_code, r.verdict.summary)
-        }),
-        ("lockbench", |r| r.lockbench_version.clone()),
-        ("target", |r| r.target_url.clone()),
-        ("SQLite", |r| r.sqlite_version.clone().unwrap_or("—".into())),
-        ("machine", |r| {
-            let m = &r.machine;
-            let gib = m.memory_bytes as f64 / (1u64 << 30) as f64;
-            format!("{} cores, {} GiB, {}", m.cores, fixed(gib, 1), m.os)
-        }),
-        ("users", |r| {
-            let u = &r.users;
-            if !r.classes.is_empty() {
-                return r.classes.clone();
-            }
-            format!(
-                "{} pollers every {} ms, {} admins every {} ms, {} kiosks every {} ms",
-                u.pollers,
-                count(u.poll_interval_ms),
-                u.admins,
-                count(u.admin_interval_ms),
-                u.kiosks,
-                count(u.kiosk_interval_ms)
-            )
-        }),
-    ];
-    for (label, cell_of) in rows {
+    for (label, cell_of) in RUN_ROWS {
         writeln!(
             out,
             "| {label} | {} | {} |",
@@ -189,6 +144,103 @@ fn write_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Figure>) -> 
     writeln!(out, "| figure | A | B | Δ | Δ % | verdict |")?;
     writeln!(out, "| --- | ---: | ---: | ---: | ---: | --- |")?;
     for f in rows {
+        let cells = FigureCells::of(f);
+        let verdict = if cells.mark == Mark::Regression {
+            format!("**{}**", cells.verdict)
+        } else {
+            cells.verdict
+        };
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {verdict} |",
+            cell(&f.key),
+            cells.a,
+            cells.b,
+            cells.delta,
+            cells.relative
+        )?;
+    }
+    Ok(())
+}
+
+// What the Markdown and the HTML page both say, worked out once.
+
+/// Said under "Settings that differ" when neither report recorded its requested settings.
+pub(crate) const SETTINGS_UNKNOWN: &str =
+    "Unknown: neither report recorded the settings it requested.";
+
+/// Said under "Settings that differ" when both runs requested the same scenario.
+pub(crate) const SETTINGS_SAME: &str = "None: both runs requested the same scenario (server, batch, users, duration, gates, faults, endpoints, target).";
+
+/// Said under "Per endpoint" when neither report has an endpoint.
+pub(crate) const NO_ENDPOINTS: &str = "No endpoints in either report.";
+
+/// "no regression", "1 regression", "3 regressions".
+pub(crate) fn headline(c: &Comparison) -> String {
+    match c.regressions.len() {
+        0 => "no regression".to_owned(),
+        1 => "1 regression".to_owned(),
+        k => format!("{k} regressions"),
+    }
+}
+
+/// What follows the headline: "past the 10% tolerance (B against A), exit code 1".
+pub(crate) fn tolerance_words(c: &Comparison) -> String {
+    format!(
+        "past the {} tolerance (B against A), exit code {}",
+        pct_text(c.tolerance),
+        c.exit_code
+    )
+}
+
+/// The endpoints of the per-endpoint figures, in their order.
+pub(crate) fn endpoints(c: &Comparison) -> Vec<&str> {
+    let mut endpoints: Vec<&str> = c
+        .figures
+        .iter()
+        .filter_map(|f| f.endpoint.as_deref())
+        .collect();
+    endpoints.dedup();
+    endpoints
+}
+
+/// One endpoint's figures.
+pub(crate) fn endpoint_figures<'a>(
+    c: &'a Comparison,
+    endpoint: &'a str,
+) -> impl Iterator<Item = &'a Figure> {
+    c.figures
+        .iter()
+        .filter(move |f| f.endpoint.as_deref() == Some(endpoint))
+}
+
+/// The server-side figures (no endpoint).
+pub(crate) fn server_figures(c: &Comparison) -> impl Iterator<Item = &Figure> {
+    c.figures.iter().filter(|f| f.endpoint.is_none())
+}
+
+/// How a figure's row stands out: a regression, a gated figure B improved (every gated
+/// figure is worse higher, so lower by a change that shows in its decimals), or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    Regression,
+    Better,
+    Plain,
+}
+
+/// A figure's row as text: each side, the change, and the verdict ("REGRESSION", "ok", "ok:
+/// within A's runs (…)", "n/a" for a gated figure a side lacks, "info" for the others).
+pub(crate) struct FigureCells {
+    pub a: String,
+    pub b: String,
+    pub delta: String,
+    pub relative: String,
+    pub verdict: String,
+    pub mark: Mark,
+}
+
+impl FigureCells {
+    pub(crate) fn of(f: &Figure) -> FigureCells {
         let side = |x: Option<f64>| x.map_or("—".to_owned(), |v| value_text(f.unit, v));
         let delta = f.delta.map_or("—".to_owned(), |d| delta_text(f.unit, d));
         let relative = match (f.relative_pct, f.new) {
@@ -198,7 +250,7 @@ fn write_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Figure>) -> 
         };
         let verdict = match (f.gated, f.regression, f.a.is_some() && f.b.is_some()) {
             (false, _, _) => "info".to_owned(),
-            (true, true, _) => "**REGRESSION**".to_owned(),
+            (true, true, _) => "REGRESSION".to_owned(),
             (true, false, true) => match f.a_range {
                 Some([lo, hi]) if f.within_a_range => format!(
                     "ok: within A's runs ({}–{})",
@@ -209,15 +261,57 @@ fn write_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Figure>) -> 
             },
             (true, false, false) => "n/a".to_owned(),
         };
-        writeln!(
-            out,
-            "| {} | {} | {} | {delta} | {relative} | {verdict} |",
-            cell(&f.key),
-            side(f.a),
-            side(f.b)
-        )?;
+        let mark = if f.gated && f.regression {
+            Mark::Regression
+        } else if f.gated && delta.starts_with('-') {
+            Mark::Better
+        } else {
+            Mark::Plain
+        };
+        FigureCells {
+            a: side(f.a),
+            b: side(f.b),
+            delta,
+            relative,
+            verdict,
+            mark,
+        }
     }
-    Ok(())
+}
+
+type RunCell = fn(&RunInfo) -> String;
+
+/// The rows of the runs' table: what identifies each run.
+pub(crate) const RUN_ROWS: [(&str, RunCell); 7] = [
+    ("started", |r| r.started_at.clone()),
+    ("run verdict", |r| {
+        format!("exit {}: {}", r.verdict.exit_code, r.verdict.summary)
+    }),
+    ("lockbench", |r| r.lockbench_version.clone()),
+    ("target", |r| r.target_url.clone()),
+    ("SQLite", |r| r.sqlite_version.clone().unwrap_or("—".into())),
+    ("machine", |r| {
+        let m = &r.machine;
+        let gib = m.memory_bytes as f64 / (1u64 << 30) as f64;
+        format!("{} cores, {} GiB, {}", m.cores, fixed(gib, 1), m.os)
+    }),
+    ("users", users_words),
+];
+
+fn users_words(r: &RunInfo) -> String {
+    let u = &r.users;
+    if !r.classes.is_empty() {
+        return r.classes.clone();
+    }
+    format!(
+        "{} pollers every {} ms, {} admins every {} ms, {} kiosks every {} ms",
+        u.pollers,
+        count(u.poll_interval_ms),
+        u.admins,
+        count(u.admin_interval_ms),
+        u.kiosks,
+        count(u.kiosk_interval_ms)
+    )
 }
 
 pub(crate) fn setting_text(v: Option<&Value>) -> String {

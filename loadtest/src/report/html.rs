@@ -19,7 +19,9 @@ pub fn render(report: &Report) -> String {
     out
 }
 
-const CSS: &str = "
+/// The reports' look: this page's, and the comparison's (`compare/html.rs`), a sweep's and
+/// a breakpoint search's. A table wider than the page scrolls inside its own box.
+pub(crate) const CSS: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1a202c;margin:0;background:#f7f7f5}
 main{max-width:940px;margin:0 auto;padding:20px 24px 48px;background:#fff}
 h1{font-size:1.5rem;margin:0 0 4px}
@@ -34,7 +36,7 @@ h3{font-size:1rem;margin:20px 0 8px}
 .verdict .scenario{font-size:.95rem;color:#4a5568;font-weight:600}
 .verdict ul{margin:8px 0 0;padding-left:20px}
 .meta{color:#4a5568;font-size:.92rem}
-table{border-collapse:collapse;margin:6px 0 10px;font-size:.9rem}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:.9rem;display:block;max-width:100%;overflow-x:auto}
 th,td{padding:3px 10px;border-bottom:1px solid #e2e8f0;text-align:left;vertical-align:top}
 th{background:#f1f5f9;font-weight:600}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -638,3 +640,15 @@ fn capitalised(s: &str) -> String {
         None => String::new(),
     }
 }
+
+/// The opening of another page in this look (a sweep's, a breakpoint search's), up to
+/// `<main>`, with that page's `extra` CSS after this one's.
+pub(crate) fn page_open(title: &str, extra: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{CSS}{extra}</style>\n</head>\n<body>\n<main>\n",
+        esc(title)
+    )
+}
+
+/// The end of a page [`page_open`] began.
+pub(crate) const PAGE_END: &str = "</main>\n</body>\n</html>\n";

@@ -18,6 +18,7 @@ pub mod diagnosis;
 pub mod facts;
 pub mod format;
 pub mod html;
+pub mod live;
 pub mod markdown;
 pub mod sweep;
 
@@ -545,6 +546,12 @@ pub struct TimelinePoint {
     /// Size of the WAL file at this second (reference server, WAL mode), bytes.
     #[serde(default)]
     pub wal_bytes: u64,
+    /// Failed requests in this second (lock errors included), by request name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures_by_request: BTreeMap<String, u64>,
+    /// Client-visible lock errors in this second, by request name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lock_errors_by_request: BTreeMap<String, u64>,
 }
 
 /// A JSON value as `(dotted.key, value)` pairs in key order: objects are walked, arrays by

@@ -24,6 +24,7 @@ pub mod http;
 mod kill;
 mod launch;
 mod launch_kill;
+pub mod live;
 pub mod machine;
 mod processes;
 mod reference;
@@ -69,6 +70,8 @@ pub struct RunOptions {
     pub sets: BTreeMap<String, toml::Value>,
     /// The PostgreSQL server for a `driver = "postgres"` scenario (`--database-url`).
     pub database_url: Option<String>,
+    /// The live view (terminal line, `--live` page) the run reports to.
+    pub live: Option<std::sync::Arc<live::LiveHub>>,
 }
 
 /// A finished run: its report and where the report files are.
@@ -212,6 +215,9 @@ pub fn run_scenario(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     report.machine.load_average_start = load_start;
     report.machine.load_average_end = machine::load_average();
     write_report(&report, &out_dir)?;
+    if let Some(hub) = opts.live.clone().or_else(live::current) {
+        hub.finish_run(&report, &out_dir);
+    }
     Ok(RunOutcome { report, out_dir })
 }
 

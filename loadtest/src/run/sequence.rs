@@ -20,6 +20,18 @@ pub(super) fn run(
     target.check_faults(ctx)?;
     let Started { url, shared } = target.start(ctx)?;
     let attack = load::start(&url, &shared, target.load_cap(ctx));
+    if let Some(hub) = ctx.opts.live.clone().or_else(super::live::current) {
+        // A batch posted to the app (its photos and corrupt files): the run lasts until it is
+        // done; else it runs its time.
+        let sc = ctx.scenario;
+        let batch = sc.target.is_none() || sc.endpoints.as_ref().is_some_and(|e| e.batch.is_some());
+        let (run_for, photos) = if batch {
+            (None, Some((sc.batch.count + sc.batch.corrupt) as u64))
+        } else {
+            (Some(sc.duration.target_run), None)
+        };
+        hub.attach(shared.clone(), run_for, photos);
+    }
     if let Err(e) = target.begin(ctx, &shared) {
         shared.stop_load();
         let _ = attack.join();

@@ -1,7 +1,8 @@
 //! The command line of `lockbench compare`: the output format, reading a report file and
 //! checking that it is one (before any parsing that depends on its version), `--tolerance`,
-//! the errors that make the command exit with 2, and [`run_cli`] itself: read, compare,
-//! render, exit code. The comparison is `compare.rs`'s; the renderings are `report/`'s.
+//! the errors that make the command exit with 2, [`run_cli`] itself (read, compare, render,
+//! exit code) and [`write_files`], the three documents `--out` writes. The comparison is
+//! `compare.rs`'s; the renderings are `report/`'s.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use serde_json::Value;
 
 use crate::report::{Report, REPORT_SCHEMA_VERSION};
 
-use super::{compare, render_json, render_markdown, Comparison, Incompatible, Mismatch};
+use super::{
+    compare, render_html, render_json, render_markdown, Comparison, Incompatible, Mismatch,
+};
 
 /// The output of `lockbench compare`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -19,6 +22,35 @@ pub enum Format {
     Md,
     /// The versioned JSON document ([`COMPARE_SCHEMA_VERSION`]).
     Json,
+    /// One self-contained HTML page: verdict, the runs side by side, settings that differ.
+    Html,
+}
+
+impl Format {
+    /// The comparison in this format.
+    pub fn render(self, c: &Comparison) -> String {
+        match self {
+            Format::Md => render_markdown(c),
+            Format::Json => render_json(c),
+            Format::Html => render_html(c),
+        }
+    }
+}
+
+/// The files `--out DIR` writes, one per format.
+pub const OUT_FILES: [(&str, Format); 3] = [
+    ("compare.json", Format::Json),
+    ("compare.md", Format::Md),
+    ("compare.html", Format::Html),
+];
+
+/// Writes compare.json, compare.md and compare.html into `dir` (a folder that exists: the
+/// command makes and checks it before comparing); each the same bytes `--format` prints.
+pub fn write_files(dir: &Path, c: &Comparison) -> std::io::Result<()> {
+    for (name, format) in OUT_FILES {
+        std::fs::write(dir.join(name), format.render(c))?;
+    }
+    Ok(())
 }
 
 /// Why a report file could not be read.
@@ -107,10 +139,7 @@ pub fn run_cli(a: &Path, b: &Path, tolerance: &str, format: Format) -> CliOutput
     let result = parse_tolerance(tolerance).and_then(|tol| compare_files(a, b, tol));
     match result {
         Ok(c) => CliOutput {
-            stdout: match format {
-                Format::Md => render_markdown(&c),
-                Format::Json => render_json(&c),
-            },
+            stdout: format.render(&c),
             stderr: String::new(),
             code: c.exit_code,
             comparison: Some(c),

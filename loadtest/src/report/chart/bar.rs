@@ -1,6 +1,5 @@
-//! Bar charts: a report's p50, p95 and p99 per endpoint as grouped horizontal bars (an
-//! endpoint that never answered drawn as such, not as 0 ms), and the plain one-bar-per-row
-//! chart of a breakpoint search.
+//! A run report's bar chart: p50, p95 and p99 per endpoint as grouped horizontal bars (an
+//! endpoint that never answered drawn as such, not as 0 ms).
 
 use std::fmt::Write;
 
@@ -173,33 +172,4 @@ fn endpoint_bars(
             ms(us)
         );
     }
-}
-
-/// Horizontal bars, one per row: a self-contained SVG.
-pub(crate) fn bars(title: &str, unit: &str, values: &[(String, f64)], colour: &str) -> String {
-    let max = values.iter().map(|v| v.1).fold(0.0_f64, f64::max).max(1e-9);
-    let row_h = 22.0;
-    let height = 40.0 + row_h * values.len() as f64;
-    let mut svg = String::new();
-    svg_open(&mut svg, height, title);
-    let _ = write!(
-        svg,
-        "<text x=\"10\" y=\"20\" font-weight=\"bold\">{}</text>",
-        esc(title)
-    );
-    for (i, (label, v)) in values.iter().enumerate() {
-        let y = 30.0 + row_h * i as f64;
-        let w = if v.is_finite() { 480.0 * v / max } else { 0.0 };
-        svg.push_str(&format!(
-            "<text x=\"10\" y=\"{:.0}\" font-size=\"12\">{}</text><rect x=\"330\" y=\"{:.0}\" width=\"{w:.1}\" height=\"16\" fill=\"{colour}\"/><text x=\"{:.0}\" y=\"{:.0}\" font-size=\"12\">{v:.3} {}</text>",
-            y + 13.0,
-            esc(&label.chars().take(48).collect::<String>()),
-            y,
-            335.0 + w,
-            y + 13.0,
-            esc(unit)
-        ));
-    }
-    svg.push_str("</svg>");
-    svg
 }

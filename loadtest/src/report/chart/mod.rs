@@ -1,23 +1,27 @@
 //! Charts as hand-written inline SVG, for every HTML page lockbench writes (a run's report,
 //! a sweep, a breakpoint search): scales with round ticks and the axes that use them
-//! (`scale.rs`), line charts over a run's time line (`line.rs`), bar charts (`bar.rs`) and
-//! the sweeps' one-point-per-row charts (`rows.rs`); here the colours, the frame every chart
-//! opens with and the legends. Coordinates go through [`coord`], so an empty time line or
-//! all-zero values draw an empty frame, never NaN; every piece of text goes through the one
-//! escaping function. Draws what it is given; measures and decides nothing.
+//! (`scale.rs`), line charts over a run's time line (`line.rs`), a run's latency bars
+//! (`bar.rs`), grouped bars per category for a sweep's rows (`groups.rs`) and columns over a
+//! breakpoint search's steps with the gate's limit (`columns.rs`); here the colours, the
+//! frame every chart opens with and the legends. Coordinates go through [`coord`], so an
+//! empty time line or all-zero values draw an empty frame, never NaN; every piece of text
+//! goes through the one escaping function. Draws what it is given; measures and decides
+//! nothing.
 
 use std::fmt::Write;
 
 use super::format::esc;
 
 mod bar;
+mod columns;
+mod groups;
 mod line;
-mod rows;
 mod scale;
 
-pub(crate) use bar::{bars, latency_bars};
+pub(crate) use bar::latency_bars;
+pub(crate) use columns::{Column, ColumnChart};
+pub(crate) use groups::{Group, GroupChart};
 pub(crate) use line::LineChart;
-pub(crate) use rows::series_chart;
 pub(crate) use scale::{Axis, Series};
 
 pub(crate) const BLUE: &str = "#2b6cb0";
