@@ -252,6 +252,9 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let sets = scenario::parse_sets(&sets)?;
     let title = scenario.display().to_string();
     let hub = live.hub(&title)?;
+    if let Some(hub) = &hub {
+        run::live::install(hub.clone());
+    }
     let opts = run::RunOptions {
         scenario,
         out,
@@ -269,9 +272,7 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         run::run_scenario(&opts)
     };
-    if let Some(hub) = &hub {
-        hub.close();
-    }
+    run::live::close_current();
     let outcome = outcome?;
     println!("{}", outcome.report.verdict.summary);
     println!("report: {}", outcome.out_dir.join("report.md").display());

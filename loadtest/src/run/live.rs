@@ -21,13 +21,15 @@ use crate::load::Shared;
 use crate::report::live::{
     page, terminal_line, LiveFault, LiveRequest, LiveRow, LiveState, LiveTotals,
 };
-use crate::report::Report;
+use crate::report::{FaultRecord, Report};
 
 /// The run being watched.
 struct Current {
     shared: Arc<Shared>,
     run_for: Option<Duration>,
     photos_total: Option<u64>,
+    /// The run's fault records, as the fault runner writes them.
+    faults: Option<Arc<Mutex<Vec<FaultRecord>>>>,
 }
 
 #[derive(Default)]
@@ -160,9 +162,17 @@ impl LiveHub {
             shared,
             run_for,
             photos_total,
+            faults: None,
         });
         st.latest.phase = "running".into();
         st.latest.report = None;
+    }
+
+    /// The current run's fault records (the fault runner's own list).
+    pub fn watch_faults(&self, records: Arc<Mutex<Vec<FaultRecord>>>) {
+        if let Some(cur) = lock(&self.state).current.as_mut() {
+            cur.faults = Some(records);
+        }
     }
 
     /// The sweep row or search step now running.
@@ -313,10 +323,28 @@ fn from_recorder(title: &str, cur: &Current, elapsed_s: f64) -> LiveState {
             })
             .collect(),
         timeline,
-        faults: Vec::new(),
+        faults: cur
+            .faults
+            .as_ref()
+            .map(|r| bands(&lock(r)))
+            .unwrap_or_default(),
         rows: Vec::new(),
         report: None,
     }
+}
+
+/// Each fault that took effect as a band on the time line.
+fn bands(records: &[FaultRecord]) -> Vec<LiveFault> {
+    records
+        .iter()
+        .filter_map(|f| {
+            f.started_s.map(|start_s| LiveFault {
+                start_s,
+                end_s: f.ended_s,
+                label: f.description.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The state of a finished run: its report's figures.
@@ -359,17 +387,7 @@ fn from_report(title: &str, r: &Report, elapsed_s: f64) -> LiveState {
             })
             .collect(),
         timeline: r.timeline.clone(),
-        faults: r
-            .faults
-            .iter()
-            .filter_map(|f| {
-                f.started_s.map(|start_s| LiveFault {
-                    start_s,
-                    end_s: f.ended_s,
-                    label: f.description.clone(),
-                })
-            })
-            .collect(),
+        faults: bands(&r.faults),
         rows: Vec::new(),
         report: None,
     }

@@ -52,6 +52,10 @@ impl FaultRunner {
     pub fn start(faults: &[Fault], ctx: FaultContext, posted: Instant) -> FaultRunner {
         let stop = Arc::new(AtomicBool::new(false));
         let records = Arc::new(Mutex::new(Vec::new()));
+        // The live view draws each fault's band once its record is in.
+        if let Some(hub) = crate::run::live::current() {
+            hub.watch_faults(records.clone());
+        }
         // (start offset, fault) for every occurrence, in time order.
         let timed: Vec<Fault> = faults
             .iter()
