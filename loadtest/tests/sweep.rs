@@ -132,11 +132,14 @@ fn breakpoint_raises_the_dimension_until_a_gate_fails() {
     );
     assert!(dir.path().join("bp/breakpoint.md").is_file());
 
-    // A gate that fails at the lowest value: no breaking point, and the gate is named.
+    // A gate that fails at the lowest value: no breaking point, and the gate is named. Two
+    // configurations with the same scenario name keep their steps' reports apart.
     let strict = dir.path().join("strict.toml");
     std::fs::write(&strict, format!("{BASE}max_batch_seconds = 0.001\n")).unwrap();
+    let twin = dir.path().join("twin.toml");
+    std::fs::copy(&strict, &twin).unwrap();
     let report = breakpoint(
-        &[strict],
+        &[strict, twin],
         Vary::Pollers,
         8,
         &BTreeMap::new(),
@@ -148,6 +151,12 @@ fn breakpoint_raises_the_dimension_until_a_gate_fails() {
     assert_eq!(r.breaking_point, None, "{r:?}");
     assert_eq!(r.first_failure, Some(1));
     assert_eq!(r.failed_gate.as_deref(), Some("max_batch_seconds"));
+    let (a, b) = (&report.results[0].steps[0], &report.results[1].steps[0]);
+    assert_ne!(a.report, b.report);
+    for step in [a, b] {
+        let report = std::path::Path::new(&step.report);
+        assert!(report.is_file(), "{}", step.report);
+    }
 }
 
 /// A row that cannot be carried out (here: its PostgreSQL server does not answer) stops the

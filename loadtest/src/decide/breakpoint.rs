@@ -56,9 +56,19 @@ pub fn breakpoint(
     std::fs::create_dir_all(out)?;
     let mut results = Vec::new();
     let mut interrupted = false;
+    // Each configuration's steps in a folder of its own, also when two share a name.
+    let mut folders: Vec<String> = Vec::new();
     for (config, base) in bases {
+        let mut folder = base.name.clone();
+        let mut k = 2;
+        while folders.contains(&folder) {
+            folder = format!("{}-{k}", base.name);
+            k += 1;
+        }
+        folders.push(folder.clone());
         let mut search = Search {
             config,
+            folder,
             base: &base,
             vary,
             out,
@@ -92,6 +102,8 @@ pub fn breakpoint(
 /// One configuration's search, and the steps it ran.
 struct Search<'a> {
     config: &'a PathBuf,
+    /// The folder of its steps under the output folder.
+    folder: String,
     base: &'a Scenario,
     vary: Vary,
     out: &'a Path,
@@ -177,8 +189,7 @@ impl Search<'_> {
         let mut set = BTreeMap::new();
         set.insert(key.to_owned(), toml::Value::Integer(value as i64));
         let scenario = apply(self.base, &set)?;
-        let name = &self.base.name;
-        let dir = self.out.join(name).join(format!(
+        let dir = self.out.join(&self.folder).join(format!(
             "{}-{value}",
             key.rsplit('.').next().unwrap_or("value")
         ));
@@ -204,7 +215,7 @@ impl Search<'_> {
             gates: r.gates.clone(),
         });
         let word = if r.verdict.passed { "passed" } else { "FAILED" };
-        eprintln!("breakpoint {name}: {key}={value} {word}");
+        eprintln!("breakpoint {}: {key}={value} {word}", self.base.name);
         Ok(Some(r.verdict.passed))
     }
 }

@@ -185,6 +185,7 @@ pub fn expand(file: &SweepFile) -> anyhow::Result<Vec<RowSpec>> {
 struct Planned {
     file: SweepFile,
     base_path: PathBuf,
+    /// The base scenario with what every row shares applied (the pages' gates).
     base: Scenario,
     /// (label, overrides, scenario) per row.
     rows: Vec<(String, BTreeMap<String, toml::Value>, Scenario)>,
@@ -210,6 +211,11 @@ fn plan(file_path: &Path, extra: &BTreeMap<String, toml::Value>) -> anyhow::Resu
         let scenario = apply(&base, &set).with_context(|| format!("row {:?}", row.label))?;
         rows.push((row.label, set, scenario));
     }
+    // What every row shares (the file's `set` and the command line's), for the pages: a gate
+    // set there is one the best-row rule goes by.
+    let mut common = file.set.clone();
+    common.extend(extra.clone());
+    let base = apply(&base, &common).unwrap_or(base);
     Ok(Planned {
         file,
         base_path,
