@@ -83,31 +83,16 @@ fn write_page(out: &mut String, r: &Report) -> fmt::Result {
     write_pairs(out, &facts::machine_lines(r))?;
 
     write_notes(out, r)?;
-    writeln!(out, "</main>")?;
-    writeln!(out, "</body>")?;
-    writeln!(out, "</html>")
+    out.push_str(PAGE_END);
+    Ok(())
 }
 
 /// The document up to the opening of `<main>`: its title says the verdict.
 fn write_head(out: &mut String, r: &Report) -> fmt::Result {
     let word = facts::verdict_word(r);
-    writeln!(out, "<!DOCTYPE html>")?;
-    writeln!(out, "<html lang=\"en\">")?;
-    writeln!(out, "<head>")?;
-    writeln!(out, "<meta charset=\"utf-8\">")?;
-    writeln!(
-        out,
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-    )?;
-    writeln!(
-        out,
-        "<title>{word}: lockbench {}</title>",
-        esc(&r.scenario.name)
-    )?;
-    writeln!(out, "<style>{CSS}</style>")?;
-    writeln!(out, "</head>")?;
-    writeln!(out, "<body>")?;
-    writeln!(out, "<main>")
+    let title = format!("{word}: lockbench {}", r.scenario.name);
+    out.push_str(&page_open(&title, ""));
+    Ok(())
 }
 
 /// The verdict box (the word, the exit code, the summary and the three lines under it),

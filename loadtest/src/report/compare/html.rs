@@ -13,7 +13,7 @@ use super::{
 };
 use crate::report::comparison::{Comparison, Figure};
 use crate::report::format::{capitalised, esc};
-use crate::report::html::CSS;
+use crate::report::html::{page_open, PAGE_END};
 
 /// The rows a comparison marks, on top of the run report's look.
 const COMPARE_CSS: &str = "
@@ -51,31 +51,15 @@ fn write_page(out: &mut String, c: &Comparison) -> fmt::Result {
 
     write_settings_diff(out, c)?;
     write_runs(out, c)?;
-    writeln!(out, "</main>")?;
-    writeln!(out, "</body>")?;
-    writeln!(out, "</html>")
+    out.push_str(PAGE_END);
+    Ok(())
 }
 
 /// The document up to the opening of `<main>`: its title says the verdict.
 fn write_head(out: &mut String, c: &Comparison) -> fmt::Result {
-    writeln!(out, "<!DOCTYPE html>")?;
-    writeln!(out, "<html lang=\"en\">")?;
-    writeln!(out, "<head>")?;
-    writeln!(out, "<meta charset=\"utf-8\">")?;
-    writeln!(
-        out,
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-    )?;
-    writeln!(
-        out,
-        "<title>lockbench compare: {} — {}</title>",
-        esc(&c.scenario),
-        esc(&headline(c))
-    )?;
-    writeln!(out, "<style>{CSS}{COMPARE_CSS}</style>")?;
-    writeln!(out, "</head>")?;
-    writeln!(out, "<body>")?;
-    writeln!(out, "<main>")
+    let title = format!("lockbench compare: {} — {}", c.scenario, headline(c));
+    out.push_str(&page_open(&title, COMPARE_CSS));
+    Ok(())
 }
 
 /// The verdict box (the headline, the exit code, the tolerance, each regression), then

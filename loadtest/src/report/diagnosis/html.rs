@@ -5,7 +5,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{Diagnosis, Finding, LogFacts, RunSide, Spread, Verification};
+use super::{Diagnosis, Finding, LogFacts, Spread, Verification};
 use crate::report::format::{count, esc, fixed};
 
 /// The page. Deterministic: the same diagnosis gives the same bytes.
@@ -173,57 +173,16 @@ fn write_finding(out: &mut String, n: usize, f: &Finding) -> fmt::Result {
     Ok(())
 }
 
-fn write_verify_table(out: &mut String, before: &RunSide, after: &RunSide) -> fmt::Result {
-    let opt = |n: Option<u64>| n.map_or("unknown".to_owned(), count);
-    let verdict = |s: &RunSide| if s.passed { "PASSED" } else { "FAILED" };
+fn write_verify_table(out: &mut String, v: &Verification) -> fmt::Result {
     writeln!(out, "<table><tr><th></th><th class=\"n\">as the app is</th><th class=\"n\">with the fix</th></tr>")?;
-    let row = |out: &mut String, name: &str, a: String, b: String| {
+    for (name, before, after) in v.rows() {
         writeln!(
             out,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            esc(name),
-            esc(&a),
-            esc(&b)
-        )
-    };
-    row(
-        out,
-        "verdict",
-        verdict(before).into(),
-        verdict(after).into(),
-    )?;
-    row(
-        out,
-        "lock errors",
-        opt(before.lock_errors),
-        opt(after.lock_errors),
-    )?;
-    row(
-        out,
-        "failed requests",
-        format!(
-            "{} of {}",
-            count(before.failed_requests),
-            count(before.requests)
-        ),
-        format!(
-            "{} of {}",
-            count(after.failed_requests),
-            count(after.requests)
-        ),
-    )?;
-    row(
-        out,
-        "lost writes",
-        opt(before.lost_writes),
-        opt(after.lost_writes),
-    )?;
-    let mut names: Vec<&String> = before.p99_ms.keys().chain(after.p99_ms.keys()).collect();
-    names.sort();
-    names.dedup();
-    for n in names {
-        let p = |s: &RunSide| s.p99_ms.get(n).map_or("-".to_owned(), |v| fixed(*v, 1));
-        row(out, &format!("p99 ms {n}"), p(before), p(after))?;
+            esc(&name),
+            esc(&before),
+            esc(&after)
+        )?;
     }
     writeln!(out, "</table>")
 }
@@ -233,7 +192,7 @@ fn write_verify(out: &mut String, v: &Verification) -> fmt::Result {
     let class = if v.fixed { "fixed" } else { "notfixed" };
     writeln!(out, "<p class=\"{class}\">{}</p>", esc(&v.sentence))?;
     if v.after.requests > 0 {
-        write_verify_table(out, &v.before, &v.after)?;
+        write_verify_table(out, v)?;
         writeln!(
             out,
             "<p class=\"meta\">Reports: <a href=\"{}\">as the app is</a>, <a href=\"{}\">with the fix</a>.</p>",

@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{Diagnosis, Finding, Known, LogFacts, RunSide, Spread, Verification};
+use super::{Diagnosis, Finding, Known, LogFacts, Spread, Verification};
 use crate::report::format::{cell, code, count, fixed};
 
 /// doctor.md.
@@ -48,17 +48,13 @@ pub fn terminal(d: &Diagnosis) -> String {
     if let Some(v) = &d.verify {
         let _ = writeln!(out, "{}", v.sentence);
         if v.after.requests > 0 {
-            let _ = writeln!(out, "{}", verify_table(&v.before, &v.after));
+            let _ = writeln!(out, "{}", verify_table(v));
         }
     }
     for n in &d.notes {
         let _ = writeln!(out, "note: {n}");
     }
     out
-}
-
-fn opt(n: Option<u64>) -> String {
-    n.map_or("unknown".to_owned(), count)
 }
 
 fn spread(s: &Option<Spread>) -> String {
@@ -73,36 +69,10 @@ fn spread(s: &Option<Spread>) -> String {
 }
 
 /// The before/after table: one row per figure, then the p99 of every request.
-fn verify_table(before: &RunSide, after: &RunSide) -> String {
+fn verify_table(v: &Verification) -> String {
     let mut t = String::from("| | as the app is | with the fix |\n| --- | ---: | ---: |\n");
-    let verdict = |s: &RunSide| if s.passed { "PASSED" } else { "FAILED" };
-    let _ = writeln!(t, "| verdict | {} | {} |", verdict(before), verdict(after));
-    let _ = writeln!(
-        t,
-        "| lock errors | {} | {} |",
-        opt(before.lock_errors),
-        opt(after.lock_errors)
-    );
-    let _ = writeln!(
-        t,
-        "| failed requests | {} of {} | {} of {} |",
-        count(before.failed_requests),
-        count(before.requests),
-        count(after.failed_requests),
-        count(after.requests)
-    );
-    let _ = writeln!(
-        t,
-        "| lost writes | {} | {} |",
-        opt(before.lost_writes),
-        opt(after.lost_writes)
-    );
-    let mut names: Vec<&String> = before.p99_ms.keys().chain(after.p99_ms.keys()).collect();
-    names.sort();
-    names.dedup();
-    for n in names {
-        let p = |s: &RunSide| s.p99_ms.get(n).map_or("-".to_owned(), |v| fixed(*v, 1));
-        let _ = writeln!(t, "| p99 ms {} | {} | {} |", cell(n), p(before), p(after));
+    for (name, before, after) in v.rows() {
+        let _ = writeln!(t, "| {} | {before} | {after} |", cell(&name));
     }
     t
 }
@@ -206,7 +176,7 @@ fn write_verify(out: &mut String, v: &Verification) -> fmt::Result {
         )?;
     }
     if v.after.requests > 0 {
-        writeln!(out, "{}", verify_table(&v.before, &v.after))?;
+        writeln!(out, "{}", verify_table(v))?;
         writeln!(
             out,
             "Reports: [as the app is]({}), [with the fix]({}).\n",

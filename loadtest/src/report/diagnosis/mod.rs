@@ -276,3 +276,36 @@ pub struct RunSide {
     /// p99 of each request, in milliseconds.
     pub p99_ms: BTreeMap<String, f64>,
 }
+
+impl Verification {
+    /// The before/after table's rows, (figure, before, after), for every rendering: the
+    /// verdicts, lock errors, failed requests, lost writes, then each request's p99 in ms.
+    pub fn rows(&self) -> Vec<(String, String, String)> {
+        use crate::report::format::{count, fixed};
+        let (b, a) = (&self.before, &self.after);
+        let opt = |n: Option<u64>| n.map_or("unknown".to_owned(), count);
+        let verdict = |s: &RunSide| if s.passed { "PASSED" } else { "FAILED" }.to_owned();
+        let failed = |s: &RunSide| format!("{} of {}", count(s.failed_requests), count(s.requests));
+        let mut rows = vec![
+            ("verdict".to_owned(), verdict(b), verdict(a)),
+            (
+                "lock errors".to_owned(),
+                opt(b.lock_errors),
+                opt(a.lock_errors),
+            ),
+            ("failed requests".to_owned(), failed(b), failed(a)),
+            (
+                "lost writes".to_owned(),
+                opt(b.lost_writes),
+                opt(a.lost_writes),
+            ),
+        ];
+        let names: std::collections::BTreeSet<&String> =
+            b.p99_ms.keys().chain(a.p99_ms.keys()).collect();
+        for n in names {
+            let p = |s: &RunSide| s.p99_ms.get(n).map_or("-".to_owned(), |v| fixed(*v, 1));
+            rows.push((format!("p99 ms {n}"), p(b), p(a)));
+        }
+        rows
+    }
+}
